@@ -1,0 +1,253 @@
+import { desc, eq, gt } from "drizzle-orm";
+import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
+import { countingD1 } from "./d1-counter";
+import * as schema from "./db/catalog-schema";
+import {
+  type CreateEventInput,
+  DEFAULT_ADMIT_PER_MINUTE,
+  DEFAULT_EVENT_HOLD_SECONDS,
+  defaultGaShards,
+  type EventDoc,
+  type EventSummary,
+  type Section,
+  sectionCapacity,
+  type UpdateEventInput,
+} from "./event-schema";
+import { EVENT_ID, newId } from "./ids";
+import { ApiError } from "./problem";
+import { type CachedBody, type CacheLayer, ReadThroughCache } from "./read-cache";
+
+/**
+ * The event catalog: D1 is the source of truth, KV holds the read models (one document per event and
+ * the list), and every public read goes through {@link ReadThroughCache}.
+ *
+ * Staleness (documented in README): the isolate micro-cache serves a value for up to 1 s, the Cache API
+ * for up to 5 s in one data centre, and KV may take up to 60 s to reach other locations. An organizer's
+ * change is written to D1 and KV at once and evicted from the answering isolate and data centre.
+ */
+
+export type CatalogDb = DrizzleD1Database<typeof schema>;
+
+/** KV keys of the read models. */
+export const kvKeys = {
+  event: (id: string) => `event:${id}`,
+  list: "events:list",
+} as const;
+
+/** The bindings the catalog needs. */
+export interface CatalogDeps {
+  db: CatalogDb;
+  kv: KVNamespace;
+}
+
+const dbs = new WeakMap<D1Database, CatalogDb>();
+/** A drizzle handle on the catalog D1, counting every statement in metrics. One per binding. */
+export function catalogDb(d1: D1Database): CatalogDb {
+  let db = dbs.get(d1);
+  if (!db) {
+    db = drizzle(countingD1(d1, "catalog"), { schema });
+    dbs.set(d1, db);
+  }
+  return db;
+}
+
+/** The public document of an event row. */
+export function eventDocFromRow(row: schema.EventRow): EventDoc {
+  return {
+    id: row.id,
+    name: row.name,
+    venue: row.venue,
+    startsAt: row.startsAt,
+    saleStartsAt: row.saleStartsAt,
+    currency: row.currency,
+    perCustomerLimit: row.perCustomerLimit,
+    holdSeconds: row.holdSeconds,
+    waitingRoom: { enabled: row.waitingRoomEnabled, admitPerMinute: row.admitPerMinute },
+    minPrice: row.minPrice,
+    capacity: row.capacity,
+    sections: row.sections as Section[],
+    version: row.version,
+    updatedAt: row.updatedAt,
+  };
+}
+
+const toIso = (s: string) => new Date(s).toISOString();
+
+/** Creates an event owned by `organizerId`, then publishes its read models. */
+export async function createEvent(deps: CatalogDeps, organizerId: string, input: CreateEventInput): Promise<EventDoc> {
+  const sections: Section[] = input.sections.map((s) =>
+    s.kind === "seated"
+      ? { id: s.id, name: s.name, kind: "seated", price: s.price, capacity: sectionCapacity(s), rows: s.rows }
+      : { id: s.id, name: s.name, kind: "ga", price: s.price, capacity: s.capacity, shards: s.shards ?? defaultGaShards(s.capacity) },
+  );
+  const now = new Date().toISOString();
+  const row: schema.NewEventRow = {
+    id: newId("evt"),
+    organizerId,
+    name: input.name,
+    venue: input.venue,
+    startsAt: toIso(input.startsAt),
+    saleStartsAt: toIso(input.saleStartsAt),
+    currency: input.currency,
+    perCustomerLimit: input.perCustomerLimit,
+    holdSeconds: input.holdSeconds ?? DEFAULT_EVENT_HOLD_SECONDS,
+    waitingRoomEnabled: input.waitingRoom?.enabled ?? false,
+    admitPerMinute: input.waitingRoom?.admitPerMinute ?? DEFAULT_ADMIT_PER_MINUTE,
+    sections,
+    minPrice: Math.min(...sections.map((s) => s.price)),
+    capacity: sections.reduce((n, s) => n + s.capacity, 0),
+    soldOut: false,
+    version: 1,
+    createdAt: now,
+    updatedAt: now,
+  };
+  const [inserted] = await deps.db.insert(schema.events).values(row).returning();
+  if (!inserted) throw new Error("insert returned no row");
+  const doc = eventDocFromRow(inserted);
+  await publishEvent(deps, doc);
+  return doc;
+}
+
+/** Applies an organizer's change. Only the event's organizer or an admin may call it (checked here). */
+export async function updateEvent(
+  deps: CatalogDeps,
+  id: string,
+  actor: { sub: string; role: string },
+  patch: UpdateEventInput,
+): Promise<EventDoc> {
+  const current = await findEventRow(deps.db, id);
+  if (!current || (actor.role !== "admin" && current.organizerId !== actor.sub)) throw new ApiError("not_found", `No event ${id}.`);
+  const startsAt = patch.startsAt ? toIso(patch.startsAt) : current.startsAt;
+  const saleStartsAt = patch.saleStartsAt ? toIso(patch.saleStartsAt) : current.saleStartsAt;
+  if (Date.parse(saleStartsAt) >= Date.parse(startsAt))
+    throw new ApiError("validation_failed", "saleStartsAt must be before startsAt", {
+      errors: [{ path: "saleStartsAt", message: "saleStartsAt must be before startsAt" }],
+    });
+  const [row] = await deps.db
+    .update(schema.events)
+    .set({
+      name: patch.name ?? current.name,
+      venue: patch.venue ?? current.venue,
+      startsAt,
+      saleStartsAt,
+      version: current.version + 1,
+      updatedAt: new Date().toISOString(),
+    })
+    .where(eq(schema.events.id, id))
+    .returning();
+  if (!row) throw new ApiError("not_found", `No event ${id}.`);
+  const doc = eventDocFromRow(row);
+  await publishEvent(deps, doc);
+  return doc;
+}
+
+/** The event row, or undefined (one D1 query; ids of the wrong shape never reach D1). */
+export async function findEventRow(db: CatalogDb, id: string): Promise<schema.EventRow | undefined> {
+  if (!EVENT_ID.test(id)) return undefined;
+  return db.query.events.findFirst({ where: eq(schema.events.id, id) });
+}
+
+/** Serialized body of GET /v1/events/:id. */
+export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc });
+
+/** Writes the event's KV document and republishes the list. A KV failure is thrown, not swallowed. */
+export async function publishEvent(deps: CatalogDeps, doc: EventDoc): Promise<void> {
+  await deps.kv.put(kvKeys.event(doc.id), eventBody(doc));
+  await publishEventList(deps);
+}
+
+/** Most events in the public list. */
+export const LIST_LIMIT = 200;
+
+/** Rebuilds `events:list` from D1: upcoming events, soonest sale first. */
+export async function publishEventList(deps: CatalogDeps): Promise<string> {
+  const rows = await deps.db
+    .select()
+    .from(schema.events)
+    .where(gt(schema.events.startsAt, new Date().toISOString()))
+    .orderBy(desc(schema.events.saleStartsAt))
+    .limit(LIST_LIMIT);
+  rows.reverse();
+  const events: EventSummary[] = rows.map((r) => ({
+    id: r.id,
+    name: r.name,
+    venue: r.venue,
+    startsAt: r.startsAt,
+    saleStartsAt: r.saleStartsAt,
+    minPrice: r.minPrice,
+    currency: r.currency,
+    soldOut: r.soldOut,
+  }));
+  const body = JSON.stringify({ events });
+  await deps.kv.put(kvKeys.list, body);
+  return body;
+}
+
+/** Micro-cache TTLs of the catalog (documented staleness). */
+export const CATALOG_MICRO_TTL_MS = 1_000;
+export const CATALOG_EDGE_TTL_SECONDS = 5;
+
+let edgeCache: Cache | undefined;
+/** The shared catalog cache of this isolate. */
+export const catalogCache = new ReadThroughCache({
+  ttlMs: CATALOG_MICRO_TTL_MS,
+  negativeTtlMs: 5_000,
+  maxEntries: 20_000,
+  get edge() {
+    edgeCache ??= typeof caches === "undefined" ? undefined : caches.default;
+    return edgeCache;
+  },
+});
+
+/** What a cached catalog read needs from the request. */
+export interface ReadContext {
+  deps: CatalogDeps;
+  origin: string;
+  waitUntil: (p: Promise<unknown>) => void;
+}
+
+/** GET /v1/events/:id body through every layer; null when the event does not exist. */
+export function readEvent(ctx: ReadContext, id: string): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
+  const key = kvKeys.event(id);
+  if (!EVENT_ID.test(id)) return Promise.resolve({ value: null, layer: "micro" });
+  return catalogCache.get({
+    key,
+    cacheUrl: `${ctx.origin}/__cache/v1/events/${id}`,
+    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
+    waitUntil: ctx.waitUntil,
+    kv: () => ctx.deps.kv.get(key),
+    origin: async () => {
+      const row = await findEventRow(ctx.deps.db, id);
+      if (!row) return null;
+      const body = eventBody(eventDocFromRow(row));
+      ctx.waitUntil(ctx.deps.kv.put(key, body));
+      return body;
+    },
+  });
+}
+
+/** GET /v1/events body through every layer. */
+export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
+  return catalogCache.get({
+    key: kvKeys.list,
+    cacheUrl: `${ctx.origin}/__cache/v1/events`,
+    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
+    waitUntil: ctx.waitUntil,
+    kv: () => ctx.deps.kv.get(kvKeys.list),
+    origin: () => publishEventList(ctx.deps),
+  });
+}
+
+/** The event document for domain code (holds, queue): through the same cache, parsed. */
+export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDoc | null> {
+  const { value } = await readEvent(ctx, id);
+  return value ? (JSON.parse(value.body) as { event: EventDoc }).event : null;
+}
+
+/** Evicts an event (and the list) from this isolate and data centre after a change. */
+export async function invalidateEvent(origin: string, id: string): Promise<void> {
+  await Promise.all([
+    catalogCache.invalidate(kvKeys.event(id), `${origin}/__cache/v1/events/${id}`),
+    catalogCache.invalidate(kvKeys.list, `${origin}/__cache/v1/events`),
+  ]);
+}

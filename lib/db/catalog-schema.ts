@@ -1,0 +1,52 @@
+import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+/**
+ * The catalog D1 database: events as the organizer created them (source of truth for the read models in
+ * KV) and operational records (dead letters). Migrations: `npm run db:generate` → migrations/d1/catalog.
+ */
+export const events = sqliteTable(
+  "events",
+  {
+    id: text("id").primaryKey(),
+    organizerId: text("organizer_id").notNull(),
+    name: text("name").notNull(),
+    venue: text("venue").notNull(),
+    startsAt: text("starts_at").notNull(),
+    saleStartsAt: text("sale_starts_at").notNull(),
+    currency: text("currency").notNull(),
+    perCustomerLimit: integer("per_customer_limit").notNull(),
+    holdSeconds: integer("hold_seconds").notNull(),
+    waitingRoomEnabled: integer("waiting_room_enabled", { mode: "boolean" }).notNull(),
+    admitPerMinute: integer("admit_per_minute").notNull(),
+    /** JSON array of sections (immutable after creation). */
+    sections: text("sections", { mode: "json" }).notNull(),
+    minPrice: integer("min_price").notNull(),
+    capacity: integer("capacity").notNull(),
+    soldOut: integer("sold_out", { mode: "boolean" }).notNull().default(false),
+    version: integer("version").notNull().default(1),
+    createdAt: text("created_at").notNull(),
+    updatedAt: text("updated_at").notNull(),
+  },
+  (t) => [index("events_starts_at_idx").on(t.startsAt), index("events_organizer_idx").on(t.organizerId)],
+);
+export type EventRow = typeof events.$inferSelect;
+export type NewEventRow = typeof events.$inferInsert;
+
+/** Messages that exhausted their retries, as received from a dead-letter queue. */
+export const deadLetters = sqliteTable(
+  "dead_letters",
+  {
+    id: text("id").primaryKey(),
+    queue: text("queue").notNull(),
+    body: text("body", { mode: "json" }).notNull(),
+    attempts: integer("attempts").notNull(),
+    firstFailedAt: text("first_failed_at").notNull(),
+    lastError: text("last_error"),
+    status: text("status", { enum: ["dead", "replayed"] })
+      .notNull()
+      .default("dead"),
+    replayedAt: text("replayed_at"),
+  },
+  (t) => [index("dead_letters_status_idx").on(t.status, t.queue)],
+);
+export type DeadLetterRow = typeof deadLetters.$inferSelect;

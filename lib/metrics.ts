@@ -1,0 +1,135 @@
+/**
+ * In-isolate metrics with Prometheus text exposition.
+ *
+ * Each isolate keeps its own counters; `/metrics` shows the isolate that answered it (plus the figures
+ * the Durable Objects report about themselves). Across isolates, production aggregates through Workers
+ * Analytics Engine; see README "Metrics". Label values must come from closed sets (route patterns,
+ * status codes), never from user input, so the series count stays bounded.
+ */
+
+type Labels = Record<string, string | number>;
+
+const DEFAULT_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+interface CounterDef {
+  kind: "counter" | "gauge";
+  help: string;
+  values: Map<string, { labels: Labels; value: number }>;
+}
+interface HistogramDef {
+  kind: "histogram";
+  help: string;
+  buckets: number[];
+  values: Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>;
+}
+type Def = CounterDef | HistogramDef;
+
+const keyOf = (labels: Labels): string => {
+  let k = "";
+  for (const name in labels) k += `${name}=${labels[name]},`;
+  return k;
+};
+
+const escapeLabel = (v: string | number): string => String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+
+const renderLabels = (labels: Labels, extra?: [string, string]): string => {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+  if (extra) parts.push(`${extra[0]}="${extra[1]}"`);
+  return parts.length ? `{${parts.join(",")}}` : "";
+};
+
+/** A registry of named metrics. One default instance serves the Worker; tests may make their own. */
+export class Registry {
+  private readonly defs = new Map<string, Def>();
+
+  /** Adds `by` (default 1) to a counter. */
+  inc(name: string, labels: Labels = {}, by = 1, help = ""): void {
+    const def = this.scalar(name, "counter", help);
+    const k = keyOf(labels);
+    const cur = def.values.get(k);
+    if (cur) cur.value += by;
+    else def.values.set(k, { labels, value: by });
+  }
+
+  /** Sets a gauge. */
+  set(name: string, labels: Labels, value: number, help = ""): void {
+    this.scalar(name, "gauge", help).values.set(keyOf(labels), { labels, value });
+  }
+
+  /** Records one observation in a histogram (milliseconds by default buckets). */
+  observe(name: string, labels: Labels, value: number, help = "", buckets = DEFAULT_BUCKETS_MS): void {
+    let def = this.defs.get(name);
+    if (!def) {
+      def = { kind: "histogram", help, buckets, values: new Map() };
+      this.defs.set(name, def);
+    }
+    if (def.kind !== "histogram") throw new Error(`metric ${name} is not a histogram`);
+    const k = keyOf(labels);
+    let cur = def.values.get(k);
+    if (!cur) {
+      cur = { labels, counts: new Array(def.buckets.length).fill(0), sum: 0, count: 0 };
+      def.values.set(k, cur);
+    }
+    for (let i = 0; i < def.buckets.length; i++) if (value <= (def.buckets[i] as number)) cur.counts[i] = (cur.counts[i] as number) + 1;
+    cur.sum += value;
+    cur.count += 1;
+  }
+
+  /** Current value of a counter or gauge series, 0 when absent. */
+  value(name: string, labels: Labels = {}): number {
+    const def = this.defs.get(name);
+    if (!def || def.kind === "histogram") return 0;
+    return def.values.get(keyOf(labels))?.value ?? 0;
+  }
+
+  /** Sum of a counter over all its series whose labels include `match`. */
+  sum(name: string, match: Labels = {}): number {
+    const def = this.defs.get(name);
+    if (!def || def.kind === "histogram") return 0;
+    let total = 0;
+    for (const { labels, value } of def.values.values()) {
+      if (Object.entries(match).every(([k, v]) => String(labels[k]) === String(v))) total += value;
+    }
+    return total;
+  }
+
+  /** Prometheus text exposition format 0.0.4. */
+  render(): string {
+    const lines: string[] = [];
+    for (const [name, def] of [...this.defs.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+      if (def.help) lines.push(`# HELP ${name} ${def.help}`);
+      lines.push(`# TYPE ${name} ${def.kind}`);
+      if (def.kind === "histogram") {
+        for (const v of def.values.values()) {
+          def.buckets.forEach((b, i) => {
+            lines.push(`${name}_bucket${renderLabels(v.labels, ["le", String(b)])} ${v.counts[i]}`);
+          });
+          lines.push(`${name}_bucket${renderLabels(v.labels, ["le", "+Inf"])} ${v.count}`);
+          lines.push(`${name}_sum${renderLabels(v.labels)} ${v.sum}`);
+          lines.push(`${name}_count${renderLabels(v.labels)} ${v.count}`);
+        }
+      } else {
+        for (const v of def.values.values()) lines.push(`${name}${renderLabels(v.labels)} ${v.value}`);
+      }
+    }
+    return `${lines.join("\n")}\n`;
+  }
+
+  /** Forgets everything (tests). */
+  reset(): void {
+    this.defs.clear();
+  }
+
+  private scalar(name: string, kind: "counter" | "gauge", help: string): CounterDef {
+    let def = this.defs.get(name);
+    if (!def) {
+      def = { kind, help, values: new Map() };
+      this.defs.set(name, def);
+    }
+    if (def.kind !== kind) throw new Error(`metric ${name} is a ${def.kind}, not a ${kind}`);
+    return def;
+  }
+}
+
+/** The Worker isolate's registry. */
+export const metrics = new Registry();

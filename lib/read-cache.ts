@@ -1,0 +1,153 @@
+import { metrics } from "./metrics";
+
+/**
+ * The read path of DESIGN.md: in-isolate micro-cache (with request coalescing) → Cache API → KV → origin.
+ *
+ * Values are response bodies already serialized, with their ETag, so a hit costs a Map lookup and a
+ * `new Response(string)`. Misses are coalesced: one request per isolate per key goes further while the
+ * others wait for it. Not-found answers are cached too (shorter), so a storm of unknown ids cannot reach
+ * the database.
+ */
+
+/** A serialized body and its strong ETag. */
+export interface CachedBody {
+  body: string;
+  etag: string;
+}
+
+/** Where an answer came from. `micro` and `coalesced` never left the isolate; `edge` is the Cache API. */
+export type CacheLayer = "micro" | "coalesced" | "edge" | "kv" | "origin";
+
+/** Layers counted as cache hits: the answer came from a cache, not from the read model or the database. */
+export const HIT_LAYERS: ReadonlySet<CacheLayer> = new Set(["micro", "coalesced", "edge"]);
+
+/** How to fill one key. */
+export interface ReadThroughSource {
+  /** Logical key in the micro-cache and metrics (never user-controlled beyond a validated id). */
+  key: string;
+  /** Absolute URL used as the Cache API key. */
+  cacheUrl: string;
+  /** Seconds the Cache API keeps the entry (`s-maxage`). */
+  edgeTtlSeconds: number;
+  /** Reads the serialized body from KV; null when absent. */
+  kv: () => Promise<string | null>;
+  /** Builds the body from the source of truth (and republishes it to KV); null when it does not exist. */
+  origin: () => Promise<string | null>;
+  /** Keeps background writes (Cache API puts) alive after the response. */
+  waitUntil: (p: Promise<unknown>) => void;
+}
+
+/** Settings of one micro-cache. */
+export interface MicroCacheOptions {
+  /** How long a found value is served from memory. */
+  ttlMs: number;
+  /** How long a not-found answer is served from memory. */
+  negativeTtlMs: number;
+  /** Most keys kept; the oldest inserted is dropped first. */
+  maxEntries: number;
+  /** The Cache API to use; undefined disables that layer. */
+  edge?: Cache;
+}
+
+interface Entry {
+  value: CachedBody | null;
+  expires: number;
+}
+
+/** 64-bit FNV-1a of a string, as 16 hex digits. Fast and stable; used for ETags, not for security. */
+export function fnv64(s: string): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+}
+
+/** Wraps a serialized body with its ETag. */
+export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
+
+/** A read-through cache for one kind of document. */
+export class ReadThroughCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly inflight = new Map<string, Promise<CachedBody | null>>();
+
+  constructor(private readonly opts: MicroCacheOptions) {}
+
+  /** The value of `src.key` and the layer that answered. */
+  async get(src: ReadThroughSource): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
+    const now = Date.now();
+    const hit = this.entries.get(src.key);
+    if (hit && hit.expires > now) return this.count({ value: hit.value, layer: "micro" });
+
+    const pending = this.inflight.get(src.key);
+    if (pending) return this.count({ value: await pending, layer: "coalesced" });
+
+    let layer: CacheLayer = "origin";
+    const fill = (async () => {
+      const filled = await this.fill(src);
+      layer = filled.layer;
+      return filled.value;
+    })();
+    this.inflight.set(src.key, fill);
+    try {
+      const value = await fill;
+      this.remember(src.key, value);
+      return this.count({ value, layer });
+    } finally {
+      this.inflight.delete(src.key);
+    }
+  }
+
+  /** Forgets a key in this isolate and in this data centre's Cache API (after an organizer's change). */
+  async invalidate(key: string, cacheUrl: string): Promise<void> {
+    this.entries.delete(key);
+    await this.opts.edge?.delete(cacheUrl);
+  }
+
+  /** Empties the micro-cache (tests). */
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private remember(key: string, value: CachedBody | null): void {
+    if (this.entries.size >= this.opts.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { value, expires: Date.now() + (value ? this.opts.ttlMs : this.opts.negativeTtlMs) });
+  }
+
+  private async fill(src: ReadThroughSource): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
+    const edge = this.opts.edge;
+    if (edge) {
+      const cached = await edge.match(src.cacheUrl);
+      if (cached) {
+        const body = await cached.text();
+        return { value: { body, etag: cached.headers.get("ETag") ?? withEtag(body).etag }, layer: "edge" };
+      }
+    }
+    let layer: CacheLayer = "kv";
+    let body = await src.kv();
+    if (body === null) {
+      layer = "origin";
+      body = await src.origin();
+    }
+    if (body === null) return { value: null, layer };
+    const value = withEtag(body);
+    if (edge) {
+      const res = new Response(value.body, {
+        headers: { "Content-Type": "application/json", "Cache-Control": `public, s-maxage=${src.edgeTtlSeconds}`, ETag: value.etag },
+      });
+      src.waitUntil(edge.put(src.cacheUrl, res));
+    }
+    return { value, layer };
+  }
+
+  private count(r: { value: CachedBody | null; layer: CacheLayer }) {
+    metrics.inc("breakwater_cache_lookups_total", { layer: r.layer }, 1, "Catalog reads by the layer that answered");
+    return r;
+  }
+}

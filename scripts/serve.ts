@@ -1,0 +1,241 @@
+/**
+ * `npm run serve` / `npm start`: the Worker on workerd through miniflare with `unsafeDirectSockets`, so
+ * requests reach workerd without the development proxy (the fast path that benchmarks measure).
+ *
+ * Same configuration as wrangler.toml (local D1, KV, queues, Durable Objects, cron), DEV_AUTH on, state
+ * in STATE_DIR (default .wrangler/state, the layout `wrangler dev` uses) so it survives a restart.
+ * Migrations are applied on start. `--seed` creates the demo event when it is missing.
+ *
+ * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1),
+ * BUILD=0 to reuse the last bundle.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { convertV4MiniflareOptions, Log, LogLevel, Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
+
+const root = path.resolve(import.meta.dirname, "..");
+const configPath = path.join(root, "wrangler.toml");
+const bundleDir = path.join(root, ".build", "worker");
+
+/** Reads KEY=VALUE lines (.dev.vars format). */
+function readVars(file: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    const m = /^\s*([A-Z0-9_]+)\s*=\s*(.*)\s*$/.exec(line);
+    if (m?.[1]) vars[m[1]] = (m[2] ?? "").replace(/^"(.*)"$/, "$1");
+  }
+  return vars;
+}
+
+/** Local vars: .dev.vars, else .dev.vars.example; then overrides from the environment. */
+export function localVars(): Record<string, string> {
+  const file = existsSync(path.join(root, ".dev.vars")) ? ".dev.vars" : ".dev.vars.example";
+  const vars = readVars(path.join(root, file));
+  for (const key of ["REQUEST_LOG", "DEV_AUTH", "ORDER_SHARDS", "SHARD_BACKEND", "MAX_BODY_BYTES", "HOLD_SECONDS_DEFAULT"]) {
+    const v = process.env[key];
+    if (v !== undefined) vars[key] = v;
+  }
+  return vars;
+}
+
+/** Applies unapplied migrations to one D1 database, tracked in `d1_migrations` like wrangler does. */
+async function migrate(mf: Miniflare, binding: string, dir: string): Promise<string[]> {
+  const db = await mf.getD1Database(binding);
+  await db
+    .prepare(
+      "CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
+    )
+    .run();
+  const applied = new Set((await db.prepare("SELECT name FROM d1_migrations").all<{ name: string }>()).results.map((r) => r.name));
+  const files = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => f.endsWith(".sql"))
+        .sort()
+    : [];
+  const done: string[] = [];
+  for (const file of files) {
+    if (applied.has(file)) continue;
+    const statements = unstable_splitSqlQuery(readFileSync(path.join(dir, file), "utf8"));
+    await db.batch([...statements.map((s) => db.prepare(s)), db.prepare("INSERT INTO d1_migrations (name) VALUES (?)").bind(file)]);
+    done.push(`${binding}:${file}`);
+  }
+  return done;
+}
+
+/** Options of {@link startServer}. */
+export interface ServeOptions {
+  port?: number;
+  host?: string;
+  stateDir?: string;
+  build?: boolean;
+  vars?: Record<string, string>;
+  /** Run the cron trigger every minute, as production does. */
+  cron?: boolean;
+  log?: boolean;
+}
+
+/** Builds the bundle, starts workerd, applies migrations. Returns the URL and a stop function. */
+export async function startServer(opts: ServeOptions = {}): Promise<{ url: string; mf: Miniflare; stop: () => Promise<void> }> {
+  const port = opts.port ?? 8787;
+  const host = opts.host ?? "127.0.0.1";
+  const stateDir = path.resolve(opts.stateDir ?? path.join(root, ".wrangler", "state"));
+  if (opts.build !== false || !existsSync(path.join(bundleDir, "index.js"))) {
+    execFileSync(
+      process.execPath,
+      [
+        path.join(root, "node_modules", "wrangler", "bin", "wrangler.js"),
+        "deploy",
+        "--dry-run",
+        "--outdir",
+        bundleDir,
+        "--config",
+        configPath,
+      ],
+      {
+        cwd: root,
+        stdio: ["ignore", "ignore", "inherit"],
+        env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+      },
+    );
+  }
+  // The bundle is one file, so module rules do not apply (and Miniflare 5 cannot convert them).
+  const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
+  const config = unstable_readConfig({ config: configPath });
+  // Miniflare 5 takes its own option shape; convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
+  const mf = new Miniflare(
+    convertV4MiniflareOptions({
+      workers: [
+        {
+          ...workerOptions,
+          name: config.name ?? "breakwater",
+          modules: true,
+          scriptPath: path.join(bundleDir, "index.js"),
+          bindings: {
+            ...workerOptions.bindings,
+            ...(opts.vars ?? localVars()),
+          },
+          unsafeDirectSockets: [{ host, port, proxy: false }],
+        },
+      ],
+      resourcePersistencePath: path.join(stateDir, "v3"),
+      unsafeTriggerHandlers: true,
+      // No network here: do not fetch the Request.cf object from Cloudflare; use the built-in placeholder.
+      cf: false,
+      log: new Log(opts.log === false ? LogLevel.WARN : LogLevel.INFO),
+    }),
+  );
+  await mf.ready;
+  const applied: string[] = [];
+  for (const d1 of config.d1_databases) {
+    if (d1.migrations_dir) applied.push(...(await migrate(mf, d1.binding, path.join(root, d1.migrations_dir))));
+  }
+  if (applied.length && opts.log !== false) console.log(`applied migrations: ${applied.join(", ")}`);
+  let timer: NodeJS.Timeout | undefined;
+  if (opts.cron !== false) {
+    const crons = config.triggers?.crons ?? [];
+    timer = setInterval(() => {
+      for (const cron of crons)
+        mf.dispatchFetch(`http://localhost/cdn-cgi/local/scheduled?cron=${encodeURIComponent(cron)}`).then(
+          (r) => r.arrayBuffer(),
+          (err: unknown) => console.error(`cron ${cron} failed:`, err),
+        );
+    }, 60_000);
+    timer.unref();
+  }
+  return {
+    url: `http://${host}:${port}`,
+    mf,
+    stop: async () => {
+      if (timer) clearInterval(timer);
+      await mf.dispose();
+    },
+  };
+}
+
+/** Demo event name; `--seed` creates it once. */
+const DEMO_NAME = "Breakwater Demo Night";
+
+/** Creates the demo event through the public API unless it exists. Returns its id. */
+export async function seedDemo(url: string): Promise<string> {
+  const post = async (p: string, body: unknown, token?: string) => {
+    const res = await fetch(url + p, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`POST ${p} → ${res.status} ${await res.text()}`);
+    return res.json() as Promise<Record<string, unknown>>;
+  };
+  const list = (await (await fetch(`${url}/v1/events`)).json()) as {
+    events: { id: string; name: string }[];
+  };
+  const existing = list.events.find((e) => e.name === DEMO_NAME);
+  if (existing) return existing.id;
+  const { token } = (await post("/v1/auth/dev-token", {
+    sub: "demo-organizer",
+    role: "organizer",
+  })) as { token: string };
+  const now = Date.now();
+  const { event } = (await post(
+    "/v1/events",
+    {
+      name: DEMO_NAME,
+      venue: "Harbour Arena",
+      startsAt: new Date(now + 30 * 86_400_000).toISOString(),
+      saleStartsAt: new Date(now - 60_000).toISOString(),
+      currency: "EUR",
+      perCustomerLimit: 4,
+      holdSeconds: 300,
+      sections: [
+        {
+          id: "floor",
+          name: "Floor (standing)",
+          kind: "ga",
+          price: 4500,
+          capacity: 2000,
+          shards: 4,
+        },
+        {
+          id: "a",
+          name: "Block A",
+          kind: "seated",
+          price: 8900,
+          rows: Array.from({ length: 10 }, (_, i) => ({
+            id: String(i + 1),
+            seats: 20,
+          })),
+        },
+      ],
+    },
+    token,
+  )) as { event: { id: string } };
+  return event.id;
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename);
+if (isMain) {
+  const seed = process.argv.includes("--seed");
+  const server = await startServer({
+    port: Number(process.env.PORT ?? 8787),
+    host: process.env.HOST ?? "127.0.0.1",
+    stateDir: process.env.STATE_DIR,
+    build: process.env.BUILD !== "0",
+  });
+  console.log(`Breakwater is serving ${server.url} (workerd, direct socket; state in ${process.env.STATE_DIR ?? ".wrangler/state"})`);
+  if (seed) {
+    const id = await seedDemo(server.url);
+    console.log(`Demo event: ${server.url}/v1/events/${id}`);
+    console.log(`  availability: ${server.url}/v1/events/${id}/availability   docs: ${server.url}/docs`);
+  }
+  const shutdown = async () => {
+    await server.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { app } from "../../workers/app";
+import { registeredRoutes } from "../../workers/openapi";
+import { call, tokenFor } from "../helpers";
+
+describe("/openapi.json", () => {
+  it("documents every route the app serves, from the validating schemas", async () => {
+    const res = await call("/openapi.json");
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as {
+      openapi: string;
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            requestBody?: { content: Record<string, { schema: { properties?: Record<string, unknown>; additionalProperties?: unknown } }> };
+          }
+        >
+      >;
+    };
+    expect(doc.openapi).toBe("3.1.0");
+    const served = new Set(
+      app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`),
+    );
+    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m} ${p}`)));
+    expect([...served].filter((r) => !documented.has(r))).toEqual([]);
+    expect([...documented].filter((r) => !served.has(r))).toEqual([]);
+    const create = doc.paths["/v1/events"]?.post?.requestBody?.content["application/json"]?.schema;
+    expect(Object.keys(create?.properties ?? {})).toEqual(expect.arrayContaining(["name", "sections", "perCustomerLimit"]));
+    expect(create?.additionalProperties).toBe(false);
+    expect(registeredRoutes().length).toBe(documented.size);
+  });
+
+  it("renders /docs", async () => {
+    const res = await call("/docs");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Content-Type")).toContain("text/html");
+    expect(await res.text()).toContain("/openapi.json");
+  });
+});
+
+describe("/metrics", () => {
+  it("is for admins only and speaks Prometheus text", async () => {
+    expect((await call("/metrics")).status).toBe(401);
+    expect((await call("/metrics", { token: await tokenFor("b", "buyer") })).status).toBe(403);
+    await call("/healthz");
+    const res = await call("/metrics", { token: await tokenFor("root", "admin") });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain("# TYPE breakwater_http_requests_total counter");
+    expect(text).toMatch(/breakwater_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+/);
+  });
+});

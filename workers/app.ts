@@ -1,0 +1,59 @@
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { listVar } from "../lib/config";
+import { accessLog } from "./middleware/access-log";
+import { bodyLimit } from "./middleware/body-limit";
+import { notFound, onError } from "./middleware/error-handler";
+import { requestId } from "./middleware/request-id";
+import { securityHeaders } from "./middleware/security-headers";
+import { devAuth } from "./routes/auth";
+import { events } from "./routes/events";
+import { system } from "./routes/system";
+import type { AppEnv } from "./types";
+
+/**
+ * Builds the edge app. Order matters: the request id comes first so every later line and error carries
+ * it; the access log wraps everything that can fail; CORS answers preflights before auth; the body limit
+ * runs before any route reads a body.
+ */
+export function buildApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.use("*", requestId());
+  app.use("*", accessLog());
+  app.use("*", securityHeaders());
+  app.use(
+    "*",
+    cors({
+      origin: (origin, c) => {
+        const allowed = listVar(c.env.CORS_ORIGINS);
+        if (allowed.includes("*")) return "*";
+        return allowed.includes(origin) ? origin : null;
+      },
+      allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+      allowHeaders: [
+        "Authorization",
+        "Content-Type",
+        "Idempotency-Key",
+        "X-Queue-Ticket",
+        "X-Queue-Pass",
+        "If-None-Match",
+        "traceparent",
+        "X-Request-Id",
+      ],
+      exposeHeaders: ["X-Request-Id", "ETag", "Retry-After", "RateLimit", "RateLimit-Policy", "Idempotency-Replayed", "Location"],
+      maxAge: 600,
+    }),
+  );
+  app.use("*", bodyLimit());
+
+  app.route("/", system);
+  app.route("/", devAuth);
+  app.route("/", events);
+
+  app.notFound(notFound);
+  app.onError(onError);
+  return app;
+}
+
+/** The app the Worker serves. */
+export const app = buildApp();

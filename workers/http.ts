@@ -1,0 +1,49 @@
+import type { Context } from "hono";
+import type { Principal } from "../lib/auth";
+import { type CatalogDeps, catalogDb, type ReadContext } from "../lib/catalog";
+import type { CachedBody, CacheLayer } from "../lib/read-cache";
+import { HIT_LAYERS } from "../lib/read-cache";
+import type { AppEnv } from "./types";
+
+/**
+ * Small helpers shared by route files: building domain dependencies from the context and answering
+ * cacheable reads. Domain code never sees the Context; it gets what these return.
+ */
+
+/** Catalog bindings of this request. */
+export const catalogDeps = (c: Context<AppEnv>): CatalogDeps => ({ db: catalogDb(c.env.CATALOG_DB), kv: c.env.CATALOG_KV });
+
+/** What a cached catalog read needs. */
+export const readContext = (c: Context<AppEnv>): ReadContext => ({
+  deps: catalogDeps(c),
+  origin: new URL(c.req.url).origin,
+  waitUntil: (p) => c.executionCtx.waitUntil(p),
+});
+
+/** The signed-in caller (routes behind `auth()`). */
+export const principalOf = (c: Context<AppEnv>): Principal => c.get("principal");
+
+/** True when `If-None-Match` names `etag` (or is `*`). */
+export function etagMatches(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === "*") return true;
+  return header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
+}
+
+/**
+ * Answers a cacheable read: 200 with the body, or 304 when the client already has it. `maxAge` is the
+ * browser lifetime; shared caches may keep it `sMaxAge` and serve it stale while revalidating.
+ */
+export function sendCached(
+  c: Context<AppEnv>,
+  cached: { value: CachedBody; layer: CacheLayer },
+  policy: { maxAge: number; sMaxAge: number; swr: number },
+): Response {
+  c.set("cacheStatus", `${HIT_LAYERS.has(cached.layer) ? "hit" : "miss"}:${cached.layer}`);
+  const headers = {
+    "Cache-Control": `public, max-age=${policy.maxAge}, s-maxage=${policy.sMaxAge}, stale-while-revalidate=${policy.swr}`,
+    ETag: cached.value.etag,
+  };
+  if (etagMatches(c.req.header("If-None-Match"), cached.value.etag)) return c.body(null, 304, headers);
+  return c.body(cached.value.body, 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
+}

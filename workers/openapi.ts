@@ -1,0 +1,117 @@
+import { z } from "zod";
+import type { Role } from "../lib/auth";
+import { codeToStatus } from "../lib/problem";
+
+/**
+ * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. Each route file
+ * registers its routes with {@link describeRoute} next to the handler; `/openapi.json` renders them.
+ */
+
+export interface HeaderDoc {
+  name: string;
+  required?: boolean;
+  description: string;
+}
+
+export interface RouteDoc {
+  method: "get" | "post" | "put" | "patch" | "delete";
+  /** Hono path, e.g. `/v1/events/:id`. */
+  path: string;
+  summary: string;
+  tags: string[];
+  /** Roles allowed; empty array = any signed-in user; undefined = public. */
+  auth?: Role[];
+  body?: z.ZodType;
+  query?: z.ZodType;
+  headers?: HeaderDoc[];
+  responses: Record<number, { description: string; schema?: z.ZodType; headers?: string[] }>;
+  /** Problem codes this route may answer with. */
+  errors?: (keyof typeof codeToStatus)[];
+}
+
+const routes: RouteDoc[] = [];
+
+/** Registers a route in the document. Call once per route at module load. */
+export function describeRoute(doc: RouteDoc): void {
+  routes.push(doc);
+}
+
+/** The problem document schema (RFC 9457 with our `code` and `requestId`). */
+export const problemSchema = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.enum(Object.keys(codeToStatus) as [keyof typeof codeToStatus, ...(keyof typeof codeToStatus)[]]),
+  requestId: z.string(),
+  errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+});
+
+const jsonSchema = (schema: z.ZodType, io: "input" | "output") =>
+  z.toJSONSchema(schema, { io, unrepresentable: "any", target: "draft-2020-12" }) as Record<string, unknown>;
+
+const pathParams = (path: string) => [...path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1] as string);
+
+/** Builds the OpenAPI 3.1 document from the registered routes. */
+export function buildOpenApi(serverUrl: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const oaPath = r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
+    const parameters: unknown[] = pathParams(r.path).map((name) => ({ name, in: "path", required: true, schema: { type: "string" } }));
+    for (const h of r.headers ?? [])
+      parameters.push({ name: h.name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
+    if (r.query) {
+      const qs = jsonSchema(r.query, "input") as { properties?: Record<string, unknown>; required?: string[] };
+      for (const [name, schema] of Object.entries(qs.properties ?? {}))
+        parameters.push({ name, in: "query", required: qs.required?.includes(name) ?? false, schema });
+    }
+    const responses: Record<string, unknown> = {};
+    for (const [status, resp] of Object.entries(r.responses)) {
+      responses[status] = {
+        description: resp.description,
+        ...(resp.schema ? { content: { "application/json": { schema: jsonSchema(resp.schema, "output") } } } : {}),
+      };
+    }
+    const errorStatuses = new Map<number, string[]>();
+    for (const code of new Set([
+      ...(r.errors ?? []),
+      ...(r.body ? (["validation_failed"] as const) : []),
+      ...(r.auth ? (["unauthorized"] as const) : []),
+    ])) {
+      const status = codeToStatus[code];
+      errorStatuses.set(status, [...(errorStatuses.get(status) ?? []), code]);
+    }
+    if (r.auth?.length) errorStatuses.set(403, [...(errorStatuses.get(403) ?? []), "forbidden"]);
+    for (const [status, codes] of errorStatuses)
+      responses[String(status)] ??= {
+        description: `Problem: ${[...new Set(codes)].join(", ")}`,
+        content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+      };
+    paths[oaPath] ??= {};
+    (paths[oaPath] as Record<string, unknown>)[r.method] = {
+      summary: r.summary,
+      tags: r.tags,
+      ...(r.auth ? { security: [{ bearer: [] }], "x-roles": r.auth.length ? r.auth : ["any"] } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(r.body ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(r.body, "input") } } } } : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Breakwater API",
+      version: "1.0.0",
+      description: "Flash-sale ticketing. Errors are RFC 9457 problem documents with a stable `code`.",
+    },
+    servers: [{ url: serverUrl }],
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+      schemas: { Problem: jsonSchema(problemSchema, "output") },
+    },
+    paths,
+  };
+}
+
+/** Registered routes (tests compare them with the app's router). */
+export const registeredRoutes = (): readonly RouteDoc[] => routes;

@@ -1,0 +1,86 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { createEvent, invalidateEvent, readEvent, readEventList, updateEvent } from "../../lib/catalog";
+import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } from "../../lib/event-schema";
+import { ApiError } from "../../lib/problem";
+import { catalogDeps, principalOf, readContext, sendCached } from "../http";
+import { auth } from "../middleware/auth";
+import { validate } from "../middleware/validate";
+import { describeRoute } from "../openapi";
+import type { AppEnv } from "../types";
+
+/** Browser/shared-cache policy of catalog reads; matches the documented staleness. */
+const CATALOG_CACHE = { maxAge: 1, sMaxAge: 5, swr: 30 };
+
+const eventEnvelope = z.object({ event: eventSchema });
+const idParam = z.object({ id: z.string().max(64) });
+
+/** Organizer writes and public reads of the event catalog. */
+export const events = new Hono<AppEnv>();
+
+describeRoute({
+  method: "post",
+  path: "/v1/events",
+  summary: "Create an event (organizer)",
+  tags: ["organizer"],
+  auth: ["organizer", "admin"],
+  body: createEventInput,
+  responses: { 201: { description: "Created", schema: eventEnvelope } },
+  errors: ["payload_too_large", "unsupported_media_type"],
+});
+events.post("/v1/events", auth("organizer", "admin"), validate("json", createEventInput), async (c) => {
+  const doc = await createEvent(catalogDeps(c), principalOf(c).sub, c.req.valid("json"));
+  await invalidateEvent(new URL(c.req.url).origin, doc.id);
+  c.header("Location", `/v1/events/${doc.id}`);
+  return c.json({ event: doc }, 201);
+});
+
+describeRoute({
+  method: "patch",
+  path: "/v1/events/:id",
+  summary: "Change an event's name, venue or dates (its organizer or an admin)",
+  tags: ["organizer"],
+  auth: ["organizer", "admin"],
+  body: updateEventInput,
+  responses: { 200: { description: "Updated", schema: eventEnvelope } },
+  errors: ["not_found"],
+});
+events.patch("/v1/events/:id", auth("organizer", "admin"), validate("param", idParam), validate("json", updateEventInput), async (c) => {
+  const { id } = c.req.valid("param");
+  const doc = await updateEvent(catalogDeps(c), id, principalOf(c), c.req.valid("json"));
+  await invalidateEvent(new URL(c.req.url).origin, id);
+  return c.json({ event: doc });
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/events",
+  summary: "Upcoming events (cached)",
+  tags: ["catalog"],
+  headers: [{ name: "If-None-Match", description: "ETag of a copy you hold; 304 when unchanged" }],
+  responses: {
+    200: { description: "Events", schema: z.object({ events: z.array(eventSummarySchema) }) },
+    304: { description: "Not modified" },
+  },
+});
+events.get("/v1/events", async (c) => {
+  const read = await readEventList(readContext(c));
+  if (!read.value) throw new Error("event list could not be built");
+  return sendCached(c, { value: read.value, layer: read.layer }, CATALOG_CACHE);
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/events/:id",
+  summary: "One event with its sections (cached)",
+  tags: ["catalog"],
+  headers: [{ name: "If-None-Match", description: "ETag of a copy you hold; 304 when unchanged" }],
+  responses: { 200: { description: "The event", schema: eventEnvelope }, 304: { description: "Not modified" } },
+  errors: ["not_found"],
+});
+events.get("/v1/events/:id", async (c) => {
+  const id = c.req.param("id");
+  const read = await readEvent(readContext(c), id);
+  if (!read.value) throw new ApiError("not_found", `No event ${id}.`);
+  return sendCached(c, { value: read.value, layer: read.layer }, CATALOG_CACHE);
+});
