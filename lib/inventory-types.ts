@@ -1,0 +1,93 @@
+import type { ErrorCode } from "./problem";
+
+/**
+ * The contract between the edge and the Inventory Durable Objects, and the snapshots they publish.
+ * An Inventory DO owns one seated section (shard 0) or one capacity shard of a GA section.
+ */
+
+/** What an Inventory DO needs to know about its section; passed on calls so a DO initializes lazily. */
+export interface InventoryConfig {
+  eventId: string;
+  sectionId: string;
+  kind: "seated" | "ga";
+  /** Shard index (0 for seated) and shard count of the section. */
+  shard: number;
+  shards: number;
+  /** Places this DO owns (seated: all seats of the section; GA: this shard's share). */
+  capacity: number;
+  rows?: { id: string; seats: number }[];
+  price: number;
+  currency: string;
+  holdSeconds: number;
+}
+
+/** Hold states of API.md. */
+export type HoldStatus = "active" | "checking_out" | "expired" | "released" | "sold";
+
+/** A hold as the API shows it. */
+export interface HoldView {
+  id: string;
+  eventId: string;
+  sectionId: string;
+  seats: string[];
+  quantity: number;
+  total: number;
+  currency: string;
+  expiresAt: string;
+  status: HoldStatus;
+  /** Set once sold. */
+  orderId?: string;
+}
+
+/** Counts of one DO (seated section or GA shard). Invariant: available + held + sold = capacity. */
+export interface InventoryCounts {
+  capacity: number;
+  available: number;
+  held: number;
+  sold: number;
+}
+
+/** Health signals an Inventory DO reports (for the waiting room's adaptive admission rate). */
+export interface InventoryHealth {
+  /** p95 of hold-transaction latency inside the DO over the last report window, ms. */
+  holdLatencyP95Ms: number;
+  /** Holds attempted per second over the last window. */
+  holdsPerSecond: number;
+  /** Requests refused as overloaded in the window. */
+  overloads: number;
+  /** Active (and checking-out) holds now. */
+  activeHolds: number;
+}
+
+/** What an Inventory DO publishes about itself, at most about once a second, to its event's WaitingRoom DO. */
+export interface InventoryReport extends InventoryCounts {
+  sectionId: string;
+  shard: number;
+  /** Epoch ms when the counts were read. */
+  at: number;
+  health: InventoryHealth;
+}
+
+/** Availability of a section as GET /v1/events/:id/availability shows it. */
+export interface SectionAvailability extends InventoryCounts {
+  id: string;
+}
+
+/** GET /v1/events/:id/availability body. */
+export interface AvailabilitySnapshot {
+  eventId: string;
+  asOf: string;
+  sections: SectionAvailability[];
+}
+
+/** Places of GA shard `shard` of `shards` for a section of `capacity`: the remainder goes to the first shards. */
+export function gaShardCapacity(capacity: number, shards: number, shard: number): number {
+  return Math.floor(capacity / shards) + (shard < capacity % shards ? 1 : 0);
+}
+
+/** Failure of an inventory operation (crosses RPC as data, not as an exception). */
+export interface InventoryFailure {
+  ok: false;
+  code: ErrorCode;
+  detail: string;
+}

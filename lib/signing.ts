@@ -1,0 +1,82 @@
+/**
+ * Compact signed tokens (HMAC-SHA-256) for everything the platform signs: waiting-room tickets and
+ * passes, ticket QR codes, replayable ids. A token is `base64url(payload JSON).base64url(mac)`; each use
+ * has its own `purpose`, mixed into the key, so a token made for one purpose never verifies as another.
+ */
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const keys = new Map<string, Promise<CryptoKey>>();
+
+/** base64url without padding. */
+export function b64url(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Inverse of {@link b64url}; throws on malformed input. */
+export function fromB64url(s: string): Uint8Array {
+  if (!/^[A-Za-z0-9_-]*$/.test(s)) throw new Error("not base64url");
+  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** The HMAC key for one purpose, derived from the platform secret (cached per isolate). */
+function purposeKey(secret: string, purpose: string): Promise<CryptoKey> {
+  const id = `${purpose}\u0000${secret}`;
+  let key = keys.get(id);
+  if (!key) {
+    key = (async () => {
+      const root = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+      const derived = await crypto.subtle.sign("HMAC", root, enc.encode(`breakwater:${purpose}`));
+      return crypto.subtle.importKey("raw", derived, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+    })();
+    keys.set(id, key);
+  }
+  return key;
+}
+
+/** Signs a JSON payload for `purpose`. */
+export async function signToken(secret: string, purpose: string, payload: unknown): Promise<string> {
+  const body = b64url(enc.encode(JSON.stringify(payload)));
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await purposeKey(secret, purpose), enc.encode(body)));
+  return `${body}.${b64url(mac)}`;
+}
+
+/**
+ * Verifies a token made by {@link signToken} for `purpose` and returns its payload (unvalidated: parse it
+ * with a schema), or null when it is malformed, forged, or for another purpose. Constant-time compare is
+ * done by `crypto.subtle.verify`.
+ */
+export async function verifyToken(secret: string, purpose: string, token: string): Promise<unknown | null> {
+  if (token.length > 4096) return null;
+  const dot = token.indexOf(".");
+  if (dot <= 0 || dot !== token.lastIndexOf(".")) return null;
+  const body = token.slice(0, dot);
+  try {
+    const mac = fromB64url(token.slice(dot + 1));
+    const ok = await crypto.subtle.verify("HMAC", await purposeKey(secret, purpose), mac, enc.encode(body));
+    if (!ok) return null;
+    return JSON.parse(dec.decode(fromB64url(body))) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+/** Hex SHA-256 of a string (idempotency fingerprints, stable hashing). */
+export async function sha256Hex(s: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", enc.encode(s)));
+  let out = "";
+  for (const b of d) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** A stable 32-bit hash of a string (FNV-1a), for choosing shards. Same input, same answer, everywhere. */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
