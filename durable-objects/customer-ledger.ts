@@ -1,4 +1,145 @@
 import { DurableObject } from "cloudflare:workers";
+import { fail, ok, type Outcome } from "../lib/problem";
 
-/** CustomerLedger Durable Object (declared in wrangler.toml; its behaviour lands with its issue). */
-export class CustomerLedger extends DurableObject<Env> {}
+/** A place a buyer holds or bought, as the ledger counts it. */
+export type LedgerState = "held" | "checking_out" | "sold" | "released";
+
+/** What `beginIdempotent` found for a key. */
+export type IdempotencyBegin =
+  | { kind: "new" }
+  | { kind: "replay"; status: number; body: string; contentType: string }
+  | { kind: "in_flight" }
+  | { kind: "mismatch" };
+
+/** An in-flight idempotent request older than this is presumed dead (its isolate crashed) and may be retried. */
+export const IDEMPOTENCY_IN_FLIGHT_TTL_MS = 60_000;
+/** Completed idempotent responses are kept this long. */
+export const IDEMPOTENCY_TTL_MS = 24 * 3_600_000;
+/** A reservation that was never confirmed or released lapses this long after its hold would have expired. */
+export const RESERVATION_SLACK_MS = 5_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS reservations (
+  hold_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, quantity INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('held','checking_out','sold','released')), expires_at INTEGER);
+CREATE INDEX IF NOT EXISTS reservations_event ON reservations(event_id, state);
+CREATE TABLE IF NOT EXISTS idempotency (
+  key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('in_flight','done')),
+  status INTEGER, body TEXT, content_type TEXT, created_at INTEGER NOT NULL);
+`;
+
+/**
+ * CustomerLedger: one per buyer (`idFromName(userId)`), so every decision about one buyer is serialized.
+ *
+ * Responsibilities:
+ * - the per-customer limit of an event across its sections, GA shards and the buyer's sessions: a hold
+ *   first reserves its quantity here, and the reservation follows the hold (checkout, sold, released);
+ *   a reservation whose hold call never finished lapses by itself after the hold's lifetime;
+ * - idempotency records of the buyer's unsafe requests (`Idempotency-Key`): in flight, done with the
+ *   response to replay, or a different request under the same key.
+ */
+export class CustomerLedger extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec(SCHEMA);
+  }
+
+  /**
+   * Reserves `quantity` places of `eventId` for a hold if the buyer stays within `limit`. Counts places
+   * sold, in checkout, and held (unexpired). Re-reserving the same hold id is a no-op.
+   */
+  reserve(eventId: string, holdId: string, quantity: number, limit: number, expiresAt: number): Outcome<{ used: number; limit: number }> {
+    const now = Date.now();
+    if (this.sql.exec("SELECT 1 FROM reservations WHERE hold_id = ?", holdId).toArray().length) return ok({ used: this.used(eventId, now), limit });
+    const used = this.used(eventId, now);
+    if (used + quantity > limit)
+      return fail("limit_exceeded", `This event allows ${limit} places per customer; you have ${used} held or bought.`);
+    this.sql.exec(
+      "INSERT INTO reservations (hold_id, event_id, quantity, state, expires_at) VALUES (?, ?, ?, 'held', ?)",
+      holdId,
+      eventId,
+      quantity,
+      expiresAt + RESERVATION_SLACK_MS,
+    );
+    this.scheduleCleanup(now);
+    return ok({ used: used + quantity, limit });
+  }
+
+  /** Moves a reservation along with its hold. `expiresAt` applies to `held` (e.g. after a failed checkout). */
+  setState(holdId: string, state: LedgerState, expiresAt?: number): void {
+    if (state === "held" && expiresAt !== undefined)
+      this.sql.exec("UPDATE reservations SET state = ?, expires_at = ? WHERE hold_id = ?", state, expiresAt + RESERVATION_SLACK_MS, holdId);
+    else this.sql.exec("UPDATE reservations SET state = ? WHERE hold_id = ?", state, holdId);
+  }
+
+  /** Places the buyer holds or bought for an event. */
+  usage(eventId: string): number {
+    return this.used(eventId, Date.now());
+  }
+
+  /**
+   * Starts an idempotent request. `new`: go ahead (the key is now in flight); `replay`: answer with the
+   * stored response; `in_flight`: the first request is still running (409); `mismatch`: the key was
+   * used with another request (422).
+   */
+  beginIdempotent(key: string, fingerprint: string): IdempotencyBegin {
+    const now = Date.now();
+    const row = this.sql
+      .exec<{ fingerprint: string; state: string; status: number | null; body: string | null; content_type: string | null; created_at: number }>(
+        "SELECT * FROM idempotency WHERE key = ?",
+        key,
+      )
+      .toArray()[0];
+    if (row && row.created_at > now - IDEMPOTENCY_TTL_MS) {
+      if (row.fingerprint !== fingerprint) return { kind: "mismatch" };
+      if (row.state === "done") return { kind: "replay", status: row.status ?? 200, body: row.body ?? "", contentType: row.content_type ?? "application/json" };
+      if (row.created_at > now - IDEMPOTENCY_IN_FLIGHT_TTL_MS) return { kind: "in_flight" };
+    }
+    this.sql.exec(
+      "INSERT OR REPLACE INTO idempotency (key, fingerprint, state, created_at) VALUES (?, ?, 'in_flight', ?)",
+      key,
+      fingerprint,
+      now,
+    );
+    this.scheduleCleanup(now);
+    return { kind: "new" };
+  }
+
+  /** Stores the response of an idempotent request for replay. */
+  completeIdempotent(key: string, status: number, body: string, contentType: string): void {
+    this.sql.exec("UPDATE idempotency SET state = 'done', status = ?, body = ?, content_type = ? WHERE key = ?", status, body, contentType, key);
+  }
+
+  /** Forgets an in-flight key (the request failed in a way worth retrying, e.g. a 5xx). */
+  abandonIdempotent(key: string): void {
+    this.sql.exec("DELETE FROM idempotency WHERE key = ? AND state = 'in_flight'", key);
+  }
+
+  /** Deletes lapsed reservations and old idempotency records. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    this.sql.exec("DELETE FROM reservations WHERE state IN ('held','released') AND expires_at <= ?", now);
+    this.sql.exec("DELETE FROM idempotency WHERE created_at <= ?", now - IDEMPOTENCY_TTL_MS);
+    const pending = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) AS n").one().n;
+    if (pending > 0) await this.ctx.storage.setAlarm(now + 3_600_000);
+  }
+
+  private used(eventId: string, now: number): number {
+    return this.sql
+      .exec<{ n: number | null }>(
+        "SELECT sum(quantity) AS n FROM reservations WHERE event_id = ? AND (state IN ('sold','checking_out') OR (state = 'held' AND expires_at > ?))",
+        eventId,
+        now,
+      )
+      .one().n ?? 0;
+  }
+
+  private scheduleCleanup(now: number): void {
+    void this.ctx.storage.getAlarm().then((at) => {
+      if (at === null) return this.ctx.storage.setAlarm(now + 3_600_000);
+    });
+  }
+}

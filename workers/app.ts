@@ -8,6 +8,7 @@ import { requestId } from "./middleware/request-id";
 import { securityHeaders } from "./middleware/security-headers";
 import { devAuth } from "./routes/auth";
 import { events } from "./routes/events";
+import { holds } from "./routes/holds";
 import { system } from "./routes/system";
 import type { AppEnv } from "./types";
 
@@ -49,6 +50,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", system);
   app.route("/", devAuth);
   app.route("/", events);
+  app.route("/", holds);
 
   app.notFound(notFound);
   app.onError(onError);

@@ -1,0 +1,206 @@
+import type { CustomerLedger } from "../durable-objects/customer-ledger";
+import type { Inventory, InventoryEvent } from "../durable-objects/inventory";
+import type { EventDoc, Section } from "./event-schema";
+import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
+import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
+import { metrics } from "./metrics";
+import { ApiError, type Outcome } from "./problem";
+import { hash32 } from "./signing";
+
+/**
+ * The edge side of holds: choosing the Inventory DO (seated section, or GA shard by buyer hash with
+ * fallback), the per-customer limit through the buyer's CustomerLedger, and mapping outcomes to errors.
+ * Takes narrow dependencies so routes, tests and benchmarks share it.
+ */
+
+/** Durable Object namespaces holds need. */
+export interface HoldDeps {
+  inventory: DurableObjectNamespace<Inventory>;
+  ledger: DurableObjectNamespace<CustomerLedger>;
+}
+
+/** What a buyer asks for. */
+export interface HoldInput {
+  sectionId: string;
+  seats?: string[];
+  quantity?: number;
+}
+
+/** The Inventory DO stub of a location. */
+export function inventoryStub(ns: DurableObjectNamespace<Inventory>, loc: InventoryLocation): DurableObjectStub<Inventory> {
+  return ns.get(ns.idFromName(`inv:${loc.eventId}:${loc.sectionId}:${loc.shard}`));
+}
+
+/** The buyer's CustomerLedger stub. */
+export const ledgerStub = (ns: DurableObjectNamespace<CustomerLedger>, userId: string): DurableObjectStub<CustomerLedger> =>
+  ns.get(ns.idFromName(userId));
+
+/** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
+export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
+  const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
+  const cfg: InventoryConfig = {
+    eventId: event.id,
+    sectionId: section.id,
+    kind: section.kind,
+    shard,
+    shards,
+    capacity: section.kind === "ga" ? gaShardCapacity(section.capacity, shards, shard) : section.capacity,
+    price: section.price,
+    currency: event.currency,
+    holdSeconds: event.holdSeconds,
+  };
+  if (section.rows) cfg.rows = section.rows;
+  return cfg;
+}
+
+/** Event fields the Inventory DOs forward to the WaitingRoom DO. */
+export const inventoryEvent = (event: EventDoc): InventoryEvent => ({
+  id: event.id,
+  sections: event.sections,
+  waitingRoom: event.waitingRoom,
+  saleStartsAt: event.saleStartsAt,
+});
+
+/** The ledger key of a hold: its random part, the same whichever GA shard ends up holding it. */
+export const reservationKey = (holdId: string): string => holdId.split(".")[0] as string;
+
+/**
+ * GA shards this isolate recently saw sold out, so a sold-out storm does not ask every shard on every
+ * request. Entries live {@link EMPTY_SHARD_TTL_MS}: seats that come back (expiry, release) are tried again
+ * after that.
+ */
+const emptyShards = new Map<string, number>();
+export const EMPTY_SHARD_TTL_MS = 2_000;
+
+/** Forgets what this isolate remembers about empty shards (tests). */
+export const forgetEmptyShards = (): void => emptyShards.clear();
+
+/** The order in which a buyer tries the shards of a GA section: their own shard first, then the next ones. */
+export function shardOrder(userId: string, shards: number): number[] {
+  const start = hash32(userId) % shards;
+  return Array.from({ length: shards }, (_, i) => (start + i) % shards);
+}
+
+/** Converts an Outcome from a DO into a value or an ApiError. */
+function unwrapOutcome<T>(o: Outcome<T>): T {
+  if (o.ok) return o.value;
+  throw new ApiError(o.code, o.detail, o.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: o.retryAfterSeconds });
+}
+
+/** Maps an exception thrown by a DO call (overload, reset) to 503 `overloaded`; rethrows anything else. */
+export function doCallError(err: unknown, what: string): never {
+  if (err instanceof ApiError) throw err;
+  const msg = String(err);
+  if (/overloaded|exceeded|reset|too many|internal error|network connection lost/i.test(msg)) {
+    metrics.inc("breakwater_do_overloads_total", { what }, 1, "Durable Object calls refused as overloaded or reset");
+    throw new ApiError("overloaded", `The ${what} is busy; retry shortly.`, { retryAfterSeconds: 1 });
+  }
+  throw err;
+}
+
+/**
+ * Places a hold for `userId`. Checks the sale window, the section and the request shape, reserves the
+ * quantity against the per-customer limit, then holds in the owning Inventory DO (GA: the buyer's shard,
+ * then the others). `section` availability from the published snapshot, when given, answers `sold_out`
+ * without any DO call.
+ */
+export async function placeHold(
+  deps: HoldDeps,
+  event: EventDoc,
+  userId: string,
+  input: HoldInput,
+  opts: { now?: number; availability?: SectionAvailability } = {},
+): Promise<HoldView> {
+  const now = opts.now ?? Date.now();
+  if (now < Date.parse(event.saleStartsAt)) throw new ApiError("sale_not_started", `The sale opens at ${event.saleStartsAt}.`);
+  const section = event.sections.find((s) => s.id === input.sectionId);
+  if (!section)
+    throw new ApiError("validation_failed", `No section ${input.sectionId} in this event.`, {
+      errors: [{ path: "sectionId", message: "unknown section" }],
+    });
+  if (input.seats && input.quantity !== undefined)
+    throw new ApiError("validation_failed", "Send either seats or quantity, not both.", { errors: [{ path: "seats", message: "seats and quantity are exclusive" }] });
+  if (section.kind === "ga" && input.seats)
+    throw new ApiError("validation_failed", "General admission sections sell a quantity, not named seats.", {
+      errors: [{ path: "seats", message: "not allowed for a GA section" }],
+    });
+  const quantity = input.seats?.length ?? input.quantity ?? 1;
+  if (quantity > event.perCustomerLimit) throw new ApiError("limit_exceeded", `This event allows ${event.perCustomerLimit} places per customer.`);
+  if (opts.availability && opts.availability.available === 0 && opts.availability.held === 0)
+    throw new ApiError("sold_out", "This section is sold out.");
+
+  const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
+  const order = section.kind === "ga" ? shardOrder(userId, shards) : [0];
+  const candidates = order.filter((shard) => (emptyShards.get(`${event.id}:${section.id}:${shard}`) ?? 0) < now);
+  if (!candidates.length) throw new ApiError("sold_out", "This section is sold out.");
+
+  const first = newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number });
+  const key = reservationKey(first);
+  const ledger = ledgerStub(deps.ledger, userId);
+  const expiresAt = now + event.holdSeconds * 1000;
+  let reserved: Outcome<{ used: number; limit: number }>;
+  try {
+    reserved = await ledger.reserve(event.id, key, quantity, event.perCustomerLimit, expiresAt);
+  } catch (err) {
+    doCallError(err, "customer ledger");
+  }
+  unwrapOutcome(reserved);
+
+  const ev = inventoryEvent(event);
+  let lastFailure: Outcome<HoldView> | undefined;
+  for (const shard of candidates) {
+    const holdId = `${key}.${event.id}.${section.id}.${shard}`;
+    let outcome: Outcome<HoldView>;
+    try {
+      outcome = await inventoryStub(deps.inventory, { eventId: event.id, sectionId: section.id, shard }).hold(
+        inventoryConfig(event, section, shard),
+        ev,
+        { holdId, userId, seats: input.seats, quantity: input.seats ? undefined : quantity, sentAt: Date.now() },
+      );
+    } catch (err) {
+      // The hold may or may not exist: keep the reservation, which lapses with the hold's lifetime.
+      doCallError(err, "inventory");
+    }
+    if (outcome.ok) {
+      metrics.inc("breakwater_holds_total", { result: "created", kind: section.kind }, 1, "Hold attempts by result");
+      return outcome.value;
+    }
+    lastFailure = outcome;
+    if (section.kind !== "ga" || (outcome.code !== "sold_out" && outcome.code !== "seats_unavailable")) break;
+    if (outcome.code === "sold_out") emptyShards.set(`${event.id}:${section.id}:${shard}`, now + EMPTY_SHARD_TTL_MS);
+  }
+  await ledger.setState(key, "released");
+  const failure = lastFailure ?? { ok: false as const, code: "sold_out" as const, detail: "This section is sold out." };
+  metrics.inc("breakwater_holds_total", { result: failure.ok ? "created" : failure.code, kind: section.kind }, 1, "Hold attempts by result");
+  return unwrapOutcome(failure);
+}
+
+/** Parses a hold id or throws 404 (an id the server never issued cannot exist). */
+export function holdLocation(holdId: string): InventoryLocation {
+  const loc = parseLocatedId("hld", holdId);
+  if (!loc) throw new ApiError("not_found", "No such hold.");
+  return loc;
+}
+
+/** A buyer's own hold. */
+export async function getHold(deps: HoldDeps, holdId: string, userId: string): Promise<HoldView> {
+  const stub = inventoryStub(deps.inventory, holdLocation(holdId));
+  try {
+    return unwrapOutcome(await stub.getHold(holdId, userId));
+  } catch (err) {
+    doCallError(err, "inventory");
+  }
+}
+
+/** Releases a buyer's own hold; its places return to sale and stop counting against the limit. */
+export async function releaseHold(deps: HoldDeps, holdId: string, userId: string): Promise<HoldView> {
+  const stub = inventoryStub(deps.inventory, holdLocation(holdId));
+  let view: HoldView;
+  try {
+    view = unwrapOutcome(await stub.release(holdId, userId));
+  } catch (err) {
+    doCallError(err, "inventory");
+  }
+  await ledgerStub(deps.ledger, userId).setState(reservationKey(holdId), "released");
+  return view;
+}

@@ -1,0 +1,71 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { Inventory } from "../durable-objects/inventory";
+import { inventoryStub } from "../lib/holds";
+import type { EventBody } from "./helpers";
+
+/** Counts an Inventory DO keeps, recounted from its tables. */
+export interface Recount {
+  capacity: number;
+  counters: { held: number; sold: number };
+  seatsByStatus: Record<string, number>;
+  holdQuantity: { active: number; sold: number };
+  seatHolders: number;
+}
+
+/** Recounts one Inventory DO from its SQLite tables. */
+export function recount(eventId: string, sectionId: string, shard: number): Promise<Recount | null> {
+  const stub = inventoryStub(env.INVENTORY, { eventId, sectionId, shard });
+  return runInDurableObject(stub, (_inst: Inventory, state) => {
+    const sql = state.storage.sql;
+    const hasCounters = sql.exec("SELECT name FROM sqlite_master WHERE name = 'counters'").toArray().length > 0;
+    const c = hasCounters ? sql.exec<{ capacity: number; held: number; sold: number }>("SELECT * FROM counters").toArray()[0] : undefined;
+    if (!c) return null;
+    const seatsByStatus: Record<string, number> = {};
+    for (const r of sql.exec<{ status: string; n: number }>("SELECT status, count(*) AS n FROM seats GROUP BY status").toArray()) seatsByStatus[r.status] = r.n;
+    const q = (status: string) =>
+      sql.exec<{ n: number | null }>("SELECT sum(quantity) AS n FROM holds WHERE status IN (" + status + ")").one().n ?? 0;
+    const seatHolders = sql.exec<{ n: number }>("SELECT count(DISTINCT hold_id) AS n FROM seats WHERE hold_id IS NOT NULL").one().n;
+    return {
+      capacity: c.capacity,
+      counters: { held: c.held, sold: c.sold },
+      seatsByStatus,
+      holdQuantity: { active: q("'active','checking_out'"), sold: q("'sold'") },
+      seatHolders,
+    };
+  });
+}
+
+/**
+ * Asserts DESIGN.md invariant 1 for every section (and GA shard) of an event: sold + held + available =
+ * capacity, the counters agree with the holds and (seated) with the seats table, and returns the totals.
+ */
+export async function expectInventoryInvariants(event: EventBody): Promise<Record<string, { held: number; sold: number; capacity: number }>> {
+  const totals: Record<string, { held: number; sold: number; capacity: number }> = {};
+  for (const section of event.sections) {
+    const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
+    const t = { held: 0, sold: 0, capacity: 0 };
+    for (let shard = 0; shard < shards; shard++) {
+      const r = await recount(event.id, section.id, shard);
+      if (!r) {
+        t.capacity += section.kind === "ga" ? Math.floor(section.capacity / shards) + (shard < section.capacity % shards ? 1 : 0) : section.capacity;
+        continue;
+      }
+      expect(r.counters.held, `held counter = active holds in ${section.id}#${shard}`).toBe(r.holdQuantity.active);
+      expect(r.counters.sold, `sold counter = sold holds in ${section.id}#${shard}`).toBe(r.holdQuantity.sold);
+      expect(r.counters.held + r.counters.sold).toBeLessThanOrEqual(r.capacity);
+      if (section.kind === "seated") {
+        expect(r.seatsByStatus.held ?? 0).toBe(r.counters.held);
+        expect(r.seatsByStatus.sold ?? 0).toBe(r.counters.sold);
+        expect((r.seatsByStatus.available ?? 0) + (r.seatsByStatus.held ?? 0) + (r.seatsByStatus.sold ?? 0)).toBe(r.capacity);
+      }
+      t.held += r.counters.held;
+      t.sold += r.counters.sold;
+      t.capacity += r.capacity;
+    }
+    expect(t.capacity).toBe(section.capacity);
+    totals[section.id] = t;
+  }
+  return totals;
+}

@@ -1,0 +1,152 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { getEventDoc } from "../../lib/catalog";
+import { getHold, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
+import { EVENT_ID, SECTION_ID } from "../../lib/ids";
+import { ApiError } from "../../lib/problem";
+import { ReadThroughCache } from "../../lib/read-cache";
+import { principalOf, readContext, sendCached } from "../http";
+import { auth } from "../middleware/auth";
+import { idempotency } from "../middleware/idempotency";
+import { validate } from "../middleware/validate";
+import { describeRoute } from "../openapi";
+import type { AppEnv } from "../types";
+
+const holdStatus = z.enum(["active", "checking_out", "expired", "released", "sold"]);
+const holdSchema = z.object({
+  id: z.string(),
+  eventId: z.string(),
+  sectionId: z.string(),
+  seats: z.array(z.string()),
+  quantity: z.number().int(),
+  total: z.number().int(),
+  currency: z.string(),
+  expiresAt: z.string(),
+  status: holdStatus,
+  orderId: z.string().optional(),
+});
+
+/** POST /v1/events/:id/holds body. */
+export const holdInput = z
+  .strictObject({
+    sectionId: z.string().regex(SECTION_ID),
+    seats: z
+      .array(z.string().min(1).max(80))
+      .min(1)
+      .max(50)
+      .optional()
+      .describe("Named seats (seated sections), ids from the seat map"),
+    quantity: z.number().int().min(1).max(50).optional().describe("Places (GA) or best-available seats (seated); default 1"),
+  })
+  .refine((v) => !(v.seats && v.quantity !== undefined), { message: "send either seats or quantity", path: ["quantity"] });
+
+const eventParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id") });
+const holdParam = z.object({ id: z.string().max(200) });
+const seatsParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id"), sectionId: z.string().regex(SECTION_ID) });
+
+const idempotencyHeader = { name: "Idempotency-Key", description: "≤ 255 chars; replays the first response" };
+
+/** Holds and seat maps. */
+export const holds = new Hono<AppEnv>();
+
+const deps = (env: Env) => ({ inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER });
+
+describeRoute({
+  method: "post",
+  path: "/v1/events/:id/holds",
+  summary: "Hold seats or places (buyer)",
+  tags: ["holds"],
+  auth: ["buyer"],
+  body: holdInput,
+  headers: [idempotencyHeader, { name: "X-Queue-Pass", description: "Required when the event's waiting room is on" }],
+  responses: { 201: { description: "Held", schema: z.object({ hold: holdSchema }) } },
+  errors: [
+    "not_found",
+    "seats_unavailable",
+    "sold_out",
+    "sale_not_started",
+    "not_admitted",
+    "limit_exceeded",
+    "idempotency_conflict",
+    "idempotency_mismatch",
+    "rate_limited",
+    "overloaded",
+  ],
+});
+holds.post("/v1/events/:id/holds", auth("buyer"), idempotency(), validate("param", eventParam), validate("json", holdInput), async (c) => {
+  const { id } = c.req.valid("param");
+  const event = await getEventDoc(readContext(c), id);
+  if (!event) throw new ApiError("not_found", `No event ${id}.`);
+  const hold = await placeHold(deps(c.env), event, principalOf(c).sub, c.req.valid("json"));
+  c.header("Location", `/v1/holds/${hold.id}`);
+  return c.json({ hold }, 201);
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/holds/:id",
+  summary: "One of your holds",
+  tags: ["holds"],
+  auth: ["buyer"],
+  responses: { 200: { description: "The hold", schema: z.object({ hold: holdSchema }) } },
+  errors: ["not_found"],
+});
+holds.get("/v1/holds/:id", auth("buyer"), validate("param", holdParam), async (c) => {
+  const hold = await getHold(deps(c.env), c.req.valid("param").id, principalOf(c).sub);
+  return c.json({ hold }, 200, { "Cache-Control": "no-store" });
+});
+
+describeRoute({
+  method: "delete",
+  path: "/v1/holds/:id",
+  summary: "Release one of your holds; its seats return to sale",
+  tags: ["holds"],
+  auth: ["buyer"],
+  headers: [idempotencyHeader],
+  responses: { 204: { description: "Released" } },
+  errors: ["not_found", "hold_not_active"],
+});
+holds.delete("/v1/holds/:id", auth("buyer"), idempotency(), validate("param", holdParam), async (c) => {
+  await releaseHold(deps(c.env), c.req.valid("param").id, principalOf(c).sub);
+  return c.body(null, 204);
+});
+
+/** Seat maps: live state, cached for one second per isolate (coalesced), never computed per request. */
+const seatMapCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 5_000 });
+
+const seatSchema = z.object({ id: z.string(), row: z.string(), number: z.number().int(), status: z.enum(["available", "held", "sold"]) });
+describeRoute({
+  method: "get",
+  path: "/v1/events/:id/sections/:sectionId/seats",
+  summary: "Seat map of a seated section (lags by up to a second)",
+  tags: ["catalog"],
+  responses: { 200: { description: "Seats", schema: z.object({ seats: z.array(seatSchema) }) }, 304: { description: "Not modified" } },
+  errors: ["not_found"],
+});
+holds.get("/v1/events/:id/sections/:sectionId/seats", validate("param", seatsParam), async (c) => {
+  const { id, sectionId } = c.req.valid("param");
+  const rc = readContext(c);
+  const event = await getEventDoc(rc, id);
+  const section = event?.sections.find((s) => s.id === sectionId);
+  if (!event || !section) throw new ApiError("not_found", `No section ${sectionId} in event ${id}.`);
+  if (section.kind !== "seated") throw new ApiError("not_found", "General admission sections have no seat map.");
+  const read = await seatMapCache.get({
+    key: `seats:${id}:${sectionId}`,
+    cacheUrl: "",
+    edgeTtlSeconds: 1,
+    waitUntil: rc.waitUntil,
+    kv: async () => null,
+    origin: async () => {
+      const seats = await inventoryStub(c.env.INVENTORY, { eventId: id, sectionId, shard: 0 }).seatMap();
+      // A section nobody has touched yet has no DO state: every seat is available.
+      const all = seats.length
+        ? seats
+        : (section.rows ?? []).flatMap((r) =>
+            Array.from({ length: r.seats }, (_, i) => ({ id: `${r.id}-${i + 1}`, row: r.id, number: i + 1, status: "available" as const })),
+          );
+      return JSON.stringify({ seats: all });
+    },
+  });
+  if (!read.value) throw new ApiError("not_found", "No seat map.");
+  return sendCached(c, { value: read.value, layer: read.layer }, { maxAge: 1, sMaxAge: 1, swr: 5 });
+});
