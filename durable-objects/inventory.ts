@@ -113,6 +113,12 @@ export class Inventory extends DurableObject<Env> {
 
   // ───────────────────────────── RPC: holds ─────────────────────────────
 
+  /** Initializes the DO for its section (idempotent; every other write call does this too). */
+  init(config: InventoryConfig, event: InventoryEvent): InventoryCounts {
+    this.ensure(config, event);
+    return { ...this.counts };
+  }
+
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
   hold(config: InventoryConfig, event: InventoryEvent, req: HoldRequest): Outcome<HoldView> {
     this.ensure(config, event);
