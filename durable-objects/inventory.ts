@@ -1,7 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import type { EventDoc } from "../lib/event-schema";
-import { inventoryName } from "../lib/hold-id";
+import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
+import { paymentProvider } from "../lib/payments";
 import { fail, ok, type Outcome } from "../lib/problem";
 
 /** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
@@ -26,7 +27,20 @@ export interface StoredOrder {
   userId: string;
   /** The full order document (the API's `order`), JSON-serializable. */
   body: Record<string, unknown>;
+  /** The orders-queue message for this order (the DO re-sends it until the queue has it: outbox). */
+  message: Record<string, unknown>;
   createdAt: number;
+}
+
+/** A refund the platform owes or made (a charge whose order could not be completed). */
+export interface RefundRecord {
+  idempotencyKey: string;
+  holdId: string;
+  provider: string;
+  reason: string;
+  status: "pending" | "refunded" | "nothing_to_refund";
+  chargeId: string | null;
+  attempts: number;
 }
 
 interface HoldRow extends Record<string, SqlStorageValue> {
@@ -39,12 +53,20 @@ interface HoldRow extends Record<string, SqlStorageValue> {
   created_at: number;
   expires_at: number;
   order_id: string | null;
+  checkout_attempt: number;
 }
+
+/** The payment idempotency key of a checkout attempt: a retried attempt never reuses a voided key. */
+export const paymentKey = (holdId: string, attempt: number): string => `${orderIdForHold(holdId)}:${attempt}`;
 
 /** Queueing delay above which a request counts as an overload signal (ms). */
 export const OVERLOAD_DELAY_MS = 250;
 /** Snapshots are published at most this often (ms). */
 export const PUBLISH_INTERVAL_MS = 1_000;
+/** A checkout with no outcome after this long is presumed dead: its charge is voided and the hold reopened (ms). */
+export const CHECKOUT_TIMEOUT_MS = 120_000;
+/** Outbox: orders not confirmed as queued after this long are re-sent by the alarm (ms). */
+export const OUTBOX_RESEND_MS = 5_000;
 /** After a failed payment the hold lives at least this much longer, so the buyer can retry (ms). */
 export const CHECKOUT_ABORT_GRACE_MS = 60_000;
 /** Most seats one hold may name. */
@@ -60,12 +82,17 @@ CREATE INDEX IF NOT EXISTS seats_status_ord ON seats(status, ord);
 CREATE TABLE IF NOT EXISTS holds (
   id TEXT PRIMARY KEY, user_id TEXT NOT NULL, quantity INTEGER NOT NULL, seats TEXT NOT NULL, total INTEGER NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('active','checking_out','expired','released','sold')),
-  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, order_id TEXT);
+  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, order_id TEXT, checkout_at INTEGER, payment_method TEXT,
+  checkout_attempt INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS holds_status_expiry ON holds(status, expires_at);
 CREATE TABLE IF NOT EXISTS orders (
-  id TEXT PRIMARY KEY, hold_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, body TEXT NOT NULL,
+  id TEXT PRIMARY KEY, hold_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, body TEXT NOT NULL, message TEXT NOT NULL,
   created_at INTEGER NOT NULL, enqueued_at INTEGER);
 CREATE INDEX IF NOT EXISTS orders_unsent ON orders(enqueued_at) WHERE enqueued_at IS NULL;
+CREATE TABLE IF NOT EXISTS refunds (
+  idempotency_key TEXT PRIMARY KEY, hold_id TEXT NOT NULL, provider TEXT NOT NULL, reason TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending','refunded','nothing_to_refund')), charge_id TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 `;
 
 /**
@@ -199,8 +226,9 @@ export class Inventory extends DurableObject<Env> {
    * Locks an active hold for checkout: from now on it cannot expire until {@link completeCheckout} or
    * {@link abortCheckout}. A hold already in checkout answers `idempotency_conflict`; an expired one
    * `hold_expired`; a sold one returns its view with `status: "sold"` (the caller replays the order).
+   * `paymentKey` is the idempotency key for this attempt's charge.
    */
-  beginCheckout(holdId: string, userId: string): Outcome<HoldView> {
+  beginCheckout(holdId: string, userId: string, paymentMethod: string): Outcome<{ hold: HoldView; paymentKey: string }> {
     const now = Date.now();
     this.expireDue(now);
     const row = this.holdRow(holdId);
@@ -213,10 +241,19 @@ export class Inventory extends DurableObject<Env> {
       case "checking_out":
         return fail("idempotency_conflict", "A checkout for this hold is already in progress.");
       case "sold":
-        return ok(this.view(row));
-      case "active":
-        this.sql.exec("UPDATE holds SET status = 'checking_out' WHERE id = ?", holdId);
-        return ok(this.view(this.holdRow(holdId) as HoldRow));
+        return ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) });
+      case "active": {
+        const attempt = row.checkout_attempt + 1;
+        this.sql.exec(
+          "UPDATE holds SET status = 'checking_out', checkout_at = ?, payment_method = ?, checkout_attempt = ? WHERE id = ?",
+          now,
+          paymentMethod,
+          attempt,
+          holdId,
+        );
+        this.scheduleAlarm(now + CHECKOUT_TIMEOUT_MS);
+        return ok({ hold: this.view(this.holdRow(holdId) as HoldRow), paymentKey: paymentKey(holdId, attempt) });
+      }
     }
   }
 
@@ -238,17 +275,19 @@ export class Inventory extends DurableObject<Env> {
       this.sql.exec("UPDATE seats SET status = 'sold' WHERE hold_id = ?", holdId);
       this.sql.exec("UPDATE counters SET held = held - ?, sold = sold + ? WHERE id = 0", row.quantity, row.quantity);
       this.sql.exec(
-        "INSERT INTO orders (id, hold_id, user_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO orders (id, hold_id, user_id, body, message, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         order.id,
         holdId,
         order.userId,
         JSON.stringify(order.body),
+        JSON.stringify(order.message),
         order.createdAt,
       );
     });
     this.counts.held -= row.quantity;
     this.counts.sold += row.quantity;
     this.markDirty(now);
+    this.scheduleAlarm(now + OUTBOX_RESEND_MS);
     return ok(order);
   }
 
@@ -282,6 +321,38 @@ export class Inventory extends DurableObject<Env> {
   markOrdersSent(ids: string[]): void {
     const now = Date.now();
     for (const id of ids) this.sql.exec("UPDATE orders SET enqueued_at = ? WHERE id = ? AND enqueued_at IS NULL", now, id);
+  }
+
+  /**
+   * Records a refund the edge could not complete (or did complete, for the record). Pending refunds are
+   * retried by the alarm until the provider confirms them.
+   */
+  recordRefund(r: Omit<RefundRecord, "attempts">): void {
+    const now = Date.now();
+    this.sql.exec(
+      `INSERT INTO refunds (idempotency_key, hold_id, provider, reason, status, charge_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (idempotency_key) DO UPDATE SET status = CASE WHEN refunds.status = 'pending' THEN excluded.status ELSE refunds.status END,
+         charge_id = coalesce(excluded.charge_id, refunds.charge_id), updated_at = excluded.updated_at`,
+      r.idempotencyKey,
+      r.holdId,
+      r.provider,
+      r.reason,
+      r.status,
+      r.chargeId,
+      now,
+      now,
+    );
+    if (r.status === "pending") this.scheduleAlarm(now + 1_000);
+  }
+
+  /** Refunds recorded here. */
+  refunds(): RefundRecord[] {
+    return this.sql
+      .exec<{ idempotency_key: string; hold_id: string; provider: string; reason: string; status: RefundRecord["status"]; charge_id: string | null; attempts: number }>(
+        "SELECT * FROM refunds ORDER BY created_at",
+      )
+      .toArray()
+      .map((r) => ({ idempotencyKey: r.idempotency_key, holdId: r.hold_id, provider: r.provider, reason: r.reason, status: r.status, chargeId: r.charge_id, attempts: r.attempts }));
   }
 
   /** Every order id recorded here (reconciliation). */
@@ -321,13 +392,76 @@ export class Inventory extends DurableObject<Env> {
 
   // ───────────────────────────── alarm ─────────────────────────────
 
-  /** Expires due holds, publishes the snapshot when it changed, re-sends unsent orders, reschedules. */
+  /**
+   * Expires due holds, publishes the snapshot when it changed, re-sends orders the queue may not have
+   * (outbox), resolves checkouts that never finished (voiding their charge), retries pending refunds,
+   * then reschedules. Each step is idempotent, so a repeated alarm is harmless.
+   */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.alarmAt = null;
     this.expireDue(now);
     if (this.dirty && now - this.lastPublishAt >= PUBLISH_INTERVAL_MS - 50) await this.publish();
+    await this.flushOutbox(now);
+    await this.resolveStuckCheckouts(now);
+    await this.retryRefunds();
     this.rescheduleAlarm();
+  }
+
+  /** Sends orders recorded more than OUTBOX_RESEND_MS ago and not yet marked as queued. */
+  private async flushOutbox(now: number): Promise<void> {
+    const due = this.sql
+      .exec<{ id: string; message: string }>("SELECT id, message FROM orders WHERE enqueued_at IS NULL AND created_at <= ? ORDER BY created_at LIMIT 100", now - OUTBOX_RESEND_MS)
+      .toArray();
+    if (!due.length) return;
+    try {
+      await this.env.ORDERS_QUEUE.sendBatch(due.map((d) => ({ body: JSON.parse(d.message) as unknown, contentType: "json" as const })));
+      this.markOrdersSent(due.map((d) => d.id));
+    } catch (err) {
+      console.error(JSON.stringify({ level: "error", msg: "outbox send failed; will retry", count: due.length, error: String(err) }));
+    }
+  }
+
+  /** Checkouts with no outcome after CHECKOUT_TIMEOUT_MS: void any charge made for them, then reopen the hold. */
+  private async resolveStuckCheckouts(now: number): Promise<void> {
+    const stuck = this.sql
+      .exec<HoldRow & { payment_method: string | null }>("SELECT * FROM holds WHERE status = 'checking_out' AND checkout_at <= ? LIMIT 20", now - CHECKOUT_TIMEOUT_MS)
+      .toArray();
+    for (const row of stuck) {
+      const key = paymentKey(row.id, row.checkout_attempt);
+      this.recordRefund({ idempotencyKey: key, holdId: row.id, provider: row.payment_method ?? "sandbox", reason: "checkout timed out", status: "pending", chargeId: null });
+      if (await this.tryRefund(key)) this.abortCheckout(row.id);
+    }
+  }
+
+  /** Retries pending refunds (at most 20 per alarm). */
+  private async retryRefunds(): Promise<void> {
+    const pending = this.sql.exec<{ idempotency_key: string }>("SELECT idempotency_key FROM refunds WHERE status = 'pending' LIMIT 20").toArray();
+    for (const r of pending) await this.tryRefund(r.idempotency_key);
+  }
+
+  /** Asks the provider to void the charge of `key`; records the outcome. True when settled. */
+  private async tryRefund(key: string): Promise<boolean> {
+    const rec = this.sql.exec<{ provider: string; status: string }>("SELECT provider, status FROM refunds WHERE idempotency_key = ?", key).toArray()[0];
+    if (!rec) return false;
+    if (rec.status !== "pending") return true;
+    const provider = paymentProvider(rec.provider);
+    if (!provider) return false;
+    this.sql.exec("UPDATE refunds SET attempts = attempts + 1, updated_at = ? WHERE idempotency_key = ?", Date.now(), key);
+    try {
+      const r = await provider.voidCharge(key);
+      this.sql.exec(
+        "UPDATE refunds SET status = ?, charge_id = coalesce(?, charge_id), updated_at = ? WHERE idempotency_key = ?",
+        r.refunded ? "refunded" : "nothing_to_refund",
+        r.chargeId ?? null,
+        Date.now(),
+        key,
+      );
+      return true;
+    } catch (err) {
+      console.error(JSON.stringify({ level: "error", msg: "refund failed; will retry", key, error: String(err) }));
+      return false;
+    }
   }
 
   // ───────────────────────────── internals ─────────────────────────────
@@ -424,9 +558,18 @@ export class Inventory extends DurableObject<Env> {
 
   private orderRow(id: string): StoredOrder | undefined {
     const r = this.sql
-      .exec<{ id: string; hold_id: string; user_id: string; body: string; created_at: number }>("SELECT * FROM orders WHERE id = ?", id)
+      .exec<{ id: string; hold_id: string; user_id: string; body: string; message: string; created_at: number }>("SELECT * FROM orders WHERE id = ?", id)
       .toArray()[0];
-    return r ? { id: r.id, holdId: r.hold_id, userId: r.user_id, body: JSON.parse(r.body) as Record<string, unknown>, createdAt: r.created_at } : undefined;
+    return r
+      ? {
+          id: r.id,
+          holdId: r.hold_id,
+          userId: r.user_id,
+          body: JSON.parse(r.body) as Record<string, unknown>,
+          message: JSON.parse(r.message) as Record<string, unknown>,
+          createdAt: r.created_at,
+        }
+      : undefined;
   }
 
   private view(row: HoldRow): HoldView {
@@ -471,7 +614,10 @@ export class Inventory extends DurableObject<Env> {
     const candidates: number[] = [];
     if (next !== null) candidates.push(next);
     if (this.dirty) candidates.push(this.lastPublishAt + PUBLISH_INTERVAL_MS);
-    if (this.sql.exec("SELECT 1 FROM orders WHERE enqueued_at IS NULL LIMIT 1").toArray().length) candidates.push(Date.now() + 5_000);
+    if (this.sql.exec("SELECT 1 FROM orders WHERE enqueued_at IS NULL LIMIT 1").toArray().length) candidates.push(Date.now() + OUTBOX_RESEND_MS);
+    const oldestCheckout = this.sql.exec<{ t: number | null }>("SELECT min(checkout_at) AS t FROM holds WHERE status = 'checking_out'").one().t;
+    if (oldestCheckout !== null) candidates.push(oldestCheckout + CHECKOUT_TIMEOUT_MS);
+    if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));
   }
 

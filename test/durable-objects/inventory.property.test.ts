@@ -118,9 +118,9 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
         case "checkout": {
           const h = model[op.pick % Math.max(1, model.length)];
           if (!h) break;
-          const begun = inst.beginCheckout(h.id, h.user);
+          const begun = inst.beginCheckout(h.id, h.user, "sandbox");
           if (h.status !== "active") {
-            if (h.status === "sold") expect(begun.ok && begun.value.status === "sold").toBe(true);
+            if (h.status === "sold") expect(begun.ok && begun.value.hold.status === "sold").toBe(true);
             else expect(begun.ok ? "ok" : begun.code).toBe("hold_expired");
             break;
           }
@@ -130,9 +130,9 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
           inst.snapshot();
           expect(sql.exec<{ status: string }>("SELECT status FROM holds WHERE id = ?", h.id).one().status).toBe("checking_out");
           if (op.pay) {
-            const done = inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: { id: `o-${h.id}` }, createdAt: Date.now() });
+            const done = inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: { id: `o-${h.id}` }, message: {}, createdAt: Date.now() });
             expect(done.ok).toBe(true);
-            expect(inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: {}, createdAt: 0 }).ok).toBe(true);
+            expect(inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: {}, message: {}, createdAt: 0 }).ok).toBe(true);
             h.status = "sold";
           } else {
             const back = inst.abortCheckout(h.id);

@@ -1,0 +1,230 @@
+import type { RefundRecord, StoredOrder } from "../durable-objects/inventory";
+import { type InventoryLocation, orderIdForHold, parseLocatedId } from "./hold-id";
+import { doCallError, type HoldDeps, holdLocation, inventoryStub, ledgerStub, reservationKey } from "./holds";
+import type { HoldView } from "./inventory-types";
+import { metrics } from "./metrics";
+import { type ChargeOutcome, chargeWithPolicy, DEFAULT_PAYMENT_POLICY, type PaymentPolicy, type PaymentProvider } from "./payments";
+import { ApiError, type Outcome } from "./problem";
+
+/**
+ * Checkout (DESIGN.md "Checkout"): lock the hold, charge with the order id as idempotency key, record the
+ * sold order durably in the Inventory DO, answer, and leave the rest to the queues.
+ *
+ * No charge without tickets (invariant 2): a charge whose order cannot be recorded is voided; a charge
+ * whose outcome is unknown (timeout, outage) is voided too; a void that fails is recorded in the DO and
+ * retried by its alarm; and a checkout whose edge died is resolved by the DO after CHECKOUT_TIMEOUT_MS.
+ */
+
+/** A ticket as the order shows it. */
+export interface Ticket {
+  id: string;
+  seat: string;
+  code: string;
+}
+
+/** The API's `order`. */
+export interface OrderView {
+  id: string;
+  status: "paid";
+  eventId: string;
+  sectionId: string;
+  holdId: string;
+  seats: string[];
+  quantity: number;
+  total: number;
+  currency: string;
+  tickets: Ticket[];
+  createdAt: string;
+}
+
+/** What checkout needs besides the DOs. */
+export interface CheckoutDeps extends HoldDeps {
+  provider: PaymentProvider;
+  policy?: PaymentPolicy;
+  /** Makes the signed tickets of an order. */
+  issueTickets: (order: { orderId: string; eventId: string; sectionId: string; seats: string[]; quantity: number }) => Promise<Ticket[]>;
+  /** Hands the order message to the orders queue; a failure is retried by the DO's outbox. */
+  enqueueOrder: (message: Record<string, unknown>) => Promise<void>;
+  /** Keeps background work alive after the response. */
+  waitUntil: (p: Promise<unknown>) => void;
+  /** W3C traceparent of the request, carried into the order message. */
+  traceparent?: string;
+}
+
+/** POST /v1/orders input. */
+export interface CheckoutInput {
+  holdId: string;
+  payment: { method: string; token: string };
+}
+
+function unwrap<T>(o: Outcome<T>): T {
+  if (o.ok) return o.value;
+  throw new ApiError(o.code, o.detail, o.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: o.retryAfterSeconds });
+}
+
+/** Runs a DO call, mapping transport failures to 503. */
+async function doCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    doCallError(err, what);
+  }
+}
+
+/** Checks out a hold of `userId`. Returns the order and whether it was created now (false: replayed). */
+export async function checkout(deps: CheckoutDeps, userId: string, input: CheckoutInput): Promise<{ order: OrderView; created: boolean }> {
+  const loc = holdLocation(input.holdId);
+  const inv = inventoryStub(deps.inventory, loc);
+  const orderId = orderIdForHold(input.holdId);
+
+  const begun = unwrap(
+    await doCall<Outcome<{ hold: HoldView; paymentKey: string }>>("inventory", () => inv.beginCheckout(input.holdId, userId, deps.provider.name)),
+  );
+  const hold: HoldView = begun.hold;
+  const payKey = begun.paymentKey;
+  if (hold.status === "sold") {
+    const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
+    return { order: stored.body as unknown as OrderView, created: false };
+  }
+  const ledger = ledgerStub(deps.ledger, userId);
+  const key = reservationKey(input.holdId);
+  await ledger.setState(key, "checking_out");
+
+  let outcome: ChargeOutcome;
+  try {
+    outcome = await chargeWithPolicy(deps.provider, { idempotencyKey: payKey, amount: hold.total, currency: hold.currency, token: input.payment.token }, deps.policy ?? DEFAULT_PAYMENT_POLICY);
+  } catch (err) {
+    // Breaker open (nothing was charged) or a programming error: reopen the hold and surface it.
+    await reopen(inv, ledger, input.holdId, key);
+    throw err;
+  }
+
+  if (outcome.status === "declined") {
+    await reopen(inv, ledger, input.holdId, key);
+    metrics.inc("breakwater_checkouts_total", { result: "declined" }, 1, "Checkouts by result");
+    throw new ApiError("payment_declined", `The payment was declined (${outcome.reason}). The hold is still yours; try another card.`);
+  }
+  if (outcome.status === "unknown") {
+    // The provider may have charged: void this attempt's key. Reopen the hold only once the refund is
+    // settled or durably recorded; otherwise the hold stays in checkout and the DO resolves it.
+    if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown")) await reopen(inv, ledger, input.holdId, key);
+    metrics.inc("breakwater_checkouts_total", { result: "provider_unavailable" }, 1, "Checkouts by result");
+    throw new ApiError("overloaded", "The payment provider is unavailable; you were not charged. Please retry.", { retryAfterSeconds: 5 });
+  }
+
+  const createdAt = new Date().toISOString();
+  const tickets = await deps.issueTickets({ orderId, eventId: loc.eventId, sectionId: loc.sectionId, seats: hold.seats, quantity: hold.quantity });
+  const order: OrderView = {
+    id: orderId,
+    status: "paid",
+    eventId: loc.eventId,
+    sectionId: loc.sectionId,
+    holdId: input.holdId,
+    seats: hold.seats,
+    quantity: hold.quantity,
+    total: hold.total,
+    currency: hold.currency,
+    tickets,
+    createdAt,
+  };
+  const message: Record<string, unknown> = {
+    v: 1,
+    kind: "order.paid",
+    orderId,
+    userId,
+    eventId: loc.eventId,
+    sectionId: loc.sectionId,
+    holdId: input.holdId,
+    seats: hold.seats,
+    quantity: hold.quantity,
+    total: hold.total,
+    currency: hold.currency,
+    tickets,
+    paidAt: createdAt,
+    payment: { provider: deps.provider.name, chargeId: outcome.chargeId },
+    ...(deps.traceparent ? { traceparent: deps.traceparent } : {}),
+  };
+  const stored: StoredOrder = { id: orderId, holdId: input.holdId, userId, body: order as unknown as Record<string, unknown>, message, createdAt: Date.now() };
+
+  let completed: Outcome<StoredOrder> | undefined;
+  for (let attempt = 0; attempt < 3 && !completed; attempt++) {
+    try {
+      completed = await inv.completeCheckout(input.holdId, stored);
+    } catch (err) {
+      console.error(JSON.stringify({ level: "error", msg: "completeCheckout failed", orderId, attempt, error: String(err) }));
+    }
+  }
+  if (!completed?.ok) {
+    // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
+    // checkout and the DO voids the charge itself when the checkout times out.
+    await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded");
+    metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
+    throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
+  }
+  metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+  deps.waitUntil(
+    (async () => {
+      await ledger.setState(key, "sold");
+      try {
+        await deps.enqueueOrder(message);
+        await inv.markOrdersSent([orderId]);
+      } catch (err) {
+        // The DO's outbox re-sends it.
+        metrics.inc("breakwater_queue_send_failures_total", { queue: "orders" }, 1, "Queue sends that failed (outbox retries them)");
+        console.error(JSON.stringify({ level: "warn", msg: "order enqueue failed; outbox will retry", orderId, error: String(err) }));
+      }
+    })(),
+  );
+  return { order: completed.value.body as unknown as OrderView, created: true };
+}
+
+/** Puts a hold back to active after a checkout that did not charge, and its reservation back to held. */
+async function reopen(inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>, ledger: ReturnType<typeof ledgerStub>, holdId: string, key: string) {
+  const back = await doCall<Outcome<HoldView>>("inventory", () => inv.abortCheckout(holdId));
+  if (back.ok) await ledger.setState(key, "held", Date.parse(back.value.expiresAt));
+}
+
+/**
+ * Voids the charge made under `payKey` now; if that fails, records a pending refund the DO retries.
+ * True when the refund is settled or durably recorded; false when neither could be done (the hold must
+ * then stay in checkout, where the DO's checkout timeout voids the charge).
+ */
+async function voidOrRecord(
+  deps: CheckoutDeps,
+  inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>,
+  holdId: string,
+  payKey: string,
+  reason: string,
+): Promise<boolean> {
+  const base: Omit<RefundRecord, "attempts" | "status" | "chargeId"> = { idempotencyKey: payKey, holdId, provider: deps.provider.name, reason };
+  let record: Omit<RefundRecord, "attempts">;
+  try {
+    const r = await deps.provider.voidCharge(payKey);
+    record = { ...base, status: r.refunded ? "refunded" : "nothing_to_refund", chargeId: r.chargeId ?? null };
+    if (r.refunded) metrics.inc("breakwater_refunds_total", { reason }, 1, "Charges refunded because no order could be made");
+  } catch (err) {
+    console.error(JSON.stringify({ level: "error", msg: "void failed; recording it for retry", payKey, error: String(err) }));
+    record = { ...base, status: "pending", chargeId: null };
+  }
+  try {
+    await inv.recordRefund(record);
+    return true;
+  } catch (err) {
+    console.error(JSON.stringify({ level: "error", msg: "refund record failed; the DO's checkout timeout will void", payKey, error: String(err) }));
+    return record.status !== "pending";
+  }
+}
+
+/** The location of an order id, or 404. */
+export function orderLocation(orderId: string): InventoryLocation {
+  const loc = parseLocatedId("ord", orderId);
+  if (!loc) throw new ApiError("not_found", "No such order.");
+  return loc;
+}
+
+/** A buyer's own order, read from the Inventory DO that recorded it (at once after checkout). */
+export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<OrderView> {
+  const inv = inventoryStub(deps.inventory, orderLocation(orderId));
+  const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
+  return stored.body as unknown as OrderView;
+}
