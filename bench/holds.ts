@@ -1,0 +1,247 @@
+/**
+ * bench/holds: holds per second on one hot seated section and on one GA section with K = 1, 2, 4, 8
+ * capacity shards, and — same machine, same seats, same concurrency — two baselines a team would pick
+ * instead: PostgreSQL (`SELECT … FOR UPDATE SKIP LOCKED` on a seats table) and Redis (one Lua script).
+ *
+ * Path measured for Breakwater: HTTP over loopback → workerd through miniflare with unsafeDirectSockets
+ * (no dev proxy) → Hono edge (auth, validation, idempotency-less) → CustomerLedger DO → Inventory DO.
+ * The baselines are called directly from Node (no HTTP layer in front of them), which favours them.
+ *
+ * Each run sells out the section: `C` concurrent buyers loop "hold 1 place" until sold out; holds/s =
+ * places held / time. After each Breakwater run the seats are recounted (invariant 1).
+ *
+ * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
+ * Needs PostgreSQL at 127.0.0.1:5432 (database breakwater_bench) and Redis at 127.0.0.1:6379.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import postgres from "postgres";
+import { createClient } from "redis";
+
+const root = path.resolve(import.meta.dirname, "..");
+const SEATS = Number(process.env.SEATS ?? 2000);
+const C = Number(process.env.CONCURRENCY ?? 64);
+const PORT = Number(process.env.PORT ?? 8799);
+const SHARDS = (process.env.SHARDS ?? "1,2,4,8").split(",").map(Number);
+const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
+const BUYERS = Math.max(C * 4, Math.ceil(SEATS / 10) + C);
+const base = `http://127.0.0.1:${PORT}`;
+const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
+
+/** One HTTP request over the keep-alive agent. */
+function request(method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      `${base}${p}`,
+      {
+        method,
+        agent,
+        headers: { ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          text += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on("error", reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+async function startBreakwater(): Promise<{ child: ChildProcess; stateDir: string }> {
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-holds-"));
+  const child = spawn(process.execPath, [path.join(root, "scripts/serve.ts")], {
+    cwd: root,
+    env: { ...process.env, PORT: String(PORT), STATE_DIR: stateDir, REQUEST_LOG: "off", RATE_LIMITS: process.env.RATE_LIMITS ?? "off" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  // Ready once serve.ts says so: that is after migrations, not merely when the socket answers.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("Breakwater did not start within 60 s")), 60_000);
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes("Breakwater is serving")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`serve.ts exited with ${code}`)));
+  });
+  child.stdout?.resume();
+  return { child, stateDir };
+}
+
+async function token(sub: string, role: string): Promise<string> {
+  const r = await request("POST", "/v1/auth/dev-token", { sub, role });
+  if (r.status !== 200) throw new Error(`dev-token ${r.status} ${r.body}`);
+  return (JSON.parse(r.body) as { token: string }).token;
+}
+
+/** Runs `C` workers that each call `attempt()` until it reports sold out. Returns holds/s and counts. */
+async function race(attempt: (worker: number, n: number) => Promise<"held" | "retry" | "sold_out">): Promise<{ held: number; seconds: number; perSecond: number; retries: number }> {
+  let held = 0;
+  let retries = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: C }, async (_, w) => {
+      for (let n = 0; ; n++) {
+        const r = await attempt(w, n);
+        if (r === "held") held++;
+        else if (r === "retry") retries++;
+        else return;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { held, seconds, perSecond: held / seconds, retries };
+}
+
+interface Row {
+  scenario: string;
+  held: number;
+  seconds: number;
+  perSecond: number;
+  retries: number;
+}
+
+async function benchBreakwater(rows: Row[]): Promise<void> {
+  const { child, stateDir } = await startBreakwater();
+  try {
+    const organizer = await token("bench-organizer", "organizer");
+    const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => token(`bench-buyer-${i}`, "buyer")));
+    const now = Date.now();
+    const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({ id: `r${i + 1}`, seats: Math.min(100, SEATS - i * 100) }));
+    const sections = [
+      { id: "hot", name: "Hot seated", kind: "seated", price: 100, rows: rowsOfSeats },
+      ...SHARDS.map((k) => ({ id: `ga${k}`, name: `GA K=${k}`, kind: "ga", price: 100, capacity: SEATS, shards: k })),
+    ];
+    const created = await request(
+      "POST",
+      "/v1/events",
+      {
+        name: "Bench holds",
+        venue: "Loopback",
+        startsAt: new Date(now + 86_400_000).toISOString(),
+        saleStartsAt: new Date(now - 60_000).toISOString(),
+        currency: "EUR",
+        perCustomerLimit: 50,
+        sections,
+      },
+      organizer,
+    );
+    if (created.status !== 201) throw new Error(`create event ${created.status} ${created.body}`);
+    const eventId = (JSON.parse(created.body) as { event: { id: string } }).event.id;
+    // Warm-up: one hold per section initializes its DOs (and the buyer tokens' verification cache).
+    for (const s of sections) await request("POST", `/v1/events/${eventId}/holds`, { sectionId: s.id, quantity: 1 }, buyers[0]);
+
+    for (const s of sections) {
+      let next = 1;
+      const r = await race(async () => {
+        const b = buyers[(next++ % (BUYERS - 1)) + 1] as string;
+        const res = await request("POST", `/v1/events/${eventId}/holds`, { sectionId: s.id, quantity: 1 }, b);
+        if (res.status === 201) return "held";
+        const code = (JSON.parse(res.body) as { code?: string }).code;
+        if (code === "sold_out") return "sold_out";
+        if (res.status === 409 || res.status === 422 || res.status === 429 || res.status === 503) return "retry";
+        throw new Error(`hold ${res.status} ${res.body}`);
+      });
+      rows.push({ scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`, ...r, held: r.held + 1 });
+      console.log(`  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 500));
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+async function benchPostgres(rows: Row[]): Promise<void> {
+  const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: C, onnotice: () => {} });
+  try {
+    await sql`DROP TABLE IF EXISTS seats`;
+    await sql`CREATE TABLE seats (id text PRIMARY KEY, section text NOT NULL, status text NOT NULL DEFAULT 'available', hold_id text, held_until timestamptz)`;
+    await sql`CREATE INDEX seats_available ON seats (section, status, id)`;
+    await sql`INSERT INTO seats (id, section) SELECT 's' || g, 'hot' FROM generate_series(1, ${SEATS}) g`;
+    await sql`ANALYZE seats`;
+    let n = 0;
+    const r = await race(async () => {
+      const holdId = `h${n++}`;
+      const taken = await sql.begin(
+        (tx) => tx`
+        UPDATE seats SET status = 'held', hold_id = ${holdId}, held_until = now() + interval '10 minutes'
+        WHERE id IN (SELECT id FROM seats WHERE section = 'hot' AND status = 'available' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING id`,
+      );
+      if (taken.length) return "held";
+      const [left] = await sql`SELECT count(*)::int AS n FROM seats WHERE section = 'hot' AND status = 'available'`;
+      return (left?.n ?? 0) > 0 ? "retry" : "sold_out";
+    });
+    const [check] = await sql`SELECT count(*)::int AS held, count(DISTINCT hold_id)::int AS holds FROM seats WHERE status = 'held'`;
+    if (check?.held !== SEATS || check?.holds !== SEATS) throw new Error(`postgres baseline oversold or undersold: ${JSON.stringify(check)}`);
+    rows.push({ scenario: "postgres SKIP LOCKED (direct)", ...r });
+    console.log(`  postgres: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+  } finally {
+    await sql.end();
+  }
+}
+
+const HOLD_LUA = `
+local seat = redis.call('LPOP', KEYS[1])
+if not seat then return false end
+redis.call('HSET', KEYS[2], seat, ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return seat`;
+
+async function benchRedis(rows: Row[]): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: Math.min(C, 32) }, () => createClient({ url: "redis://127.0.0.1:6379" }).connect()));
+  const first = clients[0];
+  if (!first) throw new Error("no redis client");
+  try {
+    await first.del(["bench:hot:available", "bench:hot:held", "bench:hot:expiry"]);
+    for (let i = 0; i < SEATS; i += 1000)
+      await first.rPush("bench:hot:available", Array.from({ length: Math.min(1000, SEATS - i) }, (_, j) => `s${i + j + 1}`));
+    const sha = await first.scriptLoad(HOLD_LUA);
+    let n = 0;
+    const r = await race(async (w) => {
+      const client = clients[w % clients.length] ?? first;
+      const holdId = `h${n++}`;
+      const seat = await client.evalSha(sha, { keys: ["bench:hot:available", "bench:hot:held", "bench:hot:expiry"], arguments: [holdId, String(Date.now() + 600_000)] });
+      return seat ? "held" : "sold_out";
+    });
+    const held = await first.hLen("bench:hot:held");
+    if (held !== SEATS) throw new Error(`redis baseline held ${held} of ${SEATS}`);
+    rows.push({ scenario: "redis Lua (direct)", ...r });
+    console.log(`  redis: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+  } finally {
+    await Promise.all(clients.map((c) => c.quit()));
+  }
+}
+
+const rows: Row[] = [];
+console.log(`bench/holds: ${SEATS} places per section, ${C} concurrent buyers, ${os.cpus().length} cores`);
+console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → CustomerLedger DO → Inventory DO");
+await benchBreakwater(rows);
+if (!SKIP.has("pg")) await benchPostgres(rows);
+if (!SKIP.has("redis")) await benchRedis(rows);
+agent.destroy();
+
+const seated = rows.find((r) => r.scenario.startsWith("breakwater seated"));
+console.log("\n| scenario | places held | seconds | holds/s | vs Breakwater seated |");
+console.log("|---|---:|---:|---:|---:|");
+for (const r of rows)
+  console.log(`| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`);
+const outDir = path.join(root, "bench", "results");
+mkdirSync(outDir, { recursive: true });
+const file = path.join(outDir, `holds-${new Date().toISOString().slice(0, 10)}.json`);
+writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows }, null, 2)}\n`);
+console.log(`\nwrote ${path.relative(root, file)}`);
