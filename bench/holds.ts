@@ -14,7 +14,7 @@
  * Needs PostgreSQL at 127.0.0.1:5432 (database breakwater_bench) and Redis at 127.0.0.1:6379.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -40,7 +40,10 @@ function request(method: string, p: string, body?: unknown, token?: string): Pro
       {
         method,
         agent,
-        headers: { ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}),
+          ...(token ? { Authorization: `Bearer ${token}` } : {}),
+        },
       },
       (res) => {
         let text = "";
@@ -88,7 +91,9 @@ async function token(sub: string, role: string): Promise<string> {
 }
 
 /** Runs `C` workers that each call `attempt()` until it reports sold out. Returns holds/s and counts. */
-async function race(attempt: (worker: number, n: number) => Promise<"held" | "retry" | "sold_out">): Promise<{ held: number; seconds: number; perSecond: number; retries: number }> {
+async function race(
+  attempt: (worker: number, n: number) => Promise<"held" | "retry" | "sold_out">,
+): Promise<{ held: number; seconds: number; perSecond: number; retries: number }> {
   let held = 0;
   let retries = 0;
   const started = performance.now();
@@ -120,7 +125,10 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
     const organizer = await token("bench-organizer", "organizer");
     const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => token(`bench-buyer-${i}`, "buyer")));
     const now = Date.now();
-    const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({ id: `r${i + 1}`, seats: Math.min(100, SEATS - i * 100) }));
+    const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({
+      id: `r${i + 1}`,
+      seats: Math.min(100, SEATS - i * 100),
+    }));
     const sections = [
       { id: "hot", name: "Hot seated", kind: "seated", price: 100, rows: rowsOfSeats },
       ...SHARDS.map((k) => ({ id: `ga${k}`, name: `GA K=${k}`, kind: "ga", price: 100, capacity: SEATS, shards: k })),
@@ -155,7 +163,11 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
         if (res.status === 409 || res.status === 422 || res.status === 429 || res.status === 503) return "retry";
         throw new Error(`hold ${res.status} ${res.body}`);
       });
-      rows.push({ scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`, ...r, held: r.held + 1 });
+      rows.push({
+        scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`,
+        ...r,
+        held: r.held + 1,
+      });
       console.log(`  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
     }
   } finally {
@@ -187,7 +199,8 @@ async function benchPostgres(rows: Row[]): Promise<void> {
       return (left?.n ?? 0) > 0 ? "retry" : "sold_out";
     });
     const [check] = await sql`SELECT count(*)::int AS held, count(DISTINCT hold_id)::int AS holds FROM seats WHERE status = 'held'`;
-    if (check?.held !== SEATS || check?.holds !== SEATS) throw new Error(`postgres baseline oversold or undersold: ${JSON.stringify(check)}`);
+    if (check?.held !== SEATS || check?.holds !== SEATS)
+      throw new Error(`postgres baseline oversold or undersold: ${JSON.stringify(check)}`);
     rows.push({ scenario: "postgres SKIP LOCKED (direct)", ...r });
     console.log(`  postgres: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
   } finally {
@@ -203,19 +216,27 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return seat`;
 
 async function benchRedis(rows: Row[]): Promise<void> {
-  const clients = await Promise.all(Array.from({ length: Math.min(C, 32) }, () => createClient({ url: "redis://127.0.0.1:6379" }).connect()));
+  const clients = await Promise.all(
+    Array.from({ length: Math.min(C, 32) }, () => createClient({ url: "redis://127.0.0.1:6379" }).connect()),
+  );
   const first = clients[0];
   if (!first) throw new Error("no redis client");
   try {
     await first.del(["bench:hot:available", "bench:hot:held", "bench:hot:expiry"]);
     for (let i = 0; i < SEATS; i += 1000)
-      await first.rPush("bench:hot:available", Array.from({ length: Math.min(1000, SEATS - i) }, (_, j) => `s${i + j + 1}`));
+      await first.rPush(
+        "bench:hot:available",
+        Array.from({ length: Math.min(1000, SEATS - i) }, (_, j) => `s${i + j + 1}`),
+      );
     const sha = await first.scriptLoad(HOLD_LUA);
     let n = 0;
     const r = await race(async (w) => {
       const client = clients[w % clients.length] ?? first;
       const holdId = `h${n++}`;
-      const seat = await client.evalSha(sha, { keys: ["bench:hot:available", "bench:hot:held", "bench:hot:expiry"], arguments: [holdId, String(Date.now() + 600_000)] });
+      const seat = await client.evalSha(sha, {
+        keys: ["bench:hot:available", "bench:hot:held", "bench:hot:expiry"],
+        arguments: [holdId, String(Date.now() + 600_000)],
+      });
       return seat ? "held" : "sold_out";
     });
     const held = await first.hLen("bench:hot:held");
@@ -239,9 +260,14 @@ const seated = rows.find((r) => r.scenario.startsWith("breakwater seated"));
 console.log("\n| scenario | places held | seconds | holds/s | vs Breakwater seated |");
 console.log("|---|---:|---:|---:|---:|");
 for (const r of rows)
-  console.log(`| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`);
+  console.log(
+    `| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`,
+  );
 const outDir = path.join(root, "bench", "results");
 mkdirSync(outDir, { recursive: true });
 const file = path.join(outDir, `holds-${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows }, null, 2)}\n`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows }, null, 2)}\n`,
+);
 console.log(`\nwrote ${path.relative(root, file)}`);

@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { fail, ok, type Outcome } from "../lib/problem";
+import { fail, type Outcome, ok } from "../lib/problem";
 
 /** A place a buyer holds or bought, as the ledger counts it. */
 export type LedgerState = "held" | "checking_out" | "sold" | "released";
@@ -53,7 +53,8 @@ export class CustomerLedger extends DurableObject<Env> {
    */
   reserve(eventId: string, holdId: string, quantity: number, limit: number, expiresAt: number): Outcome<{ used: number; limit: number }> {
     const now = Date.now();
-    if (this.sql.exec("SELECT 1 FROM reservations WHERE hold_id = ?", holdId).toArray().length) return ok({ used: this.used(eventId, now), limit });
+    if (this.sql.exec("SELECT 1 FROM reservations WHERE hold_id = ?", holdId).toArray().length)
+      return ok({ used: this.used(eventId, now), limit });
     const used = this.used(eventId, now);
     if (used + quantity > limit)
       return fail("limit_exceeded", `This event allows ${limit} places per customer; you have ${used} held or bought.`);
@@ -88,14 +89,19 @@ export class CustomerLedger extends DurableObject<Env> {
   beginIdempotent(key: string, fingerprint: string): IdempotencyBegin {
     const now = Date.now();
     const row = this.sql
-      .exec<{ fingerprint: string; state: string; status: number | null; body: string | null; content_type: string | null; created_at: number }>(
-        "SELECT * FROM idempotency WHERE key = ?",
-        key,
-      )
+      .exec<{
+        fingerprint: string;
+        state: string;
+        status: number | null;
+        body: string | null;
+        content_type: string | null;
+        created_at: number;
+      }>("SELECT * FROM idempotency WHERE key = ?", key)
       .toArray()[0];
     if (row && row.created_at > now - IDEMPOTENCY_TTL_MS) {
       if (row.fingerprint !== fingerprint) return { kind: "mismatch" };
-      if (row.state === "done") return { kind: "replay", status: row.status ?? 200, body: row.body ?? "", contentType: row.content_type ?? "application/json" };
+      if (row.state === "done")
+        return { kind: "replay", status: row.status ?? 200, body: row.body ?? "", contentType: row.content_type ?? "application/json" };
       if (row.created_at > now - IDEMPOTENCY_IN_FLIGHT_TTL_MS) return { kind: "in_flight" };
     }
     this.sql.exec(
@@ -110,7 +116,13 @@ export class CustomerLedger extends DurableObject<Env> {
 
   /** Stores the response of an idempotent request for replay. */
   completeIdempotent(key: string, status: number, body: string, contentType: string): void {
-    this.sql.exec("UPDATE idempotency SET state = 'done', status = ?, body = ?, content_type = ? WHERE key = ?", status, body, contentType, key);
+    this.sql.exec(
+      "UPDATE idempotency SET state = 'done', status = ?, body = ?, content_type = ? WHERE key = ?",
+      status,
+      body,
+      contentType,
+      key,
+    );
   }
 
   /** Forgets an in-flight key (the request failed in a way worth retrying, e.g. a 5xx). */
@@ -123,18 +135,24 @@ export class CustomerLedger extends DurableObject<Env> {
     const now = Date.now();
     this.sql.exec("DELETE FROM reservations WHERE state IN ('held','released') AND expires_at <= ?", now);
     this.sql.exec("DELETE FROM idempotency WHERE created_at <= ?", now - IDEMPOTENCY_TTL_MS);
-    const pending = this.sql.exec<{ n: number }>("SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) AS n").one().n;
+    const pending = this.sql
+      .exec<{ n: number }>(
+        "SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) AS n",
+      )
+      .one().n;
     if (pending > 0) await this.ctx.storage.setAlarm(now + 3_600_000);
   }
 
   private used(eventId: string, now: number): number {
-    return this.sql
-      .exec<{ n: number | null }>(
-        "SELECT sum(quantity) AS n FROM reservations WHERE event_id = ? AND (state IN ('sold','checking_out') OR (state = 'held' AND expires_at > ?))",
-        eventId,
-        now,
-      )
-      .one().n ?? 0;
+    return (
+      this.sql
+        .exec<{ n: number | null }>(
+          "SELECT sum(quantity) AS n FROM reservations WHERE event_id = ? AND (state IN ('sold','checking_out') OR (state = 'held' AND expires_at > ?))",
+          eventId,
+          now,
+        )
+        .one().n ?? 0
+    );
   }
 
   private scheduleCleanup(now: number): void {

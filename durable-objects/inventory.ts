@@ -3,7 +3,7 @@ import type { EventDoc } from "../lib/event-schema";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { paymentProvider } from "../lib/payments";
-import { fail, ok, type Outcome } from "../lib/problem";
+import { fail, type Outcome, ok } from "../lib/problem";
 
 /** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
 export type InventoryEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
@@ -176,7 +176,8 @@ export class Inventory extends DurableObject<Env> {
     const total = quantity * cfg.price;
     this.ctx.storage.transactionSync(() => {
       if (seats.length) {
-        for (const id of seats) this.sql.exec("UPDATE seats SET status = 'held', hold_id = ? WHERE id = ? AND status = 'available'", req.holdId, id);
+        for (const id of seats)
+          this.sql.exec("UPDATE seats SET status = 'held', hold_id = ? WHERE id = ? AND status = 'available'", req.holdId, id);
       }
       this.sql.exec(
         "INSERT INTO holds (id, user_id, quantity, seats, total, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
@@ -348,11 +349,25 @@ export class Inventory extends DurableObject<Env> {
   /** Refunds recorded here. */
   refunds(): RefundRecord[] {
     return this.sql
-      .exec<{ idempotency_key: string; hold_id: string; provider: string; reason: string; status: RefundRecord["status"]; charge_id: string | null; attempts: number }>(
-        "SELECT * FROM refunds ORDER BY created_at",
-      )
+      .exec<{
+        idempotency_key: string;
+        hold_id: string;
+        provider: string;
+        reason: string;
+        status: RefundRecord["status"];
+        charge_id: string | null;
+        attempts: number;
+      }>("SELECT * FROM refunds ORDER BY created_at")
       .toArray()
-      .map((r) => ({ idempotencyKey: r.idempotency_key, holdId: r.hold_id, provider: r.provider, reason: r.reason, status: r.status, chargeId: r.charge_id, attempts: r.attempts }));
+      .map((r) => ({
+        idempotencyKey: r.idempotency_key,
+        holdId: r.hold_id,
+        provider: r.provider,
+        reason: r.reason,
+        status: r.status,
+        chargeId: r.charge_id,
+        attempts: r.attempts,
+      }));
   }
 
   /** Every order id recorded here (reconciliation). */
@@ -411,7 +426,10 @@ export class Inventory extends DurableObject<Env> {
   /** Sends orders recorded more than OUTBOX_RESEND_MS ago and not yet marked as queued. */
   private async flushOutbox(now: number): Promise<void> {
     const due = this.sql
-      .exec<{ id: string; message: string }>("SELECT id, message FROM orders WHERE enqueued_at IS NULL AND created_at <= ? ORDER BY created_at LIMIT 100", now - OUTBOX_RESEND_MS)
+      .exec<{ id: string; message: string }>(
+        "SELECT id, message FROM orders WHERE enqueued_at IS NULL AND created_at <= ? ORDER BY created_at LIMIT 100",
+        now - OUTBOX_RESEND_MS,
+      )
       .toArray();
     if (!due.length) return;
     try {
@@ -425,24 +443,38 @@ export class Inventory extends DurableObject<Env> {
   /** Checkouts with no outcome after CHECKOUT_TIMEOUT_MS: void any charge made for them, then reopen the hold. */
   private async resolveStuckCheckouts(now: number): Promise<void> {
     const stuck = this.sql
-      .exec<HoldRow & { payment_method: string | null }>("SELECT * FROM holds WHERE status = 'checking_out' AND checkout_at <= ? LIMIT 20", now - CHECKOUT_TIMEOUT_MS)
+      .exec<HoldRow & { payment_method: string | null }>(
+        "SELECT * FROM holds WHERE status = 'checking_out' AND checkout_at <= ? LIMIT 20",
+        now - CHECKOUT_TIMEOUT_MS,
+      )
       .toArray();
     for (const row of stuck) {
       const key = paymentKey(row.id, row.checkout_attempt);
-      this.recordRefund({ idempotencyKey: key, holdId: row.id, provider: row.payment_method ?? "sandbox", reason: "checkout timed out", status: "pending", chargeId: null });
+      this.recordRefund({
+        idempotencyKey: key,
+        holdId: row.id,
+        provider: row.payment_method ?? "sandbox",
+        reason: "checkout timed out",
+        status: "pending",
+        chargeId: null,
+      });
       if (await this.tryRefund(key)) this.abortCheckout(row.id);
     }
   }
 
   /** Retries pending refunds (at most 20 per alarm). */
   private async retryRefunds(): Promise<void> {
-    const pending = this.sql.exec<{ idempotency_key: string }>("SELECT idempotency_key FROM refunds WHERE status = 'pending' LIMIT 20").toArray();
+    const pending = this.sql
+      .exec<{ idempotency_key: string }>("SELECT idempotency_key FROM refunds WHERE status = 'pending' LIMIT 20")
+      .toArray();
     for (const r of pending) await this.tryRefund(r.idempotency_key);
   }
 
   /** Asks the provider to void the charge of `key`; records the outcome. True when settled. */
   private async tryRefund(key: string): Promise<boolean> {
-    const rec = this.sql.exec<{ provider: string; status: string }>("SELECT provider, status FROM refunds WHERE idempotency_key = ?", key).toArray()[0];
+    const rec = this.sql
+      .exec<{ provider: string; status: string }>("SELECT provider, status FROM refunds WHERE idempotency_key = ?", key)
+      .toArray()[0];
     if (!rec) return false;
     if (rec.status !== "pending") return true;
     const provider = paymentProvider(rec.provider);
@@ -487,7 +519,8 @@ export class Inventory extends DurableObject<Env> {
       if (config.kind === "seated") {
         let ord = 0;
         for (const row of config.rows ?? []) {
-          for (let n = 1; n <= row.seats; n++) this.sql.exec("INSERT INTO seats (id, row_id, number, ord) VALUES (?, ?, ?, ?)", `${row.id}-${n}`, row.id, n, ord++);
+          for (let n = 1; n <= row.seats; n++)
+            this.sql.exec("INSERT INTO seats (id, row_id, number, ord) VALUES (?, ?, ?, ?)", `${row.id}-${n}`, row.id, n, ord++);
         }
         capacity = ord;
       }
@@ -498,7 +531,9 @@ export class Inventory extends DurableObject<Env> {
   }
 
   private loadCounts(): void {
-    const row = this.sql.exec<{ capacity: number; held: number; sold: number }>("SELECT capacity, held, sold FROM counters WHERE id = 0").toArray()[0];
+    const row = this.sql
+      .exec<{ capacity: number; held: number; sold: number }>("SELECT capacity, held, sold FROM counters WHERE id = 0")
+      .toArray()[0];
     this.counts = row ? { ...row, available: row.capacity - row.held - row.sold } : { capacity: 0, available: 0, held: 0, sold: 0 };
   }
 
@@ -509,7 +544,9 @@ export class Inventory extends DurableObject<Env> {
       if (unique.length !== req.seats.length) return fail("validation_failed", "A seat is named twice.");
       if (unique.length > MAX_SEATS_PER_HOLD) return fail("validation_failed", `At most ${MAX_SEATS_PER_HOLD} seats per hold.`);
       const placeholders = unique.map(() => "?").join(",");
-      const found = this.sql.exec<{ id: string; status: string }>(`SELECT id, status FROM seats WHERE id IN (${placeholders})`, ...unique).toArray();
+      const found = this.sql
+        .exec<{ id: string; status: string }>(`SELECT id, status FROM seats WHERE id IN (${placeholders})`, ...unique)
+        .toArray();
       if (found.length !== unique.length) {
         const known = new Set(found.map((s) => s.id));
         return fail("validation_failed", `Unknown seat(s): ${unique.filter((s) => !known.has(s)).join(", ")}.`);
@@ -558,7 +595,10 @@ export class Inventory extends DurableObject<Env> {
 
   private orderRow(id: string): StoredOrder | undefined {
     const r = this.sql
-      .exec<{ id: string; hold_id: string; user_id: string; body: string; message: string; created_at: number }>("SELECT * FROM orders WHERE id = ?", id)
+      .exec<{ id: string; hold_id: string; user_id: string; body: string; message: string; created_at: number }>(
+        "SELECT * FROM orders WHERE id = ?",
+        id,
+      )
       .toArray()[0];
     return r
       ? {
@@ -614,8 +654,11 @@ export class Inventory extends DurableObject<Env> {
     const candidates: number[] = [];
     if (next !== null) candidates.push(next);
     if (this.dirty) candidates.push(this.lastPublishAt + PUBLISH_INTERVAL_MS);
-    if (this.sql.exec("SELECT 1 FROM orders WHERE enqueued_at IS NULL LIMIT 1").toArray().length) candidates.push(Date.now() + OUTBOX_RESEND_MS);
-    const oldestCheckout = this.sql.exec<{ t: number | null }>("SELECT min(checkout_at) AS t FROM holds WHERE status = 'checking_out'").one().t;
+    if (this.sql.exec("SELECT 1 FROM orders WHERE enqueued_at IS NULL LIMIT 1").toArray().length)
+      candidates.push(Date.now() + OUTBOX_RESEND_MS);
+    const oldestCheckout = this.sql
+      .exec<{ t: number | null }>("SELECT min(checkout_at) AS t FROM holds WHERE status = 'checking_out'")
+      .one().t;
     if (oldestCheckout !== null) candidates.push(oldestCheckout + CHECKOUT_TIMEOUT_MS);
     if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));

@@ -78,7 +78,9 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   const orderId = orderIdForHold(input.holdId);
 
   const begun = unwrap(
-    await doCall<Outcome<{ hold: HoldView; paymentKey: string }>>("inventory", () => inv.beginCheckout(input.holdId, userId, deps.provider.name)),
+    await doCall<Outcome<{ hold: HoldView; paymentKey: string }>>("inventory", () =>
+      inv.beginCheckout(input.holdId, userId, deps.provider.name),
+    ),
   );
   const hold: HoldView = begun.hold;
   const payKey = begun.paymentKey;
@@ -92,7 +94,11 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
 
   let outcome: ChargeOutcome;
   try {
-    outcome = await chargeWithPolicy(deps.provider, { idempotencyKey: payKey, amount: hold.total, currency: hold.currency, token: input.payment.token }, deps.policy ?? DEFAULT_PAYMENT_POLICY);
+    outcome = await chargeWithPolicy(
+      deps.provider,
+      { idempotencyKey: payKey, amount: hold.total, currency: hold.currency, token: input.payment.token },
+      deps.policy ?? DEFAULT_PAYMENT_POLICY,
+    );
   } catch (err) {
     // Breaker open (nothing was charged) or a programming error: reopen the hold and surface it.
     await reopen(inv, ledger, input.holdId, key);
@@ -113,7 +119,13 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   }
 
   const createdAt = new Date().toISOString();
-  const tickets = await deps.issueTickets({ orderId, eventId: loc.eventId, sectionId: loc.sectionId, seats: hold.seats, quantity: hold.quantity });
+  const tickets = await deps.issueTickets({
+    orderId,
+    eventId: loc.eventId,
+    sectionId: loc.sectionId,
+    seats: hold.seats,
+    quantity: hold.quantity,
+  });
   const order: OrderView = {
     id: orderId,
     status: "paid",
@@ -144,7 +156,14 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     payment: { provider: deps.provider.name, chargeId: outcome.chargeId },
     ...(deps.traceparent ? { traceparent: deps.traceparent } : {}),
   };
-  const stored: StoredOrder = { id: orderId, holdId: input.holdId, userId, body: order as unknown as Record<string, unknown>, message, createdAt: Date.now() };
+  const stored: StoredOrder = {
+    id: orderId,
+    holdId: input.holdId,
+    userId,
+    body: order as unknown as Record<string, unknown>,
+    message,
+    createdAt: Date.now(),
+  };
 
   let completed: Outcome<StoredOrder> | undefined;
   for (let attempt = 0; attempt < 3 && !completed; attempt++) {
@@ -179,7 +198,12 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
 }
 
 /** Puts a hold back to active after a checkout that did not charge, and its reservation back to held. */
-async function reopen(inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>, ledger: ReturnType<typeof ledgerStub>, holdId: string, key: string) {
+async function reopen(
+  inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>,
+  ledger: ReturnType<typeof ledgerStub>,
+  holdId: string,
+  key: string,
+) {
   const back = await doCall<Outcome<HoldView>>("inventory", () => inv.abortCheckout(holdId));
   if (back.ok) await ledger.setState(key, "held", Date.parse(back.value.expiresAt));
 }
@@ -196,7 +220,12 @@ async function voidOrRecord(
   payKey: string,
   reason: string,
 ): Promise<boolean> {
-  const base: Omit<RefundRecord, "attempts" | "status" | "chargeId"> = { idempotencyKey: payKey, holdId, provider: deps.provider.name, reason };
+  const base: Omit<RefundRecord, "attempts" | "status" | "chargeId"> = {
+    idempotencyKey: payKey,
+    holdId,
+    provider: deps.provider.name,
+    reason,
+  };
   let record: Omit<RefundRecord, "attempts">;
   try {
     const r = await deps.provider.voidCharge(payKey);
@@ -210,7 +239,9 @@ async function voidOrRecord(
     await inv.recordRefund(record);
     return true;
   } catch (err) {
-    console.error(JSON.stringify({ level: "error", msg: "refund record failed; the DO's checkout timeout will void", payKey, error: String(err) }));
+    console.error(
+      JSON.stringify({ level: "error", msg: "refund record failed; the DO's checkout timeout will void", payKey, error: String(err) }),
+    );
     return record.status !== "pending";
   }
 }

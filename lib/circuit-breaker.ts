@@ -103,7 +103,8 @@ export class CircuitBreaker {
     const since = now - this.o.windowMs;
     while (this.calls.length && (this.calls[0] as { at: number }).at < since) this.calls.shift();
     const failures = this.calls.filter((c) => !c.ok).length;
-    if (this.state === "closed" && this.calls.length >= this.o.minCalls && failures / this.calls.length >= this.o.failureRate) this.trip(now);
+    if (this.state === "closed" && this.calls.length >= this.o.minCalls && failures / this.calls.length >= this.o.failureRate)
+      this.trip(now);
   }
 
   private trip(now: number): void {

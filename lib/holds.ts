@@ -119,13 +119,16 @@ export async function placeHold(
       errors: [{ path: "sectionId", message: "unknown section" }],
     });
   if (input.seats && input.quantity !== undefined)
-    throw new ApiError("validation_failed", "Send either seats or quantity, not both.", { errors: [{ path: "seats", message: "seats and quantity are exclusive" }] });
+    throw new ApiError("validation_failed", "Send either seats or quantity, not both.", {
+      errors: [{ path: "seats", message: "seats and quantity are exclusive" }],
+    });
   if (section.kind === "ga" && input.seats)
     throw new ApiError("validation_failed", "General admission sections sell a quantity, not named seats.", {
       errors: [{ path: "seats", message: "not allowed for a GA section" }],
     });
   const quantity = input.seats?.length ?? input.quantity ?? 1;
-  if (quantity > event.perCustomerLimit) throw new ApiError("limit_exceeded", `This event allows ${event.perCustomerLimit} places per customer.`);
+  if (quantity > event.perCustomerLimit)
+    throw new ApiError("limit_exceeded", `This event allows ${event.perCustomerLimit} places per customer.`);
   if (opts.availability && opts.availability.available === 0 && opts.availability.held === 0)
     throw new ApiError("sold_out", "This section is sold out.");
 
@@ -171,7 +174,12 @@ export async function placeHold(
   }
   await ledger.setState(key, "released");
   const failure = lastFailure ?? { ok: false as const, code: "sold_out" as const, detail: "This section is sold out." };
-  metrics.inc("breakwater_holds_total", { result: failure.ok ? "created" : failure.code, kind: section.kind }, 1, "Hold attempts by result");
+  metrics.inc(
+    "breakwater_holds_total",
+    { result: failure.ok ? "created" : failure.code, kind: section.kind },
+    1,
+    "Hold attempts by result",
+  );
   return unwrapOutcome(failure);
 }
 

@@ -74,7 +74,13 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
     const existing = sandboxCharges.get(req.idempotencyKey);
     if (existing) return { status: "succeeded", chargeId: existing.chargeId };
     const chargeId = `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
-    sandboxCharges.set(req.idempotencyKey, { idempotencyKey: req.idempotencyKey, chargeId, amount: req.amount, currency: req.currency, status: "succeeded" });
+    sandboxCharges.set(req.idempotencyKey, {
+      idempotencyKey: req.idempotencyKey,
+      chargeId,
+      amount: req.amount,
+      currency: req.currency,
+      status: "succeeded",
+    });
     return { status: "succeeded", chargeId };
   };
   return {
@@ -97,7 +103,9 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
           return succeed(req);
         case "tok_lost":
           succeed(req);
-          await new Promise<never>((_, reject) => req.signal?.addEventListener("abort", () => reject(new PaymentUnavailableError("sandbox: timed out"))));
+          await new Promise<never>((_, reject) =>
+            req.signal?.addEventListener("abort", () => reject(new PaymentUnavailableError("sandbox: timed out"))),
+          );
           throw new PaymentUnavailableError("unreachable");
         default:
           return { status: "declined", reason: "invalid_token" };
@@ -166,7 +174,11 @@ export type ChargeOutcome = ChargeResult | { status: "unknown"; error: string };
  * backoff on outages. A decline is an answer, not a failure. While the breaker is open this throws
  * 503 `overloaded` with Retry-After and calls nothing.
  */
-export async function chargeWithPolicy(provider: PaymentProvider, req: Omit<ChargeRequest, "signal">, policy = DEFAULT_PAYMENT_POLICY): Promise<ChargeOutcome> {
+export async function chargeWithPolicy(
+  provider: PaymentProvider,
+  req: Omit<ChargeRequest, "signal">,
+  policy = DEFAULT_PAYMENT_POLICY,
+): Promise<ChargeOutcome> {
   const breaker = breakerFor(provider.name);
   let lastError = "";
   for (let attempt = 0; attempt <= policy.retries; attempt++) {
@@ -182,7 +194,9 @@ export async function chargeWithPolicy(provider: PaymentProvider, req: Omit<Char
       if (err instanceof BreakerOpenError) {
         metrics.inc("breakwater_payments_total", { provider: provider.name, outcome: "breaker_open" }, 1, "Payment attempts by outcome");
         if (attempt === 0)
-          throw new ApiError("overloaded", "Payments are temporarily unavailable; no charge was made.", { retryAfterSeconds: Math.ceil(err.retryAfterMs / 1000) });
+          throw new ApiError("overloaded", "Payments are temporarily unavailable; no charge was made.", {
+            retryAfterSeconds: Math.ceil(err.retryAfterMs / 1000),
+          });
         return { status: "unknown", error: err.message };
       }
       if (!(err instanceof PaymentUnavailableError)) throw err;

@@ -23,7 +23,8 @@ export function recount(eventId: string, sectionId: string, shard: number): Prom
     const c = hasCounters ? sql.exec<{ capacity: number; held: number; sold: number }>("SELECT * FROM counters").toArray()[0] : undefined;
     if (!c) return null;
     const seatsByStatus: Record<string, number> = {};
-    for (const r of sql.exec<{ status: string; n: number }>("SELECT status, count(*) AS n FROM seats GROUP BY status").toArray()) seatsByStatus[r.status] = r.n;
+    for (const r of sql.exec<{ status: string; n: number }>("SELECT status, count(*) AS n FROM seats GROUP BY status").toArray())
+      seatsByStatus[r.status] = r.n;
     const q = (status: string) =>
       sql.exec<{ n: number | null }>("SELECT sum(quantity) AS n FROM holds WHERE status IN (" + status + ")").one().n ?? 0;
     const seatHolders = sql.exec<{ n: number }>("SELECT count(DISTINCT hold_id) AS n FROM seats WHERE hold_id IS NOT NULL").one().n;
@@ -41,7 +42,9 @@ export function recount(eventId: string, sectionId: string, shard: number): Prom
  * Asserts DESIGN.md invariant 1 for every section (and GA shard) of an event: sold + held + available =
  * capacity, the counters agree with the holds and (seated) with the seats table, and returns the totals.
  */
-export async function expectInventoryInvariants(event: EventBody): Promise<Record<string, { held: number; sold: number; capacity: number }>> {
+export async function expectInventoryInvariants(
+  event: EventBody,
+): Promise<Record<string, { held: number; sold: number; capacity: number }>> {
   const totals: Record<string, { held: number; sold: number; capacity: number }> = {};
   for (const section of event.sections) {
     const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
@@ -49,7 +52,8 @@ export async function expectInventoryInvariants(event: EventBody): Promise<Recor
     for (let shard = 0; shard < shards; shard++) {
       const r = await recount(event.id, section.id, shard);
       if (!r) {
-        t.capacity += section.kind === "ga" ? Math.floor(section.capacity / shards) + (shard < section.capacity % shards ? 1 : 0) : section.capacity;
+        t.capacity +=
+          section.kind === "ga" ? Math.floor(section.capacity / shards) + (shard < section.capacity % shards ? 1 : 0) : section.capacity;
         continue;
       }
       expect(r.counters.held, `held counter = active holds in ${section.id}#${shard}`).toBe(r.holdQuantity.active);

@@ -9,6 +9,7 @@ import { securityHeaders } from "./middleware/security-headers";
 import { devAuth } from "./routes/auth";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
+import { orders } from "./routes/orders";
 import { system } from "./routes/system";
 import type { AppEnv } from "./types";
 
@@ -51,6 +52,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", devAuth);
   app.route("/", events);
   app.route("/", holds);
+  app.route("/", orders);
 
   app.notFound(notFound);
   app.onError(onError);

@@ -24,7 +24,11 @@ const ROWS = [
 const SEAT_IDS = ROWS.flatMap((r) => Array.from({ length: r.seats }, (_, i) => `${r.id}-${i + 1}`));
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ t: fc.constant("holdSeats" as const), user: fc.nat(3), seats: fc.uniqueArray(fc.nat(SEAT_IDS.length - 1), { minLength: 1, maxLength: 3 }) }),
+  fc.record({
+    t: fc.constant("holdSeats" as const),
+    user: fc.nat(3),
+    seats: fc.uniqueArray(fc.nat(SEAT_IDS.length - 1), { minLength: 1, maxLength: 3 }),
+  }),
   fc.record({ t: fc.constant("holdQty" as const), user: fc.nat(3), qty: fc.integer({ min: 1, max: 4 }) }),
   fc.record({ t: fc.constant("release" as const), pick: fc.nat(), asOwner: fc.boolean() }),
   fc.record({ t: fc.constant("expire" as const), pick: fc.nat() }),
@@ -56,7 +60,12 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
     holdSeconds: 600,
     ...(kind === "seated" ? { rows: ROWS } : {}),
   };
-  const event: InventoryEvent = { id: cfg.eventId, sections: [], waitingRoom: { enabled: false, admitPerMinute: 1 }, saleStartsAt: new Date(0).toISOString() };
+  const event: InventoryEvent = {
+    id: cfg.eventId,
+    sections: [],
+    waitingRoom: { enabled: false, admitPerMinute: 1 },
+    saleStartsAt: new Date(0).toISOString(),
+  };
 
   await runInDurableObject(stub, (inst: Inventory, state) => {
     const sql = state.storage.sql;
@@ -130,9 +139,18 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
           inst.snapshot();
           expect(sql.exec<{ status: string }>("SELECT status FROM holds WHERE id = ?", h.id).one().status).toBe("checking_out");
           if (op.pay) {
-            const done = inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: { id: `o-${h.id}` }, message: {}, createdAt: Date.now() });
+            const done = inst.completeCheckout(h.id, {
+              id: `o-${h.id}`,
+              holdId: h.id,
+              userId: h.user,
+              body: { id: `o-${h.id}` },
+              message: {},
+              createdAt: Date.now(),
+            });
             expect(done.ok).toBe(true);
-            expect(inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: {}, message: {}, createdAt: 0 }).ok).toBe(true);
+            expect(
+              inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: {}, message: {}, createdAt: 0 }).ok,
+            ).toBe(true);
             h.status = "sold";
           } else {
             const back = inst.abortCheckout(h.id);

@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Inventory } from "../../durable-objects/inventory";
-import { checkout, type CheckoutDeps, getOrder, type Ticket } from "../../lib/checkout";
+import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/checkout";
 import type { EventDoc } from "../../lib/event-schema";
 import { holdLocation, inventoryStub, placeHold } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxCallCount, sandboxLedger, sandboxProvider } from "../../lib/payments";
@@ -20,7 +20,9 @@ function deps(over: Partial<CheckoutDeps> = {}): CheckoutDeps {
     provider: sandboxProvider({ slowMs: 300 }),
     policy: { timeoutMs: 1_000, retries: 1, backoffBaseMs: 1, backoffCapMs: 5 },
     issueTickets: async (o) =>
-      (o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `GA-${i + 1}`)).map((seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}` })),
+      (o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `GA-${i + 1}`)).map(
+        (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}` }),
+      ),
     enqueueOrder: async (m) => {
       sent.push(m);
     },
@@ -31,7 +33,7 @@ function deps(over: Partial<CheckoutDeps> = {}): CheckoutDeps {
 
 beforeAll(async () => {
   const ev = await createEvent(await tokenFor("org-checkout", "organizer"), { perCustomerLimit: 10 });
-  event = (await (await call(`/v1/events/${ev.id}`)).json() as { event: EventDoc }).event;
+  event = ((await (await call(`/v1/events/${ev.id}`)).json()) as { event: EventDoc }).event;
 });
 beforeEach(() => {
   resetSandbox();
@@ -40,7 +42,12 @@ beforeEach(() => {
 });
 
 const newHold = (user: string, sectionId = "floor", quantity = 1) =>
-  placeHold({ inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER }, event, user, sectionId === "a" ? { sectionId, quantity } : { sectionId, quantity });
+  placeHold(
+    { inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER },
+    event,
+    user,
+    sectionId === "a" ? { sectionId, quantity } : { sectionId, quantity },
+  );
 
 function holdRow(holdId: string) {
   return runInDurableObject(inventoryStub(env.INVENTORY, holdLocation(holdId)), (_i: Inventory, state) =>
@@ -60,7 +67,10 @@ async function expectNoChargeWithoutTickets(): Promise<void> {
 }
 
 const errorOf = async (p: Promise<unknown>) => {
-  const e = await p.then(() => null, (err: unknown) => err);
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(ApiError);
   return e as ApiError;
 };
@@ -90,7 +100,9 @@ describe("checkout", () => {
 
   it("keeps the hold after a decline so the buyer can pay with another card", async () => {
     const hold = await newHold("co-3");
-    expect((await errorOf(checkout(deps(), "co-3", { holdId: hold.id, payment: { method: "sandbox", token: "tok_decline" } }))).code).toBe("payment_declined");
+    expect((await errorOf(checkout(deps(), "co-3", { holdId: hold.id, payment: { method: "sandbox", token: "tok_decline" } }))).code).toBe(
+      "payment_declined",
+    );
     expect((await holdRow(hold.id)).status).toBe("active");
     const { order } = await checkout(deps(), "co-3", { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } });
     expect(order.status).toBe("paid");
@@ -108,7 +120,12 @@ describe("checkout", () => {
 
   it("voids a charge whose answer was lost (timeout) and records the refund", async () => {
     const hold = await newHold("co-5");
-    const e = await errorOf(checkout(deps({ policy: { timeoutMs: 100, retries: 0, backoffBaseMs: 1, backoffCapMs: 1 } }), "co-5", { holdId: hold.id, payment: { method: "sandbox", token: "tok_lost" } }));
+    const e = await errorOf(
+      checkout(deps({ policy: { timeoutMs: 100, retries: 0, backoffBaseMs: 1, backoffCapMs: 1 } }), "co-5", {
+        holdId: hold.id,
+        payment: { method: "sandbox", token: "tok_lost" },
+      }),
+    );
     expect(e.code).toBe("overloaded");
     expect(sandboxLedger()).toMatchObject([{ status: "refunded" }]);
     const refunds = await runInDurableObject(inventoryStub(env.INVENTORY, holdLocation(hold.id)), (inst: Inventory) => inst.refunds());
@@ -116,7 +133,11 @@ describe("checkout", () => {
     // The next attempt uses a new payment key, so the voided charge is never "replayed" as a success.
     const { order } = await checkout(deps(), "co-5", { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } });
     expect(order.status).toBe("paid");
-    expect(sandboxLedger().map((c) => c.status).sort()).toEqual(["refunded", "succeeded"]);
+    expect(
+      sandboxLedger()
+        .map((c) => c.status)
+        .sort(),
+    ).toEqual(["refunded", "succeeded"]);
     await expectNoChargeWithoutTickets();
   });
 

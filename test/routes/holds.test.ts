@@ -42,7 +42,15 @@ describe("POST /v1/events/:id/holds (happy)", () => {
     const res = await hold(ev.id, await buyer("alice"), { sectionId: "a", seats: ["1-1", "1-2"] });
     expect(res.status).toBe(201);
     const { hold: h } = (await res.json()) as { hold: HoldBody };
-    expect(h).toMatchObject({ eventId: ev.id, sectionId: "a", seats: ["1-1", "1-2"], quantity: 2, total: 16_000, currency: "EUR", status: "active" });
+    expect(h).toMatchObject({
+      eventId: ev.id,
+      sectionId: "a",
+      seats: ["1-1", "1-2"],
+      quantity: 2,
+      total: 16_000,
+      currency: "EUR",
+      status: "active",
+    });
     expect(Date.parse(h.expiresAt) - Date.now()).toBeGreaterThan(590_000);
     expect(res.headers.get("Location")).toBe(`/v1/holds/${h.id}`);
 
@@ -145,7 +153,9 @@ describe("Idempotency-Key on holds", () => {
   it("answers 409 to a concurrent duplicate", async () => {
     const ev = await createEvent(organizer);
     const t = await buyer("kim");
-    const results = await Promise.all(Array.from({ length: 5 }, () => hold(ev.id, t, { sectionId: "floor", quantity: 1 }, { "Idempotency-Key": "same" })));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => hold(ev.id, t, { sectionId: "floor", quantity: 1 }, { "Idempotency-Key": "same" })),
+    );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1);
     expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
@@ -158,7 +168,9 @@ describe("concurrency: many buyers, few seats", () => {
   it("500 buyers race for 100 seated seats: exactly 100 held, none twice", async () => {
     const ev = await createEvent(organizer, {
       perCustomerLimit: 2,
-      sections: [{ id: "hall", name: "Hall", kind: "seated", price: 100, rows: Array.from({ length: 10 }, (_, i) => ({ id: `r${i}`, seats: 10 })) }],
+      sections: [
+        { id: "hall", name: "Hall", kind: "seated", price: 100, rows: Array.from({ length: 10 }, (_, i) => ({ id: `r${i}`, seats: 10 })) },
+      ],
     });
     const tokens = await Promise.all(Array.from({ length: 500 }, (_, i) => buyer(`seated-${i}`)));
     const seatFor = (i: number) => `r${i % 10}-${(Math.floor(i / 10) % 10) + 1}`; // 5 buyers per seat

@@ -25,14 +25,19 @@ export const idempotency = (opts: IdempotencyOptions = {}): MiddlewareHandler<Ap
     const key = c.req.header(header);
     if (key === undefined) return next();
     if (!KEY.test(key))
-      throw new ApiError("validation_failed", `${header} must be 1-255 visible ASCII characters.`, { errors: [{ path: header, message: "invalid" }] });
+      throw new ApiError("validation_failed", `${header} must be 1-255 visible ASCII characters.`, {
+        errors: [{ path: header, message: "invalid" }],
+      });
     const principal = c.get("principal");
     const body = c.req.method === "GET" || c.req.method === "HEAD" ? "" : await c.req.text();
     const fingerprint = await sha256Hex(`${c.req.method} ${c.req.path}\n${body}`);
     const ledger = ledgerStub(c.env.CUSTOMER_LEDGER, principal.sub);
     const begin = await ledger.beginIdempotent(key, fingerprint);
     if (begin.kind === "mismatch") throw new ApiError("idempotency_mismatch", "This Idempotency-Key was used with a different request.");
-    if (begin.kind === "in_flight") throw new ApiError("idempotency_conflict", "The first request with this Idempotency-Key is still in progress.", { retryAfterSeconds: 1 });
+    if (begin.kind === "in_flight")
+      throw new ApiError("idempotency_conflict", "The first request with this Idempotency-Key is still in progress.", {
+        retryAfterSeconds: 1,
+      });
     if (begin.kind === "replay")
       return new Response(begin.status === 204 ? null : begin.body, {
         status: begin.status,

@@ -30,12 +30,7 @@ const holdSchema = z.object({
 export const holdInput = z
   .strictObject({
     sectionId: z.string().regex(SECTION_ID),
-    seats: z
-      .array(z.string().min(1).max(80))
-      .min(1)
-      .max(50)
-      .optional()
-      .describe("Named seats (seated sections), ids from the seat map"),
+    seats: z.array(z.string().min(1).max(80)).min(1).max(50).optional().describe("Named seats (seated sections), ids from the seat map"),
     quantity: z.number().int().min(1).max(50).optional().describe("Places (GA) or best-available seats (seated); default 1"),
   })
   .refine((v) => !(v.seats && v.quantity !== undefined), { message: "send either seats or quantity", path: ["quantity"] });

@@ -1,0 +1,119 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
+import { verifyToken } from "../../lib/signing";
+import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
+import { expectInventoryInvariants } from "../inventory-helpers";
+
+interface OrderBody {
+  id: string;
+  status: string;
+  eventId: string;
+  seats: string[];
+  total: number;
+  currency: string;
+  tickets: { id: string; seat: string; code: string }[];
+}
+
+let organizer: string;
+let ev: EventBody;
+beforeAll(async () => {
+  organizer = await tokenFor("org-orders", "organizer");
+  ev = await createEvent(organizer, { perCustomerLimit: 10 });
+});
+beforeEach(() => {
+  resetSandbox();
+  resetBreakers();
+});
+
+async function holdFor(token: string, body: unknown = { sectionId: "floor", quantity: 2 }): Promise<string> {
+  const res = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token, json: body });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { hold: { id: string } }).hold.id;
+}
+const pay = (token: string, holdId: string, tok = "tok_ok", headers: Record<string, string> = {}) =>
+  call("/v1/orders", { method: "POST", token, json: { holdId, payment: { method: "sandbox", token: tok } }, headers });
+
+describe("POST /v1/orders (happy)", () => {
+  it("answers 201 with the paid order and signed tickets, readable at once", async () => {
+    const t = await tokenFor("ord-1", "buyer");
+    const holdId = await holdFor(t, { sectionId: "a", seats: ["1-1", "1-2"] });
+    const res = await pay(t, holdId);
+    expect(res.status).toBe(201);
+    const { order } = (await res.json()) as { order: OrderBody };
+    expect(order).toMatchObject({ status: "paid", eventId: ev.id, seats: ["1-1", "1-2"], total: 16_000, currency: "EUR" });
+    expect(order.tickets.map((x) => x.seat)).toEqual(["1-1", "1-2"]);
+    const payload = await verifyToken(env.SIGNING_SECRET, "ticket", order.tickets[0]?.code ?? "");
+    expect(payload).toMatchObject({ o: order.id, e: ev.id, s: "1-1" });
+    expect(await verifyToken(env.SIGNING_SECRET, "queue-pass", order.tickets[0]?.code ?? "")).toBeNull();
+
+    const read = await call(`/v1/orders/${order.id}`, { token: t });
+    expect(read.status).toBe(200);
+    expect(((await read.json()) as { order: OrderBody }).order).toEqual(order);
+    const hold = (await (await call(`/v1/holds/${holdId}`, { token: t })).json()) as { hold: { status: string; orderId: string } };
+    expect(hold.hold).toMatchObject({ status: "sold", orderId: order.id });
+    const totals = await expectInventoryInvariants(ev);
+    expect(totals.a?.sold).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("POST /v1/orders (errors)", () => {
+  it("answers 402 on a decline and keeps the hold", async () => {
+    const t = await tokenFor("ord-2", "buyer");
+    const holdId = await holdFor(t);
+    const res = await pay(t, holdId, "tok_decline");
+    expect(res.status).toBe(402);
+    expect(((await res.json()) as Problem).code).toBe("payment_declined");
+    expect(((await (await call(`/v1/holds/${holdId}`, { token: t })).json()) as { hold: { status: string } }).hold.status).toBe("active");
+  });
+
+  it("answers 503 with Retry-After on a provider outage and charges nothing", async () => {
+    const t = await tokenFor("ord-3", "buyer");
+    const res = await pay(t, await holdFor(t), "tok_error");
+    expect(res.status).toBe(503);
+    expect(res.headers.get("Retry-After")).toMatch(/^\d+$/);
+    expect(sandboxLedger().filter((c) => c.status === "succeeded")).toEqual([]);
+  });
+
+  it("refuses someone else's hold, unknown holds, bad bodies and unknown methods", async () => {
+    const owner = await tokenFor("ord-4", "buyer");
+    const holdId = await holdFor(owner);
+    const thief = await tokenFor("ord-thief", "buyer");
+    expect((await pay(thief, holdId)).status).toBe(404);
+    expect((await pay(owner, "hld_nope")).status).toBe(404);
+    const bad = await call("/v1/orders", { method: "POST", token: owner, json: { holdId, payment: { method: "sandbox" } } });
+    expect(bad.status).toBe(400);
+    const method = await call("/v1/orders", { method: "POST", token: owner, json: { holdId, payment: { method: "bitcoin", token: "x" } } });
+    expect(method.status).toBe(400);
+    expect((await call(`/v1/orders/${holdId.replace("hld_", "ord_")}`, { token: thief })).status).toBe(404);
+    expect(sandboxLedger()).toEqual([]);
+  });
+});
+
+describe("Idempotency-Key on orders", () => {
+  it("replays the order, refuses another body under the key, and charges once", async () => {
+    const t = await tokenFor("ord-5", "buyer");
+    const holdId = await holdFor(t);
+    const first = await pay(t, holdId, "tok_ok", { "Idempotency-Key": "pay-1" });
+    expect(first.status).toBe(201);
+    const body = await first.text();
+    const replay = await pay(t, holdId, "tok_ok", { "Idempotency-Key": "pay-1" });
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get("Idempotency-Replayed")).toBe("true");
+    expect(await replay.text()).toBe(body);
+    const other = await pay(t, holdId, "tok_decline", { "Idempotency-Key": "pay-1" });
+    expect(other.status).toBe(422);
+    expect(sandboxLedger()).toHaveLength(1);
+  });
+
+  it("answers 409 to a concurrent duplicate while the first is paying", async () => {
+    const t = await tokenFor("ord-6", "buyer");
+    const holdId = await holdFor(t);
+    const [a, b] = await Promise.all([
+      pay(t, holdId, "tok_slow", { "Idempotency-Key": "pay-2" }),
+      pay(t, holdId, "tok_slow", { "Idempotency-Key": "pay-2" }),
+    ]);
+    expect([a?.status, b?.status].sort()).toEqual([201, 409]);
+    expect(sandboxLedger()).toHaveLength(1);
+  });
+});

@@ -1,0 +1,107 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/checkout";
+import { paymentProvider } from "../../lib/payments";
+import { ApiError } from "../../lib/problem";
+import { signToken } from "../../lib/signing";
+import { principalOf } from "../http";
+import { auth } from "../middleware/auth";
+import { idempotency } from "../middleware/idempotency";
+import { validate } from "../middleware/validate";
+import { describeRoute } from "../openapi";
+import type { AppEnv } from "../types";
+
+/** POST /v1/orders body. */
+export const orderInput = z.strictObject({
+  holdId: z.string().min(1).max(200),
+  payment: z.strictObject({
+    method: z.string().min(1).max(32).describe('"sandbox" locally; other methods are adapters'),
+    token: z.string().min(1).max(200),
+  }),
+});
+
+const ticketSchema = z.object({ id: z.string(), seat: z.string(), code: z.string() });
+/** The API's `order`. */
+export const orderSchema = z.object({
+  id: z.string(),
+  status: z.literal("paid"),
+  eventId: z.string(),
+  sectionId: z.string(),
+  holdId: z.string(),
+  seats: z.array(z.string()),
+  quantity: z.number().int(),
+  total: z.number().int(),
+  currency: z.string(),
+  tickets: z.array(ticketSchema),
+  createdAt: z.string(),
+});
+
+const orderParam = z.object({ id: z.string().max(200) });
+
+/**
+ * Signed tickets of an order: one per seat (GA: numbered places). The code is a platform-signed token
+ * (lib/signing) that a scanner verifies offline with the signing secret.
+ */
+async function issueTickets(
+  secret: string,
+  o: { orderId: string; eventId: string; sectionId: string; seats: string[]; quantity: number },
+): Promise<Ticket[]> {
+  const seats = o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `${o.sectionId}/GA-${i + 1}`);
+  return Promise.all(
+    seats.map(async (seat, i) => {
+      const id = `tkt_${o.orderId.slice(4, 24)}_${i + 1}`;
+      return { id, seat, code: await signToken(secret, "ticket", { t: id, o: o.orderId, e: o.eventId, s: seat }) };
+    }),
+  );
+}
+
+/** Checkout and the buyer's orders. */
+export const orders = new Hono<AppEnv>();
+
+describeRoute({
+  method: "post",
+  path: "/v1/orders",
+  summary: "Pay for a hold (buyer). Answers at once; storage and notifications follow through queues.",
+  tags: ["orders"],
+  auth: ["buyer"],
+  body: orderInput,
+  headers: [{ name: "Idempotency-Key", description: "≤ 255 chars; replays the first response" }],
+  responses: { 201: { description: "Paid", schema: z.object({ order: orderSchema }) } },
+  errors: ["not_found", "payment_declined", "hold_expired", "idempotency_conflict", "idempotency_mismatch", "rate_limited", "overloaded"],
+});
+orders.post("/v1/orders", auth("buyer"), idempotency(), validate("json", orderInput), async (c) => {
+  const input = c.req.valid("json");
+  const provider = paymentProvider(input.payment.method);
+  if (!provider)
+    throw new ApiError("validation_failed", `Unknown payment method ${input.payment.method}.`, {
+      errors: [{ path: "payment.method", message: "unknown method" }],
+    });
+  const deps: CheckoutDeps = {
+    inventory: c.env.INVENTORY,
+    ledger: c.env.CUSTOMER_LEDGER,
+    provider,
+    issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
+    enqueueOrder: async (message) => {
+      await c.env.ORDERS_QUEUE.send(message, { contentType: "json" });
+    },
+    waitUntil: (p) => c.executionCtx.waitUntil(p),
+    traceparent: c.req.header("traceparent"),
+  };
+  const { order, created } = await checkout(deps, principalOf(c).sub, input);
+  c.header("Location", `/v1/orders/${order.id}`);
+  return c.json({ order }, created ? 201 : 200);
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/orders/:id",
+  summary: "One of your orders (readable as soon as POST /v1/orders answered)",
+  tags: ["orders"],
+  auth: ["buyer"],
+  responses: { 200: { description: "The order", schema: z.object({ order: orderSchema }) } },
+  errors: ["not_found"],
+});
+orders.get("/v1/orders/:id", auth("buyer"), validate("param", orderParam), async (c) => {
+  const order = await getOrder({ inventory: c.env.INVENTORY, ledger: c.env.CUSTOMER_LEDGER }, c.req.valid("param").id, principalOf(c).sub);
+  return c.json({ order }, 200, { "Cache-Control": "private, no-store" });
+});
