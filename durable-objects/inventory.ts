@@ -289,6 +289,10 @@ export class Inventory extends DurableObject<Env> {
     this.counts.sold += row.quantity;
     this.markDirty(now);
     this.scheduleAlarm(now + OUTBOX_RESEND_MS);
+    const traceparent = typeof order.message.traceparent === "string" ? order.message.traceparent : undefined;
+    console.log(
+      JSON.stringify({ level: "info", msg: "order recorded", orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId }),
+    );
     return ok(order);
   }
 

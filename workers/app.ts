@@ -6,6 +6,7 @@ import { bodyLimit } from "./middleware/body-limit";
 import { notFound, onError } from "./middleware/error-handler";
 import { requestId } from "./middleware/request-id";
 import { securityHeaders } from "./middleware/security-headers";
+import { trace } from "./middleware/trace";
 import { devAuth } from "./routes/auth";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
@@ -21,6 +22,7 @@ import type { AppEnv } from "./types";
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", requestId());
+  app.use("*", trace());
   app.use("*", accessLog());
   app.use("*", securityHeaders());
   app.use(
@@ -42,7 +44,16 @@ export function buildApp(): Hono<AppEnv> {
         "traceparent",
         "X-Request-Id",
       ],
-      exposeHeaders: ["X-Request-Id", "ETag", "Retry-After", "RateLimit", "RateLimit-Policy", "Idempotency-Replayed", "Location"],
+      exposeHeaders: [
+        "X-Request-Id",
+        "traceparent",
+        "ETag",
+        "Retry-After",
+        "RateLimit",
+        "RateLimit-Policy",
+        "Idempotency-Replayed",
+        "Location",
+      ],
       maxAge: 600,
     }),
   );

@@ -1,10 +1,13 @@
 import type { Principal } from "../lib/auth";
+import type { TraceContext } from "../lib/trace";
 
 /** Per-request values set by middleware. */
 export interface AppVariables {
   requestId: string;
   /** Set by `auth()`; routes behind it can rely on it. */
   principal: Principal;
+  /** W3C trace context of this request (set by `trace()`). */
+  trace: TraceContext;
   /** Which cache layer answered a cacheable read (for the access log). */
   cacheStatus?: string;
 }

@@ -1,5 +1,8 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { parseLocatedId } from "../../lib/hold-id";
+import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { verifyToken } from "../../lib/signing";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
@@ -115,5 +118,29 @@ describe("Idempotency-Key on orders", () => {
     ]);
     expect([a?.status, b?.status].sort()).toEqual([201, 409]);
     expect(sandboxLedger()).toHaveLength(1);
+  });
+});
+
+describe("tracing", () => {
+  it("continues the caller's trace and carries it into the order message", async () => {
+    const t = await tokenFor("ord-trace", "buyer");
+    const holdId = await holdFor(t);
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const res = await pay(t, holdId, "tok_ok", { traceparent: parent });
+    expect(res.status).toBe(201);
+    const echoed = res.headers.get("traceparent") ?? "";
+    expect(echoed).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    expect(echoed).not.toBe(parent);
+    const { order } = (await res.json()) as { order: OrderBody };
+    const loc = parseLocatedId("ord", order.id);
+    if (!loc) throw new Error("bad order id");
+    const message = await runInDurableObject(
+      inventoryStub(env.INVENTORY, loc),
+      (_i, state) =>
+        JSON.parse(state.storage.sql.exec<{ message: string }>("SELECT message FROM orders WHERE id = ?", order.id).one().message) as {
+          traceparent?: string;
+        },
+    );
+    expect(message.traceparent).toBe(echoed);
   });
 });

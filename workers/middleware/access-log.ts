@@ -45,6 +45,7 @@ export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv
         level: status >= 500 ? "error" : status >= 400 ? "warn" : "info",
         msg: "request",
         requestId: c.get("requestId"),
+        traceId: c.get("trace")?.traceId,
         method: c.req.method,
         route,
         path: c.req.path,

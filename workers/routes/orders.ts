@@ -4,6 +4,7 @@ import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/ch
 import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { signToken } from "../../lib/signing";
+import { formatTraceparent } from "../../lib/trace";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
@@ -85,7 +86,7 @@ orders.post("/v1/orders", auth("buyer"), idempotency(), validate("json", orderIn
       await c.env.ORDERS_QUEUE.send(message, { contentType: "json" });
     },
     waitUntil: (p) => c.executionCtx.waitUntil(p),
-    traceparent: c.req.header("traceparent"),
+    traceparent: formatTraceparent(c.get("trace")),
   };
   const { order, created } = await checkout(deps, principalOf(c).sub, input);
   c.header("Location", `/v1/orders/${order.id}`);

@@ -1,0 +1,15 @@
+import type { MiddlewareHandler } from "hono";
+import { childSpan, formatTraceparent, parseTraceparent } from "../../lib/trace";
+import type { AppEnv } from "../types";
+
+/**
+ * Accepts `traceparent` from the caller (or starts a trace), makes this request a child span, stores it
+ * as `trace`, and answers with the request's own traceparent so a client can quote it.
+ */
+export const trace = (): MiddlewareHandler<AppEnv> =>
+  async function trace(c, next) {
+    const span = childSpan(parseTraceparent(c.req.header("traceparent")));
+    c.set("trace", span);
+    await next();
+    c.res.headers.set("traceparent", formatTraceparent(span));
+  };
