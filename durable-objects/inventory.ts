@@ -4,6 +4,7 @@ import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { paymentProvider } from "../lib/payments";
 import { fail, type Outcome, ok } from "../lib/problem";
+import { parseTraceparent } from "../lib/trace";
 
 /** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
 export type InventoryEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
