@@ -2,10 +2,6 @@ import path from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
-/**
- * Tests run inside workerd with the bindings of wrangler.toml (local D1, KV, queues, Durable Objects).
- * Storage is isolated per test file. Migrations are applied by test/setup/apply-migrations.ts.
- */
 /** Local-only secrets and vars for tests (never used in production). */
 const testVars = {
   DEV_AUTH: "true",
@@ -19,27 +15,51 @@ const testVars = {
 // Wrangler checks required secrets against process.env; satisfy it with the same test values.
 Object.assign(process.env, testVars);
 
+/**
+ * Two projects:
+ * - `workers`: unit and integration tests inside workerd with the bindings of wrangler.toml (local D1,
+ *   KV, queues, Durable Objects); storage is isolated per test file; migrations by the setup file.
+ * - `e2e`: Node-side tests against the real local server (scripts/serve.ts) — the operations page in
+ *   Debian's Chromium through Playwright.
+ */
 export default defineConfig(async () => {
   const catalogMigrations = await readD1Migrations(path.join(import.meta.dirname, "migrations/d1/catalog"));
   const shardMigrations = await readD1Migrations(path.join(import.meta.dirname, "migrations/d1/shard"));
   return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
-        miniflare: {
-          bindings: {
-            ...testVars,
-            TEST_MIGRATIONS_CATALOG: catalogMigrations,
-            TEST_MIGRATIONS_SHARD: shardMigrations,
+    test: {
+      projects: [
+        {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: {
+                  ...testVars,
+                  TEST_MIGRATIONS_CATALOG: catalogMigrations,
+                  TEST_MIGRATIONS_SHARD: shardMigrations,
+                },
+              },
+            }),
+          ],
+          test: {
+            name: "workers",
+            include: ["test/**/*.test.ts"],
+            exclude: ["test/e2e/**"],
+            setupFiles: ["./test/setup/apply-migrations.ts"],
+            testTimeout: 30_000,
+            hookTimeout: 30_000,
           },
         },
-      }),
-    ],
-    test: {
-      include: ["test/**/*.test.ts"],
-      setupFiles: ["./test/setup/apply-migrations.ts"],
-      testTimeout: 30_000,
-      hookTimeout: 30_000,
+        {
+          test: {
+            name: "e2e",
+            include: ["test/e2e/**/*.test.ts"],
+            environment: "node",
+            testTimeout: 120_000,
+            hookTimeout: 120_000,
+          },
+        },
+      ],
     },
   };
 });

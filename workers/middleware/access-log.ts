@@ -32,7 +32,8 @@ export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv
     await next();
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     const status = c.res.status;
-    const route = routePath(c) || "unmatched";
+    const matched = routePath(c);
+    const route = !matched || matched === "/*" ? "unmatched" : matched;
     metrics.inc("breakwater_http_requests_total", { method: c.req.method, route, status }, 1, "HTTP requests by route and status");
     metrics.observe("breakwater_http_request_duration_ms", { route }, durationMs, "HTTP request duration (ms)");
     if (policyFor !== c.env.REQUEST_LOG) {

@@ -1,0 +1,104 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { type Browser, chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startServer } from "../../scripts/serve";
+
+/**
+ * The operations page in a real browser: Debian's Chromium driven by Playwright, against the local
+ * server (workerd via miniflare), while a short load runs. Keeps a screenshot in test-results/.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+
+let server: Awaited<ReturnType<typeof startServer>>;
+let browser: Browser;
+let stateDir: string;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
+  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-"));
+  server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, vars: { DEV_AUTH: "true", REQUEST_LOG: "off", JWT_SECRET: "e2e-jwt-secret-0123456789abcdef", SIGNING_SECRET: "e2e-signing-secret-0123456789", QSTASH_TOKEN: "x", QSTASH_CURRENT_SIGNING_KEY: "x", QSTASH_NEXT_SIGNING_KEY: "x" } });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+async function json(url: string, init: RequestInit = {}): Promise<Record<string, unknown>> {
+  const res = await fetch(url, init);
+  if (!res.ok) throw new Error(`${init.method ?? "GET"} ${url} → ${res.status} ${await res.text()}`);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+describe("operations page", () => {
+  it("loads, shows live figures during a short load, and keeps a screenshot", async () => {
+    const { token } = (await json(`${server.url}/v1/auth/dev-token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sub: "e2e-org", role: "organizer" }),
+    })) as { token: string };
+    const now = Date.now();
+    const { event } = (await json(`${server.url}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify({
+        name: "E2E",
+        venue: "Loopback",
+        startsAt: new Date(now + 86_400_000).toISOString(),
+        saleStartsAt: new Date(now - 60_000).toISOString(),
+        currency: "EUR",
+        perCustomerLimit: 4,
+        sections: [{ id: "ga", name: "GA", kind: "ga", price: 100, capacity: 50 }],
+      }),
+    })) as { event: { id: string } };
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${server.url}/ops`);
+    await expect(page.title()).resolves.toContain("Breakwater");
+
+    // A short, bounded load on the read path while the page polls.
+    const stopAt = Date.now() + 6_000;
+    const load = (async () => {
+      let n = 0;
+      while (Date.now() < stopAt && n < 20_000) {
+        await Promise.all(Array.from({ length: 20 }, () => fetch(`${server.url}/v1/events/${event.id}`).then((r) => r.arrayBuffer())));
+        n += 20;
+      }
+      return n;
+    })();
+    await page.waitForFunction(() => Number(document.getElementById("samples")?.textContent) >= 3, undefined, { timeout: 20_000 });
+    await page.waitForFunction(() => Number(document.getElementById("rps")?.textContent) > 0, undefined, { timeout: 20_000 });
+    const sent = await load;
+    expect(sent).toBeGreaterThan(100);
+
+    const rps = Number(await page.textContent("#rps"));
+    expect(rps).toBeGreaterThan(0);
+    expect(await page.textContent("#hit-ratio")).toMatch(/^\d+(\.\d)? %$/);
+    expect(await page.textContent("#status")).toContain("live");
+    expect(await page.textContent("#routes")).toContain("/v1/events/:id");
+    expect(errors).toEqual([]);
+
+    mkdirSync("test-results", { recursive: true });
+    await page.screenshot({ path: "test-results/ops-page.png", fullPage: true });
+    expect(existsSync("test-results/ops-page.png")).toBe(true);
+  });
+});
