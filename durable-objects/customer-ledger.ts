@@ -140,6 +140,7 @@ export class CustomerLedger extends DurableObject<Env> {
         "SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) AS n",
       )
       .one().n;
+    this.cleanupScheduled = pending > 0;
     if (pending > 0) await this.ctx.storage.setAlarm(now + 3_600_000);
   }
 
@@ -155,9 +156,13 @@ export class CustomerLedger extends DurableObject<Env> {
     );
   }
 
+  /** Ensures a cleanup alarm exists (remembered in memory, so the hot path does not read storage). */
   private scheduleCleanup(now: number): void {
+    if (this.cleanupScheduled) return;
+    this.cleanupScheduled = true;
     void this.ctx.storage.getAlarm().then((at) => {
       if (at === null) return this.ctx.storage.setAlarm(now + 3_600_000);
     });
   }
+  private cleanupScheduled = false;
 }

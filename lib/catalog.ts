@@ -241,8 +241,16 @@ export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | n
 /** The event document for domain code (holds, queue): through the same cache, parsed. */
 export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDoc | null> {
   const { value } = await readEvent(ctx, id);
-  return value ? (JSON.parse(value.body) as { event: EventDoc }).event : null;
+  if (!value) return null;
+  // Parsed once per cached body (keyed by ETag), not once per request: holds read this on every call.
+  const hit = parsedDocs.get(value.etag);
+  if (hit) return hit;
+  const doc = (JSON.parse(value.body) as { event: EventDoc }).event;
+  if (parsedDocs.size >= 2_000) parsedDocs.clear();
+  parsedDocs.set(value.etag, doc);
+  return doc;
 }
+const parsedDocs = new Map<string, EventDoc>();
 
 /** Evicts an event (and the list) from this isolate and data centre after a change. */
 export async function invalidateEvent(origin: string, id: string): Promise<void> {

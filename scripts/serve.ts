@@ -113,7 +113,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
           modules: true,
           scriptPath: path.join(bundleDir, "index.js"),
           bindings: {
-            ...workerOptions.bindings,
+            ...(workerOptions.bindings as Record<string, unknown> | undefined),
             ...(opts.vars ?? localVars()),
           },
           unsafeDirectSockets: [{ host, port, proxy: false }],
@@ -124,7 +124,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       // No network here: do not fetch the Request.cf object from Cloudflare; use the built-in placeholder.
       cf: false,
       log: new Log(opts.log === false ? LogLevel.WARN : LogLevel.INFO),
-    }),
+    } as Parameters<typeof convertV4MiniflareOptions>[0]),
   );
   await mf.ready;
   const applied: string[] = [];

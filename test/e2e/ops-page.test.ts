@@ -28,10 +28,33 @@ let stateDir: string;
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
   stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-"));
-  server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, vars: { DEV_AUTH: "true", REQUEST_LOG: "off", JWT_SECRET: "e2e-jwt-secret-0123456789abcdef", SIGNING_SECRET: "e2e-signing-secret-0123456789", QSTASH_TOKEN: "x", QSTASH_CURRENT_SIGNING_KEY: "x", QSTASH_NEXT_SIGNING_KEY: "x" } });
+  server = await startServer({
+    port: await freePort(),
+    stateDir,
+    cron: false,
+    log: false,
+    vars: {
+      DEV_AUTH: "true",
+      REQUEST_LOG: "off",
+      JWT_SECRET: "e2e-jwt-secret-0123456789abcdef",
+      SIGNING_SECRET: "e2e-signing-secret-0123456789",
+      QSTASH_TOKEN: "x",
+      QSTASH_CURRENT_SIGNING_KEY: "x",
+      QSTASH_NEXT_SIGNING_KEY: "x",
+    },
+  });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 });
 
@@ -85,8 +108,8 @@ describe("operations page", () => {
       }
       return n;
     })();
-    await page.waitForFunction(() => Number(document.getElementById("samples")?.textContent) >= 3, undefined, { timeout: 20_000 });
-    await page.waitForFunction(() => Number(document.getElementById("rps")?.textContent) > 0, undefined, { timeout: 20_000 });
+    await expect.poll(async () => Number(await page.textContent("#samples")), { timeout: 20_000, interval: 250 }).toBeGreaterThanOrEqual(3);
+    await expect.poll(async () => Number(await page.textContent("#rps")), { timeout: 20_000, interval: 250 }).toBeGreaterThan(0);
     const sent = await load;
     expect(sent).toBeGreaterThan(100);
 
