@@ -19,8 +19,8 @@ Object.assign(process.env, testVars);
  * Two projects:
  * - `workers`: unit and integration tests inside workerd with the bindings of wrangler.toml (local D1,
  *   KV, queues, Durable Objects); storage is isolated per test file; migrations by the setup file.
- * - `e2e`: Node-side tests against the real local server (scripts/serve.ts) — the operations page in
- *   Debian's Chromium through Playwright.
+ * - `node`: Node-side tests — against the real local server (scripts/serve.ts; the operations page in
+ *   Debian's Chromium through Playwright), and static checks of the source (metric catalog).
  */
 export default defineConfig(async () => {
   const catalogMigrations = await readD1Migrations(path.join(import.meta.dirname, "migrations/d1/catalog"));
@@ -44,7 +44,7 @@ export default defineConfig(async () => {
           test: {
             name: "workers",
             include: ["test/**/*.test.ts"],
-            exclude: ["test/e2e/**"],
+            exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/setup/apply-migrations.ts"],
             testTimeout: 30_000,
             hookTimeout: 30_000,
@@ -52,8 +52,8 @@ export default defineConfig(async () => {
         },
         {
           test: {
-            name: "e2e",
-            include: ["test/e2e/**/*.test.ts"],
+            name: "node",
+            include: ["test/e2e/**/*.test.ts", "test/node/**/*.test.ts"],
             environment: "node",
             testTimeout: 120_000,
             hookTimeout: 120_000,
