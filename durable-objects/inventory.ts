@@ -9,6 +9,11 @@ import { parseTraceparent } from "../lib/trace";
 /** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
 export type InventoryEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
 
+/** What an Inventory DO publishes to: the event's WaitingRoom DO. */
+interface InventoryReportSink {
+  reportInventory(event: InventoryEvent, report: InventoryReport): Promise<void>;
+}
+
 /** A hold request as the edge sends it. */
 export interface HoldRequest {
   holdId: string;
@@ -683,7 +688,8 @@ export class Inventory extends DurableObject<Env> {
     this.overloadsInWindow = 0;
     this.windowStart = now;
     try {
-      const room = this.env.WAITING_ROOM.get(this.env.WAITING_ROOM.idFromName(cfg.eventId));
+      // The WaitingRoom DO's side of this contract is `reportInventory(event, report)` (lib/inventory-types).
+      const room = this.env.WAITING_ROOM.get(this.env.WAITING_ROOM.idFromName(cfg.eventId)) as unknown as InventoryReportSink;
       await room.reportInventory(event, report);
     } catch (err) {
       this.dirty = true;
