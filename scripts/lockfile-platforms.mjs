@@ -13,8 +13,26 @@ const pkgs = lock.packages;
 
 const platformOf = (name) => {
   const n = name.toLowerCase();
-  const os = /darwin/.test(n) ? "darwin" : /win32|windows/.test(n) ? "win32" : /android/.test(n) ? "android" : /linux/.test(n) ? "linux" : /freebsd/.test(n) ? "freebsd" : null;
-  const cpu = /arm64|aarch64/.test(n) ? "arm64" : /x64|-64\b|amd64/.test(n) ? "x64" : /ia32/.test(n) ? "ia32" : /arm\b/.test(n) ? "arm" : null;
+  const os = /darwin/.test(n)
+    ? "darwin"
+    : /win32|windows/.test(n)
+      ? "win32"
+      : /android/.test(n)
+        ? "android"
+        : /linux/.test(n)
+          ? "linux"
+          : /freebsd/.test(n)
+            ? "freebsd"
+            : null;
+  const cpu = /arm64|aarch64/.test(n)
+    ? "arm64"
+    : /x64|-64\b|amd64/.test(n)
+      ? "x64"
+      : /ia32/.test(n)
+        ? "ia32"
+        : /arm\b/.test(n)
+          ? "arm"
+          : null;
   const libc = /musl/.test(n) ? "musl" : os === "linux" && /linux/.test(n) ? "glibc" : null;
   return { os, cpu, libc };
 };
