@@ -1,5 +1,8 @@
+import type { WaitingRoom } from "../durable-objects/waiting-room";
 import type { EventDoc } from "./event-schema";
 import { type AvailabilitySnapshot, gaShardCapacity, type InventoryReport, type SectionAvailability } from "./inventory-types";
+import { metrics } from "./metrics";
+import { type CachedBody, type CacheLayer, ReadThroughCache } from "./read-cache";
 
 /**
  * Aggregates the latest report of every Inventory DO of an event into the availability snapshot.
@@ -31,3 +34,53 @@ export function aggregateAvailability(
   });
   return { eventId: event.id, asOf: new Date(now).toISOString(), sections };
 }
+
+/** Availability snapshots, one second per isolate, coalesced: the WaitingRoom DO sees O(isolates) reads/s. */
+const availabilityCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 10_000 });
+
+/** What reading a snapshot needs. */
+export interface AvailabilityDeps {
+  rooms: DurableObjectNamespace<WaitingRoom>;
+  waitUntil: (p: Promise<unknown>) => void;
+}
+
+/** The event's availability snapshot through the micro-cache (serialized body, ETag, layer). */
+export function readAvailability(
+  deps: AvailabilityDeps,
+  event: Pick<EventDoc, "id" | "sections">,
+): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
+  return availabilityCache.get({
+    key: `availability:${event.id}`,
+    cacheUrl: "",
+    edgeTtlSeconds: 1,
+    waitUntil: deps.waitUntil,
+    kv: async () => null,
+    origin: async () => {
+      metrics.inc("breakwater_waiting_room_do_calls_total", { method: "availability" }, 1, "Calls from the edge to WaitingRoom DOs");
+      const snapshot = await deps.rooms.get(deps.rooms.idFromName(event.id)).availability({ id: event.id, sections: event.sections });
+      return JSON.stringify(snapshot);
+    },
+  });
+}
+
+/** The parsed snapshot (for the hold path's sold-out check); null if it cannot be read right now. */
+export async function availabilitySnapshot(
+  deps: AvailabilityDeps,
+  event: Pick<EventDoc, "id" | "sections">,
+): Promise<AvailabilitySnapshot | null> {
+  try {
+    const { value } = await readAvailability(deps, event);
+    if (!value) return null;
+    const hit = parsed.get(value.etag);
+    if (hit) return hit;
+    const snap = JSON.parse(value.body) as AvailabilitySnapshot;
+    if (parsed.size > 1_000) parsed.clear();
+    parsed.set(value.etag, snap);
+    return snap;
+  } catch (err) {
+    // The snapshot only short-cuts sold-out answers; without it the Inventory DOs decide.
+    console.error(JSON.stringify({ level: "warn", msg: "availability snapshot unavailable", eventId: event.id, error: String(err) }));
+    return null;
+  }
+}
+const parsed = new Map<string, AvailabilitySnapshot>();

@@ -49,6 +49,12 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     labels: ["queue"],
     help: "Queue sends that failed (the DO outbox retries them)",
   },
+  {
+    name: "breakwater_waiting_room_do_calls_total",
+    type: "counter",
+    labels: ["method"],
+    help: "Calls from the edge to WaitingRoom DOs (should scale with isolates, not buyers)",
+  },
 ];
 
 /** Lookup by name. */

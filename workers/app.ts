@@ -8,6 +8,7 @@ import { requestId } from "./middleware/request-id";
 import { securityHeaders } from "./middleware/security-headers";
 import { trace } from "./middleware/trace";
 import { devAuth } from "./routes/auth";
+import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
@@ -63,6 +64,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", devAuth);
   app.route("/", events);
   app.route("/", holds);
+  app.route("/", availability);
   app.route("/", orders);
 
   app.notFound(notFound);

@@ -264,3 +264,39 @@ describe("sold-out fast path", () => {
     expect(after).toBe(before);
   });
 });
+
+describe("GET /v1/events/:id/availability", () => {
+  it("serves the snapshot the Inventory DOs publish, with ETag, and matches the recount", async () => {
+    const ev = await createEvent(organizer);
+    const t = await buyer("avail-1");
+    expect((await hold(ev.id, t, { sectionId: "a", seats: ["1-1", "1-2"] })).status).toBe(201);
+    expect((await hold(ev.id, t, { sectionId: "floor", quantity: 1 })).status).toBe(201);
+    // Publishing is alarm-driven (at most once a second); run the alarms instead of waiting.
+    for (const [sectionId, shards] of [
+      ["a", 1],
+      ["floor", 2],
+    ] as const)
+      for (let shard = 0; shard < shards; shard++)
+        await runDurableObjectAlarm(inventoryStub(env.INVENTORY, { eventId: ev.id, sectionId, shard }));
+    // The hold route read (and cached for a second) the snapshot before these holds: the documented lag.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const res = await call(`/v1/events/${ev.id}/availability`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      eventId: string;
+      asOf: string;
+      sections: { id: string; available: number; held: number; sold: number; capacity: number }[];
+    };
+    expect(body.eventId).toBe(ev.id);
+    expect(body.sections).toEqual([
+      { id: "floor", capacity: 100, available: 99, held: 1, sold: 0 },
+      { id: "a", capacity: 10, available: 8, held: 2, sold: 0 },
+    ]);
+    const totals = await expectInventoryInvariants(ev);
+    expect(totals.a?.held).toBe(2);
+    expect((await call(`/v1/events/${ev.id}/availability`, { headers: { "If-None-Match": res.headers.get("ETag") ?? "" } })).status).toBe(
+      304,
+    );
+    expect((await call("/v1/events/evt_00000000000000000000/availability")).status).toBe(404);
+  });
+});

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
 import { getHold, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
@@ -72,7 +73,11 @@ holds.post("/v1/events/:id/holds", auth("buyer"), idempotency(), validate("param
   const { id } = c.req.valid("param");
   const event = await getEventDoc(readContext(c), id);
   if (!event) throw new ApiError("not_found", `No event ${id}.`);
-  const hold = await placeHold(deps(c.env), event, principalOf(c).sub, c.req.valid("json"));
+  const input = c.req.valid("json");
+  const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
+  const hold = await placeHold(deps(c.env), event, principalOf(c).sub, input, {
+    availability: snapshot?.sections.find((s) => s.id === input.sectionId),
+  });
   c.header("Location", `/v1/holds/${hold.id}`);
   return c.json({ hold }, 201);
 });
