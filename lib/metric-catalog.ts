@@ -55,6 +55,19 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     labels: ["method"],
     help: "Calls from the edge to WaitingRoom DOs (should scale with isolates, not buyers)",
   },
+  {
+    name: "breakwater_ratelimit_decisions_total",
+    type: "counter",
+    labels: ["route", "result"],
+    help: "Rate-limit decisions: allowed, refused, blocked_cached (refused from isolate memory, no DO call)",
+  },
+  { name: "breakwater_ratelimit_do_calls_total", type: "counter", labels: ["route"], help: "Calls to Limiter DOs" },
+  {
+    name: "breakwater_ratelimit_errors_total",
+    type: "counter",
+    labels: ["route"],
+    help: "Limiter DO calls that failed (the request went through: fail open)",
+  },
 ];
 
 /** Lookup by name. */

@@ -9,6 +9,7 @@ import { ReadThroughCache } from "../../lib/read-cache";
 import { principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
+import { rateLimit } from "../middleware/rate-limit";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
@@ -69,18 +70,26 @@ describeRoute({
     "overloaded",
   ],
 });
-holds.post("/v1/events/:id/holds", auth("buyer"), idempotency(), validate("param", eventParam), validate("json", holdInput), async (c) => {
-  const { id } = c.req.valid("param");
-  const event = await getEventDoc(readContext(c), id);
-  if (!event) throw new ApiError("not_found", `No event ${id}.`);
-  const input = c.req.valid("json");
-  const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
-  const hold = await placeHold(deps(c.env), event, principalOf(c).sub, input, {
-    availability: snapshot?.sections.find((s) => s.id === input.sectionId),
-  });
-  c.header("Location", `/v1/holds/${hold.id}`);
-  return c.json({ hold }, 201);
-});
+holds.post(
+  "/v1/events/:id/holds",
+  auth("buyer"),
+  rateLimit({ route: "holds" }),
+  idempotency(),
+  validate("param", eventParam),
+  validate("json", holdInput),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const event = await getEventDoc(readContext(c), id);
+    if (!event) throw new ApiError("not_found", `No event ${id}.`);
+    const input = c.req.valid("json");
+    const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
+    const hold = await placeHold(deps(c.env), event, principalOf(c).sub, input, {
+      availability: snapshot?.sections.find((s) => s.id === input.sectionId),
+    });
+    c.header("Location", `/v1/holds/${hold.id}`);
+    return c.json({ hold }, 201);
+  },
+);
 
 describeRoute({
   method: "get",

@@ -8,6 +8,7 @@ import { formatTraceparent } from "../../lib/trace";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
+import { rateLimit } from "../middleware/rate-limit";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
@@ -70,7 +71,7 @@ describeRoute({
   responses: { 201: { description: "Paid", schema: z.object({ order: orderSchema }) } },
   errors: ["not_found", "payment_declined", "hold_expired", "idempotency_conflict", "idempotency_mismatch", "rate_limited", "overloaded"],
 });
-orders.post("/v1/orders", auth("buyer"), idempotency(), validate("json", orderInput), async (c) => {
+orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempotency(), validate("json", orderInput), async (c) => {
   const input = c.req.valid("json");
   const provider = paymentProvider(input.payment.method);
   if (!provider)
