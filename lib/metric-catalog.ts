@@ -68,6 +68,12 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     labels: ["route"],
     help: "Limiter DO calls that failed (the request went through: fail open)",
   },
+  {
+    name: "breakwater_queue_messages_total",
+    type: "counter",
+    labels: ["queue", "action"],
+    help: "Queue messages by outcome: sent, acked, retried, invalid, dead_lettered",
+  },
 ];
 
 /** Lookup by name. */

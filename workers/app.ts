@@ -7,6 +7,7 @@ import { notFound, onError } from "./middleware/error-handler";
 import { requestId } from "./middleware/request-id";
 import { securityHeaders } from "./middleware/security-headers";
 import { trace } from "./middleware/trace";
+import { admin } from "./routes/admin";
 import { devAuth } from "./routes/auth";
 import { availability } from "./routes/availability";
 import { events } from "./routes/events";
@@ -66,6 +67,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", holds);
   app.route("/", availability);
   app.route("/", orders);
+  app.route("/", admin);
 
   app.notFound(notFound);
   app.onError(onError);

@@ -1,3 +1,4 @@
+import { handleQueue } from "../queues";
 import { app } from "./app";
 
 export { CustomerLedger } from "../durable-objects/customer-ledger";
@@ -8,4 +9,5 @@ export { WaitingRoom } from "../durable-objects/waiting-room";
 /** The Worker: the Hono app for HTTP, queue consumers, and the cron trigger. */
 export default {
   fetch: app.fetch,
+  queue: handleQueue,
 } satisfies ExportedHandler<Env>;

@@ -1,4 +1,4 @@
-import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
  * The catalog D1 database: events as the organizer created them (source of truth for the read models in
@@ -50,3 +50,44 @@ export const deadLetters = sqliteTable(
   (t) => [index("dead_letters_status_idx").on(t.status, t.queue)],
 );
 export type DeadLetterRow = typeof deadLetters.$inferSelect;
+
+/** Raw analytics events, appended by the analytics queue consumer (id = the producer's event id). */
+export const analyticsEvents = sqliteTable(
+  "analytics_events",
+  {
+    id: text("id").primaryKey(),
+    kind: text("kind").notNull(),
+    eventId: text("event_id").notNull(),
+    at: text("at").notNull(),
+    userId: text("user_id"),
+    quantity: integer("quantity").notNull().default(0),
+    amount: integer("amount").notNull().default(0),
+  },
+  (t) => [index("analytics_events_at_idx").on(t.at), index("analytics_events_event_idx").on(t.eventId, t.at)],
+);
+
+/** Per event, per minute, per kind: counts rolled up by the cron trigger (idempotent: recomputed per minute). */
+export const analyticsMinute = sqliteTable(
+  "analytics_minute",
+  {
+    eventId: text("event_id").notNull(),
+    minute: text("minute").notNull(),
+    kind: text("kind").notNull(),
+    count: integer("count").notNull(),
+    quantity: integer("quantity").notNull(),
+    amount: integer("amount").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.eventId, t.minute, t.kind] })],
+);
+
+/** Results of the reconciliation of Inventory DO sales against the order shards. */
+export const reconciliationRuns = sqliteTable("reconciliation_runs", {
+  id: text("id").primaryKey(),
+  ranAt: text("ran_at").notNull(),
+  eventId: text("event_id").notNull(),
+  soldInInventory: integer("sold_in_inventory").notNull(),
+  storedInShards: integer("stored_in_shards").notNull(),
+  missing: text("missing", { mode: "json" }).$type<string[]>().notNull(),
+  extra: text("extra", { mode: "json" }).$type<string[]>().notNull(),
+  duplicated: text("duplicated", { mode: "json" }).$type<string[]>().notNull(),
+});

@@ -1,4 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
+import { backoffDelay, queueRetryDelaySeconds } from "../../lib/backoff";
 import { chargeWithPolicy, resetBreakers, resetSandbox, sandboxCallCount, sandboxLedger, sandboxProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 
@@ -58,5 +59,18 @@ describe("sandbox provider with timeouts, retries and the breaker", () => {
     expect((err as ApiError).code).toBe("overloaded");
     expect((err as ApiError).retryAfterSeconds).toBeGreaterThan(0);
     expect(sandboxCallCount()).toBe(calls);
+  });
+});
+
+describe("queue retry delays (full jitter)", () => {
+  it("grow with attempts, stay within the cap and are at least a second", () => {
+    expect(queueRetryDelaySeconds(1, { random: () => 0 })).toBe(1);
+    expect(queueRetryDelaySeconds(3, { random: () => 0.999 })).toBe(8);
+    expect(queueRetryDelaySeconds(20, { random: () => 0.999 })).toBe(300);
+    for (let a = 0; a < 10; a++) {
+      const d = backoffDelay(a, { base: 100, cap: 1000 });
+      expect(d).toBeGreaterThanOrEqual(0);
+      expect(d).toBeLessThanOrEqual(Math.min(1000, 100 * 2 ** a));
+    }
   });
 });

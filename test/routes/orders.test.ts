@@ -4,6 +4,7 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLocatedId } from "../../lib/hold-id";
 import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
+import { shardFor } from "../../lib/shards";
 import { verifyToken } from "../../lib/signing";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
@@ -142,5 +143,52 @@ describe("tracing", () => {
         },
     );
     expect(message.traceparent).toBe(echoed);
+  });
+});
+
+describe("write-behind: every paid order reaches exactly one shard", () => {
+  it("drains 10 checkouts into the buyers' shards, lists them newest first, and sends confirmations", async () => {
+    const buyers = await Promise.all(Array.from({ length: 10 }, (_, i) => tokenFor(`wb-${i}`, "buyer")));
+    const orderIds: string[] = [];
+    for (const [i, t] of buyers.entries()) {
+      const res = await pay(t, await holdFor(t, { sectionId: "floor", quantity: 1 }));
+      expect(res.status, `buyer ${i}`).toBe(201);
+      orderIds.push(((await res.json()) as { order: OrderBody }).order.id);
+    }
+    const rowsOf = async (id: string) => {
+      const out: number[] = [];
+      for (const s of ["SHARD_0", "SHARD_1"] as const)
+        out.push((await env[s].prepare("SELECT count(*) AS n FROM orders WHERE id = ?").bind(id).first<{ n: number }>())?.n ?? 0);
+      return out;
+    };
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const counts = await Promise.all(orderIds.map(rowsOf));
+      if (counts.every((c) => c[0] + c[1] === 1)) break;
+      if (Date.now() > deadline) throw new Error(`queue did not drain: ${JSON.stringify(counts)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    for (const [i, id] of orderIds.entries()) {
+      const [s0, s1] = await rowsOf(id);
+      expect(shardFor(`wb-${i}`, ["SHARD_0", "SHARD_1"])).toBe(s0 === 1 ? "SHARD_0" : "SHARD_1");
+      expect((s0 ?? 0) + (s1 ?? 0)).toBe(1);
+    }
+    const list = await call("/v1/orders", { token: buyers[0] });
+    expect(list.status).toBe(200);
+    const { orders } = (await list.json()) as { orders: OrderBody[] };
+    expect(orders.map((o) => o.id)).toEqual([orderIds[0]]);
+    expect(orders[0]?.tickets).toHaveLength(1);
+    // The confirmation reaches the buyer's mail outbox through the notifications queue.
+    const shard = shardFor("wb-0", ["SHARD_0", "SHARD_1"]) as "SHARD_0";
+    const deadline2 = Date.now() + 20_000;
+    for (;;) {
+      const mail = await env[shard]
+        .prepare("SELECT sent_at FROM mail_outbox WHERE order_id = ?")
+        .bind(orderIds[0])
+        .first<{ sent_at: string }>();
+      if (mail?.sent_at) break;
+      if (Date.now() > deadline2) throw new Error("no confirmation mail");
+      await new Promise((r) => setTimeout(r, 200));
+    }
   });
 });

@@ -1,10 +1,13 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/checkout";
+import { d1Stores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
+import { shardFor } from "../../lib/shards";
 import { signToken } from "../../lib/signing";
 import { formatTraceparent } from "../../lib/trace";
+import { type OrderMessage, sendOrder } from "../../queues/orders";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
@@ -39,6 +42,7 @@ export const orderSchema = z.object({
 });
 
 const orderParam = z.object({ id: z.string().max(200) });
+const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(100).default(50) });
 
 /**
  * Signed tickets of an order: one per seat (GA: numbered places). The code is a platform-signed token
@@ -83,15 +87,29 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
     ledger: c.env.CUSTOMER_LEDGER,
     provider,
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
-    enqueueOrder: async (message) => {
-      await c.env.ORDERS_QUEUE.send(message, { contentType: "json" });
-    },
+    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message as OrderMessage),
     waitUntil: (p) => c.executionCtx.waitUntil(p),
     traceparent: formatTraceparent(c.get("trace")),
   };
   const { order, created } = await checkout(deps, principalOf(c).sub, input);
   c.header("Location", `/v1/orders/${order.id}`);
   return c.json({ order }, created ? 201 : 200);
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/orders",
+  summary: "Your orders, newest first (from your order shard: complete once the queue has drained, usually within seconds)",
+  tags: ["orders"],
+  auth: ["buyer"],
+  query: listQuery,
+  responses: { 200: { description: "Orders", schema: z.object({ orders: z.array(orderSchema) }) } },
+});
+orders.get("/v1/orders", auth("buyer"), validate("query", listQuery), async (c) => {
+  const userId = principalOf(c).sub;
+  const shard = shardFor(userId, shardNames(c.env));
+  const list = await d1Stores(c.env)(shard).listOrders(userId, c.req.valid("query").limit);
+  return c.json({ orders: list }, 200, { "Cache-Control": "private, no-store" });
 });
 
 describeRoute({

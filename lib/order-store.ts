@@ -1,0 +1,187 @@
+import { desc, eq, inArray, sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import type { OrderMessage } from "../queues/orders";
+import { listVar } from "./config";
+import { countingD1 } from "./d1-counter";
+import * as d1 from "./db/shard-schema";
+import { parseTraceparent } from "./trace";
+
+/**
+ * Order storage on a shard, one logical schema with two backends: D1 (default) and PostgreSQL
+ * (Hyperdrive in production, a connection string locally). Every write is idempotent, because queue
+ * delivery is at least once: a replayed message changes nothing.
+ */
+
+/** An order as stored (and as `GET /v1/orders` lists it). */
+export interface StoredOrderRow {
+  id: string;
+  status: "paid";
+  eventId: string;
+  sectionId: string;
+  holdId: string;
+  seats: string[];
+  quantity: number;
+  total: number;
+  currency: string;
+  tickets: { id: string; seat: string; code: string }[];
+  createdAt: string;
+}
+
+/** One shard's storage. */
+export interface OrderStore {
+  readonly name: string;
+  /** Stores the order and its tickets; `exists` when it was already there. */
+  saveOrder(msg: OrderMessage): Promise<"inserted" | "exists">;
+  getOrder(orderId: string): Promise<StoredOrderRow | null>;
+  /** A buyer's orders, newest first. */
+  listOrders(userId: string, limit: number): Promise<StoredOrderRow[]>;
+  /** Order ids of an event (reconciliation), with how many rows each id has (a duplicate shows as > 1). */
+  orderIdsForEvent(eventId: string): Promise<{ id: string; rows: number }[]>;
+  /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
+  recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
+}
+
+// ───────────────────────────── D1 ─────────────────────────────
+
+/** D1 shard: one `batch()` (a transaction) per order. */
+export class D1OrderStore implements OrderStore {
+  private readonly db;
+  constructor(
+    readonly name: string,
+    binding: D1Database,
+  ) {
+    this.db = drizzle(countingD1(binding, name), { schema: d1 });
+  }
+
+  async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    const now = new Date().toISOString();
+    const [inserted] = await this.db.batch([
+      this.db
+        .insert(d1.orders)
+        .values({
+          id: msg.orderId,
+          userId: msg.userId,
+          eventId: msg.eventId,
+          sectionId: msg.sectionId,
+          holdId: msg.holdId,
+          seats: msg.seats,
+          quantity: msg.quantity,
+          total: msg.total,
+          currency: msg.currency,
+          paidAt: msg.paidAt,
+          paymentProvider: msg.payment.provider,
+          chargeId: msg.payment.chargeId,
+          traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
+          storedAt: now,
+        })
+        .onConflictDoNothing()
+        .returning({ id: d1.orders.id }),
+      this.db
+        .insert(d1.tickets)
+        .values(msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code })))
+        .onConflictDoNothing(),
+    ]);
+    return inserted.length ? "inserted" : "exists";
+  }
+
+  async getOrder(orderId: string): Promise<StoredOrderRow | null> {
+    const rows = await this.withTickets(await this.db.select().from(d1.orders).where(eq(d1.orders.id, orderId)));
+    return rows[0] ?? null;
+  }
+
+  async listOrders(userId: string, limit: number): Promise<StoredOrderRow[]> {
+    return this.withTickets(
+      await this.db.select().from(d1.orders).where(eq(d1.orders.userId, userId)).orderBy(desc(d1.orders.paidAt)).limit(limit),
+    );
+  }
+
+  async orderIdsForEvent(eventId: string): Promise<{ id: string; rows: number }[]> {
+    return this.db
+      .select({ id: d1.orders.id, rows: sql<number>`count(*)` })
+      .from(d1.orders)
+      .where(eq(d1.orders.eventId, eventId))
+      .groupBy(d1.orders.id);
+  }
+
+  async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {
+    const now = new Date().toISOString();
+    const rows = await this.db
+      .insert(d1.mailOutbox)
+      .values({ ...mail, createdAt: now, sentAt: now })
+      .onConflictDoNothing()
+      .returning({ id: d1.mailOutbox.orderId });
+    return rows.length ? "sent" : "already_sent";
+  }
+
+  private async withTickets(rows: d1.OrderRow[]): Promise<StoredOrderRow[]> {
+    if (!rows.length) return [];
+    const tickets = await this.db
+      .select()
+      .from(d1.tickets)
+      .where(
+        inArray(
+          d1.tickets.orderId,
+          rows.map((r) => r.id),
+        ),
+      );
+    return rows.map((r) =>
+      toView(
+        r,
+        tickets.filter((t) => t.orderId === r.id).sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true })),
+      ),
+    );
+  }
+}
+
+function toView(
+  r: {
+    id: string;
+    eventId: string;
+    sectionId: string;
+    holdId: string;
+    seats: string[];
+    quantity: number;
+    total: number;
+    currency: string;
+    paidAt: string;
+  },
+  tickets: { id: string; seat: string; code: string }[],
+): StoredOrderRow {
+  return {
+    id: r.id,
+    status: "paid",
+    eventId: r.eventId,
+    sectionId: r.sectionId,
+    holdId: r.holdId,
+    seats: r.seats,
+    quantity: r.quantity,
+    total: r.total,
+    currency: r.currency,
+    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code })),
+    createdAt: new Date(r.paidAt).toISOString(),
+  };
+}
+
+// ───────────────────────────── selection ─────────────────────────────
+
+/** Store factories for the configured backend, keyed by shard name. */
+export type StoreResolver = (shard: string) => OrderStore;
+
+/** The configured shard names (`ORDER_SHARDS`). */
+export const shardNames = (env: Pick<Env, "ORDER_SHARDS">): string[] => listVar(env.ORDER_SHARDS);
+
+const d1StoreCache = new WeakMap<D1Database, D1OrderStore>();
+/** D1 stores: each shard name is a D1 binding in `env`. */
+export function d1Stores(env: Env): StoreResolver {
+  return (shard) => {
+    const binding = (env as unknown as Record<string, D1Database | undefined>)[shard];
+    if (!binding || typeof (binding as D1Database).prepare !== "function")
+      throw new Error(`ORDER_SHARDS names ${shard}, which is not a D1 binding`);
+    let store = d1StoreCache.get(binding);
+    if (!store) {
+      store = new D1OrderStore(shard, binding);
+      d1StoreCache.set(binding, store);
+    }
+    return store;
+  };
+}
