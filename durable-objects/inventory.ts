@@ -5,6 +5,7 @@ import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryH
 import { paymentProvider } from "../lib/payments";
 import { fail, type Outcome, ok } from "../lib/problem";
 import { parseTraceparent } from "../lib/trace";
+import { type AnalyticsEvent, sendAnalytics } from "../queues/analytics";
 
 /** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
 export type InventoryEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
@@ -380,6 +381,14 @@ export class Inventory extends DurableObject<Env> {
       }));
   }
 
+  /** Every order recorded here with its time (reconciliation). */
+  orderRecords(): { id: string; createdAt: number }[] {
+    return this.sql
+      .exec<{ id: string; created_at: number }>("SELECT id, created_at FROM orders ORDER BY created_at")
+      .toArray()
+      .map((r) => ({ id: r.id, createdAt: r.created_at }));
+  }
+
   /** Every order id recorded here (reconciliation). */
   orderIds(): string[] {
     return this.sql
@@ -428,6 +437,7 @@ export class Inventory extends DurableObject<Env> {
     this.expireDue(now);
     if (this.dirty && now - this.lastPublishAt >= PUBLISH_INTERVAL_MS - 50) await this.publish();
     await this.flushOutbox(now);
+    await this.flushAnalytics();
     await this.resolveStuckCheckouts(now);
     await this.retryRefunds();
     this.rescheduleAlarm();
@@ -447,6 +457,20 @@ export class Inventory extends DurableObject<Env> {
       this.markOrdersSent(due.map((d) => d.id));
     } catch (err) {
       console.error(JSON.stringify({ level: "error", msg: "outbox send failed; will retry", count: due.length, error: String(err) }));
+    }
+  }
+
+  /** Queues the funnel events of expired holds (best effort: kept for the next alarm if the send fails). */
+  private async flushAnalytics(): Promise<void> {
+    if (!this.expiredEvents.length) return;
+    const events = this.expiredEvents.splice(0, this.expiredEvents.length);
+    try {
+      await sendAnalytics(this.env.ANALYTICS_QUEUE, events);
+    } catch (err) {
+      if (this.expiredEvents.length < 10_000) this.expiredEvents.unshift(...events);
+      console.error(
+        JSON.stringify({ level: "warn", msg: "expiry analytics not queued; will retry", count: events.length, error: String(err) }),
+      );
     }
   }
 
@@ -587,8 +611,23 @@ export class Inventory extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       for (const row of due) this.releaseRow(row, "expired");
     });
+    const at = new Date(now).toISOString();
+    const eventId = this.cfg().eventId;
+    for (const row of due)
+      this.expiredEvents.push({
+        id: `hold.expired:${row.id}`,
+        kind: "hold.expired",
+        eventId,
+        at,
+        userId: row.user_id,
+        quantity: row.quantity,
+        amount: 0,
+      });
     this.markDirty(now);
   }
+
+  /** Funnel events of expired holds, queued by the next alarm. */
+  private expiredEvents: AnalyticsEvent[] = [];
 
   /** Returns a hold's places to sale (inside a transaction). */
   private releaseRow(row: HoldRow, status: "released" | "expired"): void {

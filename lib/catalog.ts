@@ -32,6 +32,8 @@ export type CatalogDb = DrizzleD1Database<typeof schema>;
 export const kvKeys = {
   event: (id: string) => `event:${id}`,
   list: "events:list",
+  /** The fallback list: most active upcoming events, published by the cron trigger. */
+  popular: "events:popular",
 } as const;
 
 /** The bindings the catalog needs. */
@@ -181,6 +183,32 @@ export async function publishEventList(deps: CatalogDeps): Promise<string> {
   const body = JSON.stringify({ events });
   await deps.kv.put(kvKeys.list, body);
   return body;
+}
+
+/** Most events in the popular list. */
+export const POPULAR_LIMIT = 20;
+
+/**
+ * Publishes the popular-events list to KV: upcoming events ranked by recent activity (holds and orders,
+ * from the analytics rollups), then by the soonest sale. The catalog serves it when the primary list
+ * cannot be built.
+ */
+export async function publishPopular(deps: CatalogDeps, scores: Map<string, number>): Promise<string[]> {
+  const rows = await deps.db.select().from(schema.events).where(gt(schema.events.startsAt, new Date().toISOString())).limit(1_000);
+  rows.sort((a, b) => (scores.get(b.id) ?? 0) - (scores.get(a.id) ?? 0) || a.saleStartsAt.localeCompare(b.saleStartsAt));
+  const top = rows.slice(0, POPULAR_LIMIT);
+  const events: EventSummary[] = top.map((r) => ({
+    id: r.id,
+    name: r.name,
+    venue: r.venue,
+    startsAt: r.startsAt,
+    saleStartsAt: r.saleStartsAt,
+    minPrice: r.minPrice,
+    currency: r.currency,
+    soldOut: r.soldOut,
+  }));
+  await deps.kv.put(kvKeys.popular, JSON.stringify({ events }));
+  return top.map((r) => r.id);
 }
 
 /** Micro-cache TTLs of the catalog (documented staleness). */

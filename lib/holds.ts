@@ -1,5 +1,6 @@
 import type { CustomerLedger } from "../durable-objects/customer-ledger";
 import type { Inventory, InventoryEvent } from "../durable-objects/inventory";
+import { type AnalyticsEvent, analyticsEvent } from "../queues/analytics";
 import type { EventDoc, Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
@@ -17,6 +18,8 @@ import { hash32 } from "./signing";
 export interface HoldDeps {
   inventory: DurableObjectNamespace<Inventory>;
   ledger: DurableObjectNamespace<CustomerLedger>;
+  /** Receives funnel events (hold.created, hold.released); the route queues them in the background. */
+  analytics?: (e: AnalyticsEvent) => void;
 }
 
 /** What a buyer asks for. */
@@ -166,6 +169,16 @@ export async function placeHold(
     }
     if (outcome.ok) {
       metrics.inc("breakwater_holds_total", { result: "created", kind: section.kind }, 1, "Hold attempts by result");
+      deps.analytics?.(
+        analyticsEvent({
+          id: `hold.created:${holdId}`,
+          kind: "hold.created",
+          eventId: event.id,
+          at: new Date(now).toISOString(),
+          userId,
+          quantity,
+        }),
+      );
       return outcome.value;
     }
     lastFailure = outcome;
@@ -210,5 +223,16 @@ export async function releaseHold(deps: HoldDeps, holdId: string, userId: string
     doCallError(err, "inventory");
   }
   await ledgerStub(deps.ledger, userId).setState(reservationKey(holdId), "released");
+  if (view.status === "released")
+    deps.analytics?.(
+      analyticsEvent({
+        id: `hold.released:${holdId}`,
+        kind: "hold.released",
+        eventId: view.eventId,
+        at: new Date().toISOString(),
+        userId,
+        quantity: view.quantity,
+      }),
+    );
   return view;
 }

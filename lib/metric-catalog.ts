@@ -59,20 +59,39 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     name: "breakwater_ratelimit_decisions_total",
     type: "counter",
     labels: ["route", "result"],
-    help: "Rate-limit decisions: allowed, refused, blocked_cached (refused from isolate memory, no DO call)",
+    help: "Rate-limit decisions: allowed, refused, blocked_cached (refused from isolate memory, no store call), failed_open, failed_closed (store unreachable)",
   },
-  { name: "breakwater_ratelimit_do_calls_total", type: "counter", labels: ["route"], help: "Calls to Limiter DOs" },
+  {
+    name: "breakwater_ratelimit_do_calls_total",
+    type: "counter",
+    labels: ["route"],
+    help: "Calls to the rate-limit store: Limiter DOs, or Upstash when RATE_LIMITS selects it",
+  },
   {
     name: "breakwater_ratelimit_errors_total",
     type: "counter",
     labels: ["route"],
-    help: "Limiter DO calls that failed (the request went through: fail open)",
+    help: "Rate-limit store calls that failed or timed out (fail open: the request went through; fail closed: 503)",
   },
   {
     name: "breakwater_queue_messages_total",
     type: "counter",
     labels: ["queue", "action"],
     help: "Queue messages by outcome: sent, acked, retried, invalid, dead_lettered",
+  },
+  {
+    name: "breakwater_reconciliation_discrepancies",
+    type: "gauge",
+    labels: ["kind"],
+    help: "Discrepancies found by the last reconciliation: missing, extra, duplicated",
+  },
+  { name: "breakwater_cron_step_duration_ms", type: "histogram", labels: ["step"], help: "Duration of each cron step (ms)" },
+  { name: "breakwater_cron_failures_total", type: "counter", labels: ["step"], help: "Cron steps that failed" },
+  {
+    name: "breakwater_analytics_send_failures_total",
+    type: "counter",
+    labels: ["kind"],
+    help: "Analytics events that could not be queued (logged; analytics are best effort)",
   },
 ];
 

@@ -13,6 +13,7 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
+import { stats } from "./routes/stats";
 import { system } from "./routes/system";
 import type { AppEnv } from "./types";
 
@@ -68,6 +69,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", availability);
   app.route("/", orders);
   app.route("/", admin);
+  app.route("/", stats);
 
   app.notFound(notFound);
   app.onError(onError);

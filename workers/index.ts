@@ -1,5 +1,6 @@
 import { handleQueue } from "../queues";
 import { app } from "./app";
+import { handleScheduled } from "./scheduled";
 
 export { CustomerLedger } from "../durable-objects/customer-ledger";
 export { Inventory } from "../durable-objects/inventory";
@@ -10,4 +11,5 @@ export { WaitingRoom } from "../durable-objects/waiting-room";
 export default {
   fetch: app.fetch,
   queue: handleQueue,
+  scheduled: handleScheduled,
 } satisfies ExportedHandler<Env>;

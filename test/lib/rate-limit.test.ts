@@ -1,81 +1,276 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_RATE_LIMITS, gcra, limitHeader, parseRateLimits, policyHeader } from "../../lib/rate-limit";
+import {
+  clientIpKey,
+  gcra,
+  LIMITER_BUCKETS,
+  limiterObjectName,
+  parseRateLimits,
+  RateLimitConfigError,
+  type RateLimitDecision,
+  type RateLimitPolicy,
+  rateLimitConfig,
+  rateLimitItem,
+  rateLimitPolicies,
+  rateLimitPolicyItem,
+  routePolicy,
+  sfString,
+} from "../../lib/rate-limit";
 
-describe("GCRA", () => {
-  it("allows a burst, then one request per interval", () => {
-    const g = gcra({ limit: 6, periodSeconds: 60, burst: 3 }); // one per 10 s, 3 at once
-    let tat: number | undefined;
-    const at = (now: number) => {
-      const r = g.check(tat, now);
-      if (r.decision.allowed) tat = r.tat;
-      return r.decision;
-    };
-    expect([at(0), at(0), at(0)].map((d) => d.allowed)).toEqual([true, true, true]);
-    const refused = at(0);
-    expect(refused).toMatchObject({ allowed: false, remaining: 0, retryAfterSeconds: 10 });
-    expect(at(9_999).allowed).toBe(false);
-    expect(at(10_000).allowed).toBe(true);
-    expect(at(10_000).allowed).toBe(false);
+/** Runs `gcra(policy)` over (time ms, cost) requests, threading the state; returns each decision. */
+function run(policy: RateLimitPolicy, requests: { at: number; cost?: number }[]) {
+  const g = gcra(policy);
+  let tat: number | undefined;
+  return requests.map(({ at, cost }) => {
+    const step = g.check(tat, at, cost);
+    tat = step.tat;
+    return step.decision;
+  });
+}
+
+describe("gcra: happy path", () => {
+  it("lets a rested key send `burst` requests back to back, then one per emission interval", () => {
+    // 6 per minute = one per 10 s, 3 at once.
+    const at = (ms: number) => ({ at: ms });
+    const d = run({ limit: 6, periodSeconds: 60, burst: 3 }, [at(0), at(0), at(0), at(0), at(9_999), at(10_000), at(10_000), at(30_000)]);
+    expect(d.map((x) => x.allowed)).toEqual([true, true, true, false, false, true, false, true]);
+    expect(d[0]).toEqual({ allowed: true, remaining: 2, resetSeconds: 10, retryAfterSeconds: 0, windowSeconds: 10 });
+    expect(d[2]).toEqual({ allowed: true, remaining: 0, resetSeconds: 30, retryAfterSeconds: 0, windowSeconds: 10 });
+    expect(d[3]).toEqual({ allowed: false, remaining: 0, resetSeconds: 30, retryAfterSeconds: 10, windowSeconds: 10 });
+    expect(d[4]?.retryAfterSeconds).toBeCloseTo(0.001, 9);
+    // At 30 s the key has earned 2 units back (TAT was 40 s): allowed, 1 left.
+    expect(d[7]).toMatchObject({ allowed: true, remaining: 1 });
   });
 
-  it("reports remaining requests", () => {
+  it("defaults burst to limit", () => {
     const g = gcra({ limit: 10, periodSeconds: 10 });
-    const first = g.check(undefined, 0);
-    expect(first.decision).toMatchObject({ allowed: true, remaining: 9 });
+    expect(g.policy).toEqual({ limit: 10, periodSeconds: 10, burst: 10 });
+    expect(
+      run(
+        g.policy,
+        Array.from({ length: 11 }, () => ({ at: 5 })),
+      ).filter((d) => d.allowed),
+    ).toHaveLength(10);
   });
 
-  it("never admits more than burst + elapsed/interval in any window (property)", () => {
+  it("is rested again after resetSeconds", () => {
+    const policy = { limit: 4, periodSeconds: 8, burst: 4 };
+    const d = run(policy, [{ at: 0 }, { at: 0 }, { at: 0 }]);
+    const reset = (d[2] as { resetSeconds: number }).resetSeconds;
+    expect(reset).toBe(6);
+    const after = run(policy, [{ at: 0 }, { at: 0 }, { at: 0 }, { at: reset * 1000 }]);
+    expect(after[3]).toMatchObject({ allowed: true, remaining: 3 });
+  });
+
+  it("weighs requests by cost and looks without consuming at cost 0", () => {
+    const d = run({ limit: 5, periodSeconds: 5, burst: 5 }, [
+      { at: 0, cost: 3 },
+      { at: 0, cost: 0 },
+      { at: 0, cost: 3 },
+      { at: 0, cost: 2 },
+    ]);
+    expect(d.map((x) => [x.allowed, x.remaining])).toEqual([
+      [true, 2],
+      [true, 2],
+      [false, 2],
+      [true, 0],
+    ]);
+    expect(d[2]?.retryAfterSeconds).toBe(1);
+  });
+});
+
+describe("gcra: errors", () => {
+  it("refuses unusable policies and costs", () => {
+    expect(() => gcra({ limit: 0, periodSeconds: 1 })).toThrow(RangeError);
+    expect(() => gcra({ limit: 1, periodSeconds: 1.5 })).toThrow(/periodSeconds/);
+    expect(() => gcra({ limit: 1, periodSeconds: 86_400, burst: 1_000_000 })).toThrow(/too long/);
+    const g = gcra({ limit: 2, periodSeconds: 1 });
+    expect(() => g.check(undefined, 0, 3)).toThrow(/cost/);
+    expect(() => g.check(undefined, Number.NaN)).toThrow(/now/);
+  });
+
+  it("leaves the state unchanged when it refuses", () => {
+    const g = gcra({ limit: 1, periodSeconds: 60, burst: 1 });
+    const first = g.check(undefined, 0);
+    const refused = g.check(first.tat, 1_000);
+    expect(refused).toMatchObject({ changed: false, tat: first.tat });
+    expect(refused.decision.allowed).toBe(false);
+  });
+});
+
+const policyArb = fc.record({
+  limit: fc.integer({ min: 1, max: 50 }),
+  periodSeconds: fc.integer({ min: 1, max: 120 }),
+  burst: fc.integer({ min: 1, max: 20 }),
+});
+
+describe("gcra: properties", () => {
+  it("never admits more than limit + burst in any window of periodSeconds (nor more than burst + span/T in any span)", () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 1, max: 20 }),
-        fc.integer({ min: 1, max: 60 }),
-        fc.integer({ min: 1, max: 10 }),
-        fc.array(fc.integer({ min: 0, max: 120_000 }), { minLength: 1, maxLength: 300 }),
-        (limit, periodSeconds, burst, times) => {
-          const g = gcra({ limit, periodSeconds, burst });
-          const interval = (periodSeconds * 1000) / limit;
-          const sorted = [...times].sort((a, b) => a - b);
+        policyArb,
+        fc.integer({ min: 0, max: 1_800_000_000_000 }),
+        fc.array(fc.integer({ min: 0, max: 400_000 }), { minLength: 1, maxLength: 300 }),
+        (policy, start, offsets) => {
+          const g = gcra(policy);
+          const times = offsets.map((o) => start + o).sort((a, b) => a - b);
           let tat: number | undefined;
-          const allowed: number[] = [];
-          for (const t of sorted) {
-            const r = g.check(tat, t);
-            if (r.decision.allowed) {
-              tat = r.tat;
-              allowed.push(t);
-            }
+          const admitted: number[] = [];
+          for (const t of times) {
+            const step = g.check(tat, t);
+            tat = step.tat;
+            if (step.decision.allowed) admitted.push(t);
           }
-          for (let i = 0; i < allowed.length; i++)
-            for (let j = i; j < allowed.length; j++) {
-              const span = (allowed[j] as number) - (allowed[i] as number);
-              expect(j - i + 1).toBeLessThanOrEqual(burst + Math.floor(span / interval) + 1);
-            }
+          const windowMs = policy.periodSeconds * 1000;
+          for (let i = 0; i < admitted.length; i++) {
+            let j = i;
+            while (j + 1 < admitted.length && (admitted[j + 1] as number) - (admitted[i] as number) < windowMs) j++;
+            const n = j - i + 1;
+            expect(n).toBeLessThan(policy.limit + policy.burst);
+            const spanUs = ((admitted[j] as number) - (admitted[i] as number)) * 1000;
+            expect(n).toBeLessThanOrEqual(policy.burst + Math.floor(spanUs / g.intervalUs));
+          }
         },
       ),
-      { numRuns: 200 },
+      { numRuns: 300 },
+    );
+  });
+
+  it("decides exactly like a token bucket of `burst` tokens refilled one per interval (model)", () => {
+    fc.assert(
+      fc.property(
+        policyArb,
+        fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: 20_000 }), cost: fc.nat(3) }), { minLength: 1, maxLength: 200 }),
+        (policy, steps) => {
+          const g = gcra(policy);
+          const T = g.intervalUs;
+          const full = policy.burst * T;
+          let credit = full; // µs of credit; a request of cost c needs c·T
+          let last = 1_700_000_000_000 * 1000;
+          let tat: number | undefined;
+          let nowMs = 1_700_000_000_000;
+          for (const { gapMs, cost: rawCost } of steps) {
+            const cost = Math.min(rawCost, policy.burst);
+            nowMs += gapMs;
+            const nowUs = nowMs * 1000;
+            credit = Math.min(full, credit + (nowUs - last));
+            last = nowUs;
+            const modelAllowed = credit >= cost * T;
+            if (modelAllowed) credit -= cost * T;
+            const step = g.check(tat, nowMs, cost);
+            tat = step.tat;
+            expect(step.decision.allowed).toBe(modelAllowed);
+            expect(step.decision.remaining).toBe(Math.floor(credit / T));
+            if (!modelAllowed) expect(step.decision.retryAfterSeconds).toBeCloseTo((cost * T - credit) / 1e6, 6);
+            expect(step.decision.resetSeconds).toBeCloseTo((full - credit) / 1e6, 6);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("is deterministic given now", () => {
+    fc.assert(
+      fc.property(policyArb, fc.array(fc.integer({ min: 0, max: 100_000 }), { maxLength: 50 }), (policy, times) => {
+        const reqs = [...times].sort((a, b) => a - b).map((at) => ({ at }));
+        expect(run(policy, reqs)).toEqual(run(policy, reqs));
+      }),
     );
   });
 });
 
 describe("RATE_LIMITS", () => {
-  it("uses defaults when empty, none when off, and merges JSON overrides", () => {
-    expect(parseRateLimits("")).toBe(DEFAULT_RATE_LIMITS);
-    expect(parseRateLimits("off")).toBeNull();
-    const custom = parseRateLimits('{"holds":{"user":{"limit":2,"periodSeconds":1}}}');
-    expect(custom?.holds).toEqual({ user: { limit: 2, periodSeconds: 1 } });
-    expect(custom?.orders).toBe(DEFAULT_RATE_LIMITS.orders);
+  it("means the defaults when empty and no limits when off", () => {
+    expect(parseRateLimits("")).toEqual({ enabled: true, store: "durable-object", overrides: {} });
+    expect(parseRateLimits(undefined).enabled).toBe(true);
+    expect(parseRateLimits(" off ").enabled).toBe(false);
   });
 
-  it("refuses malformed configuration loudly", () => {
-    expect(() => parseRateLimits("{holds:")).toThrow(/not JSON/);
-    expect(() => parseRateLimits('{"holds":{"user":{"limit":0,"periodSeconds":1}}}')).toThrow(/not valid/);
-    expect(() => parseRateLimits('{"bogus":{}}')).toThrow(/not valid/);
+  it("overrides per route and dimension, with false switching a dimension off", () => {
+    const config = parseRateLimits(JSON.stringify({ store: "upstash", holds: { user: { limit: 2, periodSeconds: 1 }, ip: false } }));
+    expect(config.store).toBe("upstash");
+    expect(routePolicy(config, "holds")).toEqual({ user: { limit: 2, periodSeconds: 1 } });
+    expect(routePolicy(config, "orders")).toEqual(rateLimitPolicies.orders);
+    // A mount's own policy sits between the defaults and RATE_LIMITS.
+    const mount = { user: { limit: 7, periodSeconds: 7 }, ip: { limit: 9, periodSeconds: 9 } };
+    expect(routePolicy(config, "holds", mount)).toEqual({ user: { limit: 2, periodSeconds: 1 } });
+    expect(routePolicy(parseRateLimits(""), "holds", mount)).toEqual(mount);
   });
 
-  it("formats the IETF draft headers", () => {
-    expect(policyHeader("holds-user", { limit: 20, periodSeconds: 60 })).toBe('"holds-user";q=20;w=60');
-    expect(limitHeader("holds-user", { allowed: true, remaining: 3, resetSeconds: 12, retryAfterSeconds: 0 })).toBe(
-      '"holds-user";r=3;t=12',
+  it("fails loudly on a malformed value, naming what is wrong", () => {
+    const bad = [
+      ["{holds:", /neither/],
+      ["true", /not valid/],
+      ['{"hold":{}}', /hold/],
+      ['{"holds":{"user":{"limit":0,"periodSeconds":60}}}', /holds\.user: limit must be/],
+      ['{"holds":{"user":{"limit":5,"periodSeconds":60,"burts":2}}}', /burts/],
+      ['{"holds":{"user":{"limit":5}}}', /periodSeconds/],
+      ['{"store":"redis"}', /store/],
+      ['{"holds":{"user":true}}', /holds\.user: expected a policy/],
+    ] as const;
+    for (const [value, message] of bad) {
+      expect(() => parseRateLimits(value), value).toThrow(RateLimitConfigError);
+      expect(() => parseRateLimits(value), value).toThrow(message);
+    }
+  });
+
+  it("memoizes the parsed value and keeps failing on a malformed one", () => {
+    const value = '{"queue":{"ip":false}}';
+    expect(rateLimitConfig(value)).toBe(rateLimitConfig(value));
+    expect(() => rateLimitConfig("{nope")).toThrow(RateLimitConfigError);
+    expect(() => rateLimitConfig("{nope")).toThrow(RateLimitConfigError);
+    expect(rateLimitConfig("").enabled).toBe(true);
+  });
+
+  it("has valid defaults for every route", () => {
+    for (const p of Object.values(rateLimitPolicies))
+      for (const dim of [p.user, p.ip]) expect(() => gcra(dim as RateLimitPolicy)).not.toThrow();
+  });
+});
+
+describe("headers (draft-ietf-httpapi-ratelimit-headers-11)", () => {
+  // sf-list of items: "name";key=int(;key=int)*
+  const SF_ITEM = /^"[^"\\]*";[a-z][a-z0-9_.*-]*=\d+(;[a-z][a-z0-9_.*-]*=\d+)*$/;
+
+  it("formats RateLimit-Policy and RateLimit items as structured fields", () => {
+    expect(rateLimitPolicyItem("holds-user", { limit: 20, periodSeconds: 60, burst: 5 })).toBe('"holds-user";q=20;w=60');
+    const d = run({ limit: 6, periodSeconds: 60, burst: 3 }, [{ at: 0 }])[0] as RateLimitDecision;
+    expect(rateLimitItem("holds-user", d)).toBe('"holds-user";r=2;t=10');
+    expect(rateLimitItem("x", { allowed: false, remaining: 0, resetSeconds: 1.2, retryAfterSeconds: 0.2, windowSeconds: 0.2 })).toBe(
+      '"x";r=0;t=1',
     );
+    expect(rateLimitPolicyItem("holds-ip", rateLimitPolicies.holds.ip as RateLimitPolicy)).toMatch(SF_ITEM);
+  });
+
+  it("escapes names and refuses what no sf-string can carry", () => {
+    expect(sfString('a"b\\c')).toBe('"a\\"b\\\\c"');
+    expect(() => sfString("naïve")).toThrow(RangeError);
+  });
+});
+
+describe("keys", () => {
+  it("spreads keys over every Limiter bucket, the same way every time", () => {
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 50_000; i++) {
+      const name = limiterObjectName(`holds:user:u${i}`);
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(LIMITER_BUCKETS);
+    const expected = 50_000 / LIMITER_BUCKETS;
+    for (const n of counts.values()) expect(Math.abs(n - expected)).toBeLessThan(expected * 0.6);
+    expect(limiterObjectName("holds:user:u1")).toBe(limiterObjectName("holds:user:u1"));
+    expect(limiterObjectName("k", 8)).toMatch(/^rl:[0-7]$/);
+  });
+
+  it("keys IPv4 by address and IPv6 by /64", () => {
+    expect(clientIpKey("203.0.113.7")).toBe("203.0.113.7");
+    const a = clientIpKey("2001:DB8:0:1:aaaa:bbbb:cccc:dddd");
+    expect(a).toBe("2001:db8:0:1::/64");
+    expect(clientIpKey("2001:db8::1:1:2")).toBe(clientIpKey("2001:0db8:0000:0000:0000:1:1:2"));
+    expect(clientIpKey("2001:db8:0:1::5")).toBe(a);
+    expect(clientIpKey("2001:db8:0:2::5")).not.toBe(a);
+    expect(clientIpKey("::1")).toBe("0:0:0:0::/64");
+    expect(clientIpKey("local")).toBe("local");
   });
 });

@@ -164,7 +164,7 @@ describe("write-behind: every paid order reaches exactly one shard", () => {
     const deadline = Date.now() + 20_000;
     for (;;) {
       const counts = await Promise.all(orderIds.map(rowsOf));
-      if (counts.every((c) => c[0] + c[1] === 1)) break;
+      if (counts.every((c) => (c[0] ?? 0) + (c[1] ?? 0) === 1)) break;
       if (Date.now() > deadline) throw new Error(`queue did not drain: ${JSON.stringify(counts)}`);
       await new Promise((r) => setTimeout(r, 200));
     }

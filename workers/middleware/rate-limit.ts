@@ -1,119 +1,270 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { LIMITER_BUCKETS } from "../../durable-objects/limiter";
 import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import {
-  limitHeader,
-  parseRateLimits,
-  policyHeader,
+  clientIpKey,
+  LIMITER_BUCKETS,
+  limiterStore,
+  type RateLimitConfig,
+  RateLimitConfigError,
   type RateLimitDecision,
   type RateLimitedRoute,
   type RateLimitPolicy,
+  type RateLimitStore,
+  type RateLimitStoreKind,
+  type RoutePolicy,
+  rateLimitConfig,
+  rateLimitItem,
+  rateLimitPolicies,
+  rateLimitPolicyItem,
+  routePolicy,
 } from "../../lib/rate-limit";
-import { hash32 } from "../../lib/signing";
+import { type UpstashEnv, upstashStoreFromEnv } from "../../lib/rate-limit-upstash";
 import type { AppEnv } from "../types";
+
+/**
+ * Keys this isolate saw refused, until their retry time: while a key is in here its requests are refused
+ * at once, with no store call. Bounded: expired entries go first, then the oldest.
+ */
+export class BlockedKeys {
+  private readonly until = new Map<string, number>();
+
+  /** @param max most keys remembered (a flood of distinct keys must not grow the isolate's memory). */
+  constructor(readonly max = 10_000) {}
+
+  /** Milliseconds `key` stays blocked at `now` (0: not blocked). */
+  remaining(key: string, now: number): number {
+    const until = this.until.get(key);
+    if (until === undefined) return 0;
+    if (until > now) return until - now;
+    this.until.delete(key);
+    return 0;
+  }
+
+  /** Remembers `key` as blocked until `until` (ms). */
+  block(key: string, until: number, now: number): void {
+    this.until.delete(key);
+    if (this.until.size >= this.max) {
+      for (const [k, u] of this.until) if (u <= now) this.until.delete(k);
+      for (const k of this.until.keys()) {
+        if (this.until.size < this.max) break;
+        this.until.delete(k);
+      }
+    }
+    this.until.set(key, until);
+  }
+
+  /** Keys remembered (expired ones included until they are looked up or evicted). */
+  get size(): number {
+    return this.until.size;
+  }
+
+  /** Forgets every key. */
+  clear(): void {
+    this.until.clear();
+  }
+}
+
+/** The isolate's memory of blocked keys, shared by every `rateLimit()` mount (keys carry the route). */
+export const blockedKeys = new BlockedKeys();
 
 /** Options of {@link rateLimit}. */
 export interface RateLimitOptions {
-  /** Which route group's policy applies (`RATE_LIMITS` can override it). */
+  /** The route group: picks the policy (`rateLimitPolicies[route]`, then `RATE_LIMITS`) and labels metrics. */
   route: RateLimitedRoute;
+  /** Replaces the code's default policy of `route` for this mount; `RATE_LIMITS` still overrides it. */
+  policy?: RoutePolicy;
   /**
-   * What happens when the Limiter DO cannot be asked. `open` (default): the request goes through and the
-   * failure is logged and counted (`breakwater_ratelimit_errors_total`) — a limiter outage must not take
-   * sales down. `closed`: 503 `overloaded`.
+   * Failure policy, when the store (Limiter DO, or Upstash) cannot answer within `timeoutMs`:
+   * - `"open"` (default): the request goes through, a warning line is logged and
+   *   `breakwater_ratelimit_errors_total` counts it — a limiter outage must not stop a sale;
+   * - `"closed"`: 503 `overloaded` with `Retry-After: 1` — for routes where abuse costs more than refusals.
+   * A refusal from a store that did answer always wins. A malformed `RATE_LIMITS` is not a store failure:
+   * it fails every request loudly (500, logged) under both policies.
    */
   failure?: "open" | "closed";
+  /** How long a store call may take before it counts as failed (default 1000 ms). */
+  timeoutMs?: number;
+  /** The store; by default from `RATE_LIMITS.store`: Limiter DOs over `LIMITER_BUCKETS`, or Upstash. */
+  store?: (env: Env) => RateLimitStore;
+  /** Memory of blocked keys (default: the isolate's {@link blockedKeys}). */
+  blocked?: BlockedKeys;
+  /**
+   * The client address: `CF-Connecting-IP` by default (set by Cloudflare, not by clients). Without it
+   * (local runs) every request shares the address `local`. Return undefined to skip the IP limit.
+   */
+  clientIp?: (c: Context<AppEnv>) => string | undefined;
+  /** Clock of the blocked-key memory, in ms. */
+  now?: () => number;
+  /** Where the warning line of a store failure goes (default `console.warn`). */
+  log?: (line: string) => void;
 }
 
-/** Keys this isolate saw refused, until they may try again: a blocked client costs no DO call. */
-const blocked = new Map<string, { until: number; policy: RateLimitPolicy; name: string }>();
-const BLOCKED_MAX = 50_000;
-
-/** Forgets the isolate's memory of blocked keys (tests). */
-export const forgetBlockedKeys = (): void => blocked.clear();
-
-let parsedFor: string | undefined;
-let parsed: ReturnType<typeof parseRateLimits> = null;
-function policies(value: string | undefined) {
-  if (parsedFor !== value || parsed === null) {
-    parsed = parseRateLimits(value);
-    parsedFor = value;
-  }
-  return parsed;
+interface Check {
+  key: string;
+  name: string;
+  policy: RateLimitPolicy;
 }
 
-const clientIp = (c: Context<AppEnv>): string =>
-  c.req.header("CF-Connecting-IP") ?? c.req.header("X-Forwarded-For")?.split(",")[0]?.trim() ?? "local";
+interface Resolved {
+  user?: { name: string; policy: RateLimitPolicy };
+  ip?: { name: string; policy: RateLimitPolicy };
+  /** The `RateLimit-Policy` value: every policy of the route, also on refusals. */
+  policyHeader: string;
+}
+
+const defaultClientIp = (c: Context<AppEnv>): string => c.req.header("CF-Connecting-IP") ?? "local";
+
+/** Rejects when `p` takes longer than `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`rate-limit store timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The default store of `kind` for `env`, built once per binding / credentials. */
+function storeFactory(): (env: Env, kind: RateLimitStoreKind) => RateLimitStore {
+  let cache: { kind: RateLimitStoreKind; from: unknown; store: RateLimitStore } | undefined;
+  return (env, kind) => {
+    const creds = env as Env & UpstashEnv;
+    const from = kind === "upstash" ? `${creds.UPSTASH_REDIS_REST_URL}\n${creds.UPSTASH_REDIS_REST_TOKEN}` : env.LIMITER;
+    if (cache?.kind === kind && cache.from === from) return cache.store;
+    let store: RateLimitStore | null;
+    if (kind === "upstash") {
+      store = upstashStoreFromEnv(creds);
+      if (!store) throw new RateLimitConfigError("RATE_LIMITS selects the upstash store, but UPSTASH_REDIS_REST_URL / _TOKEN are not set.");
+    } else store = limiterStore(env.LIMITER, LIMITER_BUCKETS);
+    cache = { kind, from, store };
+    return store;
+  };
+}
 
 /**
- * Token-bucket-equivalent limits (GCRA) per buyer and per client IP, kept in Limiter DOs spread over
- * {@link LIMITER_BUCKETS} objects. Runs after `auth()`. Sets `RateLimit-Policy` and `RateLimit` on every
- * answer; refuses with 429 `rate_limited`, `Retry-After` and the same headers.
+ * Rate limits per buyer and per client IP (GCRA; see `lib/rate-limit.ts`). Mount after `auth()` (the
+ * buyer key is `principal.sub`; without a principal only the IP limit applies):
+ *
+ * ```ts
+ * holds.post("/v1/events/:id/holds", auth("buyer"), rateLimit({ route: "holds" }), idempotency(), …)
+ * ```
+ *
+ * Refuses with 429 `rate_limited`, `Retry-After` and the draft-11 `RateLimit-Policy` / `RateLimit`
+ * headers, which allowed answers carry too. A key seen refused is remembered in the isolate until its
+ * retry time, so a blocked client costs no store call. Metrics: `breakwater_ratelimit_decisions_total`
+ * (`result`: allowed, refused, blocked_cached, failed_open, failed_closed),
+ * `breakwater_ratelimit_do_calls_total`, `breakwater_ratelimit_errors_total`.
  */
 export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => {
+  const route = opts.route;
   const failure = opts.failure ?? "open";
-  return async function rateLimit(c, next) {
-    const all = policies(c.env.RATE_LIMITS);
-    const route = all?.[opts.route];
-    if (!route) return next();
-    const checks: { key: string; name: string; policy: RateLimitPolicy }[] = [];
-    const user = c.get("principal")?.sub;
-    if (route.user && user) checks.push({ key: `${opts.route}:u:${user}`, name: `${opts.route}-user`, policy: route.user });
-    if (route.ip) checks.push({ key: `${opts.route}:ip:${clientIp(c)}`, name: `${opts.route}-ip`, policy: route.ip });
-    const now = Date.now();
+  const timeoutMs = opts.timeoutMs ?? 1_000;
+  const blocked = opts.blocked ?? blockedKeys;
+  const clientIp = opts.clientIp ?? defaultClientIp;
+  const clock = opts.now ?? Date.now;
+  const log = opts.log ?? ((line: string) => console.warn(line));
+  const defaultStore = storeFactory();
+  const base = opts.policy ?? rateLimitPolicies[route];
+  const names = { user: `${route}-user`, ip: `${route}-ip` };
+  let resolvedFor: RateLimitConfig | undefined;
+  let resolved: Resolved = { policyHeader: "" };
 
+  /** The route's policies and header under `config`, recomputed only when the config changes. */
+  const resolve = (config: RateLimitConfig): Resolved => {
+    if (config !== resolvedFor) {
+      const p = routePolicy(config, route, base);
+      const next: Resolved = { policyHeader: "" };
+      if (p.user) next.user = { name: names.user, policy: p.user };
+      if (p.ip) next.ip = { name: names.ip, policy: p.ip };
+      next.policyHeader = [next.user, next.ip].flatMap((x) => (x ? [rateLimitPolicyItem(x.name, x.policy)] : [])).join(", ");
+      resolved = next;
+      resolvedFor = config;
+    }
+    return resolved;
+  };
+
+  const refuse = (policyHeader: string, items: string[], retryAfterSeconds: number): ApiError => {
+    const headers: Record<string, string> = { "RateLimit-Policy": policyHeader };
+    if (items.length) headers.RateLimit = items.join(", ");
+    return new ApiError("rate_limited", `Too many requests; retry in ${Math.max(1, Math.ceil(retryAfterSeconds))} s.`, {
+      retryAfterSeconds,
+      headers,
+    });
+  };
+
+  return async function rateLimit(c, next) {
+    const config = rateLimitConfig(c.env.RATE_LIMITS);
+    if (!config.enabled) return next();
+    const r = resolve(config);
+    const checks: Check[] = [];
+    const sub = c.get("principal")?.sub;
+    if (r.user && sub) checks.push({ key: `${route}:user:${sub}`, ...r.user });
+    const ip = r.ip ? clientIp(c) : undefined;
+    if (r.ip && ip !== undefined) checks.push({ key: `${route}:ip:${clientIpKey(ip)}`, ...r.ip });
+    if (checks.length === 0) return next();
+
+    const now = clock();
+    let waitMs = 0;
+    const blockedItems: string[] = [];
     for (const chk of checks) {
-      const b = blocked.get(chk.key);
-      if (b && b.until > now) {
-        metrics.inc("breakwater_ratelimit_decisions_total", { route: opts.route, result: "blocked_cached" }, 1, "Rate-limit decisions");
-        const retry = Math.ceil((b.until - now) / 1000);
-        throw new ApiError("rate_limited", `Too many requests; retry in ${retry} s.`, {
-          retryAfterSeconds: retry,
-          headers: {
-            "RateLimit-Policy": policyHeader(b.name, b.policy),
-            RateLimit: limitHeader(b.name, { allowed: false, remaining: 0, resetSeconds: retry, retryAfterSeconds: retry }),
-          },
-        });
-      }
-      if (b) blocked.delete(chk.key);
+      const ms = blocked.remaining(chk.key, now);
+      if (ms <= 0) continue;
+      waitMs = Math.max(waitMs, ms);
+      const s = ms / 1000;
+      blockedItems.push(rateLimitItem(chk.name, { allowed: false, remaining: 0, resetSeconds: s, retryAfterSeconds: s, windowSeconds: s }));
+    }
+    if (waitMs > 0) {
+      metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "blocked_cached" }, 1, "Rate-limit decisions");
+      throw refuse(r.policyHeader, blockedItems, waitMs / 1000);
     }
 
-    let decisions: RateLimitDecision[];
-    try {
-      decisions = await Promise.all(
-        checks.map((chk) => {
-          metrics.inc("breakwater_ratelimit_do_calls_total", { route: opts.route }, 1, "Calls to Limiter DOs");
-          const ns = c.env.LIMITER;
-          return ns.get(ns.idFromName(`rl:${hash32(chk.key) % LIMITER_BUCKETS}`)).check(chk.key, chk.policy);
+    const store = opts.store ? opts.store(c.env) : defaultStore(c.env, config.store);
+    metrics.inc("breakwater_ratelimit_do_calls_total", { route }, checks.length, "Calls to the rate-limit store");
+    // An async wrapper, so a store that throws synchronously is a failed call, not an escaped error.
+    const settled = await Promise.allSettled(checks.map(async (chk) => withTimeout(store.check(chk.key, chk.policy), timeoutMs)));
+
+    const items: string[] = [];
+    let refused = false;
+    let refusedFor = 0;
+    const errors: string[] = [];
+    settled.forEach((s, i) => {
+      const chk = checks[i] as Check;
+      if (s.status === "rejected") {
+        errors.push(String(s.reason));
+        return;
+      }
+      const d: RateLimitDecision = s.value;
+      items.push(rateLimitItem(chk.name, d));
+      if (!d.allowed) {
+        refused = true;
+        refusedFor = Math.max(refusedFor, d.retryAfterSeconds);
+        blocked.block(chk.key, now + d.retryAfterSeconds * 1000, now);
+      }
+    });
+    if (refused) {
+      metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "refused" }, 1, "Rate-limit decisions");
+      throw refuse(r.policyHeader, items, refusedFor);
+    }
+    if (errors.length) {
+      metrics.inc("breakwater_ratelimit_errors_total", { route }, errors.length, "Rate-limit store calls that failed");
+      const result = failure === "open" ? "failed_open" : "failed_closed";
+      metrics.inc("breakwater_ratelimit_decisions_total", { route, result }, 1, "Rate-limit decisions");
+      log(
+        JSON.stringify({
+          level: "warn",
+          msg: "rate limiter unavailable",
+          route,
+          store: store.kind,
+          failure,
+          requestId: c.get("requestId"),
+          errors,
         }),
       );
-    } catch (err) {
-      metrics.inc("breakwater_ratelimit_errors_total", { route: opts.route }, 1, "Limiter DO calls that failed");
-      console.error(
-        JSON.stringify({ level: "warn", msg: "rate limiter unavailable", route: opts.route, policy: failure, error: String(err) }),
-      );
       if (failure === "closed") throw new ApiError("overloaded", "Rate limiting is unavailable; retry shortly.", { retryAfterSeconds: 1 });
-      return next();
-    }
+    } else metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "allowed" }, 1, "Rate-limit decisions");
 
-    const headers = {
-      "RateLimit-Policy": checks.map((chk) => policyHeader(chk.name, chk.policy)).join(", "),
-      RateLimit: checks.map((chk, i) => limitHeader(chk.name, decisions[i] as RateLimitDecision)).join(", "),
-    };
-    const refused = decisions.findIndex((d) => !d.allowed);
-    if (refused >= 0) {
-      const chk = checks[refused] as (typeof checks)[number];
-      const d = decisions[refused] as RateLimitDecision;
-      if (blocked.size >= BLOCKED_MAX) blocked.clear();
-      blocked.set(chk.key, { until: now + d.retryAfterSeconds * 1000, policy: chk.policy, name: chk.name });
-      metrics.inc("breakwater_ratelimit_decisions_total", { route: opts.route, result: "refused" }, 1, "Rate-limit decisions");
-      throw new ApiError("rate_limited", `Too many requests; retry in ${d.retryAfterSeconds} s.`, {
-        retryAfterSeconds: d.retryAfterSeconds,
-        headers,
-      });
-    }
-    metrics.inc("breakwater_ratelimit_decisions_total", { route: opts.route, result: "allowed" }, 1, "Rate-limit decisions");
     await next();
-    for (const [k, v] of Object.entries(headers)) c.res.headers.set(k, v);
+    c.res.headers.set("RateLimit-Policy", r.policyHeader);
+    if (items.length) c.res.headers.set("RateLimit", items.join(", "));
   };
 };

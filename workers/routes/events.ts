@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { createEvent, invalidateEvent, readEvent, readEventList, updateEvent } from "../../lib/catalog";
+import { createEvent, invalidateEvent, kvKeys, readEvent, readEventList, updateEvent } from "../../lib/catalog";
 import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } from "../../lib/event-schema";
 import { ApiError } from "../../lib/problem";
 import { catalogDeps, principalOf, readContext, sendCached } from "../http";
@@ -64,9 +64,31 @@ describeRoute({
   },
 });
 events.get("/v1/events", async (c) => {
-  const read = await readEventList(readContext(c));
-  if (!read.value) throw new Error("event list could not be built");
-  return sendCached(c, { value: read.value, layer: read.layer }, CATALOG_CACHE);
+  const rc = readContext(c);
+  try {
+    const read = await readEventList(rc);
+    if (!read.value) throw new Error("event list could not be built");
+    return sendCached(c, { value: read.value, layer: read.layer }, CATALOG_CACHE);
+  } catch (err) {
+    // The primary list failed (KV and D1): serve the popular-events list the cron published.
+    const popular = await rc.deps.kv.get(kvKeys.popular).catch(() => null);
+    console.error(
+      JSON.stringify({
+        level: "error",
+        msg: "event list failed; serving popular events",
+        requestId: c.get("requestId"),
+        error: String(err),
+        fallback: popular !== null,
+      }),
+    );
+    if (popular === null) throw new ApiError("overloaded", "The event list is temporarily unavailable.", { retryAfterSeconds: 5 });
+    c.set("cacheStatus", "fallback:popular");
+    return c.body(popular, 200, {
+      "Content-Type": "application/json; charset=utf-8",
+      "Cache-Control": "public, max-age=5",
+      "X-Fallback": "popular-events",
+    });
+  }
 });
 
 describeRoute({

@@ -2,10 +2,12 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
-import { getHold, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
+import { getHold, type HoldDeps, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
+import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
+import { sendAnalytics } from "../../queues/analytics";
 import { principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
@@ -46,7 +48,18 @@ const idempotencyHeader = { name: "Idempotency-Key", description: "≤ 255 chars
 /** Holds and seat maps. */
 export const holds = new Hono<AppEnv>();
 
-const deps = (env: Env) => ({ inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER });
+/** Hold dependencies of a request; funnel events are queued after the response (best effort, counted on failure). */
+const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => ({
+  inventory: env.INVENTORY,
+  ledger: env.CUSTOMER_LEDGER,
+  analytics: (e) =>
+    waitUntil(
+      sendAnalytics(env.ANALYTICS_QUEUE, [e]).catch((err: unknown) => {
+        metrics.inc("breakwater_analytics_send_failures_total", { kind: e.kind }, 1, "Analytics events that could not be queued");
+        console.error(JSON.stringify({ level: "warn", msg: "analytics event not queued", kind: e.kind, error: String(err) }));
+      }),
+    ),
+});
 
 describeRoute({
   method: "post",
@@ -83,9 +96,15 @@ holds.post(
     if (!event) throw new ApiError("not_found", `No event ${id}.`);
     const input = c.req.valid("json");
     const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
-    const hold = await placeHold(deps(c.env), event, principalOf(c).sub, input, {
-      availability: snapshot?.sections.find((s) => s.id === input.sectionId),
-    });
+    const hold = await placeHold(
+      deps(c.env, (p) => c.executionCtx.waitUntil(p)),
+      event,
+      principalOf(c).sub,
+      input,
+      {
+        availability: snapshot?.sections.find((s) => s.id === input.sectionId),
+      },
+    );
     c.header("Location", `/v1/holds/${hold.id}`);
     return c.json({ hold }, 201);
   },
@@ -101,7 +120,11 @@ describeRoute({
   errors: ["not_found"],
 });
 holds.get("/v1/holds/:id", auth("buyer"), validate("param", holdParam), async (c) => {
-  const hold = await getHold(deps(c.env), c.req.valid("param").id, principalOf(c).sub);
+  const hold = await getHold(
+    deps(c.env, (p) => c.executionCtx.waitUntil(p)),
+    c.req.valid("param").id,
+    principalOf(c).sub,
+  );
   return c.json({ hold }, 200, { "Cache-Control": "no-store" });
 });
 
@@ -116,7 +139,11 @@ describeRoute({
   errors: ["not_found", "hold_not_active"],
 });
 holds.delete("/v1/holds/:id", auth("buyer"), idempotency(), validate("param", holdParam), async (c) => {
-  await releaseHold(deps(c.env), c.req.valid("param").id, principalOf(c).sub);
+  await releaseHold(
+    deps(c.env, (p) => c.executionCtx.waitUntil(p)),
+    c.req.valid("param").id,
+    principalOf(c).sub,
+  );
   return c.body(null, 204);
 });
 

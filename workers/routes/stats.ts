@@ -1,0 +1,126 @@
+import { desc } from "drizzle-orm";
+import { Hono } from "hono";
+import { z } from "zod";
+import { availabilitySnapshot } from "../../lib/availability";
+import { catalogDb, eventDocFromRow, findEventRow } from "../../lib/catalog";
+import { reconciliationRuns } from "../../lib/db/catalog-schema";
+import { EVENT_ID } from "../../lib/ids";
+import { d1Stores, shardNames } from "../../lib/order-store";
+import { ApiError } from "../../lib/problem";
+import { reconcileEvent } from "../../lib/reconcile";
+import { eventStats } from "../../lib/rollups";
+import { principalOf } from "../http";
+import { auth } from "../middleware/auth";
+import { validate } from "../middleware/validate";
+import { describeRoute } from "../openapi";
+import type { AppEnv } from "../types";
+
+const eventParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id") });
+const statsSchema = z.object({
+  sold: z.number().int(),
+  held: z.number().int(),
+  available: z.number().int(),
+  revenue: z.number().int(),
+  currency: z.string(),
+  ordersPerMinute: z.array(
+    z.object({ minute: z.string(), orders: z.number().int(), tickets: z.number().int(), revenue: z.number().int() }),
+  ),
+  funnel: z.object({ joined: z.number().int(), admitted: z.number().int(), held: z.number().int(), paid: z.number().int() }),
+});
+const reconciliationSchema = z.object({
+  eventId: z.string(),
+  soldInInventory: z.number().int(),
+  storedInShards: z.number().int(),
+  missing: z.array(z.string()),
+  extra: z.array(z.string()),
+  duplicated: z.array(z.string()),
+});
+
+/** Organizer statistics and the reconciliation report. */
+export const stats = new Hono<AppEnv>();
+
+describeRoute({
+  method: "get",
+  path: "/v1/events/:id/stats",
+  summary: "Sales, funnel and orders per minute of an event (its organizer or an admin)",
+  tags: ["organizer"],
+  auth: ["organizer", "admin"],
+  responses: { 200: { description: "Stats (rollups lag by up to a minute; counts by about a second)", schema: statsSchema } },
+  errors: ["not_found"],
+});
+stats.get("/v1/events/:id/stats", auth("organizer", "admin"), validate("param", eventParam), async (c) => {
+  const { id } = c.req.valid("param");
+  const db = catalogDb(c.env.CATALOG_DB);
+  const row = await findEventRow(db, id);
+  const who = principalOf(c);
+  if (!row || (who.role !== "admin" && row.organizerId !== who.sub)) throw new ApiError("not_found", `No event ${id}.`);
+  const event = eventDocFromRow(row);
+  const [snapshot, figures] = await Promise.all([
+    availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event),
+    eventStats(db, id),
+  ]);
+  const sum = (k: "sold" | "held" | "available") => snapshot?.sections.reduce((n, s) => n + s[k], 0) ?? 0;
+  return c.json(
+    {
+      sold: sum("sold"),
+      held: sum("held"),
+      available: snapshot ? sum("available") : event.capacity,
+      revenue: figures.revenue,
+      currency: event.currency,
+      ordersPerMinute: figures.ordersPerMinute,
+      funnel: figures.funnel,
+    },
+    200,
+    { "Cache-Control": "private, max-age=5" },
+  );
+});
+
+describeRoute({
+  method: "get",
+  path: "/v1/admin/reconciliation",
+  summary: "Discrepancies found by the cron reconciliation, newest first (admin)",
+  tags: ["operations"],
+  auth: ["admin"],
+  responses: {
+    200: {
+      description: "Runs with discrepancies",
+      schema: z.object({ runs: z.array(reconciliationSchema.extend({ ranAt: z.string() })) }),
+    },
+  },
+});
+stats.get("/v1/admin/reconciliation", auth("admin"), async (c) => {
+  const runs = await catalogDb(c.env.CATALOG_DB).select().from(reconciliationRuns).orderBy(desc(reconciliationRuns.ranAt)).limit(100);
+  return c.json({ runs: runs.map(({ id: _id, ...r }) => r) }, 200, { "Cache-Control": "no-store" });
+});
+
+describeRoute({
+  method: "post",
+  path: "/v1/admin/reconciliation/:id",
+  summary: "Reconcile one event now: its Inventory DOs' sales against the order shards (admin)",
+  tags: ["operations"],
+  auth: ["admin"],
+  query: z.object({ graceMs: z.number().int().optional().describe("Orders younger than this are not judged (default 300000)") }),
+  responses: { 200: { description: "Result", schema: reconciliationSchema } },
+  errors: ["not_found"],
+});
+const reconcileQuery = z.strictObject({
+  graceMs: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(86_400_000)
+    .default(5 * 60_000),
+});
+stats.post("/v1/admin/reconciliation/:id", auth("admin"), validate("param", eventParam), validate("query", reconcileQuery), async (c) => {
+  const { id } = c.req.valid("param");
+  const row = await findEventRow(catalogDb(c.env.CATALOG_DB), id);
+  if (!row) throw new ApiError("not_found", `No event ${id}.`);
+  const result = await reconcileEvent(
+    { inventory: c.env.INVENTORY, stores: shardNames(c.env).map(d1Stores(c.env)) },
+    eventDocFromRow(row),
+    {
+      graceMs: c.req.valid("query").graceMs,
+    },
+  );
+  return c.json(result);
+});

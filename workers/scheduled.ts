@@ -1,0 +1,79 @@
+import { and, gte, lte } from "drizzle-orm";
+import { catalogDb, eventDocFromRow, publishEventList, publishPopular } from "../lib/catalog";
+import { events as eventsTable, reconciliationRuns } from "../lib/db/catalog-schema";
+import { metrics } from "../lib/metrics";
+import { d1Stores, shardNames } from "../lib/order-store";
+import { type ReconciliationResult, reconcileEvent } from "../lib/reconcile";
+import { activityScores, rollUp } from "../lib/rollups";
+
+/** Minutes of raw events each rollup run recomputes (late queue deliveries are caught). */
+export const ROLLUP_LOOKBACK_MINUTES = 10;
+/** Events reconciled per run at most. */
+export const RECONCILE_LIMIT = 50;
+
+/** Reconciles the events on sale (sale opened, show not long over) and records any discrepancy. */
+export async function reconcileActiveEvents(env: Env, now: Date): Promise<ReconciliationResult[]> {
+  const db = catalogDb(env.CATALOG_DB);
+  const rows = await db
+    .select()
+    .from(eventsTable)
+    .where(
+      and(lte(eventsTable.saleStartsAt, now.toISOString()), gte(eventsTable.startsAt, new Date(now.getTime() - 86_400_000).toISOString())),
+    )
+    .limit(RECONCILE_LIMIT);
+  const stores = shardNames(env).map(d1Stores(env));
+  const results: ReconciliationResult[] = [];
+  for (const row of rows) {
+    const r = await reconcileEvent({ inventory: env.INVENTORY, stores }, eventDocFromRow(row), { now: now.getTime() });
+    results.push(r);
+    if (r.missing.length || r.extra.length || r.duplicated.length) {
+      console.error(JSON.stringify({ level: "error", msg: "reconciliation found discrepancies", ...r }));
+      await db.insert(reconciliationRuns).values({ id: crypto.randomUUID(), ranAt: now.toISOString(), ...r });
+    }
+  }
+  const sum = (k: "missing" | "extra" | "duplicated") => results.reduce((n, x) => n + x[k].length, 0);
+  metrics.set(
+    "breakwater_reconciliation_discrepancies",
+    { kind: "missing" },
+    sum("missing"),
+    "Discrepancies found by the last reconciliation",
+  );
+  metrics.set("breakwater_reconciliation_discrepancies", { kind: "extra" }, sum("extra"), "Discrepancies found by the last reconciliation");
+  metrics.set(
+    "breakwater_reconciliation_discrepancies",
+    { kind: "duplicated" },
+    sum("duplicated"),
+    "Discrepancies found by the last reconciliation",
+  );
+  return results;
+}
+
+/**
+ * The cron trigger (every minute): analytics rollups, the catalog list and popular events in KV, and the
+ * reconciliation of sales against the shards. Each step runs even if another fails; failures are logged,
+ * counted, and rethrown together so the invocation is marked failed.
+ */
+export async function handleScheduled(controller: ScheduledController, env: Env, _ctx: ExecutionContext): Promise<void> {
+  const now = new Date(controller.scheduledTime);
+  const db = catalogDb(env.CATALOG_DB);
+  const deps = { db, kv: env.CATALOG_KV };
+  const steps: [string, () => Promise<unknown>][] = [
+    ["rollups", () => rollUp(env.CATALOG_DB, new Date(now.getTime() - ROLLUP_LOOKBACK_MINUTES * 60_000), new Date(now.getTime() + 60_000))],
+    ["event-list", () => publishEventList(deps)],
+    ["popular", async () => publishPopular(deps, await activityScores(db, now))],
+    ["reconciliation", () => reconcileActiveEvents(env, now)],
+  ];
+  const failures: unknown[] = [];
+  for (const [name, run] of steps) {
+    const started = Date.now();
+    try {
+      await run();
+      metrics.observe("breakwater_cron_step_duration_ms", { step: name }, Date.now() - started, "Cron step duration (ms)");
+    } catch (err) {
+      failures.push(err);
+      metrics.inc("breakwater_cron_failures_total", { step: name }, 1, "Cron steps that failed");
+      console.error(JSON.stringify({ level: "error", msg: "cron step failed", step: name, error: String(err) }));
+    }
+  }
+  if (failures.length) throw new AggregateError(failures, `${failures.length} cron step(s) failed`);
+}
