@@ -37,22 +37,25 @@ export default defineConfig(async () => {
       projects: [
         {
           plugins: [
-            cloudflareTest({
+            cloudflareTest(({ inject }) => ({
               wrangler: { configPath: "./wrangler.toml" },
               miniflare: {
                 bindings: {
                   ...testVars,
                   TEST_MIGRATIONS_CATALOG: catalogMigrations,
                   TEST_MIGRATIONS_SHARD: shardMigrations,
+                  // Loopback Upstash REST proxy in front of the local Redis (test/setup/upstash-proxy.ts).
+                  TEST_UPSTASH: inject("upstashProxy"),
                 },
               },
-            }),
+            })),
           ],
           test: {
             name: "workers",
             include: ["test/**/*.test.ts"],
             exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/setup/apply-migrations.ts"],
+            globalSetup: ["./test/setup/upstash-proxy.ts"],
             testTimeout: 30_000,
             hookTimeout: 30_000,
           },
