@@ -150,7 +150,8 @@ function storeFactory(): (env: Env, kind: RateLimitStoreKind) => RateLimitStore 
  * ```
  *
  * Refuses with 429 `rate_limited`, `Retry-After` and the draft-11 `RateLimit-Policy` / `RateLimit`
- * headers, which allowed answers carry too. A key seen refused is remembered in the isolate until its
+ * headers, which allowed answers carry too. The buyer and IP checks run in parallel, so a request refused
+ * by one still spends its unit of the other. A key seen refused is remembered in the isolate until its
  * retry time, so a blocked client costs no store call. Metrics: `breakwater_ratelimit_decisions_total`
  * (`result`: allowed, refused, blocked_cached, failed_open, failed_closed),
  * `breakwater_ratelimit_do_calls_total`, `breakwater_ratelimit_errors_total`.
