@@ -47,6 +47,8 @@ export interface CheckoutDeps extends HoldDeps {
   enqueueOrder: (message: Record<string, unknown>) => Promise<void>;
   /** Keeps background work alive after the response. */
   waitUntil: (p: Promise<unknown>) => void;
+  /** Wait for the hand-off (`enqueueOrder`) before answering instead of in the background (comparison mode). */
+  awaitHandOff?: boolean;
   /** W3C traceparent of the request, carried into the order message. */
   traceparent?: string;
 }
@@ -181,19 +183,19 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
   }
   metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
-  deps.waitUntil(
-    (async () => {
-      await ledger.setState(key, "sold");
-      try {
-        await deps.enqueueOrder(message);
-        await inv.markOrdersSent([orderId]);
-      } catch (err) {
-        // The DO's outbox re-sends it.
-        metrics.inc("breakwater_queue_send_failures_total", { queue: "orders" }, 1, "Queue sends that failed (outbox retries them)");
-        console.error(JSON.stringify({ level: "warn", msg: "order enqueue failed; outbox will retry", orderId, error: String(err) }));
-      }
-    })(),
-  );
+  const handOff = (async () => {
+    await ledger.setState(key, "sold");
+    try {
+      await deps.enqueueOrder(message);
+      await inv.markOrdersSent([orderId]);
+    } catch (err) {
+      // The DO's outbox re-sends it.
+      metrics.inc("breakwater_queue_send_failures_total", { queue: "orders" }, 1, "Queue sends that failed (outbox retries them)");
+      console.error(JSON.stringify({ level: "warn", msg: "order enqueue failed; outbox will retry", orderId, error: String(err) }));
+    }
+  })();
+  if (deps.awaitHandOff) await handOff;
+  else deps.waitUntil(handOff);
   return { order: completed.value.body as unknown as OrderView, created: true };
 }
 

@@ -33,6 +33,51 @@ export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> 
   metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "sent" }, 1, "Queue messages by outcome");
 }
 
+/**
+ * Writes one paid order to the shard that owns its buyer, then queues its confirmation and its analytics
+ * event. Idempotent. Used by the consumer (write-behind) and by the synchronous comparison mode.
+ */
+export async function storeOrder(
+  order: OrderMessage,
+  deps: Pick<OrdersConsumerDeps, "shards" | "store" | "notifications" | "analytics">,
+): Promise<void> {
+  const shard = shardFor(order.userId, deps.shards);
+  const result = await deps.store(shard).saveOrder(order);
+  const notification: NotificationMessage = {
+    v: 1,
+    kind: "order.confirmation",
+    orderId: order.orderId,
+    userId: order.userId,
+    eventId: order.eventId,
+    shard,
+    total: order.total,
+    currency: order.currency,
+    tickets: order.tickets.length,
+    ...(order.organizerId ? { organizerId: order.organizerId } : {}),
+    ...(order.traceparent ? { traceparent: order.traceparent } : {}),
+  };
+  const event: AnalyticsEvent = analyticsEvent({
+    id: `order.paid:${order.orderId}`,
+    kind: "order.paid",
+    eventId: order.eventId,
+    at: order.paidAt,
+    userId: order.userId,
+    quantity: order.quantity,
+    amount: order.total,
+  });
+  await Promise.all([deps.notifications.send(notification, { contentType: "json" }), deps.analytics.send(event, { contentType: "json" })]);
+  console.log(
+    JSON.stringify({
+      level: "info",
+      msg: "order stored",
+      orderId: order.orderId,
+      shard,
+      result,
+      traceId: order.traceparent?.split("-")[1],
+    }),
+  );
+}
+
 /** What the orders consumer needs. */
 export interface OrdersConsumerDeps {
   shards: string[];
@@ -65,43 +110,7 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
     const order = parsed.data;
     const shard = shardFor(order.userId, deps.shards);
     try {
-      const result = await deps.store(shard).saveOrder(order);
-      const notification: NotificationMessage = {
-        v: 1,
-        kind: "order.confirmation",
-        orderId: order.orderId,
-        userId: order.userId,
-        eventId: order.eventId,
-        shard,
-        total: order.total,
-        currency: order.currency,
-        tickets: order.tickets.length,
-        ...(order.organizerId ? { organizerId: order.organizerId } : {}),
-        ...(order.traceparent ? { traceparent: order.traceparent } : {}),
-      };
-      const event: AnalyticsEvent = analyticsEvent({
-        id: `order.paid:${order.orderId}`,
-        kind: "order.paid",
-        eventId: order.eventId,
-        at: order.paidAt,
-        userId: order.userId,
-        quantity: order.quantity,
-        amount: order.total,
-      });
-      await Promise.all([
-        deps.notifications.send(notification, { contentType: "json" }),
-        deps.analytics.send(event, { contentType: "json" }),
-      ]);
-      console.log(
-        JSON.stringify({
-          level: "info",
-          msg: "order stored",
-          orderId: order.orderId,
-          shard,
-          result,
-          traceId: order.traceparent?.split("-")[1],
-        }),
-      );
+      await storeOrder(order, deps);
       metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "acked" }, 1, "Queue messages by outcome");
       msg.ack();
     } catch (err) {

@@ -33,7 +33,9 @@ function readVars(file: string): Record<string, string> {
 export function localVars(): Record<string, string> {
   const file = existsSync(path.join(root, ".dev.vars")) ? ".dev.vars" : ".dev.vars.example";
   const vars = readVars(path.join(root, file));
-  for (const key of ["REQUEST_LOG", "DEV_AUTH", "ORDER_SHARDS", "SHARD_BACKEND", "MAX_BODY_BYTES", "HOLD_SECONDS_DEFAULT"]) {
+  // Any var declared in wrangler.toml [vars] may be overridden from the environment (e.g. RATE_LIMITS=off).
+  const declared = Object.keys(unstable_readConfig({ config: configPath }).vars ?? {});
+  for (const key of declared) {
     const v = process.env[key];
     if (v !== undefined) vars[key] = v;
   }

@@ -23,7 +23,13 @@ describe("metric names and labels are stable and documented", () => {
   for (const file of code) {
     const text = readFileSync(file, "utf8");
     for (const m of text.matchAll(/metrics\.(?:inc|set|observe)\(\s*"([a-z0-9_]+)",\s*\{([^}]*)\}/g)) {
-      const labels = (m[2] ?? "")
+      // Drop call arguments (which may contain commas), then read the keys of the label object.
+      let body = m[2] ?? "";
+      for (let prev = ""; prev !== body; ) {
+        prev = body;
+        body = body.replace(/\([^()]*\)/g, "");
+      }
+      const labels = body
         .split(",")
         .map((part) => (part.includes(":") ? part.split(":")[0] : part)?.trim() ?? "")
         .filter(Boolean);

@@ -15,3 +15,5 @@ declare global {
 await applyD1Migrations(env.CATALOG_DB, env.TEST_MIGRATIONS_CATALOG);
 await applyD1Migrations(env.SHARD_0, env.TEST_MIGRATIONS_SHARD);
 await applyD1Migrations(env.SHARD_1, env.TEST_MIGRATIONS_SHARD);
+await applyD1Migrations(env.SHARD_2, env.TEST_MIGRATIONS_SHARD);
+await applyD1Migrations(env.SHARD_3, env.TEST_MIGRATIONS_SHARD);

@@ -7,7 +7,7 @@ import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
 import { signToken } from "../../lib/signing";
 import { formatTraceparent } from "../../lib/trace";
-import { type OrderMessage, sendOrder } from "../../queues/orders";
+import { type OrderMessage, sendOrder, storeOrder } from "../../queues/orders";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
@@ -91,6 +91,18 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
     waitUntil: (p) => c.executionCtx.waitUntil(p),
     traceparent: formatTraceparent(c.get("trace")),
   };
+  if (c.env.CHECKOUT_WRITE === "sync") {
+    // Comparison mode: the order is also written to its shard before the answer (no write-behind).
+    const shards = shardNames(c.env);
+    deps.enqueueOrder = (message) =>
+      storeOrder(message as OrderMessage, {
+        shards,
+        store: d1Stores(c.env),
+        notifications: c.env.NOTIFICATIONS_QUEUE,
+        analytics: c.env.ANALYTICS_QUEUE,
+      });
+    deps.awaitHandOff = true;
+  }
   const { order, created } = await checkout(deps, principalOf(c).sub, input);
   c.header("Location", `/v1/orders/${order.id}`);
   return c.json({ order }, created ? 201 : 200);

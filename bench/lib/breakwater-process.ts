@@ -1,0 +1,101 @@
+/**
+ * Runs Breakwater for a benchmark the way `npm run serve` does (workerd through miniflare with
+ * unsafeDirectSockets, no dev proxy) in a child process with a fresh state directory, and talks to it over
+ * a keep-alive HTTP agent. Ready means serve.ts printed its line (after migrations), not merely that the
+ * socket answers.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "..", "..");
+
+/** A running server. */
+export interface BreakwaterProcess {
+  base: string;
+  request(method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: string }>;
+  token(sub: string, role: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Starts the server on `port` with extra environment (e.g. ORDER_SHARDS, RATE_LIMITS=off). */
+export async function startBreakwater(port: number, env: Record<string, string> = {}, maxSockets = 256): Promise<BreakwaterProcess> {
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-"));
+  const child: ChildProcess = spawn(process.execPath, [path.join(root, "scripts/serve.ts")], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), STATE_DIR: stateDir, REQUEST_LOG: "off", RATE_LIMITS: "off", ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("Breakwater did not start within 60 s")), 60_000);
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes("Breakwater is serving")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`serve.ts exited with ${code}`)));
+  });
+  child.stdout?.resume();
+  const base = `http://127.0.0.1:${port}`;
+  const agent = new http.Agent({ keepAlive: true, maxSockets });
+  const request = (method: string, p: string, body?: unknown, token?: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const data = body === undefined ? undefined : JSON.stringify(body);
+      const req = http.request(
+        `${base}${p}`,
+        {
+          method,
+          agent,
+          headers: {
+            ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}),
+            ...(token ? { Authorization: `Bearer ${token}` } : {}),
+          },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (c: string) => {
+            text += c;
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on("error", reject);
+      if (data) req.write(data);
+      req.end();
+    });
+  return {
+    base,
+    request,
+    async token(sub, role) {
+      const r = await request("POST", "/v1/auth/dev-token", { sub, role });
+      if (r.status !== 200) throw new Error(`dev-token ${r.status} ${r.body}`);
+      return (JSON.parse(r.body) as { token: string }).token;
+    },
+    async stop() {
+      agent.destroy();
+      child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 500));
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Percentile of a sorted array. */
+export const percentile = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+
+/** Sum of a Prometheus counter over the series whose labels contain every `match` pair. */
+export function counter(text: string, name: string, match: Record<string, string> = {}): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (Object.entries(match).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}
