@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { EventDoc } from "../lib/event-schema";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
+import { metrics } from "../lib/metrics";
 import { paymentProvider } from "../lib/payments";
 import { fail, type Outcome, ok } from "../lib/problem";
 import { parseTraceparent } from "../lib/trace";
@@ -611,6 +612,7 @@ export class Inventory extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       for (const row of due) this.releaseRow(row, "expired");
     });
+    metrics.inc("breakwater_holds_expired_total", {}, due.length, "Holds that expired (seats returned to sale)");
     const at = new Date(now).toISOString();
     const eventId = this.cfg().eventId;
     for (const row of due)

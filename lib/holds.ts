@@ -90,6 +90,15 @@ function unwrapOutcome<T>(o: Outcome<T>): T {
   throw new ApiError(o.code, o.detail, o.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: o.retryAfterSeconds });
 }
 
+/** Records the edge-observed latency of a Durable Object call (queueing included). */
+const observeDoCall = (object: string, method: string, startedAt: number): void =>
+  metrics.observe(
+    "breakwater_do_call_duration_ms",
+    { object, method },
+    Date.now() - startedAt,
+    "Durable Object call latency seen from the edge (ms)",
+  );
+
 /** Maps an exception thrown by a DO call (overload, reset) to 503 `overloaded`; rethrows anything else. */
 export function doCallError(err: unknown, what: string): never {
   if (err instanceof ApiError) throw err;
@@ -145,11 +154,13 @@ export async function placeHold(
   const ledger = ledgerStub(deps.ledger, userId);
   const expiresAt = now + event.holdSeconds * 1000;
   let reserved: Outcome<{ used: number; limit: number }>;
+  const t0 = Date.now();
   try {
     reserved = await ledger.reserve(event.id, key, quantity, event.perCustomerLimit, expiresAt);
   } catch (err) {
     doCallError(err, "customer ledger");
   }
+  observeDoCall("ledger", "reserve", t0);
   unwrapOutcome(reserved);
 
   const ev = inventoryEvent(event);
@@ -157,6 +168,7 @@ export async function placeHold(
   for (const shard of candidates) {
     const holdId = `${key}.${event.id}.${section.id}.${shard}`;
     let outcome: Outcome<HoldView>;
+    const t1 = Date.now();
     try {
       outcome = await inventoryStub(deps.inventory, { eventId: event.id, sectionId: section.id, shard }).hold(
         inventoryConfig(event, section, shard),
@@ -167,6 +179,7 @@ export async function placeHold(
       // The hold may or may not exist: keep the reservation, which lapses with the hold's lifetime.
       doCallError(err, "inventory");
     }
+    observeDoCall("inventory", "hold", t1);
     if (outcome.ok) {
       metrics.inc("breakwater_holds_total", { result: "created", kind: section.kind }, 1, "Hold attempts by result");
       deps.analytics?.(

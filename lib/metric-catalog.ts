@@ -93,6 +93,13 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     labels: ["kind"],
     help: "Analytics events that could not be queued (logged; analytics are best effort)",
   },
+  {
+    name: "breakwater_do_call_duration_ms",
+    type: "histogram",
+    labels: ["object", "method"],
+    help: "Durable Object call latency seen from the edge, queueing included (ms)",
+  },
+  { name: "breakwater_holds_expired_total", type: "counter", labels: [], help: "Holds that expired; their seats returned to sale" },
 ];
 
 /** Lookup by name. */

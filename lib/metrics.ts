@@ -41,9 +41,12 @@ const renderLabels = (labels: Labels, extra?: [string, string]): string => {
 /** A registry of named metrics. One default instance serves the Worker; tests may make their own. */
 export class Registry {
   private readonly defs = new Map<string, Def>();
+  /** When false, every update is a no-op (TELEMETRY=off: used to measure what metrics cost). */
+  enabled = true;
 
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, labels: Labels = {}, by = 1, help = ""): void {
+    if (!this.enabled) return;
     const def = this.scalar(name, "counter", help);
     const k = keyOf(labels);
     const cur = def.values.get(k);
@@ -53,11 +56,13 @@ export class Registry {
 
   /** Sets a gauge. */
   set(name: string, labels: Labels, value: number, help = ""): void {
+    if (!this.enabled) return;
     this.scalar(name, "gauge", help).values.set(keyOf(labels), { labels, value });
   }
 
   /** Records one observation in a histogram (milliseconds by default buckets). */
   observe(name: string, labels: Labels, value: number, help = "", buckets = DEFAULT_BUCKETS_MS): void {
+    if (!this.enabled) return;
     let def = this.defs.get(name);
     if (!def) {
       def = { kind: "histogram", help, buckets, values: new Map() };

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import { listVar } from "../lib/config";
+import { metrics } from "../lib/metrics";
 import { accessLog } from "./middleware/access-log";
 import { bodyLimit } from "./middleware/body-limit";
 import { notFound, onError } from "./middleware/error-handler";
@@ -24,6 +25,10 @@ import type { AppEnv } from "./types";
  */
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  app.use("*", async function telemetrySwitch(c, next) {
+    metrics.enabled = c.env.TELEMETRY !== "off";
+    await next();
+  });
   app.use("*", requestId());
   app.use("*", trace());
   app.use("*", accessLog());

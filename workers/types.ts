@@ -6,8 +6,8 @@ export interface AppVariables {
   requestId: string;
   /** Set by `auth()`; routes behind it can rely on it. */
   principal: Principal;
-  /** W3C trace context of this request (set by `trace()`). */
-  trace: TraceContext;
+  /** W3C trace context of this request (set by `trace()`; unset with TELEMETRY=off). */
+  trace?: TraceContext;
   /** Which cache layer answered a cacheable read (for the access log). */
   cacheStatus?: string;
 }

@@ -36,6 +36,12 @@ export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv
     const route = !matched || matched === "/*" ? "unmatched" : matched;
     metrics.inc("breakwater_http_requests_total", { method: c.req.method, route, status }, 1, "HTTP requests by route and status");
     metrics.observe("breakwater_http_request_duration_ms", { route }, durationMs, "HTTP request duration (ms)");
+    if (metrics.enabled)
+      c.env.METRICS_AE?.writeDataPoint({
+        indexes: [route],
+        blobs: [route, c.req.method, String(status), c.get("cacheStatus") ?? ""],
+        doubles: [durationMs, 1],
+      });
     if (policyFor !== c.env.REQUEST_LOG) {
       policyFor = c.env.REQUEST_LOG;
       policy = logPolicy(policyFor);

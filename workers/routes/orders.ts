@@ -6,7 +6,7 @@ import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
 import { signToken } from "../../lib/signing";
-import { formatTraceparent } from "../../lib/trace";
+import { formatTraceparent, type TraceContext } from "../../lib/trace";
 import { type OrderMessage, sendOrder, storeOrder } from "../../queues/orders";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
@@ -61,6 +61,8 @@ async function issueTickets(
   );
 }
 
+const traceOf = (t: TraceContext | undefined) => (t ? formatTraceparent(t) : undefined);
+
 /** Checkout and the buyer's orders. */
 export const orders = new Hono<AppEnv>();
 
@@ -89,7 +91,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
     enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message as OrderMessage),
     waitUntil: (p) => c.executionCtx.waitUntil(p),
-    traceparent: formatTraceparent(c.get("trace")),
+    traceparent: traceOf(c.get("trace")),
   };
   if (c.env.CHECKOUT_WRITE === "sync") {
     // Comparison mode: the order is also written to its shard before the answer (no write-behind).
