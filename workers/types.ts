@@ -8,6 +8,8 @@ export interface AppVariables {
   principal: Principal;
   /** W3C trace context of this request (set by `trace()`; unset with TELEMETRY=off). */
   trace?: TraceContext;
+  /** The caller's span id, when it sent a traceparent. */
+  parentSpanId?: string;
   /** Which cache layer answered a cacheable read (for the access log). */
   cacheStatus?: string;
 }

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import { metrics } from "../../lib/metrics";
+import { recordSpan } from "../../lib/otel";
 import type { AppEnv } from "../types";
 
 /** Options of {@link accessLog}. */
@@ -42,6 +43,26 @@ export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv
         blobs: [route, c.req.method, String(status), c.get("cacheStatus") ?? ""],
         doubles: [durationMs, 1],
       });
+    const span = c.get("trace");
+    if (span && c.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+      const end = Date.now();
+      const parentSpanId = c.get("parentSpanId");
+      const flush = recordSpan(c.env.OTEL_EXPORTER_OTLP_ENDPOINT, {
+        trace: span,
+        ...(parentSpanId ? { parentSpanId } : {}),
+        name: `${c.req.method} ${route}`,
+        startMs: end - durationMs,
+        endMs: end,
+        attributes: {
+          "http.request.method": c.req.method,
+          "http.route": route,
+          "http.response.status_code": status,
+          "breakwater.request_id": c.get("requestId"),
+        },
+        error: status >= 500,
+      });
+      if (flush) c.executionCtx.waitUntil(flush);
+    }
     if (policyFor !== c.env.REQUEST_LOG) {
       policyFor = c.env.REQUEST_LOG;
       policy = logPolicy(policyFor);

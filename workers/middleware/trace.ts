@@ -10,8 +10,10 @@ import type { AppEnv } from "../types";
 export const trace = (): MiddlewareHandler<AppEnv> =>
   async function trace(c, next) {
     if (c.env.TELEMETRY === "off") return next();
-    const span = childSpan(parseTraceparent(c.req.header("traceparent")));
+    const parent = parseTraceparent(c.req.header("traceparent"));
+    const span = childSpan(parent);
     c.set("trace", span);
+    if (parent) c.set("parentSpanId", parent.spanId);
     await next();
     c.res.headers.set("traceparent", formatTraceparent(span));
   };
