@@ -20,6 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";
 import { createClient } from "redis";
+import { startBreakwater } from "./lib/breakwater-process.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
 const SEATS = Number(process.env.SEATS ?? 2000);
@@ -28,68 +29,6 @@ const PORT = Number(process.env.PORT ?? 8799);
 const SHARDS = (process.env.SHARDS ?? "1,2,4,8").split(",").map(Number);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
 const BUYERS = Math.max(C * 4, Math.ceil(SEATS / 10) + C);
-const base = `http://127.0.0.1:${PORT}`;
-const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
-
-/** One HTTP request over the keep-alive agent. */
-function request(method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(
-      `${base}${p}`,
-      {
-        method,
-        agent,
-        headers: {
-          ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}),
-          ...(token ? { Authorization: `Bearer ${token}` } : {}),
-        },
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => {
-          text += c;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-      },
-    );
-    req.on("error", reject);
-    if (data) req.write(data);
-    req.end();
-  });
-}
-
-async function startBreakwater(): Promise<{ child: ChildProcess; stateDir: string }> {
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-holds-"));
-  const child = spawn(process.execPath, [path.join(root, "scripts/serve.ts")], {
-    cwd: root,
-    env: { ...process.env, PORT: String(PORT), STATE_DIR: stateDir, REQUEST_LOG: "off", RATE_LIMITS: process.env.RATE_LIMITS ?? "off" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  // Ready once serve.ts says so: that is after migrations, not merely when the socket answers.
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("Breakwater did not start within 60 s")), 60_000);
-    let out = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes("Breakwater is serving")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`serve.ts exited with ${code}`)));
-  });
-  child.stdout?.resume();
-  return { child, stateDir };
-}
-
-async function token(sub: string, role: string): Promise<string> {
-  const r = await request("POST", "/v1/auth/dev-token", { sub, role });
-  if (r.status !== 200) throw new Error(`dev-token ${r.status} ${r.body}`);
-  return (JSON.parse(r.body) as { token: string }).token;
-}
-
 /** Runs `C` workers that each call `attempt()` until it reports sold out. Returns holds/s and counts. */
 async function race(
   attempt: (worker: number, n: number) => Promise<"held" | "retry" | "sold_out">,
@@ -120,10 +59,11 @@ interface Row {
 }
 
 async function benchBreakwater(rows: Row[]): Promise<void> {
-  const { child, stateDir } = await startBreakwater();
+  const bw = await startBreakwater(PORT, {}, C * 2);
+  const request = bw.request;
   try {
-    const organizer = await token("bench-organizer", "organizer");
-    const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => token(`bench-buyer-${i}`, "buyer")));
+    const organizer = await bw.token("bench-organizer", "organizer");
+    const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
     const now = Date.now();
     const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({
       id: `r${i + 1}`,
@@ -171,9 +111,7 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
       console.log(`  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
     }
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 500));
-    rmSync(stateDir, { recursive: true, force: true });
+    await bw.stop();
   }
 }
 
@@ -254,7 +192,6 @@ console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, 
 await benchBreakwater(rows);
 if (!SKIP.has("pg")) await benchPostgres(rows);
 if (!SKIP.has("redis")) await benchRedis(rows);
-agent.destroy();
 
 const seated = rows.find((r) => r.scenario.startsWith("breakwater seated"));
 console.log("\n| scenario | places held | seconds | holds/s | vs Breakwater seated |");
