@@ -46,6 +46,7 @@ export default defineConfig(async () => {
                   TEST_MIGRATIONS_SHARD: shardMigrations,
                   // Loopback Upstash REST proxy in front of the local Redis (test/setup/upstash-proxy.ts).
                   TEST_UPSTASH: inject("upstashProxy"),
+                  TEST_QSTASH: inject("qstashMock"),
                 },
               },
             })),
@@ -55,7 +56,7 @@ export default defineConfig(async () => {
             include: ["test/**/*.test.ts"],
             exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/setup/apply-migrations.ts"],
-            globalSetup: ["./test/setup/upstash-proxy.ts"],
+            globalSetup: ["./test/setup/upstash-proxy.ts", "./test/setup/qstash-mock.ts"],
             testTimeout: 30_000,
             hookTimeout: 30_000,
           },
