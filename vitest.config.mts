@@ -47,6 +47,7 @@ export default defineConfig(async () => {
                   // Loopback Upstash REST proxy in front of the local Redis (test/setup/upstash-proxy.ts).
                   TEST_UPSTASH: inject("upstashProxy"),
                   TEST_QSTASH: inject("qstashMock"),
+                  TEST_PG: inject("pgShards"),
                 },
               },
             })),
@@ -56,7 +57,7 @@ export default defineConfig(async () => {
             include: ["test/**/*.test.ts"],
             exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/setup/apply-migrations.ts"],
-            globalSetup: ["./test/setup/upstash-proxy.ts", "./test/setup/qstash-mock.ts"],
+            globalSetup: ["./test/setup/upstash-proxy.ts", "./test/setup/qstash-mock.ts", "./test/setup/postgres.ts"],
             testTimeout: 30_000,
             hookTimeout: 30_000,
           },

@@ -4,6 +4,7 @@ import type { OrderMessage } from "../queues/orders";
 import { listVar } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
+import { PgOrderStore } from "./order-store-pg";
 import { parseTraceparent } from "./trace";
 
 /**
@@ -166,6 +167,31 @@ function toView(
 
 /** Store factories for the configured backend, keyed by shard name. */
 export type StoreResolver = (shard: string) => OrderStore;
+
+/**
+ * The stores of the configured backend (`SHARD_BACKEND`): D1 bindings named by ORDER_SHARDS (default), or
+ * PostgreSQL — a Hyperdrive binding of the shard's name when there is one (production), else the
+ * connection string at the same position in PG_SHARD_URLS (local). Postgres stores opened here should be
+ * closed after the request or batch (`closeStores`).
+ */
+export function orderStores(env: Env): StoreResolver & { close: () => Promise<void> } {
+  if (env.SHARD_BACKEND !== "postgres") return Object.assign(d1Stores(env), { close: async () => {} });
+  const names = shardNames(env);
+  const urls = listVar(env.PG_SHARD_URLS);
+  const open = new Map<string, PgOrderStore>();
+  const resolve = (shard: string): OrderStore => {
+    let store = open.get(shard);
+    if (!store) {
+      const hyperdrive = (env as unknown as Record<string, { connectionString?: string } | undefined>)[shard];
+      const url = hyperdrive?.connectionString ?? urls[names.indexOf(shard)];
+      if (!url) throw new Error(`no Postgres connection for shard ${shard} (Hyperdrive binding or PG_SHARD_URLS)`);
+      store = PgOrderStore.connect(shard, url);
+      open.set(shard, store);
+    }
+    return store;
+  };
+  return Object.assign(resolve, { close: async () => void (await Promise.all([...open.values()].map((s) => s.close()))) });
+}
 
 /** The configured shard names (`ORDER_SHARDS`). */
 export const shardNames = (env: Pick<Env, "ORDER_SHARDS">): string[] => listVar(env.ORDER_SHARDS);

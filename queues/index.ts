@@ -1,13 +1,26 @@
-import { d1Stores, shardNames } from "../lib/order-store";
+import { orderStores, shardNames } from "../lib/order-store";
 import { consumeAnalytics } from "./analytics";
 import { consumeDeadLetters, recordDeadLetter } from "./dead-letters";
 import { consumeNotifications, outboxMail, qstashPublisher } from "./notifications";
 import { consumeOrders } from "./orders";
 
 /** The Worker's `queue()` handler: one consumer per queue, chosen by `batch.queue`. */
-export async function handleQueue(batch: MessageBatch, env: Env, _ctx: ExecutionContext): Promise<void> {
+export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionContext): Promise<void> {
   const deadLetter = (queue: string, msg: Message, error: string) => recordDeadLetter(env.CATALOG_DB, queue, msg, error);
-  const store = d1Stores(env);
+  const store = orderStores(env);
+  try {
+    await dispatch(batch, env, store, deadLetter);
+  } finally {
+    ctx.waitUntil(store.close());
+  }
+}
+
+async function dispatch(
+  batch: MessageBatch,
+  env: Env,
+  store: ReturnType<typeof orderStores>,
+  deadLetter: (queue: string, msg: Message, error: string) => Promise<void>,
+): Promise<void> {
   switch (batch.queue) {
     case "breakwater-orders":
       return consumeOrders(batch, {

@@ -2,7 +2,7 @@ import { and, gte, lte } from "drizzle-orm";
 import { catalogDb, eventDocFromRow, publishEventList, publishPopular } from "../lib/catalog";
 import { events as eventsTable, reconciliationRuns } from "../lib/db/catalog-schema";
 import { metrics } from "../lib/metrics";
-import { d1Stores, shardNames } from "../lib/order-store";
+import { orderStores, shardNames } from "../lib/order-store";
 import { type ReconciliationResult, reconcileEvent } from "../lib/reconcile";
 import { activityScores, rollUp } from "../lib/rollups";
 
@@ -21,15 +21,20 @@ export async function reconcileActiveEvents(env: Env, now: Date): Promise<Reconc
       and(lte(eventsTable.saleStartsAt, now.toISOString()), gte(eventsTable.startsAt, new Date(now.getTime() - 86_400_000).toISOString())),
     )
     .limit(RECONCILE_LIMIT);
-  const stores = shardNames(env).map(d1Stores(env));
+  const resolver = orderStores(env);
+  const stores = shardNames(env).map(resolver);
   const results: ReconciliationResult[] = [];
-  for (const row of rows) {
-    const r = await reconcileEvent({ inventory: env.INVENTORY, stores }, eventDocFromRow(row), { now: now.getTime() });
-    results.push(r);
-    if (r.missing.length || r.extra.length || r.duplicated.length) {
-      console.error(JSON.stringify({ level: "error", msg: "reconciliation found discrepancies", ...r }));
-      await db.insert(reconciliationRuns).values({ id: crypto.randomUUID(), ranAt: now.toISOString(), ...r });
+  try {
+    for (const row of rows) {
+      const r = await reconcileEvent({ inventory: env.INVENTORY, stores }, eventDocFromRow(row), { now: now.getTime() });
+      results.push(r);
+      if (r.missing.length || r.extra.length || r.duplicated.length) {
+        console.error(JSON.stringify({ level: "error", msg: "reconciliation found discrepancies", ...r }));
+        await db.insert(reconciliationRuns).values({ id: crypto.randomUUID(), ranAt: now.toISOString(), ...r });
+      }
     }
+  } finally {
+    await resolver.close();
   }
   const sum = (k: "missing" | "extra" | "duplicated") => results.reduce((n, x) => n + x[k].length, 0);
   metrics.set(

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/checkout";
-import { d1Stores, shardNames } from "../../lib/order-store";
+import { orderStores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
@@ -96,13 +96,19 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
   if (c.env.CHECKOUT_WRITE === "sync") {
     // Comparison mode: the order is also written to its shard before the answer (no write-behind).
     const shards = shardNames(c.env);
-    deps.enqueueOrder = (message) =>
-      storeOrder(message as OrderMessage, {
-        shards,
-        store: d1Stores(c.env),
-        notifications: c.env.NOTIFICATIONS_QUEUE,
-        analytics: c.env.ANALYTICS_QUEUE,
-      });
+    const stores = orderStores(c.env);
+    deps.enqueueOrder = async (message) => {
+      try {
+        await storeOrder(message as OrderMessage, {
+          shards,
+          store: stores,
+          notifications: c.env.NOTIFICATIONS_QUEUE,
+          analytics: c.env.ANALYTICS_QUEUE,
+        });
+      } finally {
+        c.executionCtx.waitUntil(stores.close());
+      }
+    };
     deps.awaitHandOff = true;
   }
   const { order, created } = await checkout(deps, principalOf(c).sub, input);
@@ -122,7 +128,9 @@ describeRoute({
 orders.get("/v1/orders", auth("buyer"), validate("query", listQuery), async (c) => {
   const userId = principalOf(c).sub;
   const shard = shardFor(userId, shardNames(c.env));
-  const list = await d1Stores(c.env)(shard).listOrders(userId, c.req.valid("query").limit);
+  const stores = orderStores(c.env);
+  c.executionCtx.waitUntil(stores.close());
+  const list = await stores(shard).listOrders(userId, c.req.valid("query").limit);
   return c.json({ orders: list }, 200, { "Cache-Control": "private, no-store" });
 });
 

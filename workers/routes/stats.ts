@@ -5,7 +5,7 @@ import { availabilitySnapshot } from "../../lib/availability";
 import { catalogDb, eventDocFromRow, findEventRow } from "../../lib/catalog";
 import { reconciliationRuns } from "../../lib/db/catalog-schema";
 import { EVENT_ID } from "../../lib/ids";
-import { d1Stores, shardNames } from "../../lib/order-store";
+import { orderStores, shardNames } from "../../lib/order-store";
 import { ApiError } from "../../lib/problem";
 import { reconcileEvent } from "../../lib/reconcile";
 import { eventStats } from "../../lib/rollups";
@@ -115,12 +115,10 @@ stats.post("/v1/admin/reconciliation/:id", auth("admin"), validate("param", even
   const { id } = c.req.valid("param");
   const row = await findEventRow(catalogDb(c.env.CATALOG_DB), id);
   if (!row) throw new ApiError("not_found", `No event ${id}.`);
-  const result = await reconcileEvent(
-    { inventory: c.env.INVENTORY, stores: shardNames(c.env).map(d1Stores(c.env)) },
-    eventDocFromRow(row),
-    {
-      graceMs: c.req.valid("query").graceMs,
-    },
-  );
+  const stores = orderStores(c.env);
+  c.executionCtx.waitUntil(stores.close());
+  const result = await reconcileEvent({ inventory: c.env.INVENTORY, stores: shardNames(c.env).map(stores) }, eventDocFromRow(row), {
+    graceMs: c.req.valid("query").graceMs,
+  });
   return c.json(result);
 });

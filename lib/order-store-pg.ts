@@ -1,0 +1,124 @@
+import { desc, eq, inArray, sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import type { OrderMessage } from "../queues/orders";
+import * as pg from "./db/shard-schema-pg";
+import type { OrderStore, StoredOrderRow } from "./order-store";
+import { parseTraceparent } from "./trace";
+
+/**
+ * PostgreSQL order shard: the same logical schema as the D1 shards (migrations/pg), one transaction per
+ * order, idempotent by primary keys (`ON CONFLICT DO NOTHING`). In production the connection string comes
+ * from a Hyperdrive binding (pooled, close to the database); locally from PG_SHARD_URLS.
+ */
+export class PgOrderStore implements OrderStore {
+  private readonly db;
+
+  constructor(
+    readonly name: string,
+    readonly client: postgres.Sql,
+  ) {
+    this.db = drizzle(client, { schema: pg });
+  }
+
+  /** A store on `url` with a small connection pool (Workers: one connection per request is typical). */
+  static connect(name: string, url: string, max = 1): PgOrderStore {
+    return new PgOrderStore(name, postgres(url, { max, fetch_types: false, prepare: false, onnotice: () => {} }));
+  }
+
+  async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    return this.db.transaction(async (tx) => {
+      const inserted = await tx
+        .insert(pg.orders)
+        .values({
+          id: msg.orderId,
+          userId: msg.userId,
+          eventId: msg.eventId,
+          sectionId: msg.sectionId,
+          holdId: msg.holdId,
+          seats: msg.seats,
+          quantity: msg.quantity,
+          total: msg.total,
+          currency: msg.currency,
+          paidAt: msg.paidAt,
+          paymentProvider: msg.payment.provider,
+          chargeId: msg.payment.chargeId,
+          traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
+          storedAt: new Date().toISOString(),
+        })
+        .onConflictDoNothing()
+        .returning({ id: pg.orders.id });
+      await tx
+        .insert(pg.tickets)
+        .values(msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code })))
+        .onConflictDoNothing();
+      return inserted.length ? "inserted" : "exists";
+    });
+  }
+
+  async getOrder(orderId: string): Promise<StoredOrderRow | null> {
+    return (await this.withTickets(await this.db.select().from(pg.orders).where(eq(pg.orders.id, orderId))))[0] ?? null;
+  }
+
+  async listOrders(userId: string, limit: number): Promise<StoredOrderRow[]> {
+    return this.withTickets(
+      await this.db.select().from(pg.orders).where(eq(pg.orders.userId, userId)).orderBy(desc(pg.orders.paidAt)).limit(limit),
+    );
+  }
+
+  async orderIdsForEvent(eventId: string): Promise<{ id: string; rows: number }[]> {
+    const rows = await this.db
+      .select({ id: pg.orders.id, rows: sql<number>`count(*)::int` })
+      .from(pg.orders)
+      .where(eq(pg.orders.eventId, eventId))
+      .groupBy(pg.orders.id);
+    return rows;
+  }
+
+  async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {
+    const now = new Date().toISOString();
+    const rows = await this.db
+      .insert(pg.mailOutbox)
+      .values({ ...mail, createdAt: now, sentAt: now })
+      .onConflictDoNothing()
+      .returning({ id: pg.mailOutbox.orderId });
+    return rows.length ? "sent" : "already_sent";
+  }
+
+  /**
+   * Releases the store. On workerd this deliberately does not call `sql.end()`: postgres.js's socket
+   * polyfill then raises an unhandled "socket has been closed" after the fact, while the runtime closes the
+   * invocation's sockets itself when it ends (and Hyperdrive pools the real connections). Node callers
+   * that own a long-lived client can end it through `client`.
+   */
+  async close(): Promise<void> {}
+
+  private async withTickets(rows: (typeof pg.orders.$inferSelect)[]): Promise<StoredOrderRow[]> {
+    if (!rows.length) return [];
+    const tickets = await this.db
+      .select()
+      .from(pg.tickets)
+      .where(
+        inArray(
+          pg.tickets.orderId,
+          rows.map((r) => r.id),
+        ),
+      );
+    return rows.map((r) => ({
+      id: r.id,
+      status: "paid" as const,
+      eventId: r.eventId,
+      sectionId: r.sectionId,
+      holdId: r.holdId,
+      seats: r.seats,
+      quantity: r.quantity,
+      total: r.total,
+      currency: r.currency,
+      tickets: tickets
+        .filter((t) => t.orderId === r.id)
+        .sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }))
+        .map((t) => ({ id: t.id, seat: t.seat, code: t.code })),
+      createdAt: new Date(r.paidAt).toISOString(),
+    }));
+  }
+}
