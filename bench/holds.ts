@@ -13,9 +13,7 @@
  * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
  * Needs PostgreSQL at 127.0.0.1:5432 (database breakwater_bench) and Redis at 127.0.0.1:6379.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
+import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";

@@ -149,6 +149,18 @@ export async function findEventRow(db: CatalogDb, id: string): Promise<schema.Ev
   return db.query.events.findFirst({ where: eq(schema.events.id, id) });
 }
 
+/** One row of the public event list. */
+export const summaryOf = (r: schema.EventRow): EventSummary => ({
+  id: r.id,
+  name: r.name,
+  venue: r.venue,
+  startsAt: r.startsAt,
+  saleStartsAt: r.saleStartsAt,
+  minPrice: r.minPrice,
+  currency: r.currency,
+  soldOut: r.soldOut,
+});
+
 /** Serialized body of GET /v1/events/:id. */
 export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc });
 
@@ -170,16 +182,7 @@ export async function publishEventList(deps: CatalogDeps): Promise<string> {
     .orderBy(desc(schema.events.saleStartsAt))
     .limit(LIST_LIMIT);
   rows.reverse();
-  const events: EventSummary[] = rows.map((r) => ({
-    id: r.id,
-    name: r.name,
-    venue: r.venue,
-    startsAt: r.startsAt,
-    saleStartsAt: r.saleStartsAt,
-    minPrice: r.minPrice,
-    currency: r.currency,
-    soldOut: r.soldOut,
-  }));
+  const events: EventSummary[] = rows.map(summaryOf);
   const body = JSON.stringify({ events });
   await deps.kv.put(kvKeys.list, body);
   return body;
@@ -197,16 +200,7 @@ export async function publishPopular(deps: CatalogDeps, scores: Map<string, numb
   const rows = await deps.db.select().from(schema.events).where(gt(schema.events.startsAt, new Date().toISOString())).limit(1_000);
   rows.sort((a, b) => (scores.get(b.id) ?? 0) - (scores.get(a.id) ?? 0) || a.saleStartsAt.localeCompare(b.saleStartsAt));
   const top = rows.slice(0, POPULAR_LIMIT);
-  const events: EventSummary[] = top.map((r) => ({
-    id: r.id,
-    name: r.name,
-    venue: r.venue,
-    startsAt: r.startsAt,
-    saleStartsAt: r.saleStartsAt,
-    minPrice: r.minPrice,
-    currency: r.currency,
-    soldOut: r.soldOut,
-  }));
+  const events: EventSummary[] = top.map(summaryOf);
   await deps.kv.put(kvKeys.popular, JSON.stringify({ events }));
   return top.map((r) => r.id);
 }

@@ -1,10 +1,10 @@
 import type { RefundRecord, StoredOrder } from "../durable-objects/inventory";
-import { type InventoryLocation, orderIdForHold, parseLocatedId } from "./hold-id";
-import { doCallError, type HoldDeps, holdLocation, inventoryStub, ledgerStub, reservationKey } from "./holds";
+import { orderIdForHold } from "./hold-id";
+import { doCallError, type HoldDeps, holdLocation, inventoryStub, ledgerStub, locationOf, reservationKey } from "./holds";
 import type { HoldView } from "./inventory-types";
 import { metrics } from "./metrics";
 import { type ChargeOutcome, chargeWithPolicy, DEFAULT_PAYMENT_POLICY, type PaymentPolicy, type PaymentProvider } from "./payments";
-import { ApiError, type Outcome } from "./problem";
+import { ApiError, type Outcome, unwrap } from "./problem";
 
 /**
  * Checkout (DESIGN.md "Checkout"): lock the hold, charge with the order id as idempotency key, record the
@@ -57,11 +57,6 @@ export interface CheckoutDeps extends HoldDeps {
 export interface CheckoutInput {
   holdId: string;
   payment: { method: string; token: string };
-}
-
-function unwrap<T>(o: Outcome<T>): T {
-  if (o.ok) return o.value;
-  throw new ApiError(o.code, o.detail, o.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: o.retryAfterSeconds });
 }
 
 /** Runs a DO call, mapping transport failures to 503. */
@@ -248,16 +243,9 @@ async function voidOrRecord(
   }
 }
 
-/** The location of an order id, or 404. */
-export function orderLocation(orderId: string): InventoryLocation {
-  const loc = parseLocatedId("ord", orderId);
-  if (!loc) throw new ApiError("not_found", "No such order.");
-  return loc;
-}
-
 /** A buyer's own order, read from the Inventory DO that recorded it (at once after checkout). */
 export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<OrderView> {
-  const inv = inventoryStub(deps.inventory, orderLocation(orderId));
+  const inv = inventoryStub(deps.inventory, locationOf("ord", orderId));
   const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
   return stored.body as unknown as OrderView;
 }

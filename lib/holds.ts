@@ -5,7 +5,7 @@ import type { EventDoc, Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
 import { metrics } from "./metrics";
-import { ApiError, type Outcome } from "./problem";
+import { ApiError, type Outcome, unwrap } from "./problem";
 import { hash32 } from "./signing";
 
 /**
@@ -84,12 +84,6 @@ export function shardOrder(userId: string, shards: number): number[] {
   return Array.from({ length: shards }, (_, i) => (start + i) % shards);
 }
 
-/** Converts an Outcome from a DO into a value or an ApiError. */
-function unwrapOutcome<T>(o: Outcome<T>): T {
-  if (o.ok) return o.value;
-  throw new ApiError(o.code, o.detail, o.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: o.retryAfterSeconds });
-}
-
 /** Records the edge-observed latency of a Durable Object call (queueing included). */
 const observeDoCall = (object: string, method: string, startedAt: number): void =>
   metrics.observe(
@@ -161,7 +155,7 @@ export async function placeHold(
     doCallError(err, "customer ledger");
   }
   observeDoCall("ledger", "reserve", t0);
-  unwrapOutcome(reserved);
+  unwrap(reserved);
 
   const ev = inventoryEvent(event);
   let lastFailure: Outcome<HoldView> | undefined;
@@ -206,21 +200,24 @@ export async function placeHold(
     1,
     "Hold attempts by result",
   );
-  return unwrapOutcome(failure);
+  return unwrap(failure);
 }
 
-/** Parses a hold id or throws 404 (an id the server never issued cannot exist). */
-export function holdLocation(holdId: string): InventoryLocation {
-  const loc = parseLocatedId("hld", holdId);
-  if (!loc) throw new ApiError("not_found", "No such hold.");
+/** The location in a hold or order id, or 404 (an id the server never issued cannot exist). */
+export function locationOf(prefix: "hld" | "ord", id: string): InventoryLocation {
+  const loc = parseLocatedId(prefix, id);
+  if (!loc) throw new ApiError("not_found", prefix === "hld" ? "No such hold." : "No such order.");
   return loc;
 }
+
+/** Parses a hold id or throws 404. */
+export const holdLocation = (holdId: string): InventoryLocation => locationOf("hld", holdId);
 
 /** A buyer's own hold. */
 export async function getHold(deps: HoldDeps, holdId: string, userId: string): Promise<HoldView> {
   const stub = inventoryStub(deps.inventory, holdLocation(holdId));
   try {
-    return unwrapOutcome(await stub.getHold(holdId, userId));
+    return unwrap(await stub.getHold(holdId, userId));
   } catch (err) {
     doCallError(err, "inventory");
   }
@@ -231,7 +228,7 @@ export async function releaseHold(deps: HoldDeps, holdId: string, userId: string
   const stub = inventoryStub(deps.inventory, holdLocation(holdId));
   let view: HoldView;
   try {
-    view = unwrapOutcome(await stub.release(holdId, userId));
+    view = unwrap(await stub.release(holdId, userId));
   } catch (err) {
     doCallError(err, "inventory");
   }

@@ -3,8 +3,7 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { OrderMessage } from "../queues/orders";
 import * as pg from "./db/shard-schema-pg";
-import type { OrderStore, StoredOrderRow } from "./order-store";
-import { parseTraceparent } from "./trace";
+import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-store";
 
 /**
  * PostgreSQL order shard: the same logical schema as the D1 shards (migrations/pg), one transaction per
@@ -30,28 +29,10 @@ export class PgOrderStore implements OrderStore {
     return this.db.transaction(async (tx) => {
       const inserted = await tx
         .insert(pg.orders)
-        .values({
-          id: msg.orderId,
-          userId: msg.userId,
-          eventId: msg.eventId,
-          sectionId: msg.sectionId,
-          holdId: msg.holdId,
-          seats: msg.seats,
-          quantity: msg.quantity,
-          total: msg.total,
-          currency: msg.currency,
-          paidAt: msg.paidAt,
-          paymentProvider: msg.payment.provider,
-          chargeId: msg.payment.chargeId,
-          traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
-          storedAt: new Date().toISOString(),
-        })
+        .values(orderColumns(msg, new Date().toISOString()))
         .onConflictDoNothing()
         .returning({ id: pg.orders.id });
-      await tx
-        .insert(pg.tickets)
-        .values(msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code })))
-        .onConflictDoNothing();
+      await tx.insert(pg.tickets).values(ticketColumns(msg)).onConflictDoNothing();
       return inserted.length ? "inserted" : "exists";
     });
   }
@@ -104,21 +85,11 @@ export class PgOrderStore implements OrderStore {
           rows.map((r) => r.id),
         ),
       );
-    return rows.map((r) => ({
-      id: r.id,
-      status: "paid" as const,
-      eventId: r.eventId,
-      sectionId: r.sectionId,
-      holdId: r.holdId,
-      seats: r.seats,
-      quantity: r.quantity,
-      total: r.total,
-      currency: r.currency,
-      tickets: tickets
-        .filter((t) => t.orderId === r.id)
-        .sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }))
-        .map((t) => ({ id: t.id, seat: t.seat, code: t.code })),
-      createdAt: new Date(r.paidAt).toISOString(),
-    }));
+    return rows.map((r) =>
+      toView(
+        r,
+        tickets.filter((t) => t.orderId === r.id).sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true })),
+      ),
+    );
   }
 }

@@ -1,6 +1,7 @@
 import { desc, eq, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import type { OrderMessage } from "../queues/orders";
+import type { OrderView } from "./checkout";
 import { listVar } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
@@ -13,20 +14,8 @@ import { parseTraceparent } from "./trace";
  * delivery is at least once: a replayed message changes nothing.
  */
 
-/** An order as stored (and as `GET /v1/orders` lists it). */
-export interface StoredOrderRow {
-  id: string;
-  status: "paid";
-  eventId: string;
-  sectionId: string;
-  holdId: string;
-  seats: string[];
-  quantity: number;
-  total: number;
-  currency: string;
-  tickets: { id: string; seat: string; code: string }[];
-  createdAt: string;
-}
+/** An order as stored: the same document as the API's `order`. */
+export type StoredOrderRow = OrderView;
 
 /** One shard's storage. */
 export interface OrderStore {
@@ -41,6 +30,30 @@ export interface OrderStore {
   /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
   recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
 }
+
+/** The `orders` row of a paid-order message (same columns on D1 and Postgres). */
+export function orderColumns(msg: OrderMessage, storedAt: string) {
+  return {
+    id: msg.orderId,
+    userId: msg.userId,
+    eventId: msg.eventId,
+    sectionId: msg.sectionId,
+    holdId: msg.holdId,
+    seats: msg.seats,
+    quantity: msg.quantity,
+    total: msg.total,
+    currency: msg.currency,
+    paidAt: msg.paidAt,
+    paymentProvider: msg.payment.provider,
+    chargeId: msg.payment.chargeId,
+    traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
+    storedAt,
+  };
+}
+
+/** The `tickets` rows of a paid-order message. */
+export const ticketColumns = (msg: OrderMessage) =>
+  msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code }));
 
 // ───────────────────────────── D1 ─────────────────────────────
 
@@ -57,30 +70,8 @@ export class D1OrderStore implements OrderStore {
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
     const now = new Date().toISOString();
     const [inserted] = await this.db.batch([
-      this.db
-        .insert(d1.orders)
-        .values({
-          id: msg.orderId,
-          userId: msg.userId,
-          eventId: msg.eventId,
-          sectionId: msg.sectionId,
-          holdId: msg.holdId,
-          seats: msg.seats,
-          quantity: msg.quantity,
-          total: msg.total,
-          currency: msg.currency,
-          paidAt: msg.paidAt,
-          paymentProvider: msg.payment.provider,
-          chargeId: msg.payment.chargeId,
-          traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
-          storedAt: now,
-        })
-        .onConflictDoNothing()
-        .returning({ id: d1.orders.id }),
-      this.db
-        .insert(d1.tickets)
-        .values(msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code })))
-        .onConflictDoNothing(),
+      this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),
+      this.db.insert(d1.tickets).values(ticketColumns(msg)).onConflictDoNothing(),
     ]);
     return inserted.length ? "inserted" : "exists";
   }
@@ -134,7 +125,8 @@ export class D1OrderStore implements OrderStore {
   }
 }
 
-function toView(
+/** An order document from its row and tickets. */
+export function toView(
   r: {
     id: string;
     eventId: string;

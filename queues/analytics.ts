@@ -4,6 +4,8 @@ import { queueRetryDelaySeconds } from "../lib/backoff";
 import { countingD1 } from "../lib/d1-counter";
 import { analyticsEvents } from "../lib/db/catalog-schema";
 import { metrics } from "../lib/metrics";
+import type { DeadLetterSink } from "./consume";
+import { parseOrDeadLetter } from "./consume";
 
 /** Kinds of analytics events (the funnel and the sales). */
 export const ANALYTICS_KINDS = ["queue.joined", "queue.admitted", "hold.created", "hold.expired", "hold.released", "order.paid"] as const;
@@ -30,23 +32,12 @@ export async function sendAnalytics(queue: Queue, events: AnalyticsEvent[]): Pro
 }
 
 /** Appends a batch of raw events to the catalog D1 in one `batch()`; replays are ignored by primary key. */
-export async function consumeAnalytics(
-  batch: MessageBatch,
-  deps: { catalog: D1Database; deadLetter: (queue: string, msg: Message, error: string) => Promise<void> },
-): Promise<void> {
+export async function consumeAnalytics(batch: MessageBatch, deps: { catalog: D1Database; deadLetter: DeadLetterSink }): Promise<void> {
   const db = drizzle(countingD1(deps.catalog, "catalog"));
   const valid: { msg: Message; e: AnalyticsEvent }[] = [];
   for (const msg of batch.messages) {
-    const r = analyticsEventSchema.safeParse(msg.body);
-    if (r.success) valid.push({ msg, e: r.data });
-    else {
-      await deps.deadLetter(
-        batch.queue,
-        msg,
-        `invalid message: ${r.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`,
-      );
-      msg.ack();
-    }
+    const e = await parseOrDeadLetter(analyticsEventSchema, batch.queue, msg, deps.deadLetter);
+    if (e) valid.push({ msg, e });
   }
   if (!valid.length) return;
   try {

@@ -1,8 +1,7 @@
 import { Client } from "@upstash/qstash";
 import { z } from "zod";
-import { queueRetryDelaySeconds } from "../lib/backoff";
-import { metrics } from "../lib/metrics";
 import type { OrderStore } from "../lib/order-store";
+import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
 /** The notifications queue message: one paid order to confirm to its buyer and announce to its organizer. */
 export const notificationMessage = z.object({
@@ -51,7 +50,7 @@ export interface NotificationsConsumerDeps {
   mail: MailAdapter;
   webhooks: WebhookPublisher | null;
   webhookUrl: string | null;
-  deadLetter: (queue: string, msg: Message, error: string) => Promise<void>;
+  deadLetter: DeadLetterSink;
 }
 
 /**
@@ -61,17 +60,8 @@ export interface NotificationsConsumerDeps {
  */
 export async function consumeNotifications(batch: MessageBatch, deps: NotificationsConsumerDeps): Promise<void> {
   for (const msg of batch.messages) {
-    const parsed = notificationMessage.safeParse(msg.body);
-    if (!parsed.success) {
-      await deps.deadLetter(
-        batch.queue,
-        msg,
-        `invalid message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`,
-      );
-      msg.ack();
-      continue;
-    }
-    const n = parsed.data;
+    const n = await parseOrDeadLetter(notificationMessage, batch.queue, msg, deps.deadLetter);
+    if (!n) continue;
     try {
       await deps.mail.send(
         {
@@ -88,22 +78,9 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
           { type: "order.paid", orderId: n.orderId, eventId: n.eventId, total: n.total, currency: n.currency, tickets: n.tickets },
           `order.paid:${n.orderId}`,
         );
-      metrics.inc("breakwater_queue_messages_total", { queue: "notifications", action: "acked" }, 1, "Queue messages by outcome");
-      msg.ack();
+      acknowledge(batch.queue, msg);
     } catch (err) {
-      const delaySeconds = queueRetryDelaySeconds(msg.attempts);
-      console.error(
-        JSON.stringify({
-          level: "error",
-          msg: "notification failed; retrying",
-          orderId: n.orderId,
-          attempts: msg.attempts,
-          delaySeconds,
-          error: String(err),
-        }),
-      );
-      metrics.inc("breakwater_queue_messages_total", { queue: "notifications", action: "retried" }, 1, "Queue messages by outcome");
-      msg.retry({ delaySeconds });
+      retryLater(batch.queue, msg, { orderId: n.orderId }, err);
     }
   }
 }

@@ -1,9 +1,9 @@
 import { z } from "zod";
-import { queueRetryDelaySeconds } from "../lib/backoff";
 import { metrics } from "../lib/metrics";
 import type { OrderStore } from "../lib/order-store";
 import { shardFor } from "../lib/shards";
 import { type AnalyticsEvent, analyticsEvent } from "./analytics";
+import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
 
 /** The orders queue message: a paid order, as the Inventory DO recorded it. Producer and consumer share it. */
@@ -85,7 +85,7 @@ export interface OrdersConsumerDeps {
   notifications: Queue;
   analytics: Queue;
   /** Records a message that can never succeed (invalid) as a dead letter at once. */
-  deadLetter: (queue: string, msg: Message, error: string) => Promise<void>;
+  deadLetter: DeadLetterSink;
 }
 
 /**
@@ -95,39 +95,13 @@ export interface OrdersConsumerDeps {
  */
 export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDeps): Promise<void> {
   for (const msg of batch.messages) {
-    const parsed = orderMessage.safeParse(msg.body);
-    if (!parsed.success) {
-      // Retrying cannot fix a malformed message: record it for an operator and acknowledge it.
-      await deps.deadLetter(
-        batch.queue,
-        msg,
-        `invalid message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`,
-      );
-      metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "invalid" }, 1, "Queue messages by outcome");
-      msg.ack();
-      continue;
-    }
-    const order = parsed.data;
-    const shard = shardFor(order.userId, deps.shards);
+    const order = await parseOrDeadLetter(orderMessage, batch.queue, msg, deps.deadLetter);
+    if (!order) continue;
     try {
       await storeOrder(order, deps);
-      metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "acked" }, 1, "Queue messages by outcome");
-      msg.ack();
+      acknowledge(batch.queue, msg);
     } catch (err) {
-      const delaySeconds = queueRetryDelaySeconds(msg.attempts);
-      console.error(
-        JSON.stringify({
-          level: "error",
-          msg: "order store failed; retrying",
-          orderId: order.orderId,
-          shard,
-          attempts: msg.attempts,
-          delaySeconds,
-          error: String(err),
-        }),
-      );
-      metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "retried" }, 1, "Queue messages by outcome");
-      msg.retry({ delaySeconds });
+      retryLater(batch.queue, msg, { orderId: order.orderId, shard: shardFor(order.userId, deps.shards) }, err);
     }
   }
 }

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
+import { freePort } from "./helpers";
 
 /** OpenTelemetry export against a loopback OTLP/HTTP collector started by the test. */
 
@@ -20,15 +20,6 @@ const received: OtlpSpan[] = [];
 let collector: http.Server;
 let server: Awaited<ReturnType<typeof startServer>>;
 let stateDir: string;
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
-    });
-  });
 
 beforeAll(async () => {
   collector = http.createServer((req, res) => {

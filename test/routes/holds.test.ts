@@ -2,20 +2,11 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { forgetEmptyShards, inventoryStub, ledgerStub } from "../../lib/holds";
+import type { HoldView } from "../../lib/inventory-types";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
 
-interface HoldBody {
-  id: string;
-  eventId: string;
-  sectionId: string;
-  seats: string[];
-  quantity: number;
-  total: number;
-  currency: string;
-  expiresAt: string;
-  status: string;
-}
+type HoldBody = HoldView;
 
 let organizer: string;
 const buyerTokens = new Map<string, string>();
