@@ -125,7 +125,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       unsafeTriggerHandlers: true,
       // No network here: do not fetch the Request.cf object from Cloudflare; use the built-in placeholder.
       cf: false,
-      log: new Log(opts.log === false ? LogLevel.WARN : LogLevel.INFO),
+      // Miniflare's own "Ready on" names its internal entry port, not ours: keep its log to warnings.
+      log: new Log(LogLevel.WARN),
     } as Parameters<typeof convertV4MiniflareOptions>[0]),
   );
   await mf.ready;
@@ -232,7 +233,7 @@ if (isMain) {
   if (seed) {
     const id = await seedDemo(server.url);
     console.log(`Demo event: ${server.url}/v1/events/${id}`);
-    console.log(`  availability: ${server.url}/v1/events/${id}/availability   docs: ${server.url}/docs`);
+    console.log(`  availability: ${server.url}/v1/events/${id}/availability   docs: ${server.url}/docs   operations: ${server.url}/ops`);
   }
   const shutdown = async () => {
     await server.stop();
