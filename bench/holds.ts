@@ -5,7 +5,8 @@
  *
  * Path measured for Breakwater: HTTP over loopback → workerd through miniflare with unsafeDirectSockets
  * (no dev proxy) → Hono edge (auth, validation, idempotency-less) → CustomerLedger DO → Inventory DO.
- * The baselines are called directly from Node (no HTTP layer in front of them), which favours them.
+ * Each baseline runs twice: called directly from Node (no HTTP layer: its floor), and behind a minimal
+ * Node HTTP server (bench/lib/baseline-server.ts) driven over the same loopback HTTP as Breakwater.
  *
  * Each run sells out the section: `C` concurrent buyers loop "hold 1 place" until sold out; holds/s =
  * places held / time. After each Breakwater run the seats are recounted (invariant 1).
@@ -13,7 +14,9 @@
  * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
  * Needs PostgreSQL at 127.0.0.1:5432 (database breakwater_bench) and Redis at 127.0.0.1:6379.
  */
+import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";
@@ -184,12 +187,71 @@ async function benchRedis(rows: Row[]): Promise<void> {
   }
 }
 
+/** The same baseline behind a Node HTTP server (bench/lib/baseline-server.ts), driven over loopback HTTP. */
+async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<void> {
+  if (backend === "pg") {
+    const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: 1, onnotice: () => {} });
+    await sql`UPDATE seats SET status = 'available', hold_id = NULL, held_until = NULL`;
+    await sql.end();
+  } else {
+    const client = await createClient({ url: "redis://127.0.0.1:6379" }).connect();
+    await client.del(["bench:hot:available", "bench:hot:held", "bench:hot:expiry"]);
+    for (let i = 0; i < SEATS; i += 1000)
+      await client.rPush(
+        "bench:hot:available",
+        Array.from({ length: Math.min(1000, SEATS - i) }, (_, j) => `s${i + j + 1}`),
+      );
+    await client.quit();
+  }
+  const port = PORT + (backend === "pg" ? 1 : 2);
+  const child = spawn(process.execPath, [path.join(root, "bench/lib/baseline-server.ts"), backend, String(port)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+    child.on("exit", (code) => reject(new Error(`baseline server exited ${code}`)));
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
+  const post = () =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        `http://127.0.0.1:${port}/hold`,
+        { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": 2 } },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", reject);
+      req.end("{}");
+    });
+  try {
+    const r = await race(async () => {
+      const status = await post();
+      if (status === 201) return "held";
+      if (status === 409) return "sold_out";
+      throw new Error(`baseline answered ${status}`);
+    });
+    rows.push({ scenario: `${backend === "pg" ? "postgres" : "redis"} behind Node HTTP`, ...r });
+    console.log(`  ${backend} behind HTTP: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+  } finally {
+    agent.destroy();
+    child.kill("SIGTERM");
+  }
+}
+
 const rows: Row[] = [];
 console.log(`bench/holds: ${SEATS} places per section, ${C} concurrent buyers, ${os.cpus().length} cores`);
 console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → CustomerLedger DO → Inventory DO");
 await benchBreakwater(rows);
-if (!SKIP.has("pg")) await benchPostgres(rows);
-if (!SKIP.has("redis")) await benchRedis(rows);
+if (!SKIP.has("pg")) {
+  await benchPostgres(rows);
+  await benchBehindHttp(rows, "pg");
+}
+if (!SKIP.has("redis")) {
+  await benchRedis(rows);
+  await benchBehindHttp(rows, "redis");
+}
 
 const seated = rows.find((r) => r.scenario.startsWith("breakwater seated"));
 console.log("\n| scenario | places held | seconds | holds/s | vs Breakwater seated |");
