@@ -14,8 +14,10 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
+import { queue } from "./routes/queue";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
+import { web } from "./routes/web";
 import type { AppEnv } from "./types";
 
 /**
@@ -68,10 +70,12 @@ export function buildApp(): Hono<AppEnv> {
   app.use("*", bodyLimit());
 
   app.route("/", system);
+  app.route("/", web);
   app.route("/", devAuth);
   app.route("/", events);
   app.route("/", holds);
   app.route("/", availability);
+  app.route("/", queue);
   app.route("/", orders);
   app.route("/", admin);
   app.route("/", stats);
