@@ -75,7 +75,10 @@ export class Registry {
       cur = { labels, counts: new Array(def.buckets.length).fill(0), sum: 0, count: 0 };
       def.values.set(k, cur);
     }
-    for (let i = 0; i < def.buckets.length; i++) if (value <= (def.buckets[i] as number)) cur.counts[i] = (cur.counts[i] as number) + 1;
+    // One increment in the first bucket that fits; render() makes the counts cumulative.
+    let i = 0;
+    while (i < def.buckets.length && value > (def.buckets[i] as number)) i++;
+    if (i < def.buckets.length) cur.counts[i] = (cur.counts[i] as number) + 1;
     cur.sum += value;
     cur.count += 1;
   }
@@ -106,8 +109,10 @@ export class Registry {
       lines.push(`# TYPE ${name} ${def.kind}`);
       if (def.kind === "histogram") {
         for (const v of def.values.values()) {
+          let cumulative = 0;
           def.buckets.forEach((b, i) => {
-            lines.push(`${name}_bucket${renderLabels(v.labels, ["le", String(b)])} ${v.counts[i]}`);
+            cumulative += v.counts[i] as number;
+            lines.push(`${name}_bucket${renderLabels(v.labels, ["le", String(b)])} ${cumulative}`);
           });
           lines.push(`${name}_bucket${renderLabels(v.labels, ["le", "+Inf"])} ${v.count}`);
           lines.push(`${name}_sum${renderLabels(v.labels)} ${v.sum}`);

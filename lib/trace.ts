@@ -14,12 +14,8 @@ export interface TraceContext {
   sampled: boolean;
 }
 
-const hex = (bytes: number): string => {
-  const b = crypto.getRandomValues(new Uint8Array(bytes));
-  let s = "";
-  for (const x of b) s += x.toString(16).padStart(2, "0");
-  return s;
-};
+/** 32 random hex digits from the runtime's native UUID generator (cheaper than formatting bytes in JS). */
+const hex32 = (): string => crypto.randomUUID().replaceAll("-", "");
 
 /** Parses a traceparent header; null when absent or malformed (all-zero ids are invalid per the spec). */
 export function parseTraceparent(value: string | undefined | null): TraceContext | null {
@@ -32,7 +28,7 @@ export function parseTraceparent(value: string | undefined | null): TraceContext
 
 /** A child span of `parent` (or a new root trace). */
 export function childSpan(parent: TraceContext | null): TraceContext {
-  return { traceId: parent?.traceId ?? hex(16), spanId: hex(8), sampled: parent?.sampled ?? true };
+  return { traceId: parent?.traceId ?? hex32(), spanId: hex32().slice(0, 16), sampled: parent?.sampled ?? true };
 }
 
 /** The traceparent header value of a context. */

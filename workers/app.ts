@@ -1,9 +1,8 @@
 import { Hono } from "hono";
-import { cors } from "hono/cors";
-import { listVar } from "../lib/config";
 import { metrics } from "../lib/metrics";
 import { accessLog } from "./middleware/access-log";
 import { bodyLimit } from "./middleware/body-limit";
+import { cors } from "./middleware/cors";
 import { notFound, onError } from "./middleware/error-handler";
 import { requestId } from "./middleware/request-id";
 import { securityHeaders } from "./middleware/security-headers";
@@ -14,7 +13,6 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
-import { queue } from "./routes/queue";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
 import { web } from "./routes/web";
@@ -38,11 +36,6 @@ export function buildApp(): Hono<AppEnv> {
   app.use(
     "*",
     cors({
-      origin: (origin, c) => {
-        const allowed = listVar(c.env.CORS_ORIGINS);
-        if (allowed.includes("*")) return "*";
-        return allowed.includes(origin) ? origin : null;
-      },
       allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
       allowHeaders: [
         "Authorization",
@@ -64,9 +57,10 @@ export function buildApp(): Hono<AppEnv> {
         "Idempotency-Replayed",
         "Location",
       ],
-      maxAge: 600,
+      maxAgeSeconds: 600,
     }),
   );
+
   app.use("*", bodyLimit());
 
   app.route("/", system);
@@ -75,7 +69,6 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", events);
   app.route("/", holds);
   app.route("/", availability);
-  app.route("/", queue);
   app.route("/", orders);
   app.route("/", admin);
   app.route("/", stats);

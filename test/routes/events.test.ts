@@ -343,6 +343,10 @@ describe("errors and headers", () => {
     expect(res.status).toBe(204);
     expect(res.headers.get("Access-Control-Allow-Origin")).toBe("*");
     expect(res.headers.get("Access-Control-Allow-Headers")).toContain("Idempotency-Key");
+    const get = await call("/healthz", { headers: { Origin: "https://shop.example" } });
+    expect(get.headers.get("Access-Control-Allow-Origin")).toBe("*");
+    expect(get.headers.get("Access-Control-Expose-Headers")).toContain("X-Request-Id");
+    expect((await call("/healthz")).headers.get("Access-Control-Allow-Origin")).toBeNull();
   });
 });
 
