@@ -114,8 +114,15 @@ export async function checkQueueTicket(
 
 // ───────────────────────────── arrival counting (per isolate) ─────────────────────────────
 
-/** This isolate's id in tickets and arrival reports (random per isolate). */
-export const ISOLATE_ID = randomToken(16);
+let isolateId: string | undefined;
+/**
+ * This isolate's id in tickets and arrival reports: random, drawn on first use (workerd forbids random
+ * values at module scope, outside a handler).
+ */
+export function isolateIdentity(): string {
+  isolateId ??= randomToken(16);
+  return isolateId;
+}
 
 /** Buckets kept per event for reporting (older ones were reported long ago). */
 const KEEP_BUCKETS = 600;
@@ -128,8 +135,13 @@ export class ArrivalCounter {
   private readonly counts = new Map<string, Map<number, number>>();
   private readonly dirty = new Map<string, Set<number>>();
 
-  /** @param isolate the id reported with the counts. */
-  constructor(readonly isolate: string = ISOLATE_ID) {}
+  /** @param fixedIsolate the id reported with the counts (default: this isolate's, drawn on first use). */
+  constructor(private readonly fixedIsolate?: string) {}
+
+  /** The id reported with the counts and written into tickets. */
+  get isolate(): string {
+    return this.fixedIsolate ?? isolateIdentity();
+  }
 
   /** Numbers the next ticket of `eventId` in bucket `k`: its 0-based sequence `s`. */
   next(eventId: string, k: number): number {
