@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { forgetEmptyShards, inventoryStub, ledgerStub } from "../../lib/holds";
 import type { HoldView } from "../../lib/inventory-types";
+import { issuePass } from "../../lib/waiting-room";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
 
@@ -289,5 +290,28 @@ describe("GET /v1/events/:id/availability", () => {
       304,
     );
     expect((await call("/v1/events/evt_00000000000000000000/availability")).status).toBe(404);
+  });
+});
+
+describe("holds behind the waiting room", () => {
+  it("need a valid pass for this buyer and event (403 not_admitted otherwise)", async () => {
+    const ev = await createEvent(organizer, { waitingRoom: { enabled: true, admitPerMinute: 600 } });
+    const other = await createEvent(organizer, { waitingRoom: { enabled: true, admitPerMinute: 600 } });
+    const t = await buyer("roomie");
+    const body = { sectionId: "floor", quantity: 1 };
+    const codeOf = async (r: Response) => ((await r.json()) as Problem).code;
+    const none = await hold(ev.id, t, body);
+    expect([none.status, await codeOf(none)]).toEqual([403, "not_admitted"]);
+    const forged = await hold(ev.id, t, body, { "X-Queue-Pass": "eyJlIjoiZXZ0In0.forged" });
+    expect([forged.status, await codeOf(forged)]).toEqual([403, "not_admitted"]);
+    const someoneElses = (await issuePass(env.SIGNING_SECRET, ev.id, "someone-else")).pass;
+    expect((await hold(ev.id, t, body, { "X-Queue-Pass": someoneElses })).status).toBe(403);
+    const otherEvent = (await issuePass(env.SIGNING_SECRET, other.id, "roomie")).pass;
+    expect((await hold(ev.id, t, body, { "X-Queue-Pass": otherEvent })).status).toBe(403);
+    const expired = (await issuePass(env.SIGNING_SECRET, ev.id, "roomie", Date.now() - 11 * 60_000)).pass;
+    expect((await hold(ev.id, t, body, { "X-Queue-Pass": expired })).status).toBe(403);
+    expect(await expectInventoryInvariants(ev)).toMatchObject({ floor: { held: 0 } });
+    const valid = (await issuePass(env.SIGNING_SECRET, ev.id, "roomie")).pass;
+    expect((await hold(ev.id, t, body, { "X-Queue-Pass": valid })).status).toBe(201);
   });
 });

@@ -7,6 +7,7 @@ import { EVENT_ID, SECTION_ID } from "../../lib/ids";
 import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
+import { checkQueuePass } from "../../lib/waiting-room";
 import { sendAnalytics } from "../../queues/analytics";
 import { principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
@@ -95,6 +96,19 @@ holds.post(
     const event = await getEventDoc(readContext(c), id);
     if (!event) throw new ApiError("not_found", `No event ${id}.`);
     const input = c.req.valid("json");
+    if (event.waitingRoom.enabled) {
+      const pass = c.req.header("X-Queue-Pass");
+      const check = pass
+        ? await checkQueuePass(c.env.SIGNING_SECRET, pass, principalOf(c).sub, id)
+        : ({ ok: false, reason: "missing" } as const);
+      if (!check.ok)
+        throw new ApiError(
+          "not_admitted",
+          check.reason === "missing"
+            ? "This sale uses a waiting room: join it (POST /v1/events/:id/queue) and send the pass as X-Queue-Pass."
+            : `The queue pass is not valid for you and this event (${check.reason}).`,
+        );
+    }
     const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
     const hold = await placeHold(
       deps(c.env, (p) => c.executionCtx.waitUntil(p)),
