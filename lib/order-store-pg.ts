@@ -1,4 +1,4 @@
-import { desc, eq, inArray, sql } from "drizzle-orm";
+import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { OrderMessage } from "../queues/orders";
@@ -32,6 +32,7 @@ export class PgOrderStore implements OrderStore {
         .values(orderColumns(msg, new Date().toISOString()))
         .onConflictDoNothing()
         .returning({ id: pg.orders.id });
+      // One statement: Postgres binds up to 65,535 parameters (D1's limit of 100 does not apply here).
       await tx.insert(pg.tickets).values(ticketColumns(msg)).onConflictDoNothing();
       return inserted.length ? "inserted" : "exists";
     });
@@ -54,6 +55,21 @@ export class PgOrderStore implements OrderStore {
       .where(eq(pg.orders.eventId, eventId))
       .groupBy(pg.orders.id);
     return rows;
+  }
+
+  async countOrders(): Promise<number> {
+    const [row] = await this.db.select({ n: sql<number>`count(*)::int` }).from(pg.orders);
+    return Number(row?.n ?? 0);
+  }
+
+  async allOrderIds(page: { after?: string; limit?: number } = {}): Promise<string[]> {
+    const q = this.db
+      .select({ id: pg.orders.id })
+      .from(pg.orders)
+      .where(page.after === undefined ? undefined : gt(pg.orders.id, page.after))
+      .orderBy(asc(pg.orders.id));
+    const rows = await (page.limit === undefined ? q : q.limit(page.limit));
+    return rows.map((r) => r.id);
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {

@@ -1,4 +1,4 @@
-import { desc, eq, inArray, sql } from "drizzle-orm";
+import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import type { OrderMessage } from "../queues/orders";
 import type { OrderView } from "./checkout";
@@ -27,6 +27,13 @@ export interface OrderStore {
   listOrders(userId: string, limit: number): Promise<StoredOrderRow[]>;
   /** Order ids of an event (reconciliation), with how many rows each id has (a duplicate shows as > 1). */
   orderIdsForEvent(eventId: string): Promise<{ id: string; rows: number }[]>;
+  /** How many orders the shard holds (reconciliation, capacity figures). */
+  countOrders(): Promise<number>;
+  /**
+   * The shard's order ids in id order (reconciliation). Without `limit` it returns them all; a large shard
+   * is read page by page: `after` = the last id of the previous page.
+   */
+  allOrderIds(page?: { after?: string; limit?: number }): Promise<string[]>;
   /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
   recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
 }
@@ -55,9 +62,22 @@ export function orderColumns(msg: OrderMessage, storedAt: string) {
 export const ticketColumns = (msg: OrderMessage) =>
   msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code }));
 
+/**
+ * Ticket rows per INSERT statement. D1 binds at most 100 parameters per statement and a ticket row binds
+ * 4, so a large order is written as several statements (in the same `batch()`, still one transaction).
+ */
+export const TICKETS_PER_STATEMENT = 20;
+
+/** Splits `rows` into chunks of `size`. */
+export function chunk<T>(rows: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
 // ───────────────────────────── D1 ─────────────────────────────
 
-/** D1 shard: one `batch()` (a transaction) per order. */
+/** D1 shard: one `batch()` (a transaction) per order: the order row and its tickets, or nothing. */
 export class D1OrderStore implements OrderStore {
   private readonly db;
   constructor(
@@ -71,7 +91,7 @@ export class D1OrderStore implements OrderStore {
     const now = new Date().toISOString();
     const [inserted] = await this.db.batch([
       this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),
-      this.db.insert(d1.tickets).values(ticketColumns(msg)).onConflictDoNothing(),
+      ...chunk(ticketColumns(msg), TICKETS_PER_STATEMENT).map((rows) => this.db.insert(d1.tickets).values(rows).onConflictDoNothing()),
     ]);
     return inserted.length ? "inserted" : "exists";
   }
@@ -93,6 +113,21 @@ export class D1OrderStore implements OrderStore {
       .from(d1.orders)
       .where(eq(d1.orders.eventId, eventId))
       .groupBy(d1.orders.id);
+  }
+
+  async countOrders(): Promise<number> {
+    const [row] = await this.db.select({ n: sql<number>`count(*)` }).from(d1.orders);
+    return Number(row?.n ?? 0);
+  }
+
+  async allOrderIds(page: { after?: string; limit?: number } = {}): Promise<string[]> {
+    const q = this.db
+      .select({ id: d1.orders.id })
+      .from(d1.orders)
+      .where(page.after === undefined ? undefined : gt(d1.orders.id, page.after))
+      .orderBy(asc(d1.orders.id));
+    const rows = await (page.limit === undefined ? q : q.limit(page.limit));
+    return rows.map((r) => r.id);
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {
@@ -160,23 +195,31 @@ export function toView(
 /** Store factories for the configured backend, keyed by shard name. */
 export type StoreResolver = (shard: string) => OrderStore;
 
+/** The shard backends (`SHARD_BACKEND`; empty means "d1"). */
+export const SHARD_BACKENDS = ["d1", "postgres"] as const;
+
 /**
  * The stores of the configured backend (`SHARD_BACKEND`): D1 bindings named by ORDER_SHARDS (default), or
  * PostgreSQL — a Hyperdrive binding of the shard's name when there is one (production), else the
- * connection string at the same position in PG_SHARD_URLS (local). Postgres stores opened here should be
- * closed after the request or batch (`closeStores`).
+ * connection string at the same position in PG_SHARD_URLS (local). An unknown backend name throws rather
+ * than quietly writing orders somewhere the operator does not look. Postgres connections opened through
+ * the resolver are released by `close()` after the request or batch.
  */
-export function orderStores(env: Env): StoreResolver & { close: () => Promise<void> } {
-  if (env.SHARD_BACKEND !== "postgres") return Object.assign(d1Stores(env), { close: async () => {} });
+export function orderStores(
+  env: Pick<Env, "SHARD_BACKEND" | "ORDER_SHARDS" | "PG_SHARD_URLS">,
+): StoreResolver & { close: () => Promise<void> } {
+  const backend = env.SHARD_BACKEND || "d1";
+  if (backend === "d1") return Object.assign(d1Stores(env), { close: async () => {} });
+  if (backend !== "postgres") throw new Error(`SHARD_BACKEND must be one of ${SHARD_BACKENDS.join(", ")}, not ${JSON.stringify(backend)}`);
   const names = shardNames(env);
   const urls = listVar(env.PG_SHARD_URLS);
   const open = new Map<string, PgOrderStore>();
   const resolve = (shard: string): OrderStore => {
     let store = open.get(shard);
     if (!store) {
-      const hyperdrive = (env as unknown as Record<string, { connectionString?: string } | undefined>)[shard];
-      const url = hyperdrive?.connectionString ?? urls[names.indexOf(shard)];
-      if (!url) throw new Error(`no Postgres connection for shard ${shard} (Hyperdrive binding or PG_SHARD_URLS)`);
+      const hyperdrive = (env as unknown as Record<string, Partial<Hyperdrive> | undefined>)[shard]?.connectionString;
+      const url = typeof hyperdrive === "string" ? hyperdrive : urls[names.indexOf(shard)];
+      if (!url) throw new Error(`no Postgres connection for shard ${shard} (a Hyperdrive binding or PG_SHARD_URLS)`);
       store = PgOrderStore.connect(shard, url);
       open.set(shard, store);
     }
@@ -189,8 +232,8 @@ export function orderStores(env: Env): StoreResolver & { close: () => Promise<vo
 export const shardNames = (env: Pick<Env, "ORDER_SHARDS">): string[] => listVar(env.ORDER_SHARDS);
 
 const d1StoreCache = new WeakMap<D1Database, D1OrderStore>();
-/** D1 stores: each shard name is a D1 binding in `env`. */
-export function d1Stores(env: Env): StoreResolver {
+/** D1 stores: each shard name is a D1 binding in `env` (one store per binding, cached per isolate). */
+export function d1Stores(env: object): StoreResolver {
   return (shard) => {
     const binding = (env as unknown as Record<string, D1Database | undefined>)[shard];
     if (!binding || typeof (binding as D1Database).prepare !== "function")

@@ -1,8 +1,33 @@
-import { Receiver } from "@upstash/qstash";
+import { Client, Receiver } from "@upstash/qstash";
 
 /**
- * The receiving side of organizer webhooks: QStash signs each delivery (`Upstash-Signature`, a JWT over the
- * body), and the organizer's endpoint verifies it with the current or next signing key before trusting it.
+ * Organizer webhooks go through QStash: the notifications consumer publishes each one to QStash, which
+ * signs it (`Upstash-Signature`, a JWT over the body and the destination URL), delivers it with its own
+ * retries, and drops repeats of the same deduplication id. The organizer's endpoint verifies the signature
+ * with {@link verifyWebhook}.
+ */
+
+/** Publishes organizer webhooks. */
+export interface WebhookPublisher {
+  /** Publishes `body` to `url`; a repeat of `deduplicationId` is delivered once. Returns QStash's message id. */
+  publish(url: string, body: Record<string, unknown>, deduplicationId: string): Promise<string>;
+}
+
+/** The QStash publisher; `baseUrl` (QSTASH_URL) points tests at a loopback stand-in. */
+export function qstashPublisher(token: string, baseUrl?: string): WebhookPublisher {
+  const client = new Client({ token, ...(baseUrl ? { baseUrl } : {}) });
+  return {
+    async publish(url, body, deduplicationId) {
+      const res = await client.publishJSON({ url, body, deduplicationId, retries: 3 });
+      return "messageId" in res ? res.messageId : JSON.stringify(res);
+    },
+  };
+}
+
+/**
+ * The receiving side: verifies a QStash delivery with the current or the next signing key
+ * (QSTASH_CURRENT_SIGNING_KEY / QSTASH_NEXT_SIGNING_KEY, so keys rotate without downtime). False for a
+ * missing, forged, expired or tampered signature, or one made for another URL when `url` is given.
  */
 export async function verifyWebhook(
   req: { signature: string | null; body: string; url?: string },

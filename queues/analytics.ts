@@ -1,37 +1,59 @@
 import { drizzle } from "drizzle-orm/d1";
 import { z } from "zod";
-import { queueRetryDelaySeconds } from "../lib/backoff";
 import { countingD1 } from "../lib/d1-counter";
 import { analyticsEvents } from "../lib/db/catalog-schema";
-import { metrics } from "../lib/metrics";
-import type { DeadLetterSink } from "./consume";
-import { parseOrDeadLetter } from "./consume";
+import { chunk } from "../lib/order-store";
+import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
 /** Kinds of analytics events (the funnel and the sales). */
 export const ANALYTICS_KINDS = ["queue.joined", "queue.admitted", "hold.created", "hold.expired", "hold.released", "order.paid"] as const;
 
-/** One raw analytics event; `id` makes it idempotent (a replay is the same row). */
-export const analyticsEventSchema = z.object({
-  id: z.string().min(1).max(300),
-  kind: z.enum(ANALYTICS_KINDS),
-  eventId: z.string().min(1),
-  at: z.iso.datetime({ offset: true }),
-  userId: z.string().optional(),
-  quantity: z.number().int().nonnegative().default(0),
-  amount: z.number().int().nonnegative().default(0),
-});
+/**
+ * One raw analytics event, the message of the analytics queue. `id` makes it idempotent (a redelivery or
+ * a replay is the same row): producers pass the natural id of what happened (`hold.created:<holdId>`,
+ * `order.paid:<orderId>`); without one it is derived from the event's fields, so only an identical event
+ * (same kind, event, user and millisecond) collapses into one row.
+ */
+export const analyticsEventSchema = z
+  .object({
+    id: z.string().min(1).max(300).optional(),
+    kind: z.enum(ANALYTICS_KINDS),
+    eventId: z.string().min(1).max(200),
+    at: z.iso.datetime({ offset: true }),
+    userId: z.string().max(200).optional(),
+    quantity: z.number().int().nonnegative().default(0),
+    amount: z.number().int().nonnegative().default(0),
+  })
+  .transform((e) => ({ ...e, id: e.id ?? `${e.kind}:${e.eventId}:${e.userId ?? ""}:${e.at}` }));
 export type AnalyticsEvent = z.output<typeof analyticsEventSchema>;
+/** What a producer writes (id, quantity and amount optional). */
+export type AnalyticsEventInput = z.input<typeof analyticsEventSchema>;
 
 /** Builds (and validates) an analytics event. */
-export const analyticsEvent = (e: z.input<typeof analyticsEventSchema>): AnalyticsEvent => analyticsEventSchema.parse(e);
+export const analyticsEvent = (e: AnalyticsEventInput): AnalyticsEvent => analyticsEventSchema.parse(e);
 
-/** Sends analytics events (in batches of at most 100, the Queues limit). Failures are the caller's to handle. */
-export async function sendAnalytics(queue: Queue, events: AnalyticsEvent[]): Promise<void> {
-  for (let i = 0; i < events.length; i += 100)
-    await queue.sendBatch(events.slice(i, i + 100).map((e) => ({ body: analyticsEventSchema.parse(e), contentType: "json" as const })));
+/** The Queues limit of messages per `sendBatch`. */
+const SEND_BATCH_MAX = 100;
+/** Rows per INSERT: D1 binds at most 100 parameters per statement, a row binds 7. */
+const ROWS_PER_STATEMENT = 14;
+
+/**
+ * Sends one analytics event or several (validated first, so a bad event throws here and not in the
+ * consumer; sent in batches of at most 100, the Queues limit). Failures are the caller's to handle:
+ * analytics are best effort and must never fail the request that produced them.
+ */
+export async function sendAnalytics(queue: Queue, events: AnalyticsEventInput | readonly AnalyticsEventInput[]): Promise<void> {
+  const list = (Array.isArray(events) ? events : [events]) as readonly AnalyticsEventInput[];
+  const bodies = list.map((e) => analyticsEventSchema.parse(e));
+  for (const part of chunk(bodies, SEND_BATCH_MAX)) await queue.sendBatch(part.map((body) => ({ body, contentType: "json" as const })));
 }
 
-/** Appends a batch of raw events to the catalog D1 in one `batch()`; replays are ignored by primary key. */
+/**
+ * Appends a batch of raw events to the catalog D1 (`analytics_events`) in one `batch()` (one
+ * transaction); redeliveries and replays are ignored by primary key. Invalid messages become dead letters
+ * at once; a failed write retries the valid ones with exponential backoff and full jitter (after
+ * max_retries they land in the dead-letter queue).
+ */
 export async function consumeAnalytics(batch: MessageBatch, deps: { catalog: D1Database; deadLetter: DeadLetterSink }): Promise<void> {
   const db = drizzle(countingD1(deps.catalog, "catalog"));
   const valid: { msg: Message; e: AnalyticsEvent }[] = [];
@@ -39,31 +61,22 @@ export async function consumeAnalytics(batch: MessageBatch, deps: { catalog: D1D
     const e = await parseOrDeadLetter(analyticsEventSchema, batch.queue, msg, deps.deadLetter);
     if (e) valid.push({ msg, e });
   }
-  if (!valid.length) return;
+  const rows = valid.map(({ e }) => ({
+    id: e.id,
+    kind: e.kind,
+    eventId: e.eventId,
+    at: e.at,
+    userId: e.userId ?? null,
+    quantity: e.quantity,
+    amount: e.amount,
+  }));
+  const [first, ...rest] = chunk(rows, ROWS_PER_STATEMENT).map((part) => db.insert(analyticsEvents).values(part).onConflictDoNothing());
+  if (!first) return;
   try {
-    const rows = valid.map(({ e }) => ({
-      id: e.id,
-      kind: e.kind,
-      eventId: e.eventId,
-      at: e.at,
-      userId: e.userId ?? null,
-      quantity: e.quantity,
-      amount: e.amount,
-    }));
-    const stmts = [];
-    for (let i = 0; i < rows.length; i += 10)
-      stmts.push(
-        db
-          .insert(analyticsEvents)
-          .values(rows.slice(i, i + 10))
-          .onConflictDoNothing(),
-      );
-    await db.batch(stmts as [(typeof stmts)[number], ...(typeof stmts)[number][]]);
-    for (const { msg } of valid) msg.ack();
-    metrics.inc("breakwater_queue_messages_total", { queue: "analytics", action: "acked" }, valid.length, "Queue messages by outcome");
+    await db.batch([first, ...rest]);
   } catch (err) {
-    console.error(JSON.stringify({ level: "error", msg: "analytics insert failed; retrying", count: valid.length, error: String(err) }));
-    for (const { msg } of valid) msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts) });
-    metrics.inc("breakwater_queue_messages_total", { queue: "analytics", action: "retried" }, valid.length, "Queue messages by outcome");
+    for (const { msg, e } of valid) retryLater(batch.queue, msg, { analyticsId: e.id }, err);
+    return;
   }
+  for (const { msg } of valid) acknowledge(batch.queue, msg);
 }

@@ -6,8 +6,11 @@ import { metrics } from "../lib/metrics";
 export type DeadLetterSink = (queue: string, msg: Message, error: string) => Promise<void>;
 
 /**
- * Parses a message body with its queue's schema. An invalid message cannot be fixed by retrying: it is
- * recorded as a dead letter, acknowledged and counted, and `null` is returned.
+ * Parses a message body with its queue's schema. An invalid message cannot be fixed by retrying, so it is
+ * recorded as a dead letter at once (visible to the admin routes without waiting out max_retries),
+ * acknowledged and counted, and `null` is returned. If the dead letter cannot be recorded (the catalog is
+ * down), the message is retried with backoff instead: after max_retries Queues moves it to the
+ * dead-letter queue, whose consumer records it then. Either way it is never lost and never loops forever.
  */
 export async function parseOrDeadLetter<S extends z.ZodType>(
   schema: S,
@@ -17,13 +20,14 @@ export async function parseOrDeadLetter<S extends z.ZodType>(
 ): Promise<z.output<S> | null> {
   const parsed = schema.safeParse(msg.body);
   if (parsed.success) return parsed.data;
-  await deadLetter(queue, msg, `invalid message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`);
-  metrics.inc(
-    "breakwater_queue_messages_total",
-    { queue: queue.replace(/^breakwater-/, ""), action: "invalid" },
-    1,
-    "Queue messages by outcome",
-  );
+  const error = `invalid message: ${parsed.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ")}`;
+  try {
+    await deadLetter(queue, msg, error);
+  } catch (err) {
+    retryLater(queue, msg, { invalid: error.slice(0, 300) }, err);
+    return null;
+  }
+  count(queue, "invalid");
   msg.ack();
   return null;
 }
@@ -43,22 +47,22 @@ export function retryLater(queue: string, msg: Message, context: Record<string, 
       error: String(err),
     }),
   );
-  metrics.inc(
-    "breakwater_queue_messages_total",
-    { queue: queue.replace(/^breakwater-/, ""), action: "retried" },
-    1,
-    "Queue messages by outcome",
-  );
+  count(queue, "retried");
   msg.retry({ delaySeconds });
 }
 
 /** Acknowledges a message and counts it. */
 export function acknowledge(queue: string, msg: Message): void {
+  count(queue, "acked");
+  msg.ack();
+}
+
+/** Counts queue messages by outcome (`breakwater_queue_messages_total`; `queue` without the prefix). */
+export function count(queue: string, action: "sent" | "acked" | "retried" | "invalid" | "dead_lettered", n = 1): void {
   metrics.inc(
     "breakwater_queue_messages_total",
-    { queue: queue.replace(/^breakwater-/, ""), action: "acked" },
-    1,
+    { queue: queue.replace(/^breakwater-|-dlq$/g, ""), action },
+    n,
     "Queue messages by outcome",
   );
-  msg.ack();
 }

@@ -1,8 +1,10 @@
-import { and, desc, eq, inArray } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, type SQL } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
+import { queueRetryDelaySeconds } from "../lib/backoff";
 import { countingD1 } from "../lib/d1-counter";
 import { type DeadLetterRow, deadLetters } from "../lib/db/catalog-schema";
-import { metrics } from "../lib/metrics";
+import { chunk } from "../lib/order-store";
+import { count } from "./consume";
 
 /** The queues Breakwater consumes, by name, and the binding that produces to each. */
 export const QUEUES = {
@@ -11,13 +13,19 @@ export const QUEUES = {
   "breakwater-analytics": "ANALYTICS_QUEUE",
 } as const satisfies Record<string, keyof Env>;
 export type QueueName = keyof typeof QUEUES;
+/** The producer bindings of the queues. */
+export type QueueBinding = (typeof QUEUES)[QueueName];
 
 /** The original queue of a dead-letter queue (`breakwater-orders-dlq` → `breakwater-orders`). */
 export const originalQueue = (name: string): string => name.replace(/-dlq$/, "");
 
 const db = (catalog: D1Database) => drizzle(countingD1(catalog, "catalog"));
 
-/** Records one message as dead (idempotent per queue and message id). */
+/**
+ * Records one message as dead, under its original queue (idempotent per queue and message id: a DLQ
+ * redelivery does not make a second row). Invalid messages are recorded here by the consumers at once;
+ * messages that exhausted max_retries arrive through the `*-dlq` queues.
+ */
 export async function recordDeadLetter(
   catalog: D1Database,
   queue: string,
@@ -35,12 +43,7 @@ export async function recordDeadLetter(
       lastError: error.slice(0, 2000),
     })
     .onConflictDoNothing();
-  metrics.inc(
-    "breakwater_queue_messages_total",
-    { queue: originalQueue(queue).replace(/^breakwater-/, ""), action: "dead_lettered" },
-    1,
-    "Queue messages by outcome",
-  );
+  count(queue, "dead_lettered");
   console.error(
     JSON.stringify({
       level: "error",
@@ -53,7 +56,10 @@ export async function recordDeadLetter(
   );
 }
 
-/** Consumer of the `*-dlq` queues: records every message for the admin routes, then acknowledges it. */
+/**
+ * Consumer of the `*-dlq` queues: records every message for the admin routes, then acknowledges it. A
+ * message whose record fails is retried with backoff (the DLQ consumers have their own max_retries).
+ */
 export async function consumeDeadLetters(batch: MessageBatch, catalog: D1Database): Promise<void> {
   for (const msg of batch.messages) {
     try {
@@ -74,7 +80,7 @@ export async function consumeDeadLetters(batch: MessageBatch, catalog: D1Databas
           error: String(err),
         }),
       );
-      msg.retry({ delaySeconds: 10 });
+      msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts) });
     }
   }
 }
@@ -91,27 +97,63 @@ export async function listDeadLetters(
   return db(catalog).select().from(deadLetters).where(where).orderBy(desc(deadLetters.firstFailedAt)).limit(filter.limit);
 }
 
-/**
- * Sends dead letters back to their original queue and marks them replayed. Consumers are idempotent, so a
- * replay of something that had in fact been stored changes nothing. Returns the ids replayed.
- */
-export async function replayDeadLetters(env: Env, sel: { ids?: string[]; queue?: string }): Promise<string[]> {
-  const d = db(env.CATALOG_DB);
-  const conditions = [eq(deadLetters.status, "dead")];
-  if (sel.ids?.length) conditions.push(inArray(deadLetters.id, sel.ids));
-  if (sel.queue) conditions.push(eq(deadLetters.queue, sel.queue));
-  const rows = await d
-    .select()
-    .from(deadLetters)
-    .where(and(...conditions))
-    .limit(1000);
-  const replayed: string[] = [];
+/** At most this many dead letters are replayed per call (the admin repeats the call for more). */
+export const REPLAY_MAX = 1000;
+/** Rows per statement and messages per `sendBatch`: D1 binds ≤ 100 parameters, Queues take ≤ 100 messages. */
+const REPLAY_CHUNK = 90;
+/** Bytes per `sendBatch` (Queues: 256 KB per batch), with room for per-message overhead. */
+const REPLAY_BATCH_BYTES = 200_000;
+
+/** Splits rows into sendable groups: at most REPLAY_CHUNK messages and about REPLAY_BATCH_BYTES each. */
+function sendGroups(rows: DeadLetterRow[]): DeadLetterRow[][] {
+  const groups: DeadLetterRow[][] = [];
+  let group: DeadLetterRow[] = [];
+  let bytes = 0;
   for (const row of rows) {
-    const binding = QUEUES[row.queue as QueueName];
-    if (!binding) continue;
-    await env[binding].send(row.body, { contentType: "json" });
-    await d.update(deadLetters).set({ status: "replayed", replayedAt: new Date().toISOString() }).where(eq(deadLetters.id, row.id));
-    replayed.push(row.id);
+    const size = JSON.stringify(row.body).length + 100;
+    if (group.length && (group.length >= REPLAY_CHUNK || bytes + size > REPLAY_BATCH_BYTES)) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(row);
+    bytes += size;
+  }
+  if (group.length) groups.push(group);
+  return groups;
+}
+
+/**
+ * Sends dead letters (status `dead`) back to their original queue and marks them replayed: the ones named
+ * by `ids`, or all of a queue's, oldest first (at most {@link REPLAY_MAX} per call). Sent with `sendBatch`
+ * and marked after each send, so a failure part-way leaves the rest `dead` for the next call. Consumers
+ * are idempotent, so replaying something that had in fact been stored changes nothing. Returns the ids
+ * replayed.
+ */
+export async function replayDeadLetters(
+  env: Pick<Env, "CATALOG_DB" | QueueBinding>,
+  sel: { ids?: string[]; queue?: string },
+): Promise<string[]> {
+  const d = db(env.CATALOG_DB);
+  const base = [eq(deadLetters.status, "dead"), ...(sel.queue ? [eq(deadLetters.queue, sel.queue)] : [])];
+  const select = (...extra: SQL[]) =>
+    d
+      .select()
+      .from(deadLetters)
+      .where(and(...base, ...extra))
+      .orderBy(asc(deadLetters.firstFailedAt))
+      .limit(REPLAY_MAX);
+  const rows: DeadLetterRow[] = [];
+  if (sel.ids?.length) for (const ids of chunk(sel.ids, REPLAY_CHUNK)) rows.push(...(await select(inArray(deadLetters.id, ids))));
+  else rows.push(...(await select()));
+  const replayed: string[] = [];
+  for (const [queue, binding] of Object.entries(QUEUES) as [QueueName, QueueBinding][]) {
+    for (const group of sendGroups(rows.filter((r) => r.queue === queue).slice(0, REPLAY_MAX - replayed.length))) {
+      await env[binding].sendBatch(group.map((r) => ({ body: r.body, contentType: "json" as const })));
+      const ids = group.map((r) => r.id);
+      await d.update(deadLetters).set({ status: "replayed", replayedAt: new Date().toISOString() }).where(inArray(deadLetters.id, ids));
+      replayed.push(...ids);
+    }
   }
   return replayed;
 }

@@ -1,42 +1,43 @@
+import { outboxMail } from "../lib/mail";
 import { orderStores, shardNames } from "../lib/order-store";
+import { qstashPublisher } from "../lib/webhooks";
 import { consumeAnalytics } from "./analytics";
+import type { DeadLetterSink } from "./consume";
 import { consumeDeadLetters, recordDeadLetter } from "./dead-letters";
-import { consumeNotifications, outboxMail, qstashPublisher } from "./notifications";
+import { consumeNotifications } from "./notifications";
 import { consumeOrders } from "./orders";
 
-/** The Worker's `queue()` handler: one consumer per queue, chosen by `batch.queue`. */
+/**
+ * The Worker's `queue()` handler: one consumer per queue, chosen by `batch.queue`. The order stores are
+ * opened only for the queues that write to the shards, and released when the batch is done.
+ */
 export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionContext): Promise<void> {
-  const deadLetter = (queue: string, msg: Message, error: string) => recordDeadLetter(env.CATALOG_DB, queue, msg, error);
-  const store = orderStores(env);
-  try {
-    await dispatch(batch, env, store, deadLetter);
-  } finally {
-    ctx.waitUntil(store.close());
-  }
-}
-
-async function dispatch(
-  batch: MessageBatch,
-  env: Env,
-  store: ReturnType<typeof orderStores>,
-  deadLetter: (queue: string, msg: Message, error: string) => Promise<void>,
-): Promise<void> {
+  const deadLetter: DeadLetterSink = (queue, msg, error) => recordDeadLetter(env.CATALOG_DB, queue, msg, error);
   switch (batch.queue) {
     case "breakwater-orders":
-      return consumeOrders(batch, {
-        shards: shardNames(env),
-        store,
-        notifications: env.NOTIFICATIONS_QUEUE,
-        analytics: env.ANALYTICS_QUEUE,
-        deadLetter,
-      });
-    case "breakwater-notifications":
-      return consumeNotifications(batch, {
-        mail: outboxMail(store),
-        webhooks: env.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined) : null,
-        webhookUrl: env.ORGANIZER_WEBHOOK_URL || null,
-        deadLetter,
-      });
+    case "breakwater-notifications": {
+      const store = orderStores(env);
+      try {
+        if (batch.queue === "breakwater-orders")
+          await consumeOrders(batch, {
+            shards: shardNames(env),
+            store,
+            notifications: env.NOTIFICATIONS_QUEUE,
+            analytics: env.ANALYTICS_QUEUE,
+            deadLetter,
+          });
+        else
+          await consumeNotifications(batch, {
+            mail: outboxMail(store),
+            webhooks: env.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined) : null,
+            webhookUrl: env.ORGANIZER_WEBHOOK_URL || null,
+            deadLetter,
+          });
+      } finally {
+        ctx.waitUntil(store.close());
+      }
+      return;
+    }
     case "breakwater-analytics":
       return consumeAnalytics(batch, { catalog: env.CATALOG_DB, deadLetter });
     case "breakwater-orders-dlq":
@@ -44,6 +45,7 @@ async function dispatch(
     case "breakwater-analytics-dlq":
       return consumeDeadLetters(batch, env.CATALOG_DB);
     default:
+      // A queue bound in wrangler.toml without a consumer here: keep its messages (they reach its DLQ).
       console.error(
         JSON.stringify({ level: "error", msg: "batch from an unknown queue; retrying", queue: batch.queue, size: batch.messages.length }),
       );

@@ -1,71 +1,79 @@
 import { z } from "zod";
-import { metrics } from "../lib/metrics";
-import type { OrderStore } from "../lib/order-store";
+import { chunk, type OrderStore } from "../lib/order-store";
 import { shardFor } from "../lib/shards";
 import { type AnalyticsEvent, analyticsEvent } from "./analytics";
-import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
+import { acknowledge, count, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
 
-/** The orders queue message: a paid order, as the Inventory DO recorded it. Producer and consumer share it. */
-export const orderMessage = z.object({
-  v: z.literal(1),
-  kind: z.literal("order.paid"),
-  orderId: z.string().min(1),
-  userId: z.string().min(1),
-  eventId: z.string().min(1),
-  sectionId: z.string().min(1),
-  holdId: z.string().min(1),
-  seats: z.array(z.string()),
-  quantity: z.number().int().positive(),
-  total: z.number().int().nonnegative(),
-  currency: z.string().length(3),
-  tickets: z.array(z.object({ id: z.string(), seat: z.string(), code: z.string() })).min(1),
-  paidAt: z.iso.datetime({ offset: true }),
-  payment: z.object({ provider: z.string(), chargeId: z.string() }),
-  organizerId: z.string().optional(),
-  traceparent: z.string().optional(),
-});
+/**
+ * The orders queue message: a paid order, as the Inventory DO recorded it. Producer ({@link sendOrder}, the
+ * DO's outbox) and consumer share it. Besides the shape it checks what would make a broken order row: one
+ * ticket per place sold, distinct ticket ids, and seats (when seated) matching the quantity.
+ */
+export const orderMessage = z
+  .object({
+    v: z.literal(1),
+    kind: z.literal("order.paid"),
+    orderId: z.string().min(1).max(200),
+    userId: z.string().min(1).max(200),
+    eventId: z.string().min(1).max(200),
+    sectionId: z.string().min(1).max(200),
+    holdId: z.string().min(1).max(200),
+    seats: z.array(z.string().min(1)),
+    quantity: z.number().int().positive(),
+    total: z.number().int().nonnegative(),
+    currency: z.string().length(3),
+    tickets: z.array(z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) })).min(1),
+    paidAt: z.iso.datetime({ offset: true }),
+    payment: z.object({ provider: z.string().min(1), chargeId: z.string().min(1) }),
+    organizerId: z.string().optional(),
+    traceparent: z.string().optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.tickets.length !== o.quantity)
+      ctx.addIssue({ code: "custom", path: ["tickets"], message: `${o.tickets.length} ticket(s) for quantity ${o.quantity}` });
+    if (new Set(o.tickets.map((t) => t.id)).size !== o.tickets.length)
+      ctx.addIssue({ code: "custom", path: ["tickets"], message: "ticket ids repeat" });
+    if (o.seats.length && o.seats.length !== o.quantity)
+      ctx.addIssue({ code: "custom", path: ["seats"], message: `${o.seats.length} seat(s) for quantity ${o.quantity}` });
+  });
 export type OrderMessage = z.output<typeof orderMessage>;
 
 /** Validates, then sends an order message. */
 export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> {
   await queue.send(orderMessage.parse(msg), { contentType: "json" });
-  metrics.inc("breakwater_queue_messages_total", { queue: "orders", action: "sent" }, 1, "Queue messages by outcome");
+  count("orders", "sent");
 }
 
-/**
- * Writes one paid order to the shard that owns its buyer, then queues its confirmation and its analytics
- * event. Idempotent. Used by the consumer (write-behind) and by the synchronous comparison mode.
- */
-export async function storeOrder(
-  order: OrderMessage,
-  deps: Pick<OrdersConsumerDeps, "shards" | "store" | "notifications" | "analytics">,
-): Promise<void> {
-  const shard = shardFor(order.userId, deps.shards);
-  const result = await deps.store(shard).saveOrder(order);
-  const notification: NotificationMessage = {
-    v: 1,
-    kind: "order.confirmation",
-    orderId: order.orderId,
-    userId: order.userId,
-    eventId: order.eventId,
-    shard,
-    total: order.total,
-    currency: order.currency,
-    tickets: order.tickets.length,
-    ...(order.organizerId ? { organizerId: order.organizerId } : {}),
-    ...(order.traceparent ? { traceparent: order.traceparent } : {}),
+/** The messages that follow a stored order: the buyer's confirmation and the `order.paid` analytics event. */
+export function followUps(order: OrderMessage, shard: string): { notification: NotificationMessage; event: AnalyticsEvent } {
+  return {
+    notification: {
+      v: 1,
+      kind: "order.confirmation",
+      orderId: order.orderId,
+      userId: order.userId,
+      eventId: order.eventId,
+      shard,
+      total: order.total,
+      currency: order.currency,
+      tickets: order.tickets.length,
+      ...(order.organizerId ? { organizerId: order.organizerId } : {}),
+      ...(order.traceparent ? { traceparent: order.traceparent } : {}),
+    },
+    event: analyticsEvent({
+      id: `order.paid:${order.orderId}`,
+      kind: "order.paid",
+      eventId: order.eventId,
+      at: order.paidAt,
+      userId: order.userId,
+      quantity: order.quantity,
+      amount: order.total,
+    }),
   };
-  const event: AnalyticsEvent = analyticsEvent({
-    id: `order.paid:${order.orderId}`,
-    kind: "order.paid",
-    eventId: order.eventId,
-    at: order.paidAt,
-    userId: order.userId,
-    quantity: order.quantity,
-    amount: order.total,
-  });
-  await Promise.all([deps.notifications.send(notification, { contentType: "json" }), deps.analytics.send(event, { contentType: "json" })]);
+}
+
+function logStored(order: OrderMessage, shard: string, result: "inserted" | "exists"): void {
   console.log(
     JSON.stringify({
       level: "info",
@@ -78,9 +86,27 @@ export async function storeOrder(
   );
 }
 
+/**
+ * Writes one paid order to the shard that owns its buyer, then queues its confirmation and its analytics
+ * event. Idempotent. The synchronous comparison mode (`CHECKOUT_WRITE=sync`) uses it; the consumer does
+ * the same per batch.
+ */
+export async function storeOrder(
+  order: OrderMessage,
+  deps: Pick<OrdersConsumerDeps, "shards" | "store" | "notifications" | "analytics">,
+): Promise<void> {
+  const shard = shardFor(order.userId, deps.shards);
+  const result = await deps.store(shard).saveOrder(order);
+  const { notification, event } = followUps(order, shard);
+  await Promise.all([deps.notifications.send(notification, { contentType: "json" }), deps.analytics.send(event, { contentType: "json" })]);
+  logStored(order, shard, result);
+}
+
 /** What the orders consumer needs. */
 export interface OrdersConsumerDeps {
+  /** The shard list (`ORDER_SHARDS`), in order. */
   shards: string[];
+  /** The store of a shard. */
   store: (shard: string) => OrderStore;
   notifications: Queue;
   analytics: Queue;
@@ -88,20 +114,60 @@ export interface OrdersConsumerDeps {
   deadLetter: DeadLetterSink;
 }
 
+interface Pending {
+  msg: Message;
+  order: OrderMessage;
+  shard: string;
+}
+
 /**
  * Persists each paid order to the shard that owns its buyer, then hands on the buyer confirmation and
- * the analytics event. Idempotent (replays change nothing). A failure retries that message with
- * exponential backoff and full jitter; after max_retries Queues moves it to the dead-letter queue.
+ * the analytics event. Idempotent: a replayed message finds its rows and changes nothing.
+ *
+ * Per batch: each shard's orders are written one after the other (a D1 database runs one query at a
+ * time) and the shards side by side; a shard that fails is not tried again in this batch, its messages
+ * are retried with exponential backoff and full jitter (after max_retries Queues moves them to the
+ * dead-letter queue). The follow-up messages of the stored orders go out in two `sendBatch` calls, and
+ * only then are those orders acknowledged; if that hand-off fails they are retried too (their rows are
+ * already there, so the retry only re-sends, and the downstream consumers deduplicate).
  */
 export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDeps): Promise<void> {
+  const byShard = new Map<string, Pending[]>();
   for (const msg of batch.messages) {
     const order = await parseOrDeadLetter(orderMessage, batch.queue, msg, deps.deadLetter);
     if (!order) continue;
-    try {
-      await storeOrder(order, deps);
-      acknowledge(batch.queue, msg);
-    } catch (err) {
-      retryLater(batch.queue, msg, { orderId: order.orderId, shard: shardFor(order.userId, deps.shards) }, err);
-    }
+    const shard = shardFor(order.userId, deps.shards);
+    byShard.set(shard, [...(byShard.get(shard) ?? []), { msg, order, shard }]);
   }
+  const stored: Pending[] = [];
+  await Promise.all(
+    [...byShard].map(async ([shard, pending]) => {
+      let failure: unknown;
+      for (const p of pending) {
+        if (failure !== undefined) {
+          retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard, skipped: "shard failed earlier in this batch" }, failure);
+          continue;
+        }
+        try {
+          logStored(p.order, shard, await deps.store(shard).saveOrder(p.order));
+          stored.push(p);
+        } catch (err) {
+          failure = err;
+          retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard }, err);
+        }
+      }
+    }),
+  );
+  if (!stored.length) return;
+  try {
+    const unique = [...new Map(stored.map((p) => [p.order.orderId, followUps(p.order, p.shard)])).values()];
+    for (const part of chunk(unique, 100)) {
+      await deps.notifications.sendBatch(part.map((f) => ({ body: f.notification, contentType: "json" as const })));
+      await deps.analytics.sendBatch(part.map((f) => ({ body: f.event, contentType: "json" as const })));
+    }
+  } catch (err) {
+    for (const p of stored) retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard: p.shard, step: "hand-off" }, err);
+    return;
+  }
+  for (const p of stored) acknowledge(batch.queue, p.msg);
 }

@@ -1,10 +1,11 @@
 import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
 import { describe, expect, it } from "vitest";
+import { outboxMail } from "../../lib/mail";
 import { d1Stores } from "../../lib/order-store";
 import { b64url } from "../../lib/signing";
-import { verifyWebhook } from "../../lib/webhooks";
-import { consumeNotifications, type NotificationMessage, outboxMail, qstashPublisher } from "../../queues/notifications";
+import { qstashPublisher, verifyWebhook } from "../../lib/webhooks";
+import { consumeNotifications, type NotificationMessage } from "../../queues/notifications";
 import type { QStashMockInfo } from "../setup/qstash-mock";
 
 declare global {

@@ -1,0 +1,67 @@
+import { z } from "zod";
+import type { Ticket } from "./checkout";
+import { signToken, verifyToken } from "./signing";
+
+/**
+ * Tickets: one per seat (general admission: one per numbered place `<section>/GA-<n>`). A ticket's `code`
+ * (its QR payload) is a token signed by the platform (lib/signing, purpose "ticket"), so a gate scanner
+ * checks it offline with the signing secret and learns the ticket, order, event and seat it admits.
+ * Checkout issues the tickets before it answers (the order response carries them); the orders queue
+ * stores them as they are, so the codes the buyer saw are the codes in the shard.
+ */
+
+/** What checkout knows about an order when it issues its tickets. */
+export interface TicketOrder {
+  orderId: string;
+  eventId: string;
+  sectionId: string;
+  /** Seat ids (seated sections); empty for general admission. */
+  seats: string[];
+  quantity: number;
+}
+
+/** What a ticket code proves (the signed payload; short keys keep the QR code small). */
+export const ticketClaims = z.object({
+  /** Ticket id. */
+  t: z.string().min(1),
+  /** Order id. */
+  o: z.string().min(1),
+  /** Event id. */
+  e: z.string().min(1),
+  /** Seat (or GA place). */
+  s: z.string().min(1),
+});
+export type TicketClaims = z.output<typeof ticketClaims>;
+
+const PURPOSE = "ticket";
+
+/** The seats tickets are issued for: the held seats, or numbered GA places when the section has none. */
+export const ticketSeats = (o: Pick<TicketOrder, "sectionId" | "seats" | "quantity">): string[] =>
+  o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `${o.sectionId}/GA-${i + 1}`);
+
+/** The id of the `index`-th (0-based) ticket of an order: derived, so issuing again yields the same ids. */
+export const ticketId = (orderId: string, index: number): string => `tkt_${orderId.slice(4, 24)}_${index + 1}`;
+
+/**
+ * Issues the signed tickets of an order. Deterministic: the same order gives the same ids and codes, so a
+ * checkout that is retried or replayed never mints a second set.
+ */
+export async function issueTickets(secret: string, order: TicketOrder): Promise<Ticket[]> {
+  return Promise.all(
+    ticketSeats(order).map(async (seat, i) => {
+      const id = ticketId(order.orderId, i);
+      const claims: TicketClaims = { t: id, o: order.orderId, e: order.eventId, s: seat };
+      return { id, seat, code: await signToken(secret, PURPOSE, claims) };
+    }),
+  );
+}
+
+/**
+ * Verifies a ticket code. Returns its claims, or null when the code is malformed, forged, signed with
+ * another secret or for another purpose (a waiting-room pass is not a ticket).
+ */
+export async function verifyTicketCode(secret: string, code: string): Promise<TicketClaims | null> {
+  const payload = await verifyToken(secret, PURPOSE, code);
+  const parsed = ticketClaims.safeParse(payload);
+  return parsed.success ? parsed.data : null;
+}
