@@ -443,6 +443,7 @@ export class WaitingRoom extends DurableObject<Env> {
       opened: opening !== null,
       openBucket: bucketOf(cfg?.openAt ?? 0),
       rate: this.p.rate ?? policy.initial,
+      ceiling: policy.ceiling,
       signal: this.p.signal.kind,
       soldOut,
       paused,

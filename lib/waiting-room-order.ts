@@ -260,6 +260,8 @@ export interface RoomState {
   openBucket: number;
   /** Admissions per minute now (AIMD between floor and ceiling). */
   rate: number;
+  /** The organizer's ceiling (admissions per minute): the rate the room returns to while the inventory is healthy. */
+  ceiling: number;
   /** The last health classification (`overload`, `steady`, `headroom`) that moved the rate. */
   signal: string;
   /** Every section reported sold with nothing held: admission stopped for good. */
@@ -286,15 +288,17 @@ export interface Placement {
   estimatedWaitSeconds: number;
 }
 
-/** Tickets of `state.queue` that are ahead of post key `key`. In-bucket order is estimated (s × isolates). */
+/** Tickets of `state.queue` ahead of post key `key`. Inside a bucket it is an estimate (s × isolates). */
 function postAhead(key: Frontier, q: RoomState["queue"]): number {
   if (key.b < q.from) return 0;
   let ahead = 0;
   const idx = key.b - q.from;
   const upto = Math.min(idx, q.totals.length);
   for (let j = 0; j < upto; j++) ahead += q.totals[j] as number;
-  if (idx >= q.totals.length) ahead += q.tail;
-  else ahead += Math.min(q.totals[idx] as number, key.s * (q.isolates[idx] as number));
+  // A bucket the room has not counted yet (the ticket's own second, usually): at least the `s` tickets
+  // its isolate issued before it are ahead.
+  if (idx >= q.totals.length) ahead += q.tail + key.s;
+  else ahead += Math.min(q.totals[idx] as number, key.s * Math.max(1, q.isolates[idx] as number));
   return Math.max(0, ahead - q.admittedInFirst);
 }
 

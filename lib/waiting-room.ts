@@ -5,8 +5,8 @@ import { EVENT_ID, randomToken } from "./ids";
 import { metrics } from "./metrics";
 import { ApiError } from "./problem";
 import { ReadThroughCache } from "./read-cache";
-import { signToken, verifyToken } from "./signing";
-import { type ArrivalReport, bucketOf, PRE_BUCKET, placeTicket, type RoomState } from "./waiting-room-order";
+import { hash32, signToken, verifyToken } from "./signing";
+import { type ArrivalReport, bucketOf, PRE_BUCKET, placeTicket, type RoomState, SETTLE_MS } from "./waiting-room-order";
 
 /**
  * The waiting room at the edge: queue tickets and passes, and the room state read through a one-second
@@ -343,10 +343,22 @@ async function statusOf(
     state: "waiting",
     position: place.position,
     estimatedWaitSeconds: place.estimatedWaitSeconds,
-    // Poll often when close, rarely when far: polls cost the edge, so spread them out.
-    pollAfterSeconds: Math.min(30, Math.max(2, Math.round(place.estimatedWaitSeconds / 4))),
+    pollAfterSeconds: pollAfter(state, ticket, place.position, now),
   };
   return state.soldOut ? { ...status, soldOut: true, pollAfterSeconds: 30 } : status;
+}
+
+/**
+ * When to poll again. After the opening: a quarter of the time the tickets ahead take at the ceiling
+ * rate (2‥30 s): optimistic, so that a buyer learns of the admission within a couple of seconds even
+ * while the rate climbs, and admitted buyers reach the inventory at the admission rate, not in bunches.
+ * Before it: just after the pre-queue is drawn (spread over two seconds by the ticket's nonce), since
+ * until then there is nothing new to learn.
+ */
+function pollAfter(state: RoomState, ticket: QueueTicket, position: number, now: number): number {
+  const drawnAt = state.openAt + SETTLE_MS;
+  if (state.opened || drawnAt <= now) return Math.min(30, Math.max(2, Math.round(position / (Math.max(state.ceiling, 1) / 60) / 4)));
+  return Math.min(30, Math.ceil((drawnAt - now) / 1_000) + (hash32(ticket.n) % 3));
 }
 
 async function admittedStatus(secret: string, eventId: string, userId: string, ticket: string, now: number): Promise<QueueStatus> {

@@ -13,6 +13,7 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
+import { queue } from "./routes/queue";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
 import { web } from "./routes/web";
@@ -69,6 +70,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", events);
   app.route("/", holds);
   app.route("/", availability);
+  app.route("/", queue);
   app.route("/", orders);
   app.route("/", admin);
   app.route("/", stats);

@@ -15,7 +15,13 @@ const root = path.resolve(import.meta.dirname, "..", "..");
 /** A running server. */
 export interface BreakwaterProcess {
   base: string;
-  request(method: string, p: string, body?: unknown, token?: string): Promise<{ status: number; body: string }>;
+  request(
+    method: string,
+    p: string,
+    body?: unknown,
+    token?: string,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: string }>;
   token(sub: string, role: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -43,7 +49,7 @@ export async function startBreakwater(port: number, env: Record<string, string> 
   child.stdout?.resume();
   const base = `http://127.0.0.1:${port}`;
   const agent = new http.Agent({ keepAlive: true, maxSockets });
-  const request = (method: string, p: string, body?: unknown, token?: string) =>
+  const request = (method: string, p: string, body?: unknown, token?: string, extra: Record<string, string> = {}) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = http.request(
@@ -54,6 +60,7 @@ export async function startBreakwater(port: number, env: Record<string, string> 
           headers: {
             ...(data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {}),
             ...(token ? { Authorization: `Bearer ${token}` } : {}),
+            ...extra,
           },
         },
         (res) => {

@@ -142,6 +142,7 @@ function roomState(over: Partial<RoomState>): RoomState {
     opened: true,
     openBucket: 1_000,
     rate: 60,
+    ceiling: 120,
     signal: "headroom",
     soldOut: false,
     paused: false,
@@ -195,6 +196,8 @@ describe("placeTicket (position and wait at the edge)", () => {
     expect(same).toMatchObject({ admitted: false, position: 2 });
     const next = placeTicket({ k: 1_001, s: 0, i: "aaaaaaaa" }, state, 1_010_000);
     expect(next).toMatchObject({ admitted: false, position: 6 });
+    // A ticket of a second the room has not counted yet: everything counted, plus its isolate's earlier tickets.
+    expect(placeTicket({ k: 1_005, s: 7, i: "aaaaaaaa" }, state, 1_010_000)).toMatchObject({ admitted: false, position: 10 + 6 - 4 + 7 });
     // A ticket whose bucket is not settled waits at least until it is.
     const fresh = placeTicket({ k: 1_001, s: 0, i: "aaaaaaaa" }, { ...state, rate: 6_000 }, 1_001_000);
     expect(fresh.estimatedWaitSeconds).toBe(Math.ceil((1_002_000 + SETTLE_MS - 1_001_000) / 1_000));

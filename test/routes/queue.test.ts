@@ -159,6 +159,14 @@ describe("POST/GET /v1/events/:id/queue (happy)", () => {
       for (const [b, pb] of waiting) if (pa < pb) expect(admittedIn.get(a)).toBeLessThanOrEqual(admittedIn.get(b) as number);
   });
 
+  it("asks pre-sale buyers to poll again just after the opening, not sooner and not much later", async () => {
+    const ev = await waitingRoomEvent({ saleStartsAt: new Date(Date.now() + 10_000).toISOString() });
+    const s = await status(await join(ev.id, await buyer("pre-poll")));
+    expect(s.state).toBe("waiting");
+    expect(s.pollAfterSeconds).toBeGreaterThanOrEqual(10);
+    expect(s.pollAfterSeconds).toBeLessThanOrEqual(10 + SETTLE_MS / 1_000 + 3);
+  });
+
   it("says so when the event is sold out, and admits nobody else", async () => {
     const ev = await waitingRoomEvent({ sections: [{ id: "tiny", name: "Tiny", kind: "ga", price: 100, capacity: 2, shards: 1 }] });
     const t = await buyer("late-buyer");
