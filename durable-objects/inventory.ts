@@ -454,6 +454,7 @@ export class Inventory extends DurableObject<Env> {
       .toArray();
     if (!due.length) return;
     try {
+      // Messages were validated (orderMessage) when the checkout built them, before they were stored here.
       await this.env.ORDERS_QUEUE.sendBatch(due.map((d) => ({ body: JSON.parse(d.message) as unknown, contentType: "json" as const })));
       this.markOrdersSent(due.map((d) => d.id));
     } catch (err) {

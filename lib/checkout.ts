@@ -1,4 +1,5 @@
 import type { RefundRecord, StoredOrder } from "../durable-objects/inventory";
+import { type OrderMessage, orderMessage } from "../queues/orders";
 import { orderIdForHold } from "./hold-id";
 import { doCallError, type HoldDeps, holdLocation, inventoryStub, ledgerStub, locationOf, reservationKey } from "./holds";
 import type { HoldView } from "./inventory-types";
@@ -44,7 +45,7 @@ export interface CheckoutDeps extends HoldDeps {
   /** Makes the signed tickets of an order. */
   issueTickets: (order: { orderId: string; eventId: string; sectionId: string; seats: string[]; quantity: number }) => Promise<Ticket[]>;
   /** Hands the order message to the orders queue; a failure is retried by the DO's outbox. */
-  enqueueOrder: (message: Record<string, unknown>) => Promise<void>;
+  enqueueOrder: (message: OrderMessage) => Promise<void>;
   /** Keeps background work alive after the response. */
   waitUntil: (p: Promise<unknown>) => void;
   /** Wait for the hand-off (`enqueueOrder`) before answering instead of in the background (comparison mode). */
@@ -136,7 +137,8 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     tickets,
     createdAt,
   };
-  const message: Record<string, unknown> = {
+  // Validated once, here: the DO stores it, the outbox re-sends it and sync mode stores it as is.
+  const parsed = orderMessage.safeParse({
     v: 1,
     kind: "order.paid",
     orderId,
@@ -152,25 +154,30 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     paidAt: createdAt,
     payment: { provider: deps.provider.name, chargeId: outcome.chargeId },
     ...(deps.traceparent ? { traceparent: deps.traceparent } : {}),
-  };
-  const stored: StoredOrder = {
-    id: orderId,
-    holdId: input.holdId,
-    userId,
-    body: order as unknown as Record<string, unknown>,
-    message,
-    createdAt: Date.now(),
-  };
+  });
+  if (!parsed.success)
+    console.error(
+      JSON.stringify({ level: "error", msg: "order message invalid; refunding", orderId, issues: parsed.error.issues.slice(0, 5) }),
+    );
+  const message = parsed.success ? parsed.data : null;
 
   let completed: Outcome<StoredOrder> | undefined;
-  for (let attempt = 0; attempt < 3 && !completed; attempt++) {
+  for (let attempt = 0; message && attempt < 3 && !completed; attempt++) {
+    const stored: StoredOrder = {
+      id: orderId,
+      holdId: input.holdId,
+      userId,
+      body: order as unknown as Record<string, unknown>,
+      message,
+      createdAt: Date.now(),
+    };
     try {
       completed = await inv.completeCheckout(input.holdId, stored);
     } catch (err) {
       console.error(JSON.stringify({ level: "error", msg: "completeCheckout failed", orderId, attempt, error: String(err) }));
     }
   }
-  if (!completed?.ok) {
+  if (!message || !completed?.ok) {
     // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
     // checkout and the DO voids the charge itself when the checkout times out.
     await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded");

@@ -1,23 +1,7 @@
 import { hash32 } from "./signing";
 
-/**
- * murmur3's 32-bit finalizer: a bijection with full avalanche. FNV-1a alone is a poor rendezvous weight:
- * the two strings it compares differ only in the shard name, and for ids that share a prefix
- * (`buyer-1`, `buyer-2`, …) the comparison of their FNV states barely changes with the suffix, so whole
- * cohorts of ids landed on one shard. Mixing each weight decorrelates them.
- */
-function fmix32(h: number): number {
-  let x = h;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-/** The rendezvous weight of `shard` for `userId`. */
-const weight = (shard: string, userId: string): number => fmix32(hash32(`${shard}\u0000${userId}`));
+/** The rendezvous weight of `shard` for `userId` (hash32 is fully mixed: see lib/signing.ts). */
+const weight = (shard: string, userId: string): number => hash32(`${shard}\u0000${userId}`);
 
 /**
  * The order shard that owns a buyer: rendezvous (highest-random-weight) hashing of the user id over the

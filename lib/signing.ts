@@ -74,9 +74,19 @@ export async function sha256Hex(s: string): Promise<string> {
   return out;
 }
 
-/** A stable 32-bit hash of a string (FNV-1a), for choosing shards. Same input, same answer, everywhere. */
+/**
+ * A stable 32-bit hash of a string, for choosing shards and buckets (`hash32(x) % n`): FNV-1a followed by
+ * murmur3's finalizer. FNV-1a alone leaves its low bits depending on the low bits of the characters, so
+ * sequential ids (`buyer-1`, `buyer-2`, …) crowd into a few buckets; the finalizer gives full avalanche.
+ * Same input, same answer, everywhere.
+ */
 export function hash32(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }

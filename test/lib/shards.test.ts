@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { shardOrder } from "../../lib/holds";
 import { shardFor } from "../../lib/shards";
+import { hash32 } from "../../lib/signing";
 
 describe("shardFor (rendezvous hashing)", () => {
   const users = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
@@ -60,5 +62,18 @@ describe("shardFor (rendezvous hashing)", () => {
   it("with one shard, every buyer is on it; an empty list is refused", () => {
     expect(shardFor("anyone", ["SHARD_0"])).toBe("SHARD_0");
     expect(() => shardFor("u", [])).toThrow("no order shards configured");
+  });
+});
+
+describe("hash32 buckets", () => {
+  it("spread sequential ids evenly over buckets (GA shards, limiter buckets)", () => {
+    for (const n of [2, 4, 8]) {
+      const counts = new Array(n).fill(0);
+      for (let i = 0; i < 8_000; i++) counts[hash32(`buyer-${i}`) % n]++;
+      for (const c of counts) expect(c).toBeGreaterThan((8_000 / n) * 0.8);
+      const first = new Array(n).fill(0);
+      for (let i = 0; i < 8_000; i++) first[shardOrder(`bench-buyer-${i}`, n)[0] as number]++;
+      for (const c of first) expect(c).toBeGreaterThan((8_000 / n) * 0.8);
+    }
   });
 });

@@ -5,7 +5,7 @@ import { orderStores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
-import { signToken } from "../../lib/signing";
+import { issueTickets } from "../../lib/tickets";
 import { formatTraceparent, type TraceContext } from "../../lib/trace";
 import { type OrderMessage, sendOrder, storeOrder } from "../../queues/orders";
 import { principalOf } from "../http";
@@ -44,23 +44,6 @@ export const orderSchema = z.object({
 const orderParam = z.object({ id: z.string().max(200) });
 const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(100).default(50) });
 
-/**
- * Signed tickets of an order: one per seat (GA: numbered places). The code is a platform-signed token
- * (lib/signing) that a scanner verifies offline with the signing secret.
- */
-async function issueTickets(
-  secret: string,
-  o: { orderId: string; eventId: string; sectionId: string; seats: string[]; quantity: number },
-): Promise<Ticket[]> {
-  const seats = o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `${o.sectionId}/GA-${i + 1}`);
-  return Promise.all(
-    seats.map(async (seat, i) => {
-      const id = `tkt_${o.orderId.slice(4, 24)}_${i + 1}`;
-      return { id, seat, code: await signToken(secret, "ticket", { t: id, o: o.orderId, e: o.eventId, s: seat }) };
-    }),
-  );
-}
-
 const traceOf = (t: TraceContext | undefined) => (t ? formatTraceparent(t) : undefined);
 
 /** Checkout and the buyer's orders. */
@@ -89,7 +72,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
     ledger: c.env.CUSTOMER_LEDGER,
     provider,
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
-    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message as OrderMessage),
+    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message),
     waitUntil: (p) => c.executionCtx.waitUntil(p),
     traceparent: traceOf(c.get("trace")),
   };
@@ -99,7 +82,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
     const stores = orderStores(c.env);
     deps.enqueueOrder = async (message) => {
       try {
-        await storeOrder(message as OrderMessage, {
+        await storeOrder(message, {
           shards,
           store: stores,
           notifications: c.env.NOTIFICATIONS_QUEUE,
