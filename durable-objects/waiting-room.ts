@@ -421,18 +421,19 @@ export class WaitingRoom extends DurableObject<Env> {
     const opening = this.p.opening;
     const f = this.frontier();
     const buckets = opening ? this.admissionBuckets(opening.openBucket) : this.postBuckets(f.b);
-    const keys = [...buckets.keys()].sort((a, b) => a - b);
-    const last = keys.length ? (keys[keys.length - 1] as number) : f.b - 1;
-    const totals: number[] = [];
-    const isolates: number[] = [];
+    // Dense arrays from the watermark's bucket to the last counted one (at most MAX_QUEUE_BUCKETS; the rest
+    // is summed into `tail`), built from the counted buckets only, so a far-off bucket costs nothing.
+    const keys = [...buckets.keys()].filter((b) => b >= f.b).sort((a, b) => a - b);
+    const span = keys.length ? Math.min((keys[keys.length - 1] as number) - f.b + 1, MAX_QUEUE_BUCKETS) : 0;
+    const totals = new Array<number>(span).fill(0);
+    const isolates = new Array<number>(span).fill(0);
     let tail = 0;
-    for (let b = f.b; b <= last; b++) {
-      const m = buckets.get(b);
-      const total = m ? bucketTotal(m) : 0;
-      if (totals.length < MAX_QUEUE_BUCKETS) {
-        totals.push(total);
-        isolates.push(m?.size ?? 0);
-      } else tail += total;
+    for (const b of keys) {
+      const m = buckets.get(b) as BucketCounts;
+      if (b - f.b < span) {
+        totals[b - f.b] = bucketTotal(m);
+        isolates[b - f.b] = m.size;
+      } else tail += bucketTotal(m);
     }
     const first = buckets.get(f.b);
     const { soldOut, paused } = cfg ? this.stock(cfg) : { soldOut: false, paused: false };
