@@ -70,6 +70,8 @@ interface Persisted {
   lastDecreaseAt: number;
   signal: HealthSignal;
   admitted: number;
+  /** Tickets counted in all (the funnel's "joined"). */
+  joined?: number;
   lastSyncAt: number;
 }
 
@@ -154,6 +156,11 @@ export class WaitingRoom extends DurableObject<Env> {
     this.p.lastSyncAt = now;
     await this.ensureAlarm(now);
     return this.state(now);
+  }
+
+  /** The room's part of the sales funnel: tickets counted (joined) and admitted so far. */
+  funnel(): { joined: number; admitted: number } {
+    return { joined: this.p.joined ?? 0, admitted: this.p.admitted };
   }
 
   /** An Inventory DO's latest counts and health. Older reports than the one kept are ignored. */
@@ -337,6 +344,7 @@ export class WaitingRoom extends DurableObject<Env> {
       const old = this.counts.get(bucket)?.get(report.isolate) ?? 0;
       if (count <= old) continue;
       this.setCount(bucket, report.isolate, count);
+      this.p.joined = (this.p.joined ?? 0) + (count - old);
       this.sql.exec(
         "INSERT INTO arrivals (isolate, bucket, count) VALUES (?, ?, ?) ON CONFLICT (isolate, bucket) DO UPDATE SET count = excluded.count",
         report.isolate,

@@ -185,3 +185,22 @@ describe("popular events fallback", () => {
     expect(ok.headers.get("X-Fallback")).toBeNull();
   });
 });
+
+describe("stats funnel with the waiting room", () => {
+  it("counts joined and admitted buyers from the WaitingRoom DO", async () => {
+    const ev = await createEvent(organizer, { waitingRoom: { enabled: true, admitPerMinute: 6000 } });
+    for (const b of ["wr-a", "wr-b", "wr-c"]) {
+      const res = await call(`/v1/events/${ev.id}/queue`, { method: "POST", token: await tokenFor(b, "buyer") });
+      expect(res.status).toBe(202);
+    }
+    const deadline = Date.now() + 15_000;
+    let funnel = { joined: 0, admitted: 0 };
+    while (Date.now() < deadline) {
+      funnel = ((await (await call(`/v1/events/${ev.id}/stats`, { token: organizer })).json()) as { funnel: typeof funnel }).funnel;
+      if (funnel.joined >= 3) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(funnel.joined).toBe(3);
+    expect(funnel.admitted).toBeLessThanOrEqual(3);
+  });
+});

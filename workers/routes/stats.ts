@@ -59,6 +59,12 @@ stats.get("/v1/events/:id/stats", auth("organizer", "admin"), validate("param", 
     availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event),
     eventStats(db, id),
   ]);
+  // Joined and admitted are counted exactly by the WaitingRoom DO (no analytics message per join).
+  if (event.waitingRoom.enabled) {
+    const room = await c.env.WAITING_ROOM.get(c.env.WAITING_ROOM.idFromName(id)).funnel();
+    figures.funnel.joined = room.joined;
+    figures.funnel.admitted = room.admitted;
+  }
   const sum = (k: "sold" | "held" | "available") => snapshot?.sections.reduce((n, s) => n + s[k], 0) ?? 0;
   return c.json(
     {
