@@ -4,7 +4,7 @@ import path from "node:path";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort } from "./helpers";
+import { freePort, testServerVars } from "./helpers";
 
 /**
  * The operations page in a real browser: Debian's Chromium driven by Playwright, against the local
@@ -25,15 +25,7 @@ beforeAll(async () => {
     stateDir,
     cron: false,
     log: false,
-    vars: {
-      DEV_AUTH: "true",
-      REQUEST_LOG: "off",
-      JWT_SECRET: "e2e-jwt-secret-0123456789abcdef",
-      SIGNING_SECRET: "e2e-signing-secret-0123456789",
-      QSTASH_TOKEN: "x",
-      QSTASH_CURRENT_SIGNING_KEY: "x",
-      QSTASH_NEXT_SIGNING_KEY: "x",
-    },
+    vars: testServerVars(),
   });
   browser = await chromium.launch({
     executablePath: CHROMIUM,

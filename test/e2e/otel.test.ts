@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort } from "./helpers";
+import { freePort, testServerVars } from "./helpers";
 
 /** OpenTelemetry export against a loopback OTLP/HTTP collector started by the test. */
 
@@ -43,16 +43,7 @@ beforeAll(async () => {
     stateDir,
     cron: false,
     log: false,
-    vars: {
-      DEV_AUTH: "true",
-      REQUEST_LOG: "off",
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
-      JWT_SECRET: "otel-jwt-secret-0123456789abcdef",
-      SIGNING_SECRET: "otel-signing-secret-0123456789",
-      QSTASH_TOKEN: "x",
-      QSTASH_CURRENT_SIGNING_KEY: "x",
-      QSTASH_NEXT_SIGNING_KEY: "x",
-    },
+    vars: testServerVars({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}` }),
   });
 });
 
