@@ -16,8 +16,8 @@ import { convertV4MiniflareOptions, Log, LogLevel, Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery } from "wrangler";
 
 const root = path.resolve(import.meta.dirname, "..");
-const configPath = path.join(root, "wrangler.toml");
-const bundleDir = path.join(root, ".build", "worker");
+const defaultConfigPath = path.join(root, "wrangler.toml");
+const defaultBundleDir = path.join(root, ".build", "worker");
 
 /** Reads KEY=VALUE lines (.dev.vars format). */
 function readVars(file: string): Record<string, string> {
@@ -34,7 +34,7 @@ export function localVars(): Record<string, string> {
   const file = existsSync(path.join(root, ".dev.vars")) ? ".dev.vars" : ".dev.vars.example";
   const vars = readVars(path.join(root, file));
   // Any var declared in wrangler.toml [vars] may be overridden from the environment (e.g. RATE_LIMITS=off).
-  const declared = Object.keys(unstable_readConfig({ config: configPath }).vars ?? {});
+  const declared = Object.keys(unstable_readConfig({ config: defaultConfigPath }).vars ?? {});
   for (const key of declared) {
     const v = process.env[key];
     if (v !== undefined) vars[key] = v;
@@ -76,6 +76,10 @@ export interface ServeOptions {
   /** Run the cron trigger every minute, as production does. */
   cron?: boolean;
   log?: boolean;
+  /** Another Worker's wrangler config (bench/hello-world); default: the repository's wrangler.toml. */
+  configPath?: string;
+  /** Where that Worker's bundle is built; default: .build/worker. */
+  bundleDir?: string;
 }
 
 /** Builds the bundle, starts workerd, applies migrations. Returns the URL and a stop function. */
@@ -83,7 +87,12 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   const port = opts.port ?? 8787;
   const host = opts.host ?? "127.0.0.1";
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, ".wrangler", "state"));
-  if (opts.build !== false || !existsSync(path.join(bundleDir, "index.js"))) {
+  const configPath = path.resolve(opts.configPath ?? defaultConfigPath);
+  const bundleDir = path.resolve(opts.bundleDir ?? defaultBundleDir);
+  const config = unstable_readConfig({ config: configPath });
+  // wrangler names the bundle after the entry point (workers/index.ts → index.js).
+  const scriptPath = path.join(bundleDir, `${path.parse(config.main ?? "index.ts").name}.js`);
+  if (opts.build !== false || !existsSync(scriptPath)) {
     execFileSync(
       process.execPath,
       [
@@ -104,7 +113,6 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   }
   // The bundle is one file, so module rules do not apply (and Miniflare 5 cannot convert them).
   const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
-  const config = unstable_readConfig({ config: configPath });
   // Miniflare 5 takes its own option shape; convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
   const mf = new Miniflare(
     convertV4MiniflareOptions({
@@ -113,7 +121,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
           ...workerOptions,
           name: config.name ?? "breakwater",
           modules: true,
-          scriptPath: path.join(bundleDir, "index.js"),
+          scriptPath,
           bindings: {
             ...(workerOptions.bindings as Record<string, unknown> | undefined),
             ...(opts.vars ?? localVars()),
@@ -132,7 +140,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   await mf.ready;
   const applied: string[] = [];
   for (const d1 of config.d1_databases) {
-    if (d1.migrations_dir) applied.push(...(await migrate(mf, d1.binding, path.join(root, d1.migrations_dir))));
+    if (d1.migrations_dir) applied.push(...(await migrate(mf, d1.binding, path.resolve(path.dirname(configPath), d1.migrations_dir))));
   }
   if (applied.length && opts.log !== false) console.log(`applied migrations: ${applied.join(", ")}`);
   let timer: NodeJS.Timeout | undefined;

@@ -37,13 +37,16 @@ export async function startBreakwater(port: number, env: Record<string, string> 
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("Breakwater did not start within 60 s")), 60_000);
     let out = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       out += chunk.toString();
       if (out.includes("Breakwater is serving")) {
         clearTimeout(timer);
+        // Stop collecting: with REQUEST_LOG on, every log line would be appended and searched again (quadratic CPU here).
+        child.stdout?.off("data", onData);
         resolve();
       }
-    });
+    };
+    child.stdout?.on("data", onData);
     child.on("exit", (code) => reject(new Error(`serve.ts exited with ${code}`)));
   });
   child.stdout?.resume();

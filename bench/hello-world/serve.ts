@@ -1,0 +1,32 @@
+/**
+ * Serves bench/hello-world the same way `npm run serve` serves Breakwater: scripts/serve.ts `startServer`
+ * (workerd through miniflare, `unsafeDirectSockets`, no dev proxy) with this folder's wrangler.toml.
+ * `node bench/hello-world/serve.ts`; env PORT (8788), STATE_DIR (a temporary folder is fine).
+ * Prints "hello-world is serving <url>" once it answers, and stops on SIGTERM/SIGINT.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startServer } from "../../scripts/serve.ts";
+
+const stateDir = process.env.STATE_DIR ?? mkdtempSync(path.join(os.tmpdir(), "bw-hello-"));
+const server = await startServer({
+  port: Number(process.env.PORT ?? 8788),
+  host: "127.0.0.1",
+  stateDir,
+  configPath: path.join(import.meta.dirname, "wrangler.toml"),
+  // Inside this folder: miniflare names modules relative to the config's folder and refuses "..".
+  bundleDir: path.join(import.meta.dirname, ".build"),
+  build: process.env.BUILD !== "0",
+  vars: {},
+  cron: false,
+  log: false,
+});
+console.log(`hello-world is serving ${server.url}`);
+const shutdown = async () => {
+  await server.stop();
+  if (!process.env.STATE_DIR) rmSync(stateDir, { recursive: true, force: true });
+  process.exit(0);
+};
+process.on("SIGINT", shutdown);
+process.on("SIGTERM", shutdown);
