@@ -234,7 +234,10 @@ export function readEvent(ctx: ReadContext, id: string): Promise<{ value: Cached
   if (!EVENT_ID.test(id)) return Promise.resolve({ value: null, layer: "micro" });
   return catalogCache.get({
     key,
-    cacheUrl: `${ctx.origin}/__cache/v1/events/${id}`,
+    // A getter: the URL is built only when a read goes past the micro-cache.
+    get cacheUrl() {
+      return `${ctx.origin}/__cache/v1/events/${id}`;
+    },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
     kv: () => ctx.deps.kv.get(key),
@@ -252,7 +255,9 @@ export function readEvent(ctx: ReadContext, id: string): Promise<{ value: Cached
 export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
   return catalogCache.get({
     key: kvKeys.list,
-    cacheUrl: `${ctx.origin}/__cache/v1/events`,
+    get cacheUrl() {
+      return `${ctx.origin}/__cache/v1/events`;
+    },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
     kv: () => ctx.deps.kv.get(kvKeys.list),

@@ -37,6 +37,12 @@ export interface ReadThroughSource {
   waitUntil: (p: Promise<unknown>) => void;
 }
 
+/** One fill in progress: its result and when it started. */
+interface Flight {
+  promise: Promise<CachedBody | null>;
+  started: number;
+}
+
 /** Settings of one micro-cache. */
 export interface MicroCacheOptions {
   /** How long a found value is served from memory. */
@@ -47,6 +53,11 @@ export interface MicroCacheOptions {
   maxEntries: number;
   /** The Cache API to use; undefined disables that layer. */
   edge?: Cache;
+  /**
+   * A fill older than this is not waited on (default 5 000 ms): the next request fills the key itself, so
+   * one stuck fill cannot hold a key hostage.
+   */
+  coalesceMaxMs?: number;
 }
 
 interface Entry {
@@ -72,7 +83,7 @@ export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(b
 /** A read-through cache for one kind of document. */
 export class ReadThroughCache {
   private readonly entries = new Map<string, Entry>();
-  private readonly inflight = new Map<string, Promise<CachedBody | null>>();
+  private readonly inflight = new Map<string, Flight>();
 
   constructor(private readonly opts: MicroCacheOptions) {}
 
@@ -83,21 +94,36 @@ export class ReadThroughCache {
     if (hit && hit.expires > now) return this.count({ value: hit.value, layer: "micro" });
 
     const pending = this.inflight.get(src.key);
-    if (pending) return this.count({ value: await pending, layer: "coalesced" });
+    if (pending && now - pending.started < (this.opts.coalesceMaxMs ?? 5_000)) {
+      // Wait on a promise created by *this* request. Awaiting the filler's promise directly would run this
+      // request's continuation inside the filler's I/O context (workerd), and the Response built there could
+      // not be sent from this request ("Cannot perform I/O on behalf of a different request"). Resolving our
+      // own promise from the other request is handed back to this request's context by the runtime.
+      const value = await new Promise<CachedBody | null>((resolve, reject) => {
+        pending.promise.then(resolve, reject);
+      });
+      return this.count({ value, layer: "coalesced" });
+    }
 
     let layer: CacheLayer = "origin";
-    const fill = (async () => {
-      const filled = await this.fill(src);
-      layer = filled.layer;
-      return filled.value;
-    })();
-    this.inflight.set(src.key, fill);
+    const flight: Flight = {
+      promise: (async () => {
+        const filled = await this.fill(src);
+        layer = filled.layer;
+        return filled.value;
+      })(),
+      started: now,
+    };
+    this.inflight.set(src.key, flight);
+    // Kept alive past this request's response (or its client going away): requests waiting on it still
+    // get their answer.
+    src.waitUntil(flight.promise.catch(() => {}));
     try {
-      const value = await fill;
+      const value = await flight.promise;
       this.remember(src.key, value);
       return this.count({ value, layer });
     } finally {
-      this.inflight.delete(src.key);
+      if (this.inflight.get(src.key) === flight) this.inflight.delete(src.key);
     }
   }
 

@@ -13,12 +13,25 @@ import type { AppEnv } from "./types";
 /** Catalog bindings of this request. */
 export const catalogDeps = (c: Context<AppEnv>): CatalogDeps => ({ db: catalogDb(c.env.CATALOG_DB), kv: c.env.CATALOG_KV });
 
-/** What a cached catalog read needs. */
-export const readContext = (c: Context<AppEnv>): ReadContext => ({
-  deps: catalogDeps(c),
-  origin: new URL(c.req.url).origin,
-  waitUntil: (p) => c.executionCtx.waitUntil(p),
-});
+/**
+ * What a cached catalog read needs. The bindings and the origin are worked out only when a read goes
+ * past the micro-cache: a hit (most reads) never parses the URL.
+ */
+export const readContext = (c: Context<AppEnv>): ReadContext => {
+  let deps: CatalogDeps | undefined;
+  let origin: string | undefined;
+  return {
+    get deps() {
+      deps ??= catalogDeps(c);
+      return deps;
+    },
+    get origin() {
+      origin ??= new URL(c.req.url).origin;
+      return origin;
+    },
+    waitUntil: (p) => c.executionCtx.waitUntil(p),
+  };
+};
 
 /** The signed-in caller (routes behind `auth()`). */
 export const principalOf = (c: Context<AppEnv>): Principal => c.get("principal");
