@@ -66,11 +66,12 @@ const criteria = { minAchieved: 0.97, p99Ms: P99_MS };
 
 /** Catalog counters read from /metrics. */
 interface Counters {
-  lookups: Record<"micro" | "coalesced" | "edge" | "kv" | "origin", number>;
+  lookups: Record<(typeof LAYERS)[number], number>;
   d1: number;
   d1Catalog: number;
 }
-const LAYERS = ["micro", "coalesced", "edge", "kv", "origin"] as const;
+const LAYERS = ["micro", "validated", "coalesced", "edge", "kv", "origin"] as const;
+const HIT_LAYERS: readonly (typeof LAYERS)[number][] = ["micro", "validated", "coalesced", "edge"];
 
 /** Cache and D1 figures of one step or run (deltas of /metrics). */
 interface CacheFigures {
@@ -89,7 +90,7 @@ function delta(a: Counters, b: Counters): CacheFigures {
     byLayer[l] = b.lookups[l] - a.lookups[l];
     reads += byLayer[l] ?? 0;
   }
-  const hits = (byLayer.micro ?? 0) + (byLayer.coalesced ?? 0) + (byLayer.edge ?? 0);
+  const hits = HIT_LAYERS.reduce((n, l) => n + (byLayer[l] ?? 0), 0);
   const d1Queries = b.d1 - a.d1;
   return {
     reads,

@@ -23,7 +23,9 @@ import { type CachedBody, type CacheLayer, ReadThroughCache } from "./read-cache
  *
  * Staleness (documented in README): the isolate micro-cache serves a value for up to 1 s, the Cache API
  * for up to 5 s in one data centre, and KV may take up to 60 s to reach other locations. An organizer's
- * change is written to D1 and KV at once and evicted from the answering isolate and data centre.
+ * change is written to D1 and KV at once and evicted from the answering isolate and data centre. Past
+ * its second, an event document stays in the micro-cache only while the version manifest (itself read
+ * through the same layers, so just as fresh) still names its version.
  */
 
 export type CatalogDb = DrizzleD1Database<typeof schema>;
@@ -34,6 +36,8 @@ export const kvKeys = {
   list: "events:list",
   /** The fallback list: most active upcoming events, published by the cron trigger. */
   popular: "events:popular",
+  /** The version manifest: `{ "v": { "<event id>": version } }` of upcoming events. */
+  versions: "events:versions",
 } as const;
 
 /** The bindings the catalog needs. */
@@ -164,10 +168,37 @@ export const summaryOf = (r: schema.EventRow): EventSummary => ({
 /** Serialized body of GET /v1/events/:id. */
 export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc });
 
-/** Writes the event's KV document and republishes the list. A KV failure is thrown, not swallowed. */
+/**
+ * Writes the event's KV document, then republishes the list and the version manifest (after the document,
+ * so a reader that sees the new version finds the new document). A KV failure is thrown, not swallowed.
+ */
 export async function publishEvent(deps: CatalogDeps, doc: EventDoc): Promise<void> {
   await deps.kv.put(kvKeys.event(doc.id), eventBody(doc));
-  await publishEventList(deps);
+  await Promise.all([publishEventList(deps), publishEventVersions(deps)]);
+}
+
+/** Most events in the version manifest (about 40 bytes each); events beyond it fall back to the plain TTL. */
+export const VERSIONS_LIMIT = 20_000;
+
+/**
+ * Rebuilds the version manifest from D1: every upcoming event's id and version. Readers keep an event's
+ * document in their micro-cache for as long as its version matches the manifest, so an isolate refreshes
+ * one manifest a second instead of every event it serves. Rebuilt from the source of truth on every
+ * organizer change and by the cron trigger, so concurrent writers cannot lose each other's versions for
+ * longer than a minute.
+ */
+export async function publishEventVersions(deps: CatalogDeps): Promise<string> {
+  const rows = await deps.db
+    .select({ id: schema.events.id, version: schema.events.version })
+    .from(schema.events)
+    .where(gt(schema.events.startsAt, new Date().toISOString()))
+    .orderBy(desc(schema.events.saleStartsAt))
+    .limit(VERSIONS_LIMIT);
+  const v: Record<string, number> = {};
+  for (const r of rows) v[r.id] = r.version;
+  const body = JSON.stringify({ v });
+  await deps.kv.put(kvKeys.versions, body);
+  return body;
 }
 
 /** Most events in the public list. */
@@ -228,7 +259,41 @@ export interface ReadContext {
   waitUntil: (p: Promise<unknown>) => void;
 }
 
-/** GET /v1/events/:id body through every layer; null when the event does not exist. */
+/** The version of the event in a serialized `{ event }` body. */
+const eventVersionOf = (body: string): number | undefined => {
+  const v = (JSON.parse(body) as { event?: { version?: unknown } }).event?.version;
+  return typeof v === "number" ? v : undefined;
+};
+
+/**
+ * The version manifest through the same cache (one refresh per isolate per second at most, coalesced),
+ * parsed once per body. Not counted as a catalog read: it serves reads, it is not one.
+ */
+export async function eventVersions(ctx: ReadContext): Promise<Map<string, number> | null> {
+  const { value } = await catalogCache.get({
+    key: kvKeys.versions,
+    get cacheUrl() {
+      return `${ctx.origin}/__cache/catalog-versions`;
+    },
+    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
+    waitUntil: ctx.waitUntil,
+    kv: () => ctx.deps.kv.get(kvKeys.versions),
+    origin: () => publishEventVersions(ctx.deps),
+    counted: false,
+  });
+  if (!value) return null;
+  if (parsedVersions?.etag !== value.etag) {
+    const { v } = JSON.parse(value.body) as { v: Record<string, number> };
+    parsedVersions = { etag: value.etag, map: new Map(Object.entries(v)) };
+  }
+  return parsedVersions.map;
+}
+let parsedVersions: { etag: string; map: Map<string, number> } | undefined;
+
+/**
+ * GET /v1/events/:id body through every layer; null when the event does not exist. A cached document
+ * past its micro-cache lifetime is kept while the version manifest still names its version.
+ */
 export function readEvent(ctx: ReadContext, id: string): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
   const key = kvKeys.event(id);
   if (!EVENT_ID.test(id)) return Promise.resolve({ value: null, layer: "micro" });
@@ -240,6 +305,8 @@ export function readEvent(ctx: ReadContext, id: string): Promise<{ value: Cached
     },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
+    versionOf: eventVersionOf,
+    isCurrent: async (version) => (await eventVersions(ctx))?.get(id) === version,
     kv: () => ctx.deps.kv.get(key),
     origin: async () => {
       const row = await findEventRow(ctx.deps.db, id);
@@ -279,10 +346,11 @@ export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDo
 }
 const parsedDocs = new Map<string, EventDoc>();
 
-/** Evicts an event (and the list) from this isolate and data centre after a change. */
+/** Evicts an event (with the list and the version manifest) from this isolate and data centre after a change. */
 export async function invalidateEvent(origin: string, id: string): Promise<void> {
   await Promise.all([
     catalogCache.invalidate(kvKeys.event(id), `${origin}/__cache/v1/events/${id}`),
     catalogCache.invalidate(kvKeys.list, `${origin}/__cache/v1/events`),
+    catalogCache.invalidate(kvKeys.versions, `${origin}/__cache/catalog-versions`),
   ]);
 }

@@ -23,7 +23,7 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     name: "breakwater_cache_lookups_total",
     type: "counter",
     labels: ["layer"],
-    help: "Cached reads by the layer that answered: micro, coalesced, edge (hits); kv, origin (misses)",
+    help: "Cached reads by the layer that answered: micro, validated, coalesced, edge (hits); kv, origin (misses)",
   },
   { name: "breakwater_d1_queries_total", type: "counter", labels: ["db"], help: "D1 statements executed, by database" },
   {

@@ -9,17 +9,22 @@ import { metrics } from "./metrics";
  * the database.
  */
 
-/** A serialized body and its strong ETag. */
+/** A serialized body and its strong ETag, and the document version it holds when the source knows it. */
 export interface CachedBody {
   body: string;
   etag: string;
+  version?: number;
 }
 
-/** Where an answer came from. `micro` and `coalesced` never left the isolate; `edge` is the Cache API. */
-export type CacheLayer = "micro" | "coalesced" | "edge" | "kv" | "origin";
+/**
+ * Where an answer came from. `micro`, `validated` and `coalesced` never left the isolate (`validated`: a
+ * micro-cache entry past its lifetime whose version the source confirmed still current); `edge` is the
+ * Cache API.
+ */
+export type CacheLayer = "micro" | "validated" | "coalesced" | "edge" | "kv" | "origin";
 
 /** Layers counted as cache hits: the answer came from a cache, not from the read model or the database. */
-export const HIT_LAYERS: ReadonlySet<CacheLayer> = new Set(["micro", "coalesced", "edge"]);
+export const HIT_LAYERS: ReadonlySet<CacheLayer> = new Set(["micro", "validated", "coalesced", "edge"]);
 
 /** How to fill one key. */
 export interface ReadThroughSource {
@@ -35,6 +40,16 @@ export interface ReadThroughSource {
   origin: () => Promise<string | null>;
   /** Keeps background writes (Cache API puts) alive after the response. */
   waitUntil: (p: Promise<unknown>) => void;
+  /** The document version in a body (stored with the entry for {@link ReadThroughSource.isCurrent}). */
+  versionOf?: (body: string) => number | undefined;
+  /**
+   * Whether `version` is still the current one (e.g. it matches a version manifest that is itself read
+   * through a cache). When it is, an entry past its lifetime is renewed in place instead of filled again:
+   * a document that has not changed costs no lookup beyond the isolate. Errors count as "not current".
+   */
+  isCurrent?: (version: number) => Promise<boolean>;
+  /** Count this read in `breakwater_cache_lookups_total` (default true; internal reads such as manifests opt out). */
+  counted?: boolean;
 }
 
 /** One fill in progress: its result and when it started. */
@@ -91,7 +106,14 @@ export class ReadThroughCache {
   async get(src: ReadThroughSource): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
     const now = Date.now();
     const hit = this.entries.get(src.key);
-    if (hit && hit.expires > now) return this.count({ value: hit.value, layer: "micro" });
+    if (hit) {
+      if (hit.expires > now) return this.count(src, { value: hit.value, layer: "micro" });
+      const version = hit.value?.version;
+      if (version !== undefined && src.isCurrent && (await src.isCurrent(version).catch(() => false))) {
+        hit.expires = Date.now() + this.opts.ttlMs;
+        return this.count(src, { value: hit.value, layer: "validated" });
+      }
+    }
 
     const pending = this.inflight.get(src.key);
     if (pending && now - pending.started < (this.opts.coalesceMaxMs ?? 5_000)) {
@@ -102,7 +124,7 @@ export class ReadThroughCache {
       const value = await new Promise<CachedBody | null>((resolve, reject) => {
         pending.promise.then(resolve, reject);
       });
-      return this.count({ value, layer: "coalesced" });
+      return this.count(src, { value, layer: "coalesced" });
     }
 
     let layer: CacheLayer = "origin";
@@ -121,7 +143,7 @@ export class ReadThroughCache {
     try {
       const value = await flight.promise;
       this.remember(src.key, value);
-      return this.count({ value, layer });
+      return this.count(src, { value, layer });
     } finally {
       if (this.inflight.get(src.key) === flight) this.inflight.delete(src.key);
     }
@@ -152,7 +174,10 @@ export class ReadThroughCache {
       const cached = await edge.match(src.cacheUrl);
       if (cached) {
         const body = await cached.text();
-        return { value: { body, etag: cached.headers.get("ETag") ?? withEtag(body).etag }, layer: "edge" };
+        const value: CachedBody = { body, etag: cached.headers.get("ETag") ?? withEtag(body).etag };
+        const version = src.versionOf?.(body);
+        if (version !== undefined) value.version = version;
+        return { value, layer: "edge" };
       }
     }
     let layer: CacheLayer = "kv";
@@ -163,6 +188,8 @@ export class ReadThroughCache {
     }
     if (body === null) return { value: null, layer };
     const value = withEtag(body);
+    const version = src.versionOf?.(body);
+    if (version !== undefined) value.version = version;
     if (edge) {
       const res = new Response(value.body, {
         headers: { "Content-Type": "application/json", "Cache-Control": `public, s-maxage=${src.edgeTtlSeconds}`, ETag: value.etag },
@@ -172,7 +199,8 @@ export class ReadThroughCache {
     return { value, layer };
   }
 
-  private count(r: { value: CachedBody | null; layer: CacheLayer }) {
+  private count(src: ReadThroughSource, r: { value: CachedBody | null; layer: CacheLayer }) {
+    if (src.counted === false) return r;
     metrics.inc("breakwater_cache_lookups_total", { layer: r.layer }, 1, "Catalog reads by the layer that answered");
     return r;
   }

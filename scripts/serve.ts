@@ -7,7 +7,7 @@
  * Migrations are applied on start. `--seed` creates the demo event when it is missing.
  *
  * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1),
- * BUILD=0 to reuse the last bundle.
+ * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -133,6 +133,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       unsafeTriggerHandlers: true,
       // No network here: do not fetch the Request.cf object from Cloudflare; use the built-in placeholder.
       cf: false,
+      ...(process.env.INSPECTOR_PORT ? { inspectorPort: Number(process.env.INSPECTOR_PORT) } : {}),
       // Miniflare's own "Ready on" names its internal entry port, not ours: keep its log to warnings.
       log: new Log(LogLevel.WARN),
     } as Parameters<typeof convertV4MiniflareOptions>[0]),

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
 import { beforeAll, describe, expect, it } from "vitest";
-import { catalogCache } from "../../lib/catalog";
+import { catalogCache, catalogDb, publishEvent } from "../../lib/catalog";
 import { metrics } from "../../lib/metrics";
 import { call, createEvent, eventInput, type Problem, tokenFor } from "../helpers";
 
@@ -99,6 +99,38 @@ describe("GET /v1/events/:id through the cache stack", () => {
     expect(patched.status).toBe(200);
     const body = (await (await call(`/v1/events/${ev.id}`)).json()) as { event: { name: string; version: number } };
     expect(body.event).toMatchObject({ name: "Night Drive II", version: 2 });
+  });
+});
+
+describe("version manifest", () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const validated = () => metrics.value("breakwater_cache_lookups_total", { layer: "validated" });
+
+  it("publishes every upcoming event's version to KV", async () => {
+    const ev = await createEvent(organizer);
+    const manifest = await env.CATALOG_KV.get<{ v: Record<string, number> }>("events:versions", "json");
+    expect(manifest?.v[ev.id]).toBe(1);
+  });
+
+  it("keeps an unchanged event in the isolate past its second, and shows a change made elsewhere within it", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    await sleep(1_100);
+    const before = validated();
+    const again = await call(`/v1/events/${ev.id}`);
+    expect(((await again.json()) as { event: { name: string } }).event.name).toBe("Night Drive");
+    expect(validated()).toBe(before + 1);
+
+    // Another isolate of this data centre changes the event: D1, KV and its own data centre's Cache API,
+    // but not this isolate's memory.
+    await env.CATALOG_DB.prepare("UPDATE events SET name = 'Night Drive (moved)', version = 2 WHERE id = ?").bind(ev.id).run();
+    await publishEvent({ db: catalogDb(env.CATALOG_DB), kv: env.CATALOG_KV }, { ...ev, name: "Night Drive (moved)", version: 2 });
+    await Promise.all(
+      [`/__cache/v1/events/${ev.id}`, "/__cache/catalog-versions"].map((p) => caches.default.delete(`https://breakwater.test${p}`)),
+    );
+    await sleep(1_100);
+    const changed = (await (await call(`/v1/events/${ev.id}`)).json()) as { event: { name: string; version: number } };
+    expect(changed.event).toMatchObject({ name: "Night Drive (moved)", version: 2 });
   });
 });
 

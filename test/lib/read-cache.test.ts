@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { metrics } from "../../lib/metrics";
+import { ReadThroughCache, type ReadThroughSource } from "../../lib/read-cache";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A source whose KV answers `{"v":<version>}` and counts its calls. */
+function source(key: string, state: { version: number; kvCalls: number; current: () => Promise<boolean> }): ReadThroughSource {
+  return {
+    key,
+    cacheUrl: "",
+    edgeTtlSeconds: 1,
+    waitUntil: () => {},
+    kv: async () => {
+      state.kvCalls++;
+      return JSON.stringify({ v: state.version });
+    },
+    origin: async () => null,
+    versionOf: (body) => (JSON.parse(body) as { v: number }).v,
+    isCurrent: (version) => state.current().then((ok) => ok && version === state.version),
+  };
+}
+
+describe("ReadThroughCache with a version check", () => {
+  it("renews an entry past its lifetime while its version is current, without another fill", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = { version: 1, kvCalls: 0, current: async () => true };
+    const src = source("k1", state);
+    expect((await cache.get(src)).layer).toBe("kv");
+    expect((await cache.get(src)).layer).toBe("micro");
+    await sleep(30);
+    const validatedBefore = metrics.value("breakwater_cache_lookups_total", { layer: "validated" });
+    const renewed = await cache.get(src);
+    expect(renewed.layer).toBe("validated");
+    expect(renewed.value?.version).toBe(1);
+    expect(metrics.value("breakwater_cache_lookups_total", { layer: "validated" })).toBe(validatedBefore + 1);
+    // Renewed for a whole lifetime: the next read is a plain hit.
+    expect((await cache.get(src)).layer).toBe("micro");
+    expect(state.kvCalls).toBe(1);
+  });
+
+  it("fills again once the version has moved on", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = { version: 1, kvCalls: 0, current: async () => true };
+    const src = source("k2", state);
+    await cache.get(src);
+    state.version = 2;
+    // Within its lifetime the old body is still served (the documented staleness).
+    expect((await cache.get(src)).value?.body).toBe('{"v":1}');
+    await sleep(30);
+    const next = await cache.get(src);
+    expect(next.layer).toBe("kv");
+    expect(next.value).toMatchObject({ body: '{"v":2}', version: 2 });
+    expect(state.kvCalls).toBe(2);
+  });
+
+  it("treats a failing version check as 'not current' and fills", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = {
+      version: 1,
+      kvCalls: 0,
+      current: async (): Promise<boolean> => {
+        throw new Error("manifest unavailable");
+      },
+    };
+    const src = source("k3", state);
+    await cache.get(src);
+    await sleep(30);
+    expect((await cache.get(src)).layer).toBe("kv");
+    expect(state.kvCalls).toBe(2);
+  });
+
+  it("does not count reads marked uncounted", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 10 });
+    const state = { version: 1, kvCalls: 0, current: async () => true };
+    const before = metrics.sum("breakwater_cache_lookups_total");
+    await cache.get({ ...source("k4", state), counted: false });
+    await cache.get({ ...source("k4", state), counted: false });
+    expect(metrics.sum("breakwater_cache_lookups_total")).toBe(before);
+  });
+});
