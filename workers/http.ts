@@ -43,20 +43,34 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);
 }
 
+/** Browser and shared-cache lifetimes of a cacheable read (seconds). */
+export interface CachePolicy {
+  maxAge: number;
+  sMaxAge: number;
+  swr: number;
+}
+
+/** Availability snapshots and seat maps: they lag the truth by about a second, so shared caches keep them 1 s. */
+export const SNAPSHOT_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 1, swr: 5 };
+
+const cacheControls = new WeakMap<CachePolicy, string>();
+/** The Cache-Control value of a policy, built once per policy object. */
+const cacheControlOf = (p: CachePolicy): string => {
+  let v = cacheControls.get(p);
+  if (v === undefined) {
+    v = `public, max-age=${p.maxAge}, s-maxage=${p.sMaxAge}, stale-while-revalidate=${p.swr}`;
+    cacheControls.set(p, v);
+  }
+  return v;
+};
+
 /**
  * Answers a cacheable read: 200 with the body, or 304 when the client already has it. `maxAge` is the
  * browser lifetime; shared caches may keep it `sMaxAge` and serve it stale while revalidating.
  */
-export function sendCached(
-  c: Context<AppEnv>,
-  cached: { value: CachedBody; layer: CacheLayer },
-  policy: { maxAge: number; sMaxAge: number; swr: number },
-): Response {
+export function sendCached(c: Context<AppEnv>, cached: { value: CachedBody; layer: CacheLayer }, policy: CachePolicy): Response {
   c.set("cacheStatus", `${HIT_LAYERS.has(cached.layer) ? "hit" : "miss"}:${cached.layer}`);
-  const headers = {
-    "Cache-Control": `public, max-age=${policy.maxAge}, s-maxage=${policy.sMaxAge}, stale-while-revalidate=${policy.swr}`,
-    ETag: cached.value.etag,
-  };
+  const headers = { "Cache-Control": cacheControlOf(policy), ETag: cached.value.etag };
   if (etagMatches(c.req.header("If-None-Match"), cached.value.etag)) return c.body(null, 304, headers);
   return c.body(cached.value.body, 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
 }

@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
 import { beforeAll, describe, expect, it } from "vitest";
 import { catalogCache, catalogDb, publishEvent } from "../../lib/catalog";
+import type { EventDoc } from "../../lib/event-schema";
 import { metrics } from "../../lib/metrics";
 import { call, createEvent, eventInput, type Problem, tokenFor } from "../helpers";
 
@@ -124,7 +125,12 @@ describe("version manifest", () => {
     // Another isolate of this data centre changes the event: D1, KV and its own data centre's Cache API,
     // but not this isolate's memory.
     await env.CATALOG_DB.prepare("UPDATE events SET name = 'Night Drive (moved)', version = 2 WHERE id = ?").bind(ev.id).run();
-    await publishEvent({ db: catalogDb(env.CATALOG_DB), kv: env.CATALOG_KV }, { ...ev, name: "Night Drive (moved)", version: 2 });
+    const published = await env.CATALOG_KV.get<{ event: EventDoc }>(`event:${ev.id}`, "json");
+    if (!published) throw new Error("event document missing from KV");
+    await publishEvent(
+      { db: catalogDb(env.CATALOG_DB), kv: env.CATALOG_KV },
+      { ...published.event, name: "Night Drive (moved)", version: 2 },
+    );
     await Promise.all(
       [`/__cache/v1/events/${ev.id}`, "/__cache/catalog-versions"].map((p) => caches.default.delete(`https://breakwater.test${p}`)),
     );
@@ -365,6 +371,31 @@ describe("errors and headers", () => {
     expect(res.headers.get("Strict-Transport-Security")).toContain("max-age=");
     const weird = await call("/healthz", { headers: { "X-Request-Id": "<script>" } });
     expect(weird.headers.get("X-Request-Id")).not.toBe("<script>");
+  });
+
+  it("gives cached reads, 200 and 304 alike, the same edge headers as every other answer", async () => {
+    const ev = await createEvent(organizer);
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const first = await call(`/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-cached", traceparent: parent } });
+    const etag = first.headers.get("ETag") ?? "";
+    const notModified = await call(`/v1/events/${ev.id}`, { headers: { "If-None-Match": etag, "X-Request-Id": "client-req-304" } });
+    expect(notModified.status).toBe(304);
+    for (const [res, id] of [
+      [first, "client-req-cached"],
+      [notModified, "client-req-304"],
+    ] as const) {
+      expect(res.headers.get("X-Request-Id")).toBe(id);
+      expect(res.headers.get("X-Content-Type-Options")).toBe("nosniff");
+      expect(res.headers.get("Content-Security-Policy")).toContain("default-src 'none'");
+      expect(res.headers.get("Cache-Control")).toBe("public, max-age=1, s-maxage=5, stale-while-revalidate=30");
+      expect(res.headers.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    }
+    // The caller's trace is continued, with this request's own span id.
+    expect(first.headers.get("traceparent")?.slice(3, 35)).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(first.headers.get("traceparent")).not.toContain("b7ad6b7169203331");
+    // CORS still applies to a response built in one go.
+    const cors = await call(`/v1/events/${ev.id}`, { headers: { Origin: "https://shop.example" } });
+    expect(cors.headers.get("Access-Control-Expose-Headers")).toContain("ETag");
   });
 
   it("answers CORS preflights", async () => {

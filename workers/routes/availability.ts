@@ -4,7 +4,7 @@ import { readAvailability } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
 import { EVENT_ID } from "../../lib/ids";
 import { ApiError } from "../../lib/problem";
-import { readContext, sendCached } from "../http";
+import { readContext, SNAPSHOT_CACHE, sendCached } from "../http";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
@@ -42,6 +42,6 @@ availability.get(
     if (!event) throw new ApiError("not_found", `No event ${id}.`);
     const read = await readAvailability({ rooms: c.env.WAITING_ROOM, waitUntil: rc.waitUntil }, event);
     if (!read.value) throw new Error("availability snapshot could not be built");
-    return sendCached(c, { value: read.value, layer: read.layer }, { maxAge: 1, sMaxAge: 1, swr: 5 });
+    return sendCached(c, { value: read.value, layer: read.layer }, SNAPSHOT_CACHE);
   },
 );

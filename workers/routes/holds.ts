@@ -9,7 +9,7 @@ import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
 import { checkQueuePass } from "../../lib/waiting-room";
 import { sendAnalytics } from "../../queues/analytics";
-import { principalOf, readContext, sendCached } from "../http";
+import { principalOf, readContext, SNAPSHOT_CACHE, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { rateLimit } from "../middleware/rate-limit";
@@ -198,5 +198,5 @@ holds.get("/v1/events/:id/sections/:sectionId/seats", validate("param", seatsPar
     },
   });
   if (!read.value) throw new ApiError("not_found", "No seat map.");
-  return sendCached(c, { value: read.value, layer: read.layer }, { maxAge: 1, sMaxAge: 1, swr: 5 });
+  return sendCached(c, { value: read.value, layer: read.layer }, SNAPSHOT_CACHE);
 });
