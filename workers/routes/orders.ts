@@ -1,13 +1,13 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { type CheckoutDeps, checkout, getOrder, type Ticket } from "../../lib/checkout";
+import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
 import { orderStores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
 import { issueTickets } from "../../lib/tickets";
 import { formatTraceparent, type TraceContext } from "../../lib/trace";
-import { type OrderMessage, sendOrder, storeOrder } from "../../queues/orders";
+import { sendOrder, storeOrder } from "../../queues/orders";
 import { principalOf } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
