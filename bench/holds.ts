@@ -12,7 +12,7 @@
  * places held / time. After each Breakwater run the seats are recounted (invariant 1).
  *
  * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
- * Needs PostgreSQL at 127.0.0.1:5432 (database breakwater_bench) and Redis at 127.0.0.1:6379.
+ * Needs PostgreSQL at 127.0.0.1:5432 (creates the database breakwater_bench if missing) and Redis at 127.0.0.1:6379.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -116,7 +116,19 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
   }
 }
 
+/** Creates the benchmark's database when the server does not have it yet (a fresh machine). */
+async function ensureBenchDatabase(): Promise<void> {
+  const admin = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", max: 1, onnotice: () => {} });
+  try {
+    const [found] = await admin`SELECT 1 AS ok FROM pg_database WHERE datname = 'breakwater_bench'`;
+    if (!found) await admin`CREATE DATABASE breakwater_bench`;
+  } finally {
+    await admin.end();
+  }
+}
+
 async function benchPostgres(rows: Row[]): Promise<void> {
+  await ensureBenchDatabase();
   const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: C, onnotice: () => {} });
   try {
     await sql`DROP TABLE IF EXISTS seats`;
