@@ -188,7 +188,14 @@ export const VERSIONS_LIMIT = 20_000;
  * longer than a minute.
  */
 export async function publishEventVersions(deps: CatalogDeps): Promise<string> {
-  const rows = await deps.db
+  const body = await eventVersionsBody(deps.db);
+  await deps.kv.put(kvKeys.versions, body);
+  return body;
+}
+
+/** The version manifest's body, built from D1 (one query). */
+async function eventVersionsBody(db: CatalogDb): Promise<string> {
+  const rows = await db
     .select({ id: schema.events.id, version: schema.events.version })
     .from(schema.events)
     .where(gt(schema.events.startsAt, new Date().toISOString()))
@@ -196,9 +203,7 @@ export async function publishEventVersions(deps: CatalogDeps): Promise<string> {
     .limit(VERSIONS_LIMIT);
   const v: Record<string, number> = {};
   for (const r of rows) v[r.id] = r.version;
-  const body = JSON.stringify({ v });
-  await deps.kv.put(kvKeys.versions, body);
-  return body;
+  return JSON.stringify({ v });
 }
 
 /** Most events in the public list. */
@@ -278,7 +283,13 @@ export async function eventVersions(ctx: ReadContext): Promise<Map<string, numbe
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
     kv: () => ctx.deps.kv.get(kvKeys.versions),
-    origin: () => publishEventVersions(ctx.deps),
+    // Built from D1 when KV has none yet (before the first organizer change or cron run); republished in
+    // the background, so a refused KV write (one write per second per key) does not fail the read.
+    origin: async () => {
+      const body = await eventVersionsBody(ctx.deps.db);
+      ctx.waitUntil(ctx.deps.kv.put(kvKeys.versions, body));
+      return body;
+    },
     counted: false,
   });
   if (!value) return null;
