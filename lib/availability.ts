@@ -2,7 +2,7 @@ import type { WaitingRoom } from "../durable-objects/waiting-room";
 import type { EventDoc } from "./event-schema";
 import { type AvailabilitySnapshot, gaShardCapacity, type InventoryReport, type SectionAvailability } from "./inventory-types";
 import { metrics } from "./metrics";
-import { type CachedBody, type CacheLayer, ReadThroughCache } from "./read-cache";
+import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache } from "./read-cache";
 
 /**
  * Aggregates the latest report of every Inventory DO of an event into the availability snapshot.
@@ -71,16 +71,10 @@ export async function availabilitySnapshot(
   try {
     const { value } = await readAvailability(deps, event);
     if (!value) return null;
-    const hit = parsed.get(value.etag);
-    if (hit) return hit;
-    const snap = JSON.parse(value.body) as AvailabilitySnapshot;
-    if (parsed.size > 1_000) parsed.clear();
-    parsed.set(value.etag, snap);
-    return snap;
+    return parsedBody(value, (body) => JSON.parse(body) as AvailabilitySnapshot);
   } catch (err) {
     // The snapshot only short-cuts sold-out answers; without it the Inventory DOs decide.
     console.error(JSON.stringify({ level: "warn", msg: "availability snapshot unavailable", eventId: event.id, error: String(err) }));
     return null;
   }
 }
-const parsed = new Map<string, AvailabilitySnapshot>();

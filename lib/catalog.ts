@@ -15,7 +15,7 @@ import {
 } from "./event-schema";
 import { EVENT_ID, newId } from "./ids";
 import { ApiError } from "./problem";
-import { type CachedBody, type CacheLayer, ReadThroughCache } from "./read-cache";
+import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache } from "./read-cache";
 
 /**
  * The event catalog: D1 is the source of truth, KV holds the read models (one document per event and
@@ -293,13 +293,8 @@ export async function eventVersions(ctx: ReadContext): Promise<Map<string, numbe
     counted: false,
   });
   if (!value) return null;
-  if (parsedVersions?.etag !== value.etag) {
-    const { v } = JSON.parse(value.body) as { v: Record<string, number> };
-    parsedVersions = { etag: value.etag, map: new Map(Object.entries(v)) };
-  }
-  return parsedVersions.map;
+  return parsedBody(value, (body) => new Map(Object.entries((JSON.parse(body) as { v: Record<string, number> }).v)));
 }
-let parsedVersions: { etag: string; map: Map<string, number> } | undefined;
 
 /**
  * GET /v1/events/:id body through every layer; null when the event does not exist. A cached document
@@ -347,15 +342,8 @@ export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | n
 export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDoc | null> {
   const { value } = await readEvent(ctx, id);
   if (!value) return null;
-  // Parsed once per cached body (keyed by ETag), not once per request: holds read this on every call.
-  const hit = parsedDocs.get(value.etag);
-  if (hit) return hit;
-  const doc = (JSON.parse(value.body) as { event: EventDoc }).event;
-  if (parsedDocs.size >= 2_000) parsedDocs.clear();
-  parsedDocs.set(value.etag, doc);
-  return doc;
+  return parsedBody(value, (body) => (JSON.parse(body) as { event: EventDoc }).event);
 }
-const parsedDocs = new Map<string, EventDoc>();
 
 /** Evicts an event (with the list and the version manifest) from this isolate and data centre after a change. */
 export async function invalidateEvent(origin: string, id: string): Promise<void> {

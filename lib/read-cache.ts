@@ -14,6 +14,18 @@ export interface CachedBody {
   body: string;
   etag: string;
   version?: number;
+  /** The body's parsed form, set by {@link parsedBody} (kept on the value, so it lives and dies with the entry). */
+  parsed?: unknown;
+}
+
+/**
+ * The parsed form of a cached body, parsed once per cached value rather than once per request: readers
+ * on hot paths (holds read the event document on every call) share the entry's parse. One cache key is
+ * always read by one kind of reader, so `parse` is the same function for a given value.
+ */
+export function parsedBody<T>(value: CachedBody, parse: (body: string) => T): T {
+  if (value.parsed === undefined) value.parsed = parse(value.body);
+  return value.parsed as T;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { EventDoc } from "./event-schema";
 import { EVENT_ID, randomToken } from "./ids";
 import { metrics } from "./metrics";
 import { ApiError } from "./problem";
-import { ReadThroughCache } from "./read-cache";
+import { parsedBody, ReadThroughCache } from "./read-cache";
 import { hash32, signToken, verifyToken } from "./signing";
 import { type ArrivalReport, bucketOf, PRE_BUCKET, placeTicket, type RoomState, SETTLE_MS } from "./waiting-room-order";
 
@@ -195,8 +195,7 @@ export const arrivals = new ArrivalCounter();
 
 /** One second per isolate, coalesced: the WaitingRoom DO sees O(isolates) calls per second, not O(buyers). */
 const roomCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 10_000 });
-/** Parsed states by ETag, and the last good state per event (served for a second after a failed sync). */
-const parsed = new Map<string, RoomState>();
+/** The last good state per event (served for a second after a failed sync). */
 const lastGood = new Map<string, { state: RoomState; failedUntil: number }>();
 /** Events with a flush of arrival counts scheduled in this isolate. */
 const flushing = new Set<string>();
@@ -256,12 +255,7 @@ export async function readRoomState(deps: RoomDeps, event: RoomEvent): Promise<R
       },
     });
     if (!value) throw new Error("room state missing");
-    let state = parsed.get(value.etag);
-    if (!state) {
-      state = JSON.parse(value.body) as RoomState;
-      if (parsed.size > 1_000) parsed.clear();
-      parsed.set(value.etag, state);
-    }
+    const state = parsedBody(value, (body) => JSON.parse(body) as RoomState);
     if (lastGood.size > 10_000) lastGood.clear();
     lastGood.set(event.id, { state, failedUntil: 0 });
     return state;
@@ -299,7 +293,6 @@ function scheduleFlush(deps: RoomDeps, event: RoomEvent): void {
 /** Forgets cached room states in this isolate (tests). */
 export function clearRoomCache(): void {
   roomCache.clear();
-  parsed.clear();
   lastGood.clear();
 }
 
