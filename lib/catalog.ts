@@ -293,8 +293,26 @@ export async function eventVersions(ctx: ReadContext): Promise<Map<string, numbe
     counted: false,
   });
   if (!value) return null;
-  return parsedBody(value, (body) => new Map(Object.entries((JSON.parse(body) as { v: Record<string, number> }).v)));
+  return parsedBody(value, parseVersions);
 }
+
+const parseVersions = (body: string): Map<string, number> => new Map(Object.entries((JSON.parse(body) as { v: Record<string, number> }).v));
+
+/** The version manifest when this isolate holds it within its lifetime (nothing awaited, not counted). */
+function freshVersions(): Map<string, number> | undefined {
+  const value = catalogCache.peek(kvKeys.versions);
+  return value ? parsedBody(value, parseVersions) : undefined;
+}
+
+/**
+ * GET /v1/events/:id answered without awaiting anything: the document when this isolate holds it within
+ * its lifetime, or past it while the manifest this isolate holds fresh still names its version. The same
+ * answers as {@link readEvent}'s first two layers; undefined otherwise.
+ */
+export const freshEvent = (id: string) => catalogCache.fresh(kvKeys.event(id), (version) => freshVersions()?.get(id) === version);
+
+/** GET /v1/events when this isolate holds it within its lifetime; undefined otherwise. */
+export const freshEventList = () => catalogCache.fresh(kvKeys.list);
 
 /**
  * GET /v1/events/:id body through every layer; null when the event does not exist. A cached document

@@ -107,12 +107,43 @@ export function fnv64(s: string): string {
 /** Wraps a serialized body with its ETag. */
 export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
 
+const countLookup = (layer: CacheLayer): void =>
+  metrics.inc("breakwater_cache_lookups_total", { layer }, 1, "Catalog reads by the layer that answered");
+
 /** A read-through cache for one kind of document. */
 export class ReadThroughCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Flight>();
 
   constructor(private readonly opts: MicroCacheOptions) {}
+
+  /** The value of `key` when this isolate holds it within its lifetime; not counted. */
+  peek(key: string): CachedBody | undefined {
+    const hit = this.entries.get(key);
+    return hit?.value && hit.expires > Date.now() ? hit.value : undefined;
+  }
+
+  /**
+   * The synchronous part of {@link ReadThroughCache.get}, for a caller that answers hits without awaiting
+   * anything: the value of `key` when this isolate holds it within its lifetime (`micro`), or past it
+   * when `isCurrent` can tell at once that its version is still current (`validated`, renewed as `get`
+   * would). Counted like `get`. Undefined for everything else (not found, unknown version, nothing
+   * held), which is left to `get`.
+   */
+  fresh(key: string, isCurrent?: (version: number) => boolean): { value: CachedBody; layer: "micro" | "validated" } | undefined {
+    const hit = this.entries.get(key);
+    if (!hit?.value) return undefined;
+    const now = Date.now();
+    if (hit.expires > now) {
+      countLookup("micro");
+      return { value: hit.value, layer: "micro" };
+    }
+    const version = hit.value.version;
+    if (version === undefined || !isCurrent?.(version)) return undefined;
+    hit.expires = now + this.opts.ttlMs;
+    countLookup("validated");
+    return { value: hit.value, layer: "validated" };
+  }
 
   /** The value of `src.key` and the layer that answered. */
   async get(src: ReadThroughSource): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
@@ -212,8 +243,7 @@ export class ReadThroughCache {
   }
 
   private count(src: ReadThroughSource, r: { value: CachedBody | null; layer: CacheLayer }) {
-    if (src.counted === false) return r;
-    metrics.inc("breakwater_cache_lookups_total", { layer: r.layer }, 1, "Catalog reads by the layer that answered");
+    if (src.counted !== false) countLookup(r.layer);
     return r;
   }
 }

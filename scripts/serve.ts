@@ -7,7 +7,9 @@
  * Migrations are applied on start. `--seed` creates the demo event when it is missing.
  *
  * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1),
- * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles).
+ * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles),
+ * CRON=off to not run the cron trigger (read benchmarks: locally its D1 and Durable Object work shares the
+ * one JavaScript thread with the requests being measured; on Cloudflare it runs in its own invocation).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -237,6 +239,7 @@ if (isMain) {
     host: process.env.HOST ?? "127.0.0.1",
     stateDir: process.env.STATE_DIR,
     build: process.env.BUILD !== "0",
+    cron: process.env.CRON !== "off",
   });
   console.log(`Breakwater is serving ${server.url} (workerd, direct socket; state in ${process.env.STATE_DIR ?? ".wrangler/state"})`);
   if (seed) {

@@ -64,13 +64,30 @@ const cacheControlOf = (p: CachePolicy): string => {
   return v;
 };
 
+/** Browser/shared-cache policy of catalog reads; matches the documented staleness. */
+export const CATALOG_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 5, swr: 30 };
+
+/** The access-log cache status of a read answered by `layer` (`hit:micro`, `miss:kv`…). */
+export const cacheStatusOf = (layer: CacheLayer): string => `${HIT_LAYERS.has(layer) ? "hit" : "miss"}:${layer}`;
+
+/** The answer to a cacheable read: 304 when `If-None-Match` names its ETag, else 200 with the body. */
+export function cachedAnswer(
+  value: CachedBody,
+  policy: CachePolicy,
+  ifNoneMatch: string | null | undefined,
+): { status: 200 | 304; body: string | null; headers: Record<string, string> } {
+  const headers: Record<string, string> = { "Cache-Control": cacheControlOf(policy), ETag: value.etag };
+  if (etagMatches(ifNoneMatch ?? undefined, value.etag)) return { status: 304, body: null, headers };
+  headers["Content-Type"] = "application/json; charset=utf-8";
+  return { status: 200, body: value.body, headers };
+}
+
 /**
  * Answers a cacheable read: 200 with the body, or 304 when the client already has it. `maxAge` is the
  * browser lifetime; shared caches may keep it `sMaxAge` and serve it stale while revalidating.
  */
 export function sendCached(c: Context<AppEnv>, cached: { value: CachedBody; layer: CacheLayer }, policy: CachePolicy): Response {
-  c.set("cacheStatus", `${HIT_LAYERS.has(cached.layer) ? "hit" : "miss"}:${cached.layer}`);
-  const headers = { "Cache-Control": cacheControlOf(policy), ETag: cached.value.etag };
-  if (etagMatches(c.req.header("If-None-Match"), cached.value.etag)) return c.body(null, 304, headers);
-  return c.body(cached.value.body, 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
+  c.set("cacheStatus", cacheStatusOf(cached.layer));
+  const a = cachedAnswer(cached.value, policy, c.req.header("If-None-Match"));
+  return a.body === null ? c.body(null, 304, a.headers) : c.body(a.body, 200, a.headers);
 }

@@ -1,5 +1,6 @@
 import { handleQueue } from "../queues";
 import { app } from "./app";
+import { answerCachedRead } from "./cached-reads";
 import { handleScheduled } from "./scheduled";
 
 export { CustomerLedger } from "../durable-objects/customer-ledger";
@@ -7,9 +8,21 @@ export { Inventory } from "../durable-objects/inventory";
 export { Limiter } from "../durable-objects/limiter";
 export { WaitingRoom } from "../durable-objects/waiting-room";
 
-/** The Worker: the Hono app for HTTP, queue consumers, and the cron trigger. */
+/**
+ * The Worker: catalog reads this isolate holds fresh are answered before the router
+ * (workers/cached-reads.ts); everything else is the Hono app. Queue consumers and the cron trigger.
+ */
 export default {
-  fetch: app.fetch,
+  fetch(req, env, ctx) {
+    try {
+      const cached = answerCachedRead(req, env, ctx);
+      if (cached) return cached;
+    } catch (err) {
+      // Never an answer of its own: the router answers (and, if it fails too, with a problem document).
+      console.error(JSON.stringify({ level: "error", msg: "cached read failed; answering through the router", error: String(err) }));
+    }
+    return app.fetch(req, env, ctx);
+  },
   queue: handleQueue,
   scheduled: handleScheduled,
 } satisfies ExportedHandler<Env>;

@@ -2,6 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import { metrics } from "../../lib/metrics";
 import { recordSpan } from "../../lib/otel";
+import type { TraceContext } from "../../lib/trace";
 import type { AppEnv } from "../types";
 
 /** Options of {@link accessLog}. */
@@ -20,51 +21,62 @@ export function logPolicy(value: string | undefined): (status: number) => boolea
   return () => true;
 }
 
+/** What is known of one answered request, for its log line, metrics and span. */
+export interface RequestRecord {
+  method: string;
+  /** Route pattern (`/v1/events/:id`), or `unmatched`: never the raw path, so metric series stay bounded. */
+  route: string;
+  path: string;
+  status: number;
+  durationMs: number;
+  requestId: string | undefined;
+  trace: TraceContext | undefined;
+  parentSpanId: string | undefined;
+  cacheStatus: string | undefined;
+  user: string | undefined;
+}
+
+/** Bindings the request recorder reads. */
+type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_ENDPOINT">;
+
 /**
- * One structured JSON line per request (route pattern, status, duration, cache layer) and the request
- * metrics. The line is written after the response is built; its policy comes from `REQUEST_LOG`.
+ * Accounts for one request: the request metrics, the Analytics Engine data point, the span (when an OTLP
+ * endpoint is set) and the JSON log line (when `REQUEST_LOG` wants it). Shared by the {@link accessLog}
+ * middleware and the router-free path of cached reads (workers/cached-reads.ts), so both answer alike.
  */
-export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv> => {
-  const write = opts.write ?? ((line: string) => console.log(line));
+export function requestRecorder(write: (line: string) => void = (line) => console.log(line)) {
   let policyFor: string | undefined;
   let policy = logPolicy(undefined);
-  return async function accessLog(c, next) {
-    const started = performance.now();
-    await next();
-    const durationMs = Math.round((performance.now() - started) * 100) / 100;
-    const status = c.res.status;
-    const matched = routePath(c);
-    const route = !matched || matched === "/*" ? "unmatched" : matched;
-    metrics.inc("breakwater_http_requests_total", { method: c.req.method, route, status }, 1, "HTTP requests by route and status");
+  return function record(env: RecorderEnv, ctx: Pick<ExecutionContext, "waitUntil">, r: RequestRecord): void {
+    const { route, status, durationMs } = r;
+    metrics.inc("breakwater_http_requests_total", { method: r.method, route, status }, 1, "HTTP requests by route and status");
     metrics.observe("breakwater_http_request_duration_ms", { route }, durationMs, "HTTP request duration (ms)");
     if (metrics.enabled)
-      c.env.METRICS_AE?.writeDataPoint({
+      env.METRICS_AE?.writeDataPoint({
         indexes: [route],
-        blobs: [route, c.req.method, String(status), c.get("cacheStatus") ?? ""],
+        blobs: [route, r.method, String(status), r.cacheStatus ?? ""],
         doubles: [durationMs, 1],
       });
-    const span = c.get("trace");
-    if (span && c.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+    if (r.trace && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
       const end = Date.now();
-      const parentSpanId = c.get("parentSpanId");
-      const flush = recordSpan(c.env.OTEL_EXPORTER_OTLP_ENDPOINT, {
-        trace: span,
-        ...(parentSpanId ? { parentSpanId } : {}),
-        name: `${c.req.method} ${route}`,
+      const flush = recordSpan(env.OTEL_EXPORTER_OTLP_ENDPOINT, {
+        trace: r.trace,
+        ...(r.parentSpanId ? { parentSpanId: r.parentSpanId } : {}),
+        name: `${r.method} ${route}`,
         startMs: end - durationMs,
         endMs: end,
         attributes: {
-          "http.request.method": c.req.method,
+          "http.request.method": r.method,
           "http.route": route,
           "http.response.status_code": status,
-          "breakwater.request_id": c.get("requestId"),
+          "breakwater.request_id": r.requestId ?? "",
         },
         error: status >= 500,
       });
-      if (flush) c.executionCtx.waitUntil(flush);
+      if (flush) ctx.waitUntil(flush);
     }
-    if (policyFor !== c.env.REQUEST_LOG) {
-      policyFor = c.env.REQUEST_LOG;
+    if (policyFor !== env.REQUEST_LOG) {
+      policyFor = env.REQUEST_LOG;
       policy = logPolicy(policyFor);
     }
     if (!policy(status)) return;
@@ -72,16 +84,48 @@ export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv
       JSON.stringify({
         level: status >= 500 ? "error" : status >= 400 ? "warn" : "info",
         msg: "request",
-        requestId: c.get("requestId"),
-        traceId: c.get("trace")?.traceId,
-        method: c.req.method,
+        requestId: r.requestId,
+        traceId: r.trace?.traceId,
+        method: r.method,
         route,
-        path: c.req.path,
+        path: r.path,
         status,
         durationMs,
-        cache: c.get("cacheStatus"),
-        user: c.get("principal")?.sub,
+        cache: r.cacheStatus,
+        user: r.user,
       }),
+    );
+  };
+}
+
+/** Milliseconds since `started` (a `performance.now()` reading), to two decimals. */
+export const elapsedMs = (started: number): number => Math.round((performance.now() - started) * 100) / 100;
+
+/**
+ * One structured JSON line per request (route pattern, status, duration, cache layer) and the request
+ * metrics. The line is written after the response is built; its policy comes from `REQUEST_LOG`.
+ */
+export const accessLog = (opts: AccessLogOptions = {}): MiddlewareHandler<AppEnv> => {
+  const record = requestRecorder(opts.write);
+  return async function accessLog(c, next) {
+    const started = performance.now();
+    await next();
+    const matched = routePath(c);
+    record(
+      c.env,
+      { waitUntil: (p) => c.executionCtx.waitUntil(p) },
+      {
+        method: c.req.method,
+        route: !matched || matched === "/*" ? "unmatched" : matched,
+        path: c.req.path,
+        status: c.res.status,
+        durationMs: elapsedMs(started),
+        requestId: c.get("requestId"),
+        trace: c.get("trace"),
+        parentSpanId: c.get("parentSpanId"),
+        cacheStatus: c.get("cacheStatus"),
+        user: c.get("principal")?.sub,
+      },
     );
   };
 };

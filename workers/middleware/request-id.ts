@@ -9,6 +9,10 @@ export interface RequestIdOptions {
 
 const SAFE_ID = /^[A-Za-z0-9._-]{8,64}$/;
 
+/** The id of a request: the caller's when it is a plausible id, otherwise a new UUID. */
+export const requestIdFor = (incoming: string | null | undefined): string =>
+  incoming && SAFE_ID.test(incoming) ? incoming : crypto.randomUUID();
+
 /**
  * Gives every request an id: the caller's `X-Request-Id` when it is a plausible id, otherwise a new UUID.
  * The id is set on the context (`requestId`) and echoed on every response, errors included.
@@ -16,8 +20,7 @@ const SAFE_ID = /^[A-Za-z0-9._-]{8,64}$/;
 export const requestId = (opts: RequestIdOptions = {}): MiddlewareHandler<AppEnv> => {
   const header = opts.header ?? "X-Request-Id";
   return async function requestId(c, next) {
-    const incoming = c.req.header(header);
-    const id = incoming && SAFE_ID.test(incoming) ? incoming : crypto.randomUUID();
+    const id = requestIdFor(c.req.header(header));
     c.set("requestId", id);
     await next();
     c.res.headers.set("X-Request-Id", id);

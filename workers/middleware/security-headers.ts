@@ -7,7 +7,8 @@ export interface SecurityHeadersOptions {
   headers?: Record<string, string>;
 }
 
-const DEFAULTS: Record<string, string> = {
+/** The headers every answer carries (unless a route sets its own value). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "X-Content-Type-Options": "nosniff",
   "X-Frame-Options": "DENY",
   "Referrer-Policy": "no-referrer",
@@ -21,7 +22,7 @@ const DEFAULTS: Record<string, string> = {
  * Content-Security-Policy, which this keeps.
  */
 export const securityHeaders = (opts: SecurityHeadersOptions = {}): MiddlewareHandler<AppEnv> => {
-  const entries = Object.entries({ ...DEFAULTS, ...opts.headers });
+  const entries = Object.entries({ ...SECURITY_HEADERS, ...opts.headers });
   return async function securityHeaders(c, next) {
     await next();
     const h = c.res.headers;

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { childSpan, formatTraceparent, parseTraceparent } from "../../lib/trace";
+import { childSpan, formatTraceparent, parseTraceparent, type TraceContext } from "../../lib/trace";
 import type { AppEnv } from "../types";
 
 /**
@@ -9,11 +9,21 @@ import type { AppEnv } from "../types";
  */
 export const trace = (): MiddlewareHandler<AppEnv> =>
   async function trace(c, next) {
-    if (c.env.TELEMETRY === "off") return next();
-    const parent = parseTraceparent(c.req.header("traceparent"));
-    const span = childSpan(parent);
-    c.set("trace", span);
-    if (parent) c.set("parentSpanId", parent.spanId);
+    const t = requestSpan(c.env, c.req.header("traceparent"));
+    if (!t) return next();
+    c.set("trace", t.span);
+    if (t.parentSpanId) c.set("parentSpanId", t.parentSpanId);
     await next();
-    c.res.headers.set("traceparent", formatTraceparent(span));
+    c.res.headers.set("traceparent", t.header);
   };
+
+/** This request's span under the caller's `traceparent` (or a new trace); undefined with TELEMETRY=off. */
+export function requestSpan(
+  env: Pick<Env, "TELEMETRY">,
+  traceparent: string | null | undefined,
+): { span: TraceContext; parentSpanId: string | undefined; header: string } | undefined {
+  if (env.TELEMETRY === "off") return undefined;
+  const parent = parseTraceparent(traceparent);
+  const span = childSpan(parent);
+  return { span, parentSpanId: parent?.spanId, header: formatTraceparent(span) };
+}

@@ -3,14 +3,11 @@ import { z } from "zod";
 import { createEvent, invalidateEvent, kvKeys, readEvent, readEventList, updateEvent } from "../../lib/catalog";
 import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } from "../../lib/event-schema";
 import { ApiError } from "../../lib/problem";
-import { type CachePolicy, catalogDeps, principalOf, readContext, sendCached } from "../http";
+import { CATALOG_CACHE, catalogDeps, principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
-
-/** Browser/shared-cache policy of catalog reads; matches the documented staleness. */
-const CATALOG_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 5, swr: 30 };
 
 const eventEnvelope = z.object({ event: eventSchema });
 const idParam = z.object({ id: z.string().max(64) });

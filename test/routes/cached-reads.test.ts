@@ -1,0 +1,209 @@
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { catalogDb, publishEvent } from "../../lib/catalog";
+import type { EventDoc } from "../../lib/event-schema";
+import { metrics } from "../../lib/metrics";
+import { app } from "../../workers/app";
+import { answerCachedRead, catalogReadOf } from "../../workers/cached-reads";
+import { call, createEvent, tokenFor } from "../helpers";
+
+/**
+ * The router-free path of catalog reads (workers/cached-reads.ts) must answer exactly as the router does,
+ * account for the request the same way, and leave every other request to the router.
+ */
+
+let organizer: string;
+beforeAll(async () => {
+  organizer = await tokenFor("org-cached", "organizer");
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const base = "https://breakwater.test";
+const logEnv = { ...env, REQUEST_LOG: "all" };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const requests = (labels: Record<string, string | number>) => metrics.value("breakwater_http_requests_total", labels);
+const lookups = (layer: string) => metrics.value("breakwater_cache_lookups_total", { layer });
+
+/** Headers of a response, without the two that are new on every request (checked apart). */
+const stableHeaders = (res: Response) => {
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (k !== "x-request-id" && k !== "traceparent") out[k] = v;
+  });
+  return out;
+};
+
+/** Runs `fn` and returns the request log lines it wrote, parsed. */
+async function logLines(fn: () => Promise<unknown> | unknown): Promise<Record<string, unknown>[]> {
+  const lines: Record<string, unknown>[] = [];
+  vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+    if (typeof line === "string" && line.includes('"msg":"request"')) lines.push(JSON.parse(line) as Record<string, unknown>);
+  });
+  await fn();
+  vi.restoreAllMocks();
+  return lines;
+}
+
+describe("catalogReadOf", () => {
+  it("recognizes exactly the two catalog reads", () => {
+    expect(catalogReadOf(`${base}/v1/events`)).toEqual({ route: "/v1/events", path: "/v1/events" });
+    expect(catalogReadOf(`${base}/v1/events/evt_0123456789abcdefghjk`)).toEqual({
+      route: "/v1/events/:id",
+      path: "/v1/events/evt_0123456789abcdefghjk",
+      id: "evt_0123456789abcdefghjk",
+    });
+    for (const p of [
+      "/v1/events/",
+      "/v1/events?limit=5",
+      "/v1/events/evt_0123456789abcdefghjk?x=1",
+      "/v1/events/evt_0123456789abcdefghjk/availability",
+      "/v1/events/evt_0123456789abcdefghjk/",
+      "/v1/events/not-an-id",
+      "/v1/eventsx",
+      "/healthz",
+      "/",
+    ])
+      expect(catalogReadOf(`${base}${p}`), p).toBeUndefined();
+  });
+});
+
+describe("answers of the router-free path", () => {
+  it("are the router's answers, 200 and 304 alike, with a fresh request id and span each", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200); // fills this isolate's micro-cache
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const headers = { "X-Request-Id": "client-req-fast-1", traceparent: parent };
+    const fast = answerCachedRead(new Request(`${base}/v1/events/${ev.id}`, { headers }), env, createExecutionContext());
+    const routed = await app.fetch(new Request(`${base}/v1/events/${ev.id}`, { headers }), env, createExecutionContext());
+    if (!fast) throw new Error("a fresh hit was not answered before the router");
+    expect(fast.status).toBe(200);
+    expect(stableHeaders(fast)).toEqual(stableHeaders(routed));
+    expect(await fast.text()).toBe(await routed.text());
+    for (const res of [fast, routed]) {
+      expect(res.headers.get("X-Request-Id")).toBe("client-req-fast-1");
+      expect(res.headers.get("traceparent")).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    }
+    expect(fast.headers.get("traceparent")).not.toBe(routed.headers.get("traceparent"));
+
+    const etag = fast.headers.get("ETag") ?? "";
+    const fast304 = answerCachedRead(
+      new Request(`${base}/v1/events/${ev.id}`, { headers: { "If-None-Match": etag } }),
+      env,
+      createExecutionContext(),
+    );
+    const routed304 = await app.fetch(
+      new Request(`${base}/v1/events/${ev.id}`, { headers: { "If-None-Match": etag } }),
+      env,
+      createExecutionContext(),
+    );
+    expect(fast304?.status).toBe(304);
+    expect(routed304.status).toBe(304);
+    if (!fast304) throw new Error("unreachable");
+    expect(stableHeaders(fast304)).toEqual(stableHeaders(routed304));
+    expect(await fast304.text()).toBe("");
+    // A request id that is not a plausible id is replaced, as the middleware does.
+    const weird = answerCachedRead(
+      new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "<script>" } }),
+      env,
+      createExecutionContext(),
+    );
+    expect(weird?.headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("answer the list the same way", async () => {
+    await createEvent(organizer);
+    expect((await call("/v1/events")).status).toBe(200);
+    const fast = answerCachedRead(new Request(`${base}/v1/events`), env, createExecutionContext());
+    const routed = await app.fetch(new Request(`${base}/v1/events`), env, createExecutionContext());
+    if (!fast) throw new Error("a fresh list was not answered before the router");
+    expect(stableHeaders(fast)).toEqual(stableHeaders(routed));
+    expect(await fast.text()).toBe(await routed.text());
+  });
+
+  it("log and count each request as the router does", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    const labels = { method: "GET", route: "/v1/events/:id", status: 200 };
+    const before = { requests: requests(labels), micro: lookups("micro") };
+    const fastLines = await logLines(() =>
+      answerCachedRead(
+        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-1" } }),
+        logEnv,
+        createExecutionContext(),
+      ),
+    );
+    expect(requests(labels)).toBe(before.requests + 1);
+    expect(lookups("micro")).toBe(before.micro + 1);
+    const routedLines = await logLines(() =>
+      app.fetch(
+        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-2" } }),
+        logEnv,
+        createExecutionContext(),
+      ),
+    );
+    expect(requests(labels)).toBe(before.requests + 2);
+    expect(fastLines).toHaveLength(1);
+    expect(routedLines).toHaveLength(1);
+    const [fastLine, routedLine] = [fastLines[0], routedLines[0]];
+    expect(fastLine).toMatchObject({ requestId: "client-req-log-1", route: "/v1/events/:id", status: 200, cache: "hit:micro" });
+    const comparable = (l: Record<string, unknown> | undefined) => ({
+      ...l,
+      requestId: undefined,
+      traceId: undefined,
+      durationMs: undefined,
+    });
+    expect(comparable(fastLine)).toEqual(comparable(routedLine));
+  });
+});
+
+describe("what the router-free path leaves to the router", () => {
+  it("answers nothing it does not hold fresh, and no other kind of request", async () => {
+    const ev = await createEvent(organizer);
+    const ctx = createExecutionContext();
+    const url = `${base}/v1/events/${ev.id}`;
+    // Never read in this isolate yet: the router fills it.
+    expect(answerCachedRead(new Request(url), env, ctx)).toBeUndefined();
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    expect(answerCachedRead(new Request(url), env, ctx)).toBeInstanceOf(Response);
+    const others: Request[] = [
+      new Request(url, { method: "HEAD" }),
+      new Request(url, { method: "POST", body: "{}" }),
+      new Request(`${url}?fields=name`),
+      new Request(url, { headers: { Origin: "https://shop.example" } }),
+      new Request(`${url}/availability`),
+      new Request(`${base}/v1/events/evt_zzzzzzzzzzzzzzzzzzzz`),
+    ];
+    for (const req of others) expect(answerCachedRead(req, env, ctx), `${req.method} ${req.url}`).toBeUndefined();
+    // An unknown id is answered by the router (404 problem), which caches the not-found: still the router's.
+    expect((await call("/v1/events/evt_zzzzzzzzzzzzzzzzzzzz")).status).toBe(404);
+    expect(answerCachedRead(new Request(`${base}/v1/events/evt_zzzzzzzzzzzzzzzzzzzz`), env, ctx)).toBeUndefined();
+  });
+
+  it("keeps an event past its second only while the manifest this isolate holds names its version", async () => {
+    const [a, b] = [await createEvent(organizer), await createEvent(organizer)];
+    for (const ev of [a, b]) expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    await sleep(1_100);
+    // Both documents are past their second. Reading b through the router refreshes the manifest; a is then
+    // vouched for by it without awaiting anything.
+    expect((await call(`/v1/events/${b.id}`)).status).toBe(200);
+    const validated = lookups("validated");
+    const vouched = answerCachedRead(new Request(`${base}/v1/events/${a.id}`), logEnv, createExecutionContext());
+    expect(vouched?.status).toBe(200);
+    expect(lookups("validated")).toBe(validated + 1);
+
+    // a changes elsewhere (D1, KV, this data centre's Cache API; not this isolate's memory).
+    await env.CATALOG_DB.prepare("UPDATE events SET name = 'Moved', version = 2 WHERE id = ?").bind(a.id).run();
+    const published = await env.CATALOG_KV.get<{ event: EventDoc }>(`event:${a.id}`, "json");
+    if (!published) throw new Error("event document missing from KV");
+    await publishEvent({ db: catalogDb(env.CATALOG_DB), kv: env.CATALOG_KV }, { ...published.event, name: "Moved", version: 2 });
+    await Promise.all([`/__cache/v1/events/${a.id}`, "/__cache/catalog-versions"].map((p) => caches.default.delete(`${base}${p}`)));
+    await sleep(1_100);
+    expect((await call(`/v1/events/${b.id}`)).status).toBe(200); // a fresh manifest, naming a's version 2
+    expect(answerCachedRead(new Request(`${base}/v1/events/${a.id}`), env, createExecutionContext())).toBeUndefined();
+    const changed = (await (await call(`/v1/events/${a.id}`)).json()) as { event: { name: string; version: number } };
+    expect(changed.event).toMatchObject({ name: "Moved", version: 2 });
+  });
+});
