@@ -94,7 +94,7 @@ function render(cur, prev, seconds) {
   const p50 = quantile(cur, prev, "breakwater_http_request_duration_ms", 0.5);
   const p95 = quantile(cur, prev, "breakwater_http_request_duration_ms", 0.95);
   const p99 = quantile(cur, prev, "breakwater_http_request_duration_ms", 0.99);
-  const hits = rate("breakwater_cache_lookups_total", (l) => ["micro", "coalesced", "edge"].includes(l.layer));
+  const hits = rate("breakwater_cache_lookups_total", (l) => ["micro", "validated", "coalesced", "edge"].includes(l.layer));
   const lookups = rate("breakwater_cache_lookups_total");
   const hit = lookups > 0 ? (100 * hits) / lookups : null;
   const holds = rate("breakwater_holds_total", (l) => l.result === "created");
