@@ -40,6 +40,13 @@ export const kvKeys = {
   versions: "events:versions",
 } as const;
 
+/** Cache API keys of the read models (paths under the request's origin; never served as routes). */
+const cachePaths = {
+  event: (id: string) => `/__cache/v1/events/${id}`,
+  list: "/__cache/v1/events",
+  versions: "/__cache/catalog-versions",
+} as const;
+
 /** The bindings the catalog needs. */
 export interface CatalogDeps {
   db: CatalogDb;
@@ -278,7 +285,7 @@ export async function eventVersions(ctx: ReadContext): Promise<Map<string, numbe
   const { value } = await catalogCache.get({
     key: kvKeys.versions,
     get cacheUrl() {
-      return `${ctx.origin}/__cache/catalog-versions`;
+      return ctx.origin + cachePaths.versions;
     },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
@@ -325,7 +332,7 @@ export function readEvent(ctx: ReadContext, id: string): Promise<{ value: Cached
     key,
     // A getter: the URL is built only when a read goes past the micro-cache.
     get cacheUrl() {
-      return `${ctx.origin}/__cache/v1/events/${id}`;
+      return ctx.origin + cachePaths.event(id);
     },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
@@ -347,7 +354,7 @@ export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | n
   return catalogCache.get({
     key: kvKeys.list,
     get cacheUrl() {
-      return `${ctx.origin}/__cache/v1/events`;
+      return ctx.origin + cachePaths.list;
     },
     edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
     waitUntil: ctx.waitUntil,
@@ -366,8 +373,8 @@ export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDo
 /** Evicts an event (with the list and the version manifest) from this isolate and data centre after a change. */
 export async function invalidateEvent(origin: string, id: string): Promise<void> {
   await Promise.all([
-    catalogCache.invalidate(kvKeys.event(id), `${origin}/__cache/v1/events/${id}`),
-    catalogCache.invalidate(kvKeys.list, `${origin}/__cache/v1/events`),
-    catalogCache.invalidate(kvKeys.versions, `${origin}/__cache/catalog-versions`),
+    catalogCache.invalidate(kvKeys.event(id), origin + cachePaths.event(id)),
+    catalogCache.invalidate(kvKeys.list, origin + cachePaths.list),
+    catalogCache.invalidate(kvKeys.versions, origin + cachePaths.versions),
   ]);
 }

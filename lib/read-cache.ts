@@ -131,16 +131,15 @@ export class ReadThroughCache {
    * held), which is left to `get`.
    */
   fresh(key: string, isCurrent?: (version: number) => boolean): { value: CachedBody; layer: "micro" | "validated" } | undefined {
-    const hit = this.entries.get(key);
-    if (!hit?.value) return undefined;
-    const now = Date.now();
-    if (hit.expires > now) {
+    const held = this.peek(key);
+    if (held) {
       countLookup("micro");
-      return { value: hit.value, layer: "micro" };
+      return { value: held, layer: "micro" };
     }
-    const version = hit.value.version;
-    if (version === undefined || !isCurrent?.(version)) return undefined;
-    hit.expires = now + this.opts.ttlMs;
+    const hit = this.entries.get(key);
+    const version = hit?.value?.version;
+    if (!hit?.value || version === undefined || !isCurrent?.(version)) return undefined;
+    this.renew(hit);
     countLookup("validated");
     return { value: hit.value, layer: "validated" };
   }
@@ -153,7 +152,7 @@ export class ReadThroughCache {
       if (hit.expires > now) return this.count(src, { value: hit.value, layer: "micro" });
       const version = hit.value?.version;
       if (version !== undefined && src.isCurrent && (await src.isCurrent(version).catch(() => false))) {
-        hit.expires = Date.now() + this.opts.ttlMs;
+        this.renew(hit);
         return this.count(src, { value: hit.value, layer: "validated" });
       }
     }
@@ -201,6 +200,11 @@ export class ReadThroughCache {
   /** Empties the micro-cache (tests). */
   clear(): void {
     this.entries.clear();
+  }
+
+  /** Another lifetime for an entry whose version was confirmed current. */
+  private renew(entry: Entry): void {
+    entry.expires = Date.now() + this.opts.ttlMs;
   }
 
   private remember(key: string, value: CachedBody | null): void {

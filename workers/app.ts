@@ -1,5 +1,4 @@
 import { Hono } from "hono";
-import { metrics } from "../lib/metrics";
 import { accessLog } from "./middleware/access-log";
 import { bodyLimit } from "./middleware/body-limit";
 import { cors } from "./middleware/cors";
@@ -26,10 +25,6 @@ import type { AppEnv } from "./types";
  */
 export function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.use("*", async function telemetrySwitch(c, next) {
-    metrics.enabled = c.env.TELEMETRY !== "off";
-    await next();
-  });
   app.use("*", requestId());
   app.use("*", trace());
   app.use("*", accessLog());

@@ -1,7 +1,6 @@
 import { freshEvent, freshEventList } from "../lib/catalog";
 import { EVENT_ID } from "../lib/ids";
-import { metrics } from "../lib/metrics";
-import { CATALOG_CACHE, cachedAnswer, cacheStatusOf } from "./http";
+import { CATALOG_CACHE, CATALOG_ROUTES, cachedAnswer, cacheStatusOf } from "./http";
 import { elapsedMs, requestRecorder } from "./middleware/access-log";
 import { requestIdFor } from "./middleware/request-id";
 import { SECURITY_HEADERS } from "./middleware/security-headers";
@@ -14,14 +13,12 @@ import { requestSpan } from "./middleware/trace";
  * does (request id, traceparent, security headers, ETag/304, metrics, span, log line). Anything else —
  * another route, another method, a query string, a cross-origin request, a document this isolate does
  * not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
- * for it) — returns undefined and goes through the Hono app, which fills the cache. The answers of both paths are the same; test/routes/cached-reads.test.ts holds them side by
- * side.
+ * for it) — returns undefined and goes through the Hono app, which fills the cache. The answers of both
+ * paths are the same; test/routes/cached-reads.test.ts holds them side by side.
  */
 
-/** Route patterns, as the router names them in metrics and logs. */
-const EVENT_ROUTE = "/v1/events/:id";
-const LIST_ROUTE = "/v1/events";
-const EVENT_PREFIX = "/v1/events/";
+const { list: LIST_ROUTE, event: EVENT_ROUTE } = CATALOG_ROUTES;
+const EVENT_PREFIX = `${LIST_ROUTE}/`;
 
 /** The catalog read a URL asks for (route, path, event id); undefined for any other URL. */
 export function catalogReadOf(url: string): { route: string; path: string; id?: string } | undefined {
@@ -44,7 +41,6 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   // CORS answers (and preflights) stay with the cors middleware.
   if (headers.has("Origin")) return undefined;
   const started = performance.now();
-  metrics.enabled = env.TELEMETRY !== "off";
   const hit = read.id === undefined ? freshEventList() : freshEvent(read.id);
   if (!hit) return undefined;
   const requestId = requestIdFor(headers.get("X-Request-Id"));

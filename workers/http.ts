@@ -53,22 +53,30 @@ export interface CachePolicy {
 /** Availability snapshots and seat maps: they lag the truth by about a second, so shared caches keep them 1 s. */
 export const SNAPSHOT_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 1, swr: 5 };
 
-const cacheControls = new WeakMap<CachePolicy, string>();
+/** `build` memoized per key: strings derived from a few fixed inputs are built once, not per request. */
+function memoized<K, V>(build: (key: K) => V): (key: K) => V {
+  const built = new Map<K, V>();
+  return (key) => {
+    let v = built.get(key);
+    if (v === undefined) {
+      v = build(key);
+      built.set(key, v);
+    }
+    return v;
+  };
+}
+
 /** The Cache-Control value of a policy, built once per policy object. */
-const cacheControlOf = (p: CachePolicy): string => {
-  let v = cacheControls.get(p);
-  if (v === undefined) {
-    v = `public, max-age=${p.maxAge}, s-maxage=${p.sMaxAge}, stale-while-revalidate=${p.swr}`;
-    cacheControls.set(p, v);
-  }
-  return v;
-};
+const cacheControlOf = memoized((p: CachePolicy) => `public, max-age=${p.maxAge}, s-maxage=${p.sMaxAge}, stale-while-revalidate=${p.swr}`);
+
+/** Route patterns of the two catalog reads (the router's and the router-free path's, workers/cached-reads.ts). */
+export const CATALOG_ROUTES = { list: "/v1/events", event: "/v1/events/:id" } as const;
 
 /** Browser/shared-cache policy of catalog reads; matches the documented staleness. */
 export const CATALOG_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 5, swr: 30 };
 
-/** The access-log cache status of a read answered by `layer` (`hit:micro`, `miss:kv`…). */
-export const cacheStatusOf = (layer: CacheLayer): string => `${HIT_LAYERS.has(layer) ? "hit" : "miss"}:${layer}`;
+/** The access-log cache status of a read answered by `layer` (`hit:micro`, `miss:kv`…), built once per layer. */
+export const cacheStatusOf = memoized((layer: CacheLayer) => `${HIT_LAYERS.has(layer) ? "hit" : "miss"}:${layer}`);
 
 /** The answer to a cacheable read: 304 when `If-None-Match` names its ETag, else 200 with the body. */
 export function cachedAnswer(

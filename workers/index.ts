@@ -1,3 +1,4 @@
+import { metrics } from "../lib/metrics";
 import { handleQueue } from "../queues";
 import { app } from "./app";
 import { answerCachedRead } from "./cached-reads";
@@ -14,6 +15,8 @@ export { WaitingRoom } from "../durable-objects/waiting-room";
  */
 export default {
   fetch(req, env, ctx) {
+    // TELEMETRY=off (a benchmark switch) turns every metric update into a no-op, on both paths.
+    metrics.enabled = env.TELEMETRY !== "off";
     try {
       const cached = answerCachedRead(req, env, ctx);
       if (cached) return cached;

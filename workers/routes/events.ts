@@ -3,7 +3,7 @@ import { z } from "zod";
 import { createEvent, invalidateEvent, kvKeys, readEvent, readEventList, updateEvent } from "../../lib/catalog";
 import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } from "../../lib/event-schema";
 import { ApiError } from "../../lib/problem";
-import { CATALOG_CACHE, catalogDeps, principalOf, readContext, sendCached } from "../http";
+import { CATALOG_CACHE, CATALOG_ROUTES, catalogDeps, principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
@@ -60,7 +60,7 @@ describeRoute({
     304: { description: "Not modified" },
   },
 });
-events.get("/v1/events", async (c) => {
+events.get(CATALOG_ROUTES.list, async (c) => {
   const rc = readContext(c);
   try {
     const read = await readEventList(rc);
@@ -97,7 +97,7 @@ describeRoute({
   responses: { 200: { description: "The event", schema: eventEnvelope }, 304: { description: "Not modified" } },
   errors: ["not_found"],
 });
-events.get("/v1/events/:id", async (c) => {
+events.get(CATALOG_ROUTES.event, async (c) => {
   const id = c.req.param("id");
   const read = await readEvent(readContext(c), id);
   if (!read.value) throw new ApiError("not_found", `No event ${id}.`);
