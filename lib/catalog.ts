@@ -15,7 +15,7 @@ import {
 } from "./event-schema";
 import { EVENT_ID, newId } from "./ids";
 import { ApiError } from "./problem";
-import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache } from "./read-cache";
+import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache, type ReadThroughSource } from "./read-cache";
 
 /**
  * The event catalog: D1 is the source of truth, KV holds the read models (one document per event and
@@ -271,6 +271,29 @@ export interface ReadContext {
   waitUntil: (p: Promise<unknown>) => void;
 }
 
+/**
+ * The source of one read model: what every catalog read shares (its KV key, its Cache API key under the
+ * request's origin, lifetimes) plus `own` (how to build it, versions, counting). The Cache API key stays a
+ * getter, so a micro-cache hit never parses the request URL.
+ */
+function catalogSource(
+  ctx: ReadContext,
+  key: string,
+  cachePath: string,
+  own: Omit<ReadThroughSource, "key" | "cacheUrl" | "edgeTtlSeconds" | "waitUntil" | "kv">,
+): ReadThroughSource {
+  const shared = {
+    key,
+    get cacheUrl() {
+      return ctx.origin + cachePath;
+    },
+    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
+    waitUntil: ctx.waitUntil,
+    kv: () => ctx.deps.kv.get(key),
+  };
+  return Object.assign(shared, own);
+}
+
 /** The version of the event in a serialized `{ event }` body. */
 const eventVersionOf = (body: string): number | undefined => {
   const v = (JSON.parse(body) as { event?: { version?: unknown } }).event?.version;
@@ -282,23 +305,18 @@ const eventVersionOf = (body: string): number | undefined => {
  * parsed once per body. Not counted as a catalog read: it serves reads, it is not one.
  */
 export async function eventVersions(ctx: ReadContext): Promise<Map<string, number> | null> {
-  const { value } = await catalogCache.get({
-    key: kvKeys.versions,
-    get cacheUrl() {
-      return ctx.origin + cachePaths.versions;
-    },
-    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
-    waitUntil: ctx.waitUntil,
-    kv: () => ctx.deps.kv.get(kvKeys.versions),
-    // Built from D1 when KV has none yet (before the first organizer change or cron run); republished in
-    // the background, so a refused KV write (one write per second per key) does not fail the read.
-    origin: async () => {
-      const body = await eventVersionsBody(ctx.deps.db);
-      ctx.waitUntil(ctx.deps.kv.put(kvKeys.versions, body));
-      return body;
-    },
-    counted: false,
-  });
+  const { value } = await catalogCache.get(
+    catalogSource(ctx, kvKeys.versions, cachePaths.versions, {
+      // Built from D1 when KV has none yet (before the first organizer change or cron run); republished in
+      // the background, so a refused KV write (one write per second per key) does not fail the read.
+      origin: async () => {
+        const body = await eventVersionsBody(ctx.deps.db);
+        ctx.waitUntil(ctx.deps.kv.put(kvKeys.versions, body));
+        return body;
+      },
+      counted: false,
+    }),
+  );
   if (!value) return null;
   return parsedBody(value, parseVersions);
 }
@@ -328,39 +346,24 @@ export const freshEventList = () => catalogCache.fresh(kvKeys.list);
 export function readEvent(ctx: ReadContext, id: string): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
   const key = kvKeys.event(id);
   if (!EVENT_ID.test(id)) return Promise.resolve({ value: null, layer: "micro" });
-  return catalogCache.get({
-    key,
-    // A getter: the URL is built only when a read goes past the micro-cache.
-    get cacheUrl() {
-      return ctx.origin + cachePaths.event(id);
-    },
-    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
-    waitUntil: ctx.waitUntil,
-    versionOf: eventVersionOf,
-    isCurrent: async (version) => (await eventVersions(ctx))?.get(id) === version,
-    kv: () => ctx.deps.kv.get(key),
-    origin: async () => {
-      const row = await findEventRow(ctx.deps.db, id);
-      if (!row) return null;
-      const body = eventBody(eventDocFromRow(row));
-      ctx.waitUntil(ctx.deps.kv.put(key, body));
-      return body;
-    },
-  });
+  return catalogCache.get(
+    catalogSource(ctx, key, cachePaths.event(id), {
+      versionOf: eventVersionOf,
+      isCurrent: async (version) => (await eventVersions(ctx))?.get(id) === version,
+      origin: async () => {
+        const row = await findEventRow(ctx.deps.db, id);
+        if (!row) return null;
+        const body = eventBody(eventDocFromRow(row));
+        ctx.waitUntil(ctx.deps.kv.put(key, body));
+        return body;
+      },
+    }),
+  );
 }
 
 /** GET /v1/events body through every layer. */
 export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
-  return catalogCache.get({
-    key: kvKeys.list,
-    get cacheUrl() {
-      return ctx.origin + cachePaths.list;
-    },
-    edgeTtlSeconds: CATALOG_EDGE_TTL_SECONDS,
-    waitUntil: ctx.waitUntil,
-    kv: () => ctx.deps.kv.get(kvKeys.list),
-    origin: () => publishEventList(ctx.deps),
-  });
+  return catalogCache.get(catalogSource(ctx, kvKeys.list, cachePaths.list, { origin: () => publishEventList(ctx.deps) }));
 }
 
 /** The event document for domain code (holds, queue): through the same cache, parsed. */
