@@ -25,11 +25,10 @@
  * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog),
  * PORT (8793; hello-world PORT + 1, trivial target PORT + 2).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type BreakwaterProcess, counter, startBreakwater } from "./lib/breakwater-process.ts";
+import { type BreakwaterProcess, counter, seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -244,37 +243,6 @@ async function generatorCeiling(): Promise<void> {
   }
 }
 
-/** Starts bench/hello-world in a child process, the way scripts/serve.ts serves Breakwater. */
-async function startHelloWorld(port: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn(process.execPath, [path.join(root, "bench/hello-world/serve.ts")], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("hello-world did not start within 60 s")), 60_000);
-    let out = "";
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes("hello-world is serving")) {
-        clearTimeout(timer);
-        child.stdout?.off("data", onData);
-        resolve();
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`hello-world exited with ${code}`)));
-  });
-  child.stdout?.resume();
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 300));
-    },
-  };
-}
-
 /** Events from the most to the least popular: a seeded shuffle, so popularity is not the creation order. */
 function byPopularity(ids: string[]): string[] {
   const order = ids.slice();
@@ -320,44 +288,6 @@ async function helloWorld(urlsFor: (base: string) => (i: number) => string): Pro
   }
 }
 
-/** Seeds `n` events through the public API (organizer dev token, POST /v1/events), 16 at a time. */
-async function seed(bw: BreakwaterProcess, n: number): Promise<string[]> {
-  const token = await bw.token("bench-organizer", "organizer");
-  const now = Date.now();
-  const ids: string[] = new Array(n);
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      for (let i = next++; i < n; i = next++) {
-        const body = {
-          name: `Bench show ${i}`,
-          venue: `Hall ${i % 37}`,
-          startsAt: new Date(now + (30 + (i % 300)) * 86_400_000).toISOString(),
-          saleStartsAt: new Date(now - 60_000 + i * 1_000).toISOString(),
-          currency: "EUR",
-          perCustomerLimit: 4,
-          sections: [
-            { id: "floor", name: "Floor", kind: "ga", price: 4_500 + (i % 10) * 100, capacity: 2_000 },
-            {
-              id: "a",
-              name: "Block A",
-              kind: "seated",
-              price: 8_900,
-              rows: Array.from({ length: 5 }, (_, r) => ({ id: String(r + 1), seats: 20 })),
-            },
-          ],
-        };
-        const res = await bw.request("POST", "/v1/events", body, token);
-        if (res.status !== 201) throw new Error(`POST /v1/events → ${res.status} ${res.body}`);
-        ids[i] = (JSON.parse(res.body) as { event: { id: string } }).event.id;
-      }
-    }),
-  );
-  console.log(`  seeded ${n} events through POST /v1/events in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  return ids;
-}
-
 /** Reads the catalog counters from /metrics (admin token). */
 async function readCounters(bw: BreakwaterProcess, adminToken: string): Promise<Counters> {
   const res = await bw.request("GET", "/metrics", undefined, adminToken);
@@ -381,7 +311,7 @@ async function catalog(stateDir: string): Promise<void> {
     // sale it takes the thread for about half a second: a local artefact, not a cost of the read path.
     const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off" }, 16);
     try {
-      const eventIds = ids ?? (await seed(bw, EVENTS));
+      const eventIds = ids ?? (await seedEvents(bw, EVENTS));
       const admin = await bw.token("bench-admin", "admin");
       const url = catalogUrls(bw.base, eventIds);
       // Every event once, then a short run: the server's JIT and the caches are warm before the first step.

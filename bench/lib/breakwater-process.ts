@@ -2,7 +2,8 @@
  * Runs Breakwater for a benchmark the way `npm run serve` does (workerd through miniflare with
  * unsafeDirectSockets, no dev proxy) in a child process with a fresh state directory, and talks to it over
  * a keep-alive HTTP agent. Ready means serve.ts printed its line (after migrations), not merely that the
- * socket answers.
+ * socket answers. Also: seeding events through the public API, and the hello-world Worker served the same
+ * way (the baseline of bench/catalog).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -26,20 +27,22 @@ export interface BreakwaterProcess {
   stop(): Promise<void>;
 }
 
-/** Starts the server on `port` with extra environment (e.g. ORDER_SHARDS, RATE_LIMITS=off). */
-export async function startBreakwater(port: number, env: Record<string, string> = {}, maxSockets = 256): Promise<BreakwaterProcess> {
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-"));
-  const child: ChildProcess = spawn(process.execPath, [path.join(root, "scripts/serve.ts")], {
+/**
+ * Runs `script` (relative to the repository) under this Node with `env` added, and resolves once its
+ * stdout has printed `readyLine`; fails if it exits first or takes more than 60 s.
+ */
+async function spawnUntilReady(script: string, readyLine: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child: ChildProcess = spawn(process.execPath, [path.join(root, script)], {
     cwd: root,
-    env: { ...process.env, PORT: String(port), STATE_DIR: stateDir, REQUEST_LOG: "off", RATE_LIMITS: "off", ...env },
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("Breakwater did not start within 60 s")), 60_000);
+    const timer = setTimeout(() => reject(new Error(`${script} did not start within 60 s`)), 60_000);
     let out = "";
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      if (out.includes("Breakwater is serving")) {
+      if (out.includes(readyLine)) {
         clearTimeout(timer);
         // Stop collecting: with REQUEST_LOG on, every log line would be appended and searched again (quadratic CPU here).
         child.stdout?.off("data", onData);
@@ -47,9 +50,22 @@ export async function startBreakwater(port: number, env: Record<string, string> 
       }
     };
     child.stdout?.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`serve.ts exited with ${code}`)));
+    child.on("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
   });
   child.stdout?.resume();
+  return child;
+}
+
+/** Starts the server on `port` with extra environment (e.g. ORDER_SHARDS, RATE_LIMITS=off). */
+export async function startBreakwater(port: number, env: Record<string, string> = {}, maxSockets = 256): Promise<BreakwaterProcess> {
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-"));
+  const child = await spawnUntilReady("scripts/serve.ts", "Breakwater is serving", {
+    PORT: String(port),
+    STATE_DIR: stateDir,
+    REQUEST_LOG: "off",
+    RATE_LIMITS: "off",
+    ...env,
+  });
   const base = `http://127.0.0.1:${port}`;
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const request = (method: string, p: string, body?: unknown, token?: string, extra: Record<string, string> = {}) =>
@@ -108,4 +124,54 @@ export function counter(text: string, name: string, match: Record<string, string
     if (Object.entries(match).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return total;
+}
+
+/** Seeds `n` events through the public API (organizer dev token, POST /v1/events), 16 at a time. */
+export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<string[]> {
+  const token = await bw.token("bench-organizer", "organizer");
+  const now = Date.now();
+  const ids: string[] = new Array(n);
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let i = next++; i < n; i = next++) {
+        const body = {
+          name: `Bench show ${i}`,
+          venue: `Hall ${i % 37}`,
+          startsAt: new Date(now + (30 + (i % 300)) * 86_400_000).toISOString(),
+          saleStartsAt: new Date(now - 60_000 + i * 1_000).toISOString(),
+          currency: "EUR",
+          perCustomerLimit: 4,
+          sections: [
+            { id: "floor", name: "Floor", kind: "ga", price: 4_500 + (i % 10) * 100, capacity: 2_000 },
+            {
+              id: "a",
+              name: "Block A",
+              kind: "seated",
+              price: 8_900,
+              rows: Array.from({ length: 5 }, (_, r) => ({ id: String(r + 1), seats: 20 })),
+            },
+          ],
+        };
+        const res = await bw.request("POST", "/v1/events", body, token);
+        if (res.status !== 201) throw new Error(`POST /v1/events → ${res.status} ${res.body}`);
+        ids[i] = (JSON.parse(res.body) as { event: { id: string } }).event.id;
+      }
+    }),
+  );
+  console.log(`  seeded ${n} events through POST /v1/events in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  return ids;
+}
+
+/** Starts bench/hello-world in a child process, the way scripts/serve.ts serves Breakwater. */
+export async function startHelloWorld(port: number): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = await spawnUntilReady("bench/hello-world/serve.ts", "hello-world is serving", { PORT: String(port) });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+    },
+  };
 }

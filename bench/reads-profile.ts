@@ -1,0 +1,112 @@
+/**
+ * bench/reads-profile: what one request costs the server beyond CPU — how much the Worker isolate's heap
+ * grows per request and how often a collection frees more than 5 MB at once — for the hello-world Worker, a catalog read
+ * answered from the micro-cache (the router-free path), and `/healthz` (through the Hono router).
+ *
+ * Why: the strict rule of bench/catalog (p99 ≤ 50 ms per 4 s step) fails whenever a major collection stops
+ * workerd's thread inside a step, so the number of collections per request decides it more than CPU does.
+ *
+ * Path: as bench/catalog (HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets),
+ * both servers with workerd's V8 inspector open (`INSPECTOR_PORT`), which the heap is sampled through every
+ * 100 ms (`Runtime.getHeapUsage`); the inspector adds some CPU to both. Breakwater runs with CRON=off and
+ * REQUEST_LOG=off. Each target gets the same open-model load (bench/lib/loadgen.ts) at RATE for DURATION.
+ *
+ * Env: RATE (2000), DURATION (10 s), PORT (8795; hello-world PORT + 1; inspectors PORT + 2, PORT + 3).
+ * Writes bench/results/reads-profile-<date>.json.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
+import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
+import { runLoad } from "./lib/loadgen.ts";
+import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
+
+const num = (name: string, def: number) => {
+  const v = Number(process.env[name] ?? def);
+  return Number.isFinite(v) && v > 0 ? v : def;
+};
+const RATE = num("RATE", 2_000);
+const DURATION = num("DURATION", 10);
+const PORT = num("PORT", 8795);
+const root = path.resolve(import.meta.dirname, "..");
+
+/** One target's figures. */
+interface Row {
+  target: string;
+  url: string;
+  achieved: number;
+  p99Ms: number;
+  maxMs: number;
+  serverCpuUsPerRequest: number | null;
+  heapGrowthBytesPerRequest: number;
+  largeDrops: number;
+  heapMinMB: number;
+  heapMaxMB: number;
+}
+
+async function profile(target: string, url: string, inspectorPort: number, pid: number | undefined): Promise<Row> {
+  // A short warm-up (JIT, caches), then the measured run with the heap sampled alongside.
+  await runLoad({ url: () => url, rate: RATE, durationSec: 2 });
+  const session = await connectInspector(inspectorPort);
+  try {
+    const cpu0 = pid === undefined ? undefined : cpuSeconds(pid);
+    const load = runLoad({ url: () => url, rate: RATE, durationSec: DURATION });
+    const heap: HeapTrace = await traceHeap(session, load);
+    const r = await load;
+    const cpu1 = pid === undefined ? undefined : cpuSeconds(pid);
+    const row: Row = {
+      target,
+      url,
+      achieved: Math.round(r.throughput),
+      p99Ms: r.latency.p99,
+      maxMs: r.latency.max,
+      serverCpuUsPerRequest: cpu0 === undefined || cpu1 === undefined ? null : Math.round(((cpu1 - cpu0) * 1e6) / r.sent),
+      heapGrowthBytesPerRequest: Math.round(heap.grownBytes / r.sent),
+      largeDrops: heap.largeDrops,
+      heapMinMB: Math.round(heap.minBytes / 1e5) / 10,
+      heapMaxMB: Math.round(heap.maxBytes / 1e5) / 10,
+    };
+    console.log(
+      `  ${target.padEnd(34)} ${row.achieved}/s  p99 ${row.p99Ms} ms  max ${row.maxMs} ms  server ${row.serverCpuUsPerRequest ?? "?"} µs CPU/req  heap +${row.heapGrowthBytesPerRequest} B/req  ${row.largeDrops} drops > 5 MB in ${DURATION} s (heap ${row.heapMinMB}–${row.heapMaxMB} MB)`,
+    );
+    return row;
+  } finally {
+    session.close();
+  }
+}
+
+console.log(`bench/reads-profile — ${RATE} req/s for ${DURATION} s per target; inspector open on both servers`);
+const rows: Row[] = [];
+process.env.INSPECTOR_PORT = String(PORT + 3);
+const hello = await startHelloWorld(PORT + 1);
+try {
+  rows.push(
+    await profile(
+      "hello-world",
+      `${hello.url}/v1/events/evt_0000000000000000000a`,
+      PORT + 3,
+      workerdOf("bench/hello-world/serve.ts", PORT + 1),
+    ),
+  );
+} finally {
+  await hello.stop();
+}
+process.env.INSPECTOR_PORT = String(PORT + 2);
+const bw = await startBreakwater(PORT, { CRON: "off", REQUEST_LOG: "off" }, 16);
+try {
+  const [id] = await seedEvents(bw, 1);
+  const pid = workerdOf("scripts/serve.ts", PORT);
+  rows.push(await profile("catalog hit (router-free path)", `${bw.base}/v1/events/${id}`, PORT + 2, pid));
+  rows.push(await profile("/healthz (through the router)", `${bw.base}/healthz`, PORT + 2, pid));
+} finally {
+  await bw.stop();
+}
+const dir = path.join(root, "bench", "results");
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, `reads-profile-${new Date().toISOString().slice(0, 10)}.json`);
+writeFileSync(
+  file,
+  `${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, rate: RATE, durationSec: DURATION, rows }, null, 2)}\n`,
+);
+console.log(`   results: ${path.relative(root, file)}`);
