@@ -16,11 +16,17 @@ interface CounterDef {
   help: string;
   values: Map<string, { labels: Labels; value: number }>;
 }
+interface HistogramEntry {
+  labels: Labels;
+  counts: number[];
+  sum: number;
+  count: number;
+}
 interface HistogramDef {
   kind: "histogram";
   help: string;
   buckets: number[];
-  values: Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>;
+  values: Map<string, HistogramEntry>;
 }
 type Def = CounterDef | HistogramDef;
 
@@ -32,26 +38,80 @@ const keyOf = (labels: Labels): string => {
 
 const escapeLabel = (v: string | number): string => String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
+/** One observation: an increment in the first bucket that fits (render() makes the counts cumulative). */
+function record(def: HistogramDef, entry: HistogramEntry, value: number): void {
+  let i = 0;
+  while (i < def.buckets.length && value > (def.buckets[i] as number)) i++;
+  if (i < def.buckets.length) entry.counts[i] = (entry.counts[i] as number) + 1;
+  entry.sum += value;
+  entry.count += 1;
+}
+
 const renderLabels = (labels: Labels, extra?: [string, string]): string => {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
   if (extra) parts.push(`${extra[0]}="${extra[1]}"`);
   return parts.length ? `{${parts.join(",")}}` : "";
 };
 
+/** One counter series, resolved once (see {@link Registry.counterSeries}). */
+export interface CounterSeries {
+  inc(by?: number): void;
+}
+
+/** One histogram series, resolved once (see {@link Registry.histogramSeries}). */
+export interface HistogramSeries {
+  observe(value: number): void;
+}
+
 /** A registry of named metrics. One default instance serves the Worker; tests may make their own. */
 export class Registry {
   private readonly defs = new Map<string, Def>();
+  /** Bumped by {@link Registry.reset}, so resolved series find their entry again. */
+  private generation = 0;
   /** When false, every update is a no-op (TELEMETRY=off: used to measure what metrics cost). */
   enabled = true;
+
+  /**
+   * A counter series for a hot path: the same as `inc(name, labels, by, help)`, with the series looked up
+   * once instead of building its labels key on every update. `labels` must not change afterwards.
+   */
+  counterSeries(name: string, labels: Labels, help = ""): CounterSeries {
+    let generation = -1;
+    let entry: { labels: Labels; value: number } | undefined;
+    return {
+      inc: (by = 1) => {
+        if (!this.enabled) return;
+        if (generation !== this.generation || !entry) {
+          entry = this.counterEntry(name, labels, help);
+          generation = this.generation;
+        }
+        entry.value += by;
+      },
+    };
+  }
+
+  /** A histogram series for a hot path: the same as `observe(name, labels, value, help, buckets)`, looked up once. */
+  histogramSeries(name: string, labels: Labels, help = "", buckets = DEFAULT_BUCKETS_MS): HistogramSeries {
+    let generation = -1;
+    let def: HistogramDef | undefined;
+    let entry: HistogramEntry | undefined;
+    return {
+      observe: (value) => {
+        if (!this.enabled) return;
+        if (generation !== this.generation || !def || !entry) {
+          def = this.histogram(name, help, buckets);
+          entry = this.histogramEntry(def, labels);
+          generation = this.generation;
+        }
+        record(def, entry, value);
+      },
+    };
+  }
 
   /** Adds `by` (default 1) to a counter. */
   inc(name: string, labels: Labels = {}, by = 1, help = ""): void {
     if (!this.enabled) return;
-    const def = this.scalar(name, "counter", help);
-    const k = keyOf(labels);
-    const cur = def.values.get(k);
-    if (cur) cur.value += by;
-    else def.values.set(k, { labels, value: by });
+    this.counterEntry(name, labels, help).value += by;
   }
 
   /** Sets a gauge. */
@@ -63,24 +123,8 @@ export class Registry {
   /** Records one observation in a histogram (milliseconds by default buckets). */
   observe(name: string, labels: Labels, value: number, help = "", buckets = DEFAULT_BUCKETS_MS): void {
     if (!this.enabled) return;
-    let def = this.defs.get(name);
-    if (!def) {
-      def = { kind: "histogram", help, buckets, values: new Map() };
-      this.defs.set(name, def);
-    }
-    if (def.kind !== "histogram") throw new Error(`metric ${name} is not a histogram`);
-    const k = keyOf(labels);
-    let cur = def.values.get(k);
-    if (!cur) {
-      cur = { labels, counts: new Array(def.buckets.length).fill(0), sum: 0, count: 0 };
-      def.values.set(k, cur);
-    }
-    // One increment in the first bucket that fits; render() makes the counts cumulative.
-    let i = 0;
-    while (i < def.buckets.length && value > (def.buckets[i] as number)) i++;
-    if (i < def.buckets.length) cur.counts[i] = (cur.counts[i] as number) + 1;
-    cur.sum += value;
-    cur.count += 1;
+    const def = this.histogram(name, help, buckets);
+    record(def, this.histogramEntry(def, labels), value);
   }
 
   /** Current value of a counter or gauge series, 0 when absent. */
@@ -128,6 +172,38 @@ export class Registry {
   /** Forgets everything (tests). */
   reset(): void {
     this.defs.clear();
+    this.generation++;
+  }
+
+  private counterEntry(name: string, labels: Labels, help: string): { labels: Labels; value: number } {
+    const values = this.scalar(name, "counter", help).values;
+    const k = keyOf(labels);
+    let cur = values.get(k);
+    if (!cur) {
+      cur = { labels, value: 0 };
+      values.set(k, cur);
+    }
+    return cur;
+  }
+
+  private histogram(name: string, help: string, buckets: number[]): HistogramDef {
+    let def = this.defs.get(name);
+    if (!def) {
+      def = { kind: "histogram", help, buckets, values: new Map() };
+      this.defs.set(name, def);
+    }
+    if (def.kind !== "histogram") throw new Error(`metric ${name} is not a histogram`);
+    return def;
+  }
+
+  private histogramEntry(def: HistogramDef, labels: Labels): HistogramEntry {
+    const k = keyOf(labels);
+    let cur = def.values.get(k);
+    if (!cur) {
+      cur = { labels, counts: new Array(def.buckets.length).fill(0), sum: 0, count: 0 };
+      def.values.set(k, cur);
+    }
+    return cur;
   }
 
   private scalar(name: string, kind: "counter" | "gauge", help: string): CounterDef {

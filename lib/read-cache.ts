@@ -1,3 +1,4 @@
+import { memoized } from "./memoized";
 import { metrics } from "./metrics";
 
 /**
@@ -107,8 +108,11 @@ export function fnv64(s: string): string {
 /** Wraps a serialized body with its ETag. */
 export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
 
-const countLookup = (layer: CacheLayer): void =>
-  metrics.inc("breakwater_cache_lookups_total", { layer }, 1, "Catalog reads by the layer that answered");
+/** The lookups counter of one layer, resolved once per layer. */
+const lookupsOf = memoized((layer: CacheLayer) =>
+  metrics.counterSeries("breakwater_cache_lookups_total", { layer }, "Catalog reads by the layer that answered"),
+);
+const countLookup = (layer: CacheLayer): void => lookupsOf(layer).inc();
 
 /** A read-through cache for one kind of document. */
 export class ReadThroughCache {

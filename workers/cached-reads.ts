@@ -1,6 +1,7 @@
 import { freshEvent, freshEventList } from "../lib/catalog";
 import { EVENT_ID } from "../lib/ids";
-import { CATALOG_CACHE, CATALOG_ROUTES, cachedAnswer, cacheStatusOf } from "./http";
+import type { CachedBody } from "../lib/read-cache";
+import { CATALOG_CACHE, CATALOG_ROUTES, cachedAnswer, cacheStatusOf, etagMatches } from "./http";
 import { elapsedMs, requestRecorder } from "./middleware/access-log";
 import { requestIdFor } from "./middleware/request-id";
 import { SECURITY_HEADERS } from "./middleware/security-headers";
@@ -9,7 +10,7 @@ import { requestSpan } from "./middleware/trace";
 /**
  * The router-free path of catalog reads. During a ticket drop almost every request is a `GET` of one of
  * a few events, already in this isolate's micro-cache. Those hits are answered here, before the router:
- * one lookup, one `Response` built with all its headers at once, and the same accounting the middleware
+ * one lookup, one `Response` built from headers prepared once per cached document, and the same accounting the middleware
  * does (request id, traceparent, security headers, ETag/304, metrics, span, log line). Anything else —
  * another route, another method, a query string, a cross-origin request, a document this isolate does
  * not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
@@ -32,6 +33,31 @@ export function catalogReadOf(url: string): { route: string; path: string; id?: 
 
 const record = requestRecorder();
 
+/**
+ * The headers of a cached answer that are the same for every request (all but `X-Request-Id` and
+ * `traceparent`), one `Headers` per cached document and status, built on its first answer and dropped
+ * with the document. The `Response` constructor copies a `Headers` natively; converting a plain object
+ * of a dozen entries on every request cost several times more (bench/README.md, "What a hit costs").
+ */
+const answerHeaders = new WeakMap<CachedBody, { 200?: Headers; 304?: Headers }>();
+
+function fixedHeaders(value: CachedBody, status: 200 | 304): Headers {
+  let byStatus = answerHeaders.get(value);
+  if (!byStatus) {
+    byStatus = {};
+    answerHeaders.set(value, byStatus);
+  }
+  let h = byStatus[status];
+  if (!h) {
+    // cachedAnswer is the router's definition of the answer; its headers are the same for any request
+    // that gets this status.
+    const answer = cachedAnswer(value, CATALOG_CACHE, status === 304 ? value.etag : null);
+    h = new Headers({ ...answer.headers, ...SECURITY_HEADERS });
+    byStatus[status] = h;
+  }
+  return h;
+}
+
 /** Answers a catalog read that this isolate holds fresh; undefined when the router must answer it. */
 export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext): Response | undefined {
   if (req.method !== "GET") return undefined;
@@ -45,16 +71,16 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   if (!hit) return undefined;
   const requestId = requestIdFor(headers.get("X-Request-Id"));
   const span = requestSpan(env, headers.get("traceparent"));
-  const answer = cachedAnswer(hit.value, CATALOG_CACHE, headers.get("If-None-Match"));
-  const out = Object.assign(answer.headers, SECURITY_HEADERS);
-  out["X-Request-Id"] = requestId;
-  if (span) out.traceparent = span.header;
-  const res = new Response(answer.body, { status: answer.status, headers: out });
+  const status = etagMatches(headers.get("If-None-Match") ?? undefined, hit.value.etag) ? 304 : 200;
+  const res = new Response(status === 304 ? null : hit.value.body, { status, headers: fixedHeaders(hit.value, status) });
+  const out = res.headers;
+  out.set("X-Request-Id", requestId);
+  if (span) out.set("traceparent", span.header);
   record(env, ctx, {
     method: "GET",
     route: read.route,
     path: read.path,
-    status: answer.status,
+    status,
     durationMs: elapsedMs(started),
     requestId,
     trace: span?.span,

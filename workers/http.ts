@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { Principal } from "../lib/auth";
 import { type CatalogDeps, catalogDb, type ReadContext } from "../lib/catalog";
+import { memoized } from "../lib/memoized";
 import type { CachedBody, CacheLayer } from "../lib/read-cache";
 import { HIT_LAYERS } from "../lib/read-cache";
 import type { AppEnv } from "./types";
@@ -52,19 +53,6 @@ export interface CachePolicy {
 
 /** Availability snapshots and seat maps: they lag the truth by about a second, so shared caches keep them 1 s. */
 export const SNAPSHOT_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 1, swr: 5 };
-
-/** `build` memoized per key: strings derived from a few fixed inputs are built once, not per request. */
-function memoized<K, V>(build: (key: K) => V): (key: K) => V {
-  const built = new Map<K, V>();
-  return (key) => {
-    let v = built.get(key);
-    if (v === undefined) {
-      v = build(key);
-      built.set(key, v);
-    }
-    return v;
-  };
-}
 
 /** The Cache-Control value of a policy, built once per policy object. */
 const cacheControlOf = memoized((p: CachePolicy) => `public, max-age=${p.maxAge}, s-maxage=${p.sMaxAge}, stale-while-revalidate=${p.swr}`);

@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
+import { memoized } from "../../lib/memoized";
 import { metrics } from "../../lib/metrics";
 import { recordSpan } from "../../lib/otel";
 import type { TraceContext } from "../../lib/trace";
@@ -36,6 +37,22 @@ export interface RequestRecord {
   user: string | undefined;
 }
 
+/**
+ * The request counter of a route, status and method; each series resolved once. The labels come from
+ * closed sets: route patterns, status codes, and the methods workerd parses (it refuses any other).
+ */
+const requestsOf = memoized((route: string) =>
+  memoized((status: number) =>
+    memoized((method: string) =>
+      metrics.counterSeries("breakwater_http_requests_total", { method, route, status }, "HTTP requests by route and status"),
+    ),
+  ),
+);
+/** The request duration histogram of a route, resolved once. */
+const durationOf = memoized((route: string) =>
+  metrics.histogramSeries("breakwater_http_request_duration_ms", { route }, "HTTP request duration (ms)"),
+);
+
 /** Bindings the request recorder reads. */
 type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_ENDPOINT">;
 
@@ -49,8 +66,8 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
   let policy = logPolicy(undefined);
   return function record(env: RecorderEnv, ctx: Pick<ExecutionContext, "waitUntil">, r: RequestRecord): void {
     const { route, status, durationMs } = r;
-    metrics.inc("breakwater_http_requests_total", { method: r.method, route, status }, 1, "HTTP requests by route and status");
-    metrics.observe("breakwater_http_request_duration_ms", { route }, durationMs, "HTTP request duration (ms)");
+    requestsOf(route)(status)(r.method).inc();
+    durationOf(route).observe(durationMs);
     if (metrics.enabled)
       env.METRICS_AE?.writeDataPoint({
         indexes: [route],
