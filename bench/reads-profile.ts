@@ -11,13 +11,20 @@
  * 100 ms (`Runtime.getHeapUsage`); the inspector adds some CPU to both. Breakwater runs with CRON=off and
  * REQUEST_LOG=off. Each target gets the same open-model load (bench/lib/loadgen.ts) at RATE for DURATION.
  *
- * Env: RATE (2000), DURATION (10 s), PORT (8795; hello-world PORT + 1; inspectors PORT + 2, PORT + 3).
+ * Each target's collections are also read from V8's own GC log (bench/lib/gc-trace.ts: `--trace-gc` through
+ * a line-buffered workerd wrapper): scavenges, mark-compacts, their pauses, the pauses over 50 ms, and
+ * the wrapper handles each mark-compact frees. Those handles are why the pauses grow: workerd destroys the
+ * C++ objects (Request, Response, Headers and their header strings) of every request answered since the
+ * last mark-compact inside that pause.
+ *
+ * Env: RATE (2000), DURATION (20 s), PORT (8795; hello-world PORT + 1; inspectors PORT + 2, PORT + 3).
  * Writes bench/results/reads-profile-<date>.json.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
+import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
@@ -27,7 +34,7 @@ const num = (name: string, def: number) => {
   return Number.isFinite(v) && v > 0 ? v : def;
 };
 const RATE = num("RATE", 2_000);
-const DURATION = num("DURATION", 10);
+const DURATION = num("DURATION", 20);
 const PORT = num("PORT", 8795);
 const root = path.resolve(import.meta.dirname, "..");
 
@@ -43,18 +50,24 @@ interface Row {
   largeDrops: number;
   heapMinMB: number;
   heapMaxMB: number;
+  /** V8's GC log over the measured run (absent without stdbuf). */
+  gc?: GcSummary & { requests: number };
 }
 
-async function profile(target: string, url: string, inspectorPort: number, pid: number | undefined): Promise<Row> {
+async function profile(target: string, url: string, inspectorPort: number, pid: number | undefined, gc: GcTrace | undefined): Promise<Row> {
   // A short warm-up (JIT, caches), then the measured run with the heap sampled alongside.
   await runLoad({ url: () => url, rate: RATE, durationSec: 2 });
   const session = await connectInspector(inspectorPort);
   try {
     const cpu0 = pid === undefined ? undefined : cpuSeconds(pid);
+    const gc0 = gc?.mark();
     const load = runLoad({ url: () => url, rate: RATE, durationSec: DURATION });
     const heap: HeapTrace = await traceHeap(session, load);
     const r = await load;
     const cpu1 = pid === undefined ? undefined : cpuSeconds(pid);
+    // The wrapper writes line by line; a collection that ended with the run has its line a moment later.
+    await new Promise((res) => setTimeout(res, 200));
+    const collections = gc && gc0 !== undefined ? { ...gc.summarize(gc0, gc.mark()), requests: r.sent } : undefined;
     const row: Row = {
       target,
       url,
@@ -66,10 +79,17 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
       largeDrops: heap.largeDrops,
       heapMinMB: Math.round(heap.minBytes / 1e5) / 10,
       heapMaxMB: Math.round(heap.maxBytes / 1e5) / 10,
+      ...(collections ? { gc: collections } : {}),
     };
     console.log(
       `  ${target.padEnd(34)} ${row.achieved}/s  p99 ${row.p99Ms} ms  max ${row.maxMs} ms  server ${row.serverCpuUsPerRequest ?? "?"} µs CPU/req  heap +${row.heapGrowthBytesPerRequest} B/req  ${row.largeDrops} drops > 5 MB in ${DURATION} s (heap ${row.heapMinMB}–${row.heapMaxMB} MB)`,
     );
+    if (collections) {
+      const c = collections;
+      console.log(
+        `  ${"".padEnd(34)} GC: ${c.scavenges} scavenges, ${c.markCompacts} mark-compacts (${c.handlesDied} handles freed, ${c.markCompacts ? Math.round(c.handlesDied / c.markCompacts) : 0} each), pauses ${c.pauseMs} ms in all, max ${c.maxPauseMs} ms, ${c.over50Ms} over 50 ms`,
+      );
+    }
     return row;
   } finally {
     session.close();
@@ -78,7 +98,13 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
 
 console.log(`bench/reads-profile — ${RATE} req/s for ${DURATION} s per target; inspector open on both servers`);
 const rows: Row[] = [];
+const gcDir = mkdtempSync(path.join(os.tmpdir(), "bw-gc-"));
+/** Sets the environment the next server starts with (the children inherit it). */
+const useEnv = (env: Record<string, string>) => Object.assign(process.env, env);
 process.env.INSPECTOR_PORT = String(PORT + 3);
+const helloGc = gcTrace(gcDir, "hello-world");
+if (!helloGc) console.log("  (stdbuf not found: no GC log)");
+useEnv(helloGc?.env ?? {});
 const hello = await startHelloWorld(PORT + 1);
 try {
   rows.push(
@@ -87,20 +113,24 @@ try {
       `${hello.url}/v1/events/evt_0000000000000000000a`,
       PORT + 3,
       workerdOf("bench/hello-world/serve.ts", PORT + 1),
+      helloGc,
     ),
   );
 } finally {
   await hello.stop();
 }
 process.env.INSPECTOR_PORT = String(PORT + 2);
+const bwGc = gcTrace(gcDir, "breakwater");
+useEnv(bwGc?.env ?? {});
 const bw = await startBreakwater(PORT, { CRON: "off", REQUEST_LOG: "off" }, 16);
 try {
   const [id] = await seedEvents(bw, 1);
   const pid = workerdOf("scripts/serve.ts", PORT);
-  rows.push(await profile("catalog hit (router-free path)", `${bw.base}/v1/events/${id}`, PORT + 2, pid));
-  rows.push(await profile("/healthz (through the router)", `${bw.base}/healthz`, PORT + 2, pid));
+  rows.push(await profile("catalog hit (router-free path)", `${bw.base}/v1/events/${id}`, PORT + 2, pid, bwGc));
+  rows.push(await profile("/healthz (through the router)", `${bw.base}/healthz`, PORT + 2, pid, bwGc));
 } finally {
   await bw.stop();
+  rmSync(gcDir, { recursive: true, force: true });
 }
 const dir = path.join(root, "bench", "results");
 mkdirSync(dir, { recursive: true });

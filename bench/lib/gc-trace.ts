@@ -1,0 +1,119 @@
+/**
+ * V8's own record of every garbage collection in a workerd server: the pause of each scavenge and
+ * mark-compact, and how many wrapper handles (Request, Response, Headers…) died in it.
+ *
+ * How: the server is started with `MINIFLARE_WORKERD_V8_FLAGS="--trace-gc --trace-gc-nvp"` (miniflare
+ * passes them to workerd) and `MINIFLARE_WORKERD_PATH` pointing at a wrapper script that runs the real
+ * workerd binary line-buffered (`stdbuf -oL`) with its stdout appended to a file: miniflare drops stdout
+ * lines that are not its JSON logs, and a fully buffered pipe would hold the last seconds back. The
+ * wrapper changes nothing else. Needs `stdbuf` (coreutils); {@link gcTrace} returns undefined without it.
+ */
+import { execFileSync } from "node:child_process";
+import { chmodSync, closeSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+/** The workerd binary miniflare runs by default (the `workerd` package's default export). */
+const workerd = (createRequire(import.meta.url)("workerd") as { default: string }).default;
+
+/** Collections of one isolate over a stretch of a run. */
+export interface GcSummary {
+  scavenges: number;
+  markCompacts: number;
+  /** Sum of all pauses (ms). */
+  pauseMs: number;
+  maxPauseMs: number;
+  /** Collections that stopped the thread for more than 50 ms (the bench/catalog p99 bound). */
+  over50Ms: number;
+  /** Wrapper handles freed by the mark-compacts (their C++ objects are destroyed inside the pause). */
+  handlesDied: number;
+}
+
+/** One server's GC log. */
+export interface GcTrace {
+  /** Environment to start the server with. */
+  env: Record<string, string>;
+  /** Where the log is, in bytes now (a mark to summarize from). */
+  mark(): number;
+  /** The collections of the busiest isolate (the one that allocated most) logged between two marks. */
+  summarize(from: number, to: number): GcSummary;
+}
+
+const GC_LINE = /^\[\d+:(0x[0-9a-f]+):\d+\]\s+\d+ ms: GC: (\{.*\})\s*$/;
+
+/** A GC trace for a server started with the returned env, logging to `<dir>/<name>.gc.log`. */
+export function gcTrace(dir: string, name: string): GcTrace | undefined {
+  try {
+    execFileSync("stdbuf", ["--version"], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  const log = path.join(dir, `${name}.gc.log`);
+  const wrapper = path.join(dir, `${name}.workerd.sh`);
+  writeFileSync(log, "");
+  writeFileSync(wrapper, `#!/bin/sh\nexec stdbuf -oL ${JSON.stringify(workerd)} "$@" >>${JSON.stringify(log)}\n`);
+  chmodSync(wrapper, 0o755);
+  return {
+    env: { MINIFLARE_WORKERD_PATH: wrapper, MINIFLARE_WORKERD_V8_FLAGS: "--trace-gc --trace-gc-nvp" },
+    mark: () => statSync(log).size,
+    summarize: (from, to) => summarize(readRange(log, from, to)),
+  };
+}
+
+function readRange(file: string, from: number, to: number): string {
+  const buf = Buffer.alloc(Math.max(0, to - from));
+  const fd = openSync(file, "r");
+  try {
+    readSync(fd, buf, 0, buf.length, from);
+  } finally {
+    closeSync(fd);
+  }
+  return buf.toString("utf8");
+}
+
+interface GcRecord {
+  gc: string;
+  pause: number;
+  allocated: number;
+  nodes_died_in_new: number;
+}
+
+function summarize(text: string): GcSummary {
+  const byIsolate = new Map<string, GcRecord[]>();
+  for (const line of text.split("\n")) {
+    const m = GC_LINE.exec(line);
+    if (!m) continue;
+    let rec: GcRecord;
+    try {
+      rec = JSON.parse(m[2] as string) as GcRecord;
+    } catch {
+      continue;
+    }
+    const list = byIsolate.get(m[1] as string) ?? [];
+    list.push(rec);
+    byIsolate.set(m[1] as string, list);
+  }
+  // The Worker's isolate is the one that allocates: miniflare's own (KV, cache, D1…) idle through a read load.
+  let busiest: GcRecord[] = [];
+  let most = -1;
+  for (const list of byIsolate.values()) {
+    const allocated = list.reduce((n, r) => n + r.allocated, 0);
+    if (allocated > most) {
+      most = allocated;
+      busiest = list;
+    }
+  }
+  const s: GcSummary = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0, over50Ms: 0, handlesDied: 0 };
+  for (const r of busiest) {
+    if (r.gc === "mc") {
+      s.markCompacts++;
+      s.handlesDied += r.nodes_died_in_new;
+    } else s.scavenges++;
+    s.pauseMs += r.pause;
+    s.maxPauseMs = Math.max(s.maxPauseMs, r.pause);
+    if (r.pause > 50) s.over50Ms++;
+  }
+  s.pauseMs = Math.round(s.pauseMs * 10) / 10;
+  s.maxPauseMs = Math.round(s.maxPauseMs * 10) / 10;
+  return s;
+}
