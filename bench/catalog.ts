@@ -473,13 +473,15 @@ try {
   const fakeIds = Array.from({ length: EVENTS }, (_, i) => `evt_${String(i).padStart(20, "0")}`);
   let ids: string[] | undefined;
   const first = { ...results.scenarios };
+  const rounds: NonNullable<typeof results.rounds> = [];
+  results.rounds = rounds;
   for (let round = 1; round <= REPEAT; round++) {
     if (REPEAT > 1) console.log(`\n== round ${round} of ${REPEAT}`);
     if (!SKIP.has("hello")) await helloWorld((base) => catalogUrls(base, fakeIds));
     // Rounds after the first reuse the events and leave out the hot-event step and the logged run.
     if (!SKIP.has("catalog")) ids = await catalog(stateDir, ids, round === 1);
     const { hello, catalog: cat } = results.scenarios;
-    (results.rounds ??= []).push({ ...(hello ? { hello } : {}), ...(cat ? { catalog: cat } : {}), ratio: ratio(cat?.best, hello?.best) });
+    rounds.push({ ...(hello ? { hello } : {}), ...(cat ? { catalog: cat } : {}), ratio: ratio(cat?.best, hello?.best) });
     if (round === 1) Object.assign(first, results.scenarios);
   }
   // The scenarios (and the summary's max-sustained lines) are round 1's; the rounds hold every round.
