@@ -76,33 +76,24 @@ export class Registry {
    * once instead of building its labels key on every update. `labels` must not change afterwards.
    */
   counterSeries(name: string, labels: Labels, help = ""): CounterSeries {
-    let generation = -1;
-    let entry: { labels: Labels; value: number } | undefined;
+    const entry = this.resolved(() => this.counterEntry(name, labels, help));
     return {
       inc: (by = 1) => {
-        if (!this.enabled) return;
-        if (generation !== this.generation || !entry) {
-          entry = this.counterEntry(name, labels, help);
-          generation = this.generation;
-        }
-        entry.value += by;
+        if (this.enabled) entry().value += by;
       },
     };
   }
 
   /** A histogram series for a hot path: the same as `observe(name, labels, value, help, buckets)`, looked up once. */
   histogramSeries(name: string, labels: Labels, help = "", buckets = DEFAULT_BUCKETS_MS): HistogramSeries {
-    let generation = -1;
-    let def: HistogramDef | undefined;
-    let entry: HistogramEntry | undefined;
+    const series = this.resolved(() => {
+      const def = this.histogram(name, help, buckets);
+      return { def, entry: this.histogramEntry(def, labels) };
+    });
     return {
       observe: (value) => {
         if (!this.enabled) return;
-        if (generation !== this.generation || !def || !entry) {
-          def = this.histogram(name, help, buckets);
-          entry = this.histogramEntry(def, labels);
-          generation = this.generation;
-        }
+        const { def, entry } = series();
         record(def, entry, value);
       },
     };
@@ -173,6 +164,19 @@ export class Registry {
   reset(): void {
     this.defs.clear();
     this.generation++;
+  }
+
+  /** `resolve()` once, and again after each {@link Registry.reset}. */
+  private resolved<T>(resolve: () => T): () => T {
+    let generation = -1;
+    let value: T | undefined;
+    return () => {
+      if (generation !== this.generation || value === undefined) {
+        value = resolve();
+        generation = this.generation;
+      }
+      return value;
+    };
   }
 
   private counterEntry(name: string, labels: Labels, help: string): { labels: Labels; value: number } {

@@ -1,7 +1,8 @@
 import { freshEvent, freshEventList } from "../lib/catalog";
 import { EVENT_ID } from "../lib/ids";
+import { memoizedPerObject } from "../lib/memoized";
 import type { CachedBody } from "../lib/read-cache";
-import { CATALOG_CACHE, CATALOG_ROUTES, cachedAnswer, cacheStatusOf, etagMatches } from "./http";
+import { CATALOG_CACHE, CATALOG_ROUTES, cachedHeaders, cachedStatus, cacheStatusOf } from "./http";
 import { elapsedMs, requestRecorder } from "./middleware/access-log";
 import { requestIdFor } from "./middleware/request-id";
 import { SECURITY_HEADERS } from "./middleware/security-headers";
@@ -10,10 +11,10 @@ import { requestSpan } from "./middleware/trace";
 /**
  * The router-free path of catalog reads. During a ticket drop almost every request is a `GET` of one of
  * a few events, already in this isolate's micro-cache. Those hits are answered here, before the router:
- * one lookup, one `Response` built from headers prepared once per cached document, and the same accounting the middleware
- * does (request id, traceparent, security headers, ETag/304, metrics, span, log line). Anything else —
- * another route, another method, a query string, a cross-origin request, a document this isolate does
- * not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
+ * one lookup, one `Response` built from headers prepared once per cached document, and the same accounting
+ * the middleware does (request id, traceparent, security headers, ETag/304, metrics, span, log line).
+ * Anything else — another route, another method, a query string, a cross-origin request, a document this
+ * isolate does not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
  * for it) — returns undefined and goes through the Hono app, which fills the cache. The answers of both
  * paths are the same; test/routes/cached-reads.test.ts holds them side by side.
  */
@@ -35,28 +36,14 @@ const record = requestRecorder();
 
 /**
  * The headers of a cached answer that are the same for every request (all but `X-Request-Id` and
- * `traceparent`), one `Headers` per cached document and status, built on its first answer and dropped
- * with the document. The `Response` constructor copies a `Headers` natively; converting a plain object
- * of a dozen entries on every request cost several times more (bench/README.md, "What a hit costs").
+ * `traceparent`): one `Headers` per cached document and status, built on its first answer and dropped
+ * with the document. The `Response` constructor copies a `Headers` natively, where a plain object of a
+ * dozen entries was converted property by property on every request (with the metric series resolved
+ * once, a hit went from 0.72 to 0.80 of hello-world's CPU per request: bench/README.md, "third machine").
  */
-const answerHeaders = new WeakMap<CachedBody, { 200?: Headers; 304?: Headers }>();
-
-function fixedHeaders(value: CachedBody, status: 200 | 304): Headers {
-  let byStatus = answerHeaders.get(value);
-  if (!byStatus) {
-    byStatus = {};
-    answerHeaders.set(value, byStatus);
-  }
-  let h = byStatus[status];
-  if (!h) {
-    // cachedAnswer is the router's definition of the answer; its headers are the same for any request
-    // that gets this status.
-    const answer = cachedAnswer(value, CATALOG_CACHE, status === 304 ? value.etag : null);
-    h = new Headers({ ...answer.headers, ...SECURITY_HEADERS });
-    byStatus[status] = h;
-  }
-  return h;
-}
+const sharedHeadersOf = (status: 200 | 304) =>
+  memoizedPerObject((value: CachedBody) => new Headers({ ...cachedHeaders(value, CATALOG_CACHE, status), ...SECURITY_HEADERS }));
+const SHARED_HEADERS = { 200: sharedHeadersOf(200), 304: sharedHeadersOf(304) } as const;
 
 /** Answers a catalog read that this isolate holds fresh; undefined when the router must answer it. */
 export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext): Response | undefined {
@@ -71,8 +58,8 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   if (!hit) return undefined;
   const requestId = requestIdFor(headers.get("X-Request-Id"));
   const span = requestSpan(env, headers.get("traceparent"));
-  const status = etagMatches(headers.get("If-None-Match") ?? undefined, hit.value.etag) ? 304 : 200;
-  const res = new Response(status === 304 ? null : hit.value.body, { status, headers: fixedHeaders(hit.value, status) });
+  const status = cachedStatus(hit.value, headers.get("If-None-Match"));
+  const res = new Response(status === 304 ? null : hit.value.body, { status, headers: SHARED_HEADERS[status](hit.value) });
   const out = res.headers;
   out.set("X-Request-Id", requestId);
   if (span) out.set("traceparent", span.header);

@@ -66,16 +66,15 @@ export const CATALOG_CACHE: CachePolicy = { maxAge: 1, sMaxAge: 5, swr: 30 };
 /** The access-log cache status of a read answered by `layer` (`hit:micro`, `miss:kv`…), built once per layer. */
 export const cacheStatusOf = memoized((layer: CacheLayer) => `${HIT_LAYERS.has(layer) ? "hit" : "miss"}:${layer}`);
 
-/** The answer to a cacheable read: 304 when `If-None-Match` names its ETag, else 200 with the body. */
-export function cachedAnswer(
-  value: CachedBody,
-  policy: CachePolicy,
-  ifNoneMatch: string | null | undefined,
-): { status: 200 | 304; body: string | null; headers: Record<string, string> } {
+/** The status of a cacheable read's answer: 304 when `If-None-Match` names its ETag, else 200. */
+export const cachedStatus = (value: CachedBody, ifNoneMatch: string | null | undefined): 200 | 304 =>
+  etagMatches(ifNoneMatch ?? undefined, value.etag) ? 304 : 200;
+
+/** The headers of a cacheable read's answer with `status`: the same for every request that gets it. */
+export function cachedHeaders(value: CachedBody, policy: CachePolicy, status: 200 | 304): Record<string, string> {
   const headers: Record<string, string> = { "Cache-Control": cacheControlOf(policy), ETag: value.etag };
-  if (etagMatches(ifNoneMatch ?? undefined, value.etag)) return { status: 304, body: null, headers };
-  headers["Content-Type"] = "application/json; charset=utf-8";
-  return { status: 200, body: value.body, headers };
+  if (status === 200) headers["Content-Type"] = "application/json; charset=utf-8";
+  return headers;
 }
 
 /**
@@ -84,6 +83,7 @@ export function cachedAnswer(
  */
 export function sendCached(c: Context<AppEnv>, cached: { value: CachedBody; layer: CacheLayer }, policy: CachePolicy): Response {
   c.set("cacheStatus", cacheStatusOf(cached.layer));
-  const a = cachedAnswer(cached.value, policy, c.req.header("If-None-Match"));
-  return a.body === null ? c.body(null, 304, a.headers) : c.body(a.body, 200, a.headers);
+  const status = cachedStatus(cached.value, c.req.header("If-None-Match"));
+  const headers = cachedHeaders(cached.value, policy, status);
+  return status === 304 ? c.body(null, 304, headers) : c.body(cached.value.body, 200, headers);
 }
