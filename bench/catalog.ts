@@ -13,7 +13,11 @@
  * 2. hello-world: bench/hello-world/worker.ts (a constant response), the ceiling of the path;
  * 3. catalog, REQUEST_LOG=off: EVENTS events created through the public API, then a Zipf(ZIPF_S) mix of
  *    `GET /v1/events/:id` and LIST_SHARE of `GET /v1/events`;
- * 4. catalog, REQUEST_LOG=all (one JSON line per request, as wrangler.toml ships): same state and mix.
+ * 4. catalog, REQUEST_LOG=all (one JSON line per request, as wrangler.toml ships): same state and mix;
+ * 5. answer floor: bench/answer-floor/worker.ts answers the same URLs with the very answers Breakwater gave
+ *    (status, headers, body, captured in step 3; fresh request id and traceparent per request) and no logic.
+ *    It splits the ratio to hello-world in two: floor / hello-world is what the API's answer itself costs
+ *    on this path, catalog / floor what Breakwater's code costs.
  * Breakwater runs with CRON=off (see {@link catalog}).
  * Each server's maximum sustainable rate is found by stepping the offered rate (up by STEP_FACTOR while
  * steps pass, then two bisections). Sustainable: achieved ≥ 97 % of offered, no error, p99 ≤ P99_MS.
@@ -22,16 +26,26 @@
  * Env: EVENTS (1000), ZIPF_S (1.05), LIST_SHARE (0.05), DURATION (s per step, 4), WARMUP (s per step, 1),
  * P99_MS (50), STEP_FACTOR (1.5), START_RATE (catalog, 2000), HELLO_START_RATE (4000),
  * RATES / HELLO_RATES (explicit comma-separated steps instead of the search), CONNECTIONS (128),
- * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog),
+ * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog, hot, floor),
+ * FLOOR_START_RATE (3000), FLOOR_RATES,
  * REPEAT (1: with n > 1 the hello-world and catalog searches run n times, alternating, on the same events,
  * and the summary gives each round's ratio and their median — one round's ratio moves with where the
  * runtime's collections fall, see bench/README.md),
- * PORT (8793; hello-world PORT + 1, trivial target PORT + 2).
+ * PORT (8793; hello-world PORT + 1, trivial target PORT + 2, answer floor PORT + 3).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { type BreakwaterProcess, counter, seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
+import {
+  BASELINE_SCRIPT,
+  type BreakwaterProcess,
+  counter,
+  seedEvents,
+  startBaseline,
+  startBreakwater,
+  startHelloWorld,
+} from "./lib/breakwater-process.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -60,6 +74,7 @@ const P99_MS = num("P99_MS", 50, 1, 10_000);
 const STEP_FACTOR = num("STEP_FACTOR", 1.5, 1.05, 4);
 const START_RATE = num("START_RATE", 2_000, 10, 100_000);
 const HELLO_START_RATE = num("HELLO_START_RATE", 4_000, 10, 100_000);
+const FLOOR_START_RATE = num("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = Math.floor(num("CONNECTIONS", 128, 1, 4_096));
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
@@ -144,6 +159,19 @@ async function withServerCpu(pid: number | undefined, load: () => Promise<LoadRe
   return { r, cpuUs: ((after - before) * 1e6) / r.sentWithWarmup };
 }
 
+/** One round of the searches (REPEAT) and its ratios. */
+interface Round {
+  hello?: Scenario;
+  catalog?: Scenario;
+  floor?: Scenario;
+  /** catalog / hello-world. */
+  ratio: number | null;
+  /** answer floor / hello-world. */
+  floorRatio: number | null;
+  /** catalog / answer floor. */
+  catalogOverFloor: number | null;
+}
+
 /** A scenario's steps and its best sustained step. */
 interface Scenario {
   name: string;
@@ -160,7 +188,7 @@ const results: {
   scenarios: Record<string, Scenario>;
   generatorCeiling?: { bestSustained: number; cpuUsPerRequest: number; singleCoreEstimate: number };
   /** With REPEAT > 1: each round's two searches (round 1 is also `scenarios`). */
-  rounds?: { hello?: Scenario; catalog?: Scenario; ratio: number | null }[];
+  rounds?: Round[];
   summary?: Record<string, unknown>;
 } = {
   date: new Date().toISOString(),
@@ -288,10 +316,65 @@ async function helloWorld(urlsFor: (base: string) => (i: number) => string): Pro
     results.scenarios.hello = await stepSearch(
       "hello-world",
       (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
-      { start: HELLO_START_RATE, rates: rates("HELLO_RATES"), serverPid: workerdOf("bench/hello-world/serve.ts", PORT + 1) },
+      { start: HELLO_START_RATE, rates: rates("HELLO_RATES"), serverPid: workerdOf(BASELINE_SCRIPT, PORT + 1) },
     );
   } finally {
     await hello.stop();
+  }
+}
+
+/** Headers the answer floor does not replay: per request (it makes its own ids) or per connection. */
+const NOT_REPLAYED = new Set(["date", "content-length", "connection", "keep-alive", "transfer-encoding", "x-request-id", "traceparent"]);
+
+/** One answer as the answer floor replays it (bench/answer-floor/worker.ts reads this shape). */
+interface CapturedAnswer {
+  status: number;
+  headers: [string, string][];
+  body: string;
+}
+
+const replayed = (headers: IncomingHttpHeaders): [string, string][] =>
+  Object.entries(headers).flatMap(([name, value]) =>
+    NOT_REPLAYED.has(name) || value === undefined ? [] : (Array.isArray(value) ? value : [value]).map((v): [string, string] => [name, v]),
+  );
+
+/** Breakwater's answer to every URL of the mix (the list and each event), as the answer floor will give them. */
+async function captureAnswers(bw: BreakwaterProcess, ids: string[]): Promise<Record<string, CapturedAnswer>> {
+  const answers: Record<string, CapturedAnswer> = {};
+  const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
+  for (let i = 0; i < paths.length; i += 50)
+    await Promise.all(
+      paths.slice(i, i + 50).map(async (p) => {
+        const r = await bw.request("GET", p);
+        answers[p] = { status: r.status, headers: replayed(r.headers), body: r.body };
+      }),
+    );
+  return answers;
+}
+
+/** Scenario 5: the answer floor, same URLs, after checking it answers each of them as Breakwater did. */
+async function answerFloor(answers: Record<string, CapturedAnswer>, ids: string[], workDir: string): Promise<void> {
+  console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
+  const file = path.join(workDir, "answers.json");
+  writeFileSync(file, JSON.stringify(answers));
+  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file });
+  try {
+    for (const [p, want] of Object.entries(answers)) {
+      const res = await fetch(`${floor.url}${p}`);
+      const body = await res.text();
+      const headers = replayed(Object.fromEntries(res.headers));
+      const same = (a: [string, string][]) => JSON.stringify(a.map(([k, v]) => `${k}: ${v}`).sort());
+      if (res.status !== want.status || body !== want.body || same(headers) !== same(want.headers))
+        throw new Error(`answer floor answered ${p} unlike Breakwater`);
+    }
+    const url = catalogUrls(floor.url, ids);
+    results.scenarios.floor = await stepSearch(
+      "floor",
+      (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
+      { start: FLOOR_START_RATE, rates: rates("FLOOR_RATES"), serverPid: workerdOf(BASELINE_SCRIPT, PORT + 3) },
+    );
+  } finally {
+    await floor.stop();
   }
 }
 
@@ -310,6 +393,8 @@ async function readCounters(bw: BreakwaterProcess, adminToken: string): Promise<
 }
 
 /** Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events). */
+let captured: Record<string, CapturedAnswer> | undefined;
+
 async function catalog(stateDir: string, seeded?: string[], extras = true): Promise<string[]> {
   const runOne = async (label: string, log: string, ids: string[] | undefined, start: number): Promise<string[]> => {
     console.log(`\n[${log === "off" ? 3 : 4}] Breakwater catalog reads, REQUEST_LOG=${log} (Zipf s=${ZIPF_S}, ${LIST_SHARE * 100}% list)`);
@@ -345,6 +430,8 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
       );
       scenario.cacheOverRun = delta(first, before);
       results.scenarios[log === "off" ? "catalog" : "catalogWithLogs"] = scenario;
+      // After the measured steps, so the capture's reads are not in their counters.
+      if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds);
       if (log === "off" && extras && !SKIP.has("hot")) {
         // Context for the ratio: the same rate with every read on the single most popular event, so every
         // read is a micro-cache hit. The gap to the Zipf run is what cache misses cost on this path.
@@ -372,11 +459,11 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
 
 const ratio = (a: StepRow | undefined, b: StepRow | undefined) => (a && b ? Math.round((a.achieved / b.achieved) * 1000) / 1000 : null);
 
-/** The rounds' ratios, sorted, and their (lower) median; undefined for a single round. */
-function roundsOf(rounds: NonNullable<typeof results.rounds> | undefined) {
+/** One ratio of every round, sorted, and their (lower) median; undefined for a single round. */
+function roundsOf(rounds: Round[] | undefined, pick: (r: Round) => number | null) {
   if (!rounds || rounds.length < 2) return undefined;
   const sorted = rounds
-    .map((r) => r.ratio)
+    .map(pick)
     .filter((x): x is number => x !== null)
     .sort((a, b) => a - b);
   const median = sorted.length ? (sorted[Math.floor((sorted.length - 1) / 2)] as number) : null;
@@ -388,8 +475,11 @@ function report(): void {
   const hello = results.scenarios.hello?.best;
   const cat = results.scenarios.catalog;
   const logged = results.scenarios.catalogWithLogs;
+  const floor = results.scenarios.floor?.best;
   const run = cat?.cacheOverRun;
-  const roundStats = roundsOf(results.rounds);
+  const roundStats = roundsOf(results.rounds, (r) => r.ratio);
+  const floorRounds = roundsOf(results.rounds, (r) => r.floorRatio);
+  const overFloorRounds = roundsOf(results.rounds, (r) => r.catalogOverFloor);
   const summary = {
     path: PATH_DESCRIPTION,
     generatorCeiling: results.generatorCeiling,
@@ -398,6 +488,9 @@ function report(): void {
     catalogOverHelloWorld: ratio(cat?.best, hello),
     catalogWithLogsMaxSustained: logged?.best?.achieved ?? null,
     catalogWithLogsOverHelloWorld: ratio(logged?.best, hello),
+    floorMaxSustained: floor?.achieved ?? null,
+    floorOverHelloWorld: ratio(floor, hello),
+    catalogOverFloor: ratio(cat?.best, floor),
     catalogAtBest: cat?.best
       ? { p50: cat.best.latencyMs.p50, p95: cat.best.latencyMs.p95, p99: cat.best.latencyMs.p99, errors: cat.best.errors.total }
       : null,
@@ -408,6 +501,10 @@ function report(): void {
     d1PerThousandReads: run?.d1PerThousandReads ?? null,
     roundRatios: roundStats?.sorted ?? null,
     medianRoundRatio: roundStats?.median ?? null,
+    floorRoundRatios: floorRounds?.sorted ?? null,
+    medianFloorRoundRatio: floorRounds?.median ?? null,
+    catalogOverFloorRoundRatios: overFloorRounds?.sorted ?? null,
+    medianCatalogOverFloorRoundRatio: overFloorRounds?.median ?? null,
     targets: {
       "catalog ≥ 60% of hello-world": (ratio(cat?.best, hello) ?? 0) >= 0.6,
       "hit ratio ≥ 95%": (cat?.best?.cache?.hitRatio ?? 0) >= 0.95,
@@ -434,16 +531,26 @@ function report(): void {
     console.log(
       `   catalog max sustained (REQUEST_LOG=${LOG_RUN}): ${best(logged.best)}  → ${ratio(logged.best, hello) ?? "n/a"} of hello-world`,
     );
+  if (floor) console.log(`   answer floor max sustained:    ${best(floor)}`);
   console.log(`   catalog / hello-world: ${summary.catalogOverHelloWorld ?? "n/a"} (target ≥ 0.6)`);
+  if (floor)
+    console.log(
+      `   answer floor / hello-world: ${summary.floorOverHelloWorld ?? "n/a"} (what the answer itself costs); catalog / answer floor: ${summary.catalogOverFloor ?? "n/a"} (what Breakwater's code costs)`,
+    );
   if (roundStats) {
     for (const [i, r] of roundStats.rounds.entries())
       console.log(
-        `   round ${i + 1}: hello-world ${r.hello?.best?.achieved ?? "n/a"}, catalog ${r.catalog?.best?.achieved ?? "n/a"} → ${r.ratio ?? "n/a"}`,
+        `   round ${i + 1}: hello-world ${r.hello?.best?.achieved ?? "n/a"}, catalog ${r.catalog?.best?.achieved ?? "n/a"}, answer floor ${r.floor?.best?.achieved ?? "n/a"} → catalog/hello ${r.ratio ?? "n/a"}, floor/hello ${r.floorRatio ?? "n/a"}, catalog/floor ${r.catalogOverFloor ?? "n/a"}`,
       );
-    const { sorted, median } = roundStats;
-    console.log(
-      `   catalog / hello-world over ${roundStats.rounds.length} rounds: median ${median ?? "n/a"} (lower median), range ${sorted[0] ?? "n/a"}–${sorted[sorted.length - 1] ?? "n/a"}`,
-    );
+    const line = (label: string, stats: ReturnType<typeof roundsOf>) =>
+      stats?.sorted.length
+        ? console.log(
+            `   ${label} over ${stats.rounds.length} rounds: median ${stats.median ?? "n/a"} (lower median), range ${stats.sorted[0]}–${stats.sorted[stats.sorted.length - 1]}`,
+          )
+        : undefined;
+    line("catalog / hello-world", roundStats);
+    line("answer floor / hello-world", floorRounds);
+    line("catalog / answer floor", overFloorRounds);
   }
   console.log(
     `   cache hit ratio: ${pct(summary.hitRatioAtBest)} at the best step, ${pct(summary.hitRatioOverRun)} over the run (target ≥ 95%)`,
@@ -478,13 +585,22 @@ try {
     if (!SKIP.has("hello")) await helloWorld((base) => catalogUrls(base, fakeIds));
     // Rounds after the first reuse the events and leave out the hot-event step and the logged run.
     if (!SKIP.has("catalog")) ids = await catalog(stateDir, ids, round === 1);
-    const { hello, catalog: cat } = results.scenarios;
-    rounds.push({ ...(hello ? { hello } : {}), ...(cat ? { catalog: cat } : {}), ratio: ratio(cat?.best, hello?.best) });
+    if (captured && ids) await answerFloor(captured, ids, stateDir);
+    const { hello, catalog: cat, floor } = results.scenarios;
+    rounds.push({
+      ...(hello ? { hello } : {}),
+      ...(cat ? { catalog: cat } : {}),
+      ...(floor ? { floor } : {}),
+      ratio: ratio(cat?.best, hello?.best),
+      floorRatio: ratio(floor?.best, hello?.best),
+      catalogOverFloor: ratio(cat?.best, floor?.best),
+    });
   }
   // The scenarios (and the summary's max-sustained lines) stay round 1's; `rounds` holds every round.
   const [firstRound] = rounds;
   if (firstRound?.hello) results.scenarios.hello = firstRound.hello;
   if (firstRound?.catalog) results.scenarios.catalog = firstRound.catalog;
+  if (firstRound?.floor) results.scenarios.floor = firstRound.floor;
   if (REPEAT > 1) results.rounds = rounds;
   report();
 } finally {

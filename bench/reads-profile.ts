@@ -23,7 +23,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
+import { BASELINE_SCRIPT, seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
@@ -112,7 +112,7 @@ try {
       "hello-world",
       `${hello.url}/v1/events/evt_0000000000000000000a`,
       PORT + 3,
-      workerdOf("bench/hello-world/serve.ts", PORT + 1),
+      workerdOf(BASELINE_SCRIPT, PORT + 1),
       helloGc,
     ),
   );

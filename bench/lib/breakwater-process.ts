@@ -22,7 +22,7 @@ export interface BreakwaterProcess {
     body?: unknown,
     token?: string,
     headers?: Record<string, string>,
-  ): Promise<{ status: number; body: string }>;
+  ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>;
   token(sub: string, role: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -69,7 +69,7 @@ export async function startBreakwater(port: number, env: Record<string, string> 
   const base = `http://127.0.0.1:${port}`;
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const request = (method: string, p: string, body?: unknown, token?: string, extra: Record<string, string> = {}) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
+    new Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = http.request(
         `${base}${p}`,
@@ -88,7 +88,7 @@ export async function startBreakwater(port: number, env: Record<string, string> 
           res.on("data", (c: string) => {
             text += c;
           });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
         },
       );
       req.on("error", reject);
@@ -164,9 +164,19 @@ export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<stri
   return ids;
 }
 
-/** Starts bench/hello-world in a child process, the way scripts/serve.ts serves Breakwater. */
-export async function startHelloWorld(port: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = await spawnUntilReady("bench/hello-world/serve.ts", "hello-world is serving", { PORT: String(port) });
+/** The baseline Workers of bench/catalog (folders of bench/, served by bench/lib/serve-baseline.ts). */
+export type Baseline = "hello-world" | "answer-floor";
+
+/**
+ * Starts a baseline Worker in a child process, the way scripts/serve.ts serves Breakwater. `env` adds to
+ * its environment (answer-floor: FLOOR_DOCUMENTS).
+ */
+export async function startBaseline(
+  name: Baseline,
+  port: number,
+  env: Record<string, string> = {},
+): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = await spawnUntilReady(BASELINE_SCRIPT, `${name} is serving`, { ...env, BASELINE: name, PORT: String(port) });
   return {
     url: `http://127.0.0.1:${port}`,
     stop: async () => {
@@ -175,3 +185,9 @@ export async function startHelloWorld(port: number): Promise<{ url: string; stop
     },
   };
 }
+
+/** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
+export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";
+
+/** Starts bench/hello-world in a child process, the way scripts/serve.ts serves Breakwater. */
+export const startHelloWorld = (port: number) => startBaseline("hello-world", port);
