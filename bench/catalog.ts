@@ -506,7 +506,8 @@ function report(): void {
     catalogOverFloorRoundRatios: overFloorRounds?.sorted ?? null,
     medianCatalogOverFloorRoundRatio: overFloorRounds?.median ?? null,
     targets: {
-      "catalog ≥ 60% of hello-world": (ratio(cat?.best, hello) ?? 0) >= 0.6,
+      // With REPEAT > 1 the rounds' median decides, not round 1 alone.
+      "catalog ≥ 60% of hello-world": ((roundStats ? roundStats.median : ratio(cat?.best, hello)) ?? 0) >= 0.6,
       "hit ratio ≥ 95%": (cat?.best?.cache?.hitRatio ?? 0) >= 0.95,
       "≤ 1 D1 query per 1,000 reads": run ? run.d1PerThousandReads <= 1 : false,
     },
