@@ -307,17 +307,20 @@ function catalogUrls(base: string, ids: string[]): (i: number) => string {
   };
 }
 
+/** The step search of a baseline Worker serving on `port` (its server CPU found by port). */
+const searchBaseline = (label: string, port: number, url: (i: number) => string, start: number, fixedRates: number[] | undefined) =>
+  stepSearch(label, (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }), {
+    start,
+    rates: fixedRates,
+    serverPid: workerdOf(BASELINE_SCRIPT, port),
+  });
+
 /** Scenario 2: hello-world on the same path, same URLs. */
 async function helloWorld(urlsFor: (base: string) => (i: number) => string): Promise<void> {
   console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
   const hello = await startHelloWorld(PORT + 1);
   try {
-    const url = urlsFor(hello.url);
-    results.scenarios.hello = await stepSearch(
-      "hello-world",
-      (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
-      { start: HELLO_START_RATE, rates: rates("HELLO_RATES"), serverPid: workerdOf(BASELINE_SCRIPT, PORT + 1) },
-    );
+    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, urlsFor(hello.url), HELLO_START_RATE, rates("HELLO_RATES"));
   } finally {
     await hello.stop();
   }
@@ -367,12 +370,7 @@ async function answerFloor(answers: Record<string, CapturedAnswer>, ids: string[
       if (res.status !== want.status || body !== want.body || same(headers) !== same(want.headers))
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
     }
-    const url = catalogUrls(floor.url, ids);
-    results.scenarios.floor = await stepSearch(
-      "floor",
-      (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
-      { start: FLOOR_START_RATE, rates: rates("FLOOR_RATES"), serverPid: workerdOf(BASELINE_SCRIPT, PORT + 3) },
-    );
+    results.scenarios.floor = await searchBaseline("floor", PORT + 3, catalogUrls(floor.url, ids), FLOOR_START_RATE, rates("FLOOR_RATES"));
   } finally {
     await floor.stop();
   }
