@@ -37,15 +37,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import {
-  BASELINE_SCRIPT,
-  type BreakwaterProcess,
-  counter,
-  seedEvents,
-  startBaseline,
-  startBreakwater,
-  startHelloWorld,
-} from "./lib/breakwater-process.ts";
+import type { CapturedAnswer } from "./answer-floor/worker.ts";
+import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -318,7 +311,7 @@ const searchBaseline = (label: string, port: number, url: (i: number) => string,
 /** Scenario 2: hello-world on the same path, same URLs. */
 async function helloWorld(urlsFor: (base: string) => (i: number) => string): Promise<void> {
   console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
-  const hello = await startHelloWorld(PORT + 1);
+  const hello = await startBaseline("hello-world", PORT + 1);
   try {
     results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, urlsFor(hello.url), HELLO_START_RATE, rates("HELLO_RATES"));
   } finally {
@@ -329,20 +322,25 @@ async function helloWorld(urlsFor: (base: string) => (i: number) => string): Pro
 /** Headers the answer floor does not replay: per request (it makes its own ids) or per connection. */
 const NOT_REPLAYED = new Set(["date", "content-length", "connection", "keep-alive", "transfer-encoding", "x-request-id", "traceparent"]);
 
-/** One answer as the answer floor replays it (bench/answer-floor/worker.ts reads this shape). */
-interface CapturedAnswer {
-  status: number;
-  headers: [string, string][];
-  body: string;
-}
-
 const replayed = (headers: IncomingHttpHeaders): [string, string][] =>
   Object.entries(headers).flatMap(([name, value]) =>
     NOT_REPLAYED.has(name) || value === undefined ? [] : (Array.isArray(value) ? value : [value]).map((v): [string, string] => [name, v]),
   );
 
-/** Breakwater's answer to every URL of the mix (the list and each event), as the answer floor will give them. */
-async function captureAnswers(bw: BreakwaterProcess, ids: string[]): Promise<Record<string, CapturedAnswer>> {
+/** A header list in a comparable form (order and repeats aside). */
+const headerSet = (h: [string, string][]): string => JSON.stringify(h.map(([k, v]) => `${k}: ${v}`).sort());
+
+/** Captured answers, kept for every round, and the file the answer floor reads them from. */
+interface Captured {
+  answers: Record<string, CapturedAnswer>;
+  file: string;
+}
+
+/**
+ * Breakwater's answer to every URL of the mix (the list and each event), as the answer floor will give
+ * them; written once to `<workDir>/answers.json`.
+ */
+async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: string): Promise<Captured> {
   const answers: Record<string, CapturedAnswer> = {};
   const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
   for (let i = 0; i < paths.length; i += 50)
@@ -352,22 +350,24 @@ async function captureAnswers(bw: BreakwaterProcess, ids: string[]): Promise<Rec
         answers[p] = { status: r.status, headers: replayed(r.headers), body: r.body };
       }),
     );
-  return answers;
+  const file = path.join(workDir, "answers.json");
+  writeFileSync(file, JSON.stringify(answers));
+  return { answers, file };
 }
 
 /** Scenario 5: the answer floor, same URLs, after checking it answers each of them as Breakwater did. */
-async function answerFloor(answers: Record<string, CapturedAnswer>, ids: string[], workDir: string): Promise<void> {
+async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<void> {
   console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
-  const file = path.join(workDir, "answers.json");
-  writeFileSync(file, JSON.stringify(answers));
   const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file });
   try {
     for (const [p, want] of Object.entries(answers)) {
       const res = await fetch(`${floor.url}${p}`);
       const body = await res.text();
-      const headers = replayed(Object.fromEntries(res.headers));
-      const same = (a: [string, string][]) => JSON.stringify(a.map(([k, v]) => `${k}: ${v}`).sort());
-      if (res.status !== want.status || body !== want.body || same(headers) !== same(want.headers))
+      if (
+        res.status !== want.status ||
+        body !== want.body ||
+        headerSet(replayed(Object.fromEntries(res.headers))) !== headerSet(want.headers)
+      )
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
     }
     results.scenarios.floor = await searchBaseline("floor", PORT + 3, catalogUrls(floor.url, ids), FLOOR_START_RATE, rates("FLOOR_RATES"));
@@ -390,9 +390,12 @@ async function readCounters(bw: BreakwaterProcess, adminToken: string): Promise<
   };
 }
 
-/** Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events). */
-let captured: Record<string, CapturedAnswer> | undefined;
+let captured: Captured | undefined;
 
+/**
+ * Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events); the
+ * first run with logs off also captures the answers of scenario 5.
+ */
 async function catalog(stateDir: string, seeded?: string[], extras = true): Promise<string[]> {
   const runOne = async (label: string, log: string, ids: string[] | undefined, start: number): Promise<string[]> => {
     console.log(`\n[${log === "off" ? 3 : 4}] Breakwater catalog reads, REQUEST_LOG=${log} (Zipf s=${ZIPF_S}, ${LIST_SHARE * 100}% list)`);
@@ -428,8 +431,6 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
       );
       scenario.cacheOverRun = delta(first, before);
       results.scenarios[log === "off" ? "catalog" : "catalogWithLogs"] = scenario;
-      // After the measured steps, so the capture's reads are not in their counters.
-      if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds);
       if (log === "off" && extras && !SKIP.has("hot")) {
         // Context for the ratio: the same rate with every read on the single most popular event, so every
         // read is a micro-cache hit. The gap to the Zipf run is what cache misses cost on this path.
@@ -442,6 +443,8 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
         results.scenarios.catalogHotEvent = { name: "catalog, one hot event", steps: [hot], ...(hot.sustained ? { best: hot } : {}) };
         console.log(`${formatStep("hot event", r, hot.sustained)}${cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`}`);
       }
+      // Last, so the capture's reads are in no measured step's counters (the hot-event step's included).
+      if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds, stateDir);
       return eventIds;
     } finally {
       await bw.stop();
@@ -584,7 +587,7 @@ try {
     if (!SKIP.has("hello")) await helloWorld((base) => catalogUrls(base, fakeIds));
     // Rounds after the first reuse the events and leave out the hot-event step and the logged run.
     if (!SKIP.has("catalog")) ids = await catalog(stateDir, ids, round === 1);
-    if (captured && ids) await answerFloor(captured, ids, stateDir);
+    if (captured && ids) await answerFloor(captured, ids);
     const { hello, catalog: cat, floor } = results.scenarios;
     rounds.push({
       ...(hello ? { hello } : {}),

@@ -23,7 +23,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { BASELINE_SCRIPT, seedEvents, startBreakwater, startHelloWorld } from "./lib/breakwater-process.ts";
+import { BASELINE_SCRIPT, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
@@ -105,7 +105,7 @@ process.env.INSPECTOR_PORT = String(PORT + 3);
 const helloGc = gcTrace(gcDir, "hello-world");
 if (!helloGc) console.log("  (stdbuf not found: no GC log)");
 useEnv(helloGc?.env ?? {});
-const hello = await startHelloWorld(PORT + 1);
+const hello = await startBaseline("hello-world", PORT + 1);
 try {
   rows.push(
     await profile(

@@ -9,8 +9,8 @@ import { childSpan, formatTraceparent } from "../../lib/trace";
  * of Breakwater's code. Not part of the product.
  */
 
-/** One captured answer: `[name, value]` header pairs without the per-request ones, and the body. */
-interface CapturedAnswer {
+/** One captured answer (bench/catalog writes them): `[name, value]` header pairs without the per-request ones, and the body. */
+export interface CapturedAnswer {
   status: number;
   headers: [string, string][];
   body: string;

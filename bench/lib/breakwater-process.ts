@@ -167,6 +167,9 @@ export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<stri
 /** The baseline Workers of bench/catalog (folders of bench/, served by bench/lib/serve-baseline.ts). */
 export type Baseline = "hello-world" | "answer-floor";
 
+/** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
+export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";
+
 /**
  * Starts a baseline Worker in a child process, the way scripts/serve.ts serves Breakwater. `env` adds to
  * its environment (answer-floor: FLOOR_DOCUMENTS).
@@ -185,9 +188,3 @@ export async function startBaseline(
     },
   };
 }
-
-/** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
-export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";
-
-/** Starts bench/hello-world in a child process, the way scripts/serve.ts serves Breakwater. */
-export const startHelloWorld = (port: number) => startBaseline("hello-world", port);
