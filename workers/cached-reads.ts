@@ -5,7 +5,7 @@ import type { CachedBody } from "../lib/read-cache";
 import { CATALOG_CACHE, CATALOG_ROUTES, cachedHeaders, cachedStatus, cacheStatusOf } from "./http";
 import { elapsedMs, requestRecorder } from "./middleware/access-log";
 import { requestIdFor } from "./middleware/request-id";
-import { SECURITY_HEADERS } from "./middleware/security-headers";
+import { isSecure, securityHeadersOf } from "./middleware/security-headers";
 import { requestSpan } from "./middleware/trace";
 
 /**
@@ -41,14 +41,19 @@ const record = requestRecorder();
  * dozen entries was converted property by property on every request (with the metric series resolved
  * once, a hit went from 0.72 to 0.80 of hello-world's CPU per request: bench/README.md, "third machine").
  */
-const sharedHeadersOf = (status: 200 | 304) =>
-  memoizedPerObject((value: CachedBody) => new Headers({ ...cachedHeaders(value, CATALOG_CACHE, status), ...SECURITY_HEADERS }));
-const SHARED_HEADERS = { 200: sharedHeadersOf(200), 304: sharedHeadersOf(304) } as const;
+const sharedHeadersOf = (status: 200 | 304, secure: boolean) =>
+  memoizedPerObject((value: CachedBody) => new Headers({ ...cachedHeaders(value, CATALOG_CACHE, status), ...securityHeadersOf(secure) }));
+/** By status, then plain http (0) or https (1). */
+const SHARED_HEADERS = {
+  200: [sharedHeadersOf(200, false), sharedHeadersOf(200, true)],
+  304: [sharedHeadersOf(304, false), sharedHeadersOf(304, true)],
+} as const;
 
 /** Answers a catalog read that this isolate holds fresh; undefined when the router must answer it. */
 export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext): Response | undefined {
   if (req.method !== "GET") return undefined;
-  const read = catalogReadOf(req.url);
+  const url = req.url;
+  const read = catalogReadOf(url);
   if (!read) return undefined;
   const headers = req.headers;
   // CORS answers (and preflights) stay with the cors middleware.
@@ -59,7 +64,10 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   const requestId = requestIdFor(headers.get("X-Request-Id"));
   const span = requestSpan(env, headers.get("traceparent"));
   const status = cachedStatus(hit.value, headers.get("If-None-Match"));
-  const res = new Response(status === 304 ? null : hit.value.body, { status, headers: SHARED_HEADERS[status](hit.value) });
+  const res = new Response(status === 304 ? null : hit.value.body, {
+    status,
+    headers: SHARED_HEADERS[status][isSecure(url) ? 1 : 0](hit.value),
+  });
   const out = res.headers;
   out.set("X-Request-Id", requestId);
   if (span) out.set("traceparent", span.header);

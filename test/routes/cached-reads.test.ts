@@ -113,6 +113,26 @@ describe("answers of the router-free path", () => {
     expect(weird?.headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
   });
 
+  it("send Strict-Transport-Security over https only (RFC 6797 §7.2), as the router does", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    for (const origin of [base, "http://breakwater.test"]) {
+      const url = `${origin}/v1/events/${ev.id}`;
+      const fast = answerCachedRead(new Request(url), env, createExecutionContext());
+      const routed = await app.fetch(new Request(url), env, createExecutionContext());
+      if (!fast) throw new Error("a fresh hit was not answered before the router");
+      expect(stableHeaders(fast), origin).toEqual(stableHeaders(routed));
+      for (const res of [fast, routed]) {
+        expect(res.headers.get("X-Content-Type-Options"), origin).toBe("nosniff");
+        if (origin === base) expect(res.headers.get("Strict-Transport-Security")).toBe("max-age=31536000; includeSubDomains");
+        else expect(res.headers.has("Strict-Transport-Security"), origin).toBe(false);
+      }
+    }
+    const plainRouted = await app.fetch(new Request("http://breakwater.test/healthz"), env, createExecutionContext());
+    expect(plainRouted.headers.has("Strict-Transport-Security")).toBe(false);
+    expect(plainRouted.headers.get("X-Frame-Options")).toBe("DENY");
+  });
+
   it("answer the list the same way", async () => {
     await createEvent(organizer);
     expect((await call("/v1/events")).status).toBe(200);

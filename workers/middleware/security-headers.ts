@@ -7,25 +7,36 @@ export interface SecurityHeadersOptions {
   headers?: Record<string, string>;
 }
 
-/** The headers every answer carries (unless a route sets its own value). */
+/** The headers every answer carries (unless a route sets its own value); HSTS is added over https only. */
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "X-Content-Type-Options": "nosniff",
   "X-Frame-Options": "DENY",
   "Referrer-Policy": "no-referrer",
-  "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
   "Cross-Origin-Resource-Policy": "same-site",
   "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 };
+
+/**
+ * {@link SECURITY_HEADERS} plus `Strict-Transport-Security` when the request came over https. RFC 6797
+ * §7.2: a server must not send HSTS over plain http (a browser ignores it there, and a local
+ * `http://127.0.0.1` answer would tell it nothing true). In production every request is https.
+ */
+export const securityHeadersOf = (secure: boolean): Readonly<Record<string, string>> => (secure ? SECURE_HEADERS : SECURITY_HEADERS);
+const SECURE_HEADERS = { ...SECURITY_HEADERS, "Strict-Transport-Security": "max-age=31536000; includeSubDomains" } as const;
+
+/** Whether a request URL came over https. */
+export const isSecure = (url: string): boolean => url.startsWith("https:");
 
 /**
  * Static security headers for an API that serves JSON. Pages that need scripts (`/docs`) set their own
  * Content-Security-Policy, which this keeps.
  */
 export const securityHeaders = (opts: SecurityHeadersOptions = {}): MiddlewareHandler<AppEnv> => {
-  const entries = Object.entries({ ...SECURITY_HEADERS, ...opts.headers });
+  const entriesOf = (secure: boolean) => Object.entries({ ...securityHeadersOf(secure), ...opts.headers });
+  const entries = { secure: entriesOf(true), plain: entriesOf(false) };
   return async function securityHeaders(c, next) {
     await next();
     const h = c.res.headers;
-    for (const [k, v] of entries) if (!h.has(k)) h.set(k, v);
+    for (const [k, v] of isSecure(c.req.url) ? entries.secure : entries.plain) if (!h.has(k)) h.set(k, v);
   };
 };
