@@ -39,6 +39,7 @@ import os from "node:os";
 import path from "node:path";
 import type { CapturedAnswer } from "./answer-floor/worker.ts";
 import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
+import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -128,8 +129,10 @@ interface StepRow {
   /** CPU the server's workerd process used per request handled (µs), warm-up included; from /proc. */
   serverCpuUsPerRequest?: number;
   cache?: CacheFigures;
+  /** The server isolate's collections during the step, warm-up included (V8's GC log; absent without stdbuf). */
+  gc?: GcSummary;
 }
-const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number): StepRow => ({
+const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number, gc?: GcSummary): StepRow => ({
   offered: r.rate,
   achieved: Math.round(r.throughput),
   sustained: isSustained(r, criteria),
@@ -141,15 +144,35 @@ const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number): StepRow
   generatorCpu: Math.round(r.generatorCpu * 100) / 100,
   ...(serverCpuUs === undefined ? {} : { serverCpuUsPerRequest: Math.round(serverCpuUs) }),
   ...(cache ? { cache } : {}),
+  ...(gc ? { gc } : {}),
 });
 
-/** Runs `load` and measures the CPU the workerd process `pid` spent per request meanwhile. */
-async function withServerCpu(pid: number | undefined, load: () => Promise<LoadResult>): Promise<{ r: LoadResult; cpuUs?: number }> {
+/** The step's collections, as printed after it: the longest pause is what decides a strict step. */
+const formatGc = (gc: GcSummary | undefined): string =>
+  gc ? `  gc ${gc.scavenges}s+${gc.markCompacts}mc max ${gc.maxPauseMs.toFixed(0)} ms` : "";
+
+/** Where each server's GC log goes (one file per server start; removed at exit). */
+const gcDir = mkdtempSync(path.join(os.tmpdir(), "bw-catalog-gc-"));
+let gcLogs = 0;
+/** A GC log for the next server to start (its `env`), or undefined without stdbuf. */
+const nextGcTrace = (name: string): GcTrace | undefined => gcTrace(gcDir, `${name}-${++gcLogs}`);
+
+/**
+ * Runs `load` and measures, meanwhile, the CPU the workerd process `pid` spent per request and the
+ * collections of its isolate (from `gc`, when logged).
+ */
+async function measured(
+  pid: number | undefined,
+  gc: GcTrace | undefined,
+  load: () => Promise<LoadResult>,
+): Promise<{ r: LoadResult; cpuUs?: number; gc?: GcSummary }> {
+  const gcFrom = gc?.mark();
   const before = pid === undefined ? undefined : cpuSeconds(pid);
   const r = await load();
   const after = pid === undefined ? undefined : cpuSeconds(pid);
-  if (before === undefined || after === undefined || r.sentWithWarmup === 0) return { r };
-  return { r, cpuUs: ((after - before) * 1e6) / r.sentWithWarmup };
+  const collections = gc && gcFrom !== undefined ? { gc: gc.summarize(gcFrom, gc.mark()) } : {};
+  if (before === undefined || after === undefined || r.sentWithWarmup === 0) return { r, ...collections };
+  return { r, cpuUs: ((after - before) * 1e6) / r.sentWithWarmup, ...collections };
 }
 
 /** One round of the searches (REPEAT) and its ratios. */
@@ -219,6 +242,7 @@ async function stepSearch(
     start: number;
     rates?: number[] | undefined;
     serverPid?: number | undefined;
+    gc?: GcTrace | undefined;
     after?: (r: LoadResult) => Promise<CacheFigures | undefined>;
   },
 ): Promise<Scenario> {
@@ -226,16 +250,16 @@ async function stepSearch(
   let best: StepRow | undefined;
   await findMaxRate(
     async (rate) => {
-      const { r, cpuUs } = await withServerCpu(opts.serverPid, () => run(rate));
+      const { r, cpuUs, gc } = await measured(opts.serverPid, opts.gc, () => run(rate));
       const cache = await opts.after?.(r);
-      const s = row(r, cache, cpuUs);
+      const s = row(r, cache, cpuUs, gc);
       steps.push(s);
       if (s.sustained && (!best || s.offered > best.offered)) best = s;
       const c = cache
         ? `  hit ${(cache.hitRatio * 100).toFixed(1)}%  d1 ${cache.d1Queries} (${cache.d1PerThousandReads.toFixed(2)}/1k reads)`
         : "";
       const cpu = cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`;
-      console.log(formatStep(label, r, s.sustained) + cpu + c);
+      console.log(formatStep(label, r, s.sustained) + cpu + formatGc(gc) + c);
       return r;
     },
     { ...criteria, start: opts.start, factor: STEP_FACTOR, refine: 2, pauseMs: 1_000, ...(opts.rates ? { rates: opts.rates } : {}) },
@@ -301,19 +325,28 @@ function catalogUrls(base: string, ids: string[]): (i: number) => string {
 }
 
 /** The step search of a baseline Worker serving on `port` (its server CPU found by port). */
-const searchBaseline = (label: string, port: number, url: (i: number) => string, start: number, fixedRates: number[] | undefined) =>
+const searchBaseline = (
+  label: string,
+  port: number,
+  url: (i: number) => string,
+  start: number,
+  fixedRates: number[] | undefined,
+  gc: GcTrace | undefined,
+) =>
   stepSearch(label, (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }), {
     start,
     rates: fixedRates,
     serverPid: workerdOf(BASELINE_SCRIPT, port),
+    gc,
   });
 
 /** Scenario 2: hello-world on the same path, same URLs. */
 async function helloWorld(urlsFor: (base: string) => (i: number) => string): Promise<void> {
   console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
-  const hello = await startBaseline("hello-world", PORT + 1);
+  const gc = nextGcTrace("hello-world");
+  const hello = await startBaseline("hello-world", PORT + 1, gc?.env);
   try {
-    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, urlsFor(hello.url), HELLO_START_RATE, rates("HELLO_RATES"));
+    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, urlsFor(hello.url), HELLO_START_RATE, rates("HELLO_RATES"), gc);
   } finally {
     await hello.stop();
   }
@@ -358,7 +391,8 @@ async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: str
 /** Scenario 5: the answer floor, same URLs, after checking it answers each of them as Breakwater did. */
 async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<void> {
   console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
-  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file });
+  const gc = nextGcTrace("floor");
+  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...gc?.env });
   try {
     for (const [p, want] of Object.entries(answers)) {
       const res = await fetch(`${floor.url}${p}`);
@@ -370,7 +404,14 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
       )
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
     }
-    results.scenarios.floor = await searchBaseline("floor", PORT + 3, catalogUrls(floor.url, ids), FLOOR_START_RATE, rates("FLOOR_RATES"));
+    results.scenarios.floor = await searchBaseline(
+      "floor",
+      PORT + 3,
+      catalogUrls(floor.url, ids),
+      FLOOR_START_RATE,
+      rates("FLOOR_RATES"),
+      gc,
+    );
   } finally {
     await floor.stop();
   }
@@ -402,7 +443,8 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
     // CRON=off: the minute's cron (rollups, reconciliation of the events on sale against their Durable
     // Objects and shards) runs locally on the same JavaScript thread as the reads, and with 1,000 events on
     // sale it takes the thread for about half a second: a local artefact, not a cost of the read path.
-    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off" }, 16);
+    const gc = nextGcTrace(`catalog-${log}`);
+    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off", ...gc?.env }, 16);
     try {
       const eventIds = ids ?? (await seedEvents(bw, EVENTS));
       const admin = await bw.token("bench-admin", "admin");
@@ -421,6 +463,7 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
           start,
           rates: rates("RATES"),
           serverPid,
+          gc,
           after: async () => {
             const now = await readCounters(bw, admin);
             const d = delta(before, now);
@@ -436,12 +479,18 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
         // read is a micro-cache hit. The gap to the Zipf run is what cache misses cost on this path.
         const rate = scenario.best?.offered ?? start;
         const hotUrl = `${bw.base}/v1/events/${byPopularity(eventIds)[0] ?? ""}`;
-        const { r, cpuUs } = await withServerCpu(serverPid, () =>
+        const {
+          r,
+          cpuUs,
+          gc: hotGc,
+        } = await measured(serverPid, gc, () =>
           runLoad({ url: () => hotUrl, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
         );
-        const hot = row(r, delta(before, await readCounters(bw, admin)), cpuUs);
+        const hot = row(r, delta(before, await readCounters(bw, admin)), cpuUs, hotGc);
         results.scenarios.catalogHotEvent = { name: "catalog, one hot event", steps: [hot], ...(hot.sustained ? { best: hot } : {}) };
-        console.log(`${formatStep("hot event", r, hot.sustained)}${cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`}`);
+        console.log(
+          `${formatStep("hot event", r, hot.sustained)}${cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`}${formatGc(hotGc)}`,
+        );
       }
       // Last, so the capture's reads are in no measured step's counters (the hot-event step's included).
       if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds, stateDir);
@@ -607,5 +656,6 @@ try {
   report();
 } finally {
   rmSync(stateDir, { recursive: true, force: true });
+  rmSync(gcDir, { recursive: true, force: true });
 }
 console.log(`   took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
