@@ -18,7 +18,9 @@
  *    (status, headers, body, captured in step 3; fresh request id and traceparent per request) and no logic.
  *    It splits the ratio to hello-world in two: floor / hello-world is what the API's answer itself costs
  *    on this path, catalog / floor what Breakwater's code costs.
- * Breakwater runs with CRON=off (see {@link catalog}).
+ * Breakwater runs with CRON=off (see {@link catalog}). The events are created in a server of their own
+ * ({@link seedCatalog}); every measured server then gets the same warm-up ({@link warmUp}) before its search,
+ * and each step carries its server's collections from V8's GC log.
  * Each server's maximum sustainable rate is found by stepping the offered rate (up by STEP_FACTOR while
  * steps pass, then two bisections). Sustainable: achieved ≥ 97 % of offered, no error, p99 ≤ P99_MS.
  * Hit ratio and D1 queries come from Breakwater's /metrics (counted, per step and over the run).
@@ -31,6 +33,7 @@
  * REPEAT (1: with n > 1 the hello-world and catalog searches run n times, alternating, on the same events,
  * and the summary gives each round's ratio and their median — one round's ratio moves with where the
  * runtime's collections fall, see bench/README.md),
+ * WORKERD_V8_FLAGS (extra V8 flags for all three servers, for diagnosis),
  * PORT (8793; hello-world PORT + 1, trivial target PORT + 2, answer floor PORT + 3).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -65,6 +68,8 @@ const LIST_SHARE = num("LIST_SHARE", 0.05, 0, 1);
 const DURATION = num("DURATION", 4, 1, 60);
 const WARMUP = num("WARMUP", 1, 0, 30);
 const P99_MS = num("P99_MS", 50, 1, 10_000);
+/** Extra V8 flags for all three servers (diagnosis, e.g. `--max-semi-space-size=4`); production's are Cloudflare's. */
+const WORKERD_V8_FLAGS = process.env.WORKERD_V8_FLAGS ?? "";
 const STEP_FACTOR = num("STEP_FACTOR", 1.5, 1.05, 4);
 const START_RATE = num("START_RATE", 2_000, 10, 100_000);
 const HELLO_START_RATE = num("HELLO_START_RATE", 4_000, 10, 100_000);
@@ -154,8 +159,28 @@ const formatGc = (gc: GcSummary | undefined): string =>
 /** Where each server's GC log goes (one file per server start; removed at exit). */
 const gcDir = mkdtempSync(path.join(os.tmpdir(), "bw-catalog-gc-"));
 let gcLogs = 0;
-/** A GC log for the next server to start (its `env`), or undefined without stdbuf. */
-const nextGcTrace = (name: string): GcTrace | undefined => gcTrace(gcDir, `${name}-${++gcLogs}`);
+/**
+ * What the next server starts with: its GC log (undefined without stdbuf) and the environment that turns
+ * it on, plus WORKERD_V8_FLAGS when set (the same for all three servers).
+ */
+function nextServer(name: string): { gc: GcTrace | undefined; env: Record<string, string> } {
+  const gc = gcTrace(gcDir, `${name}-${++gcLogs}`);
+  const flags = [gc?.env.MINIFLARE_WORKERD_V8_FLAGS, WORKERD_V8_FLAGS].filter(Boolean).join(" ");
+  return { gc, env: { ...gc?.env, ...(flags ? { MINIFLARE_WORKERD_V8_FLAGS: flags } : {}) } };
+}
+
+/**
+ * The same warm-up for every server before its search: each path of the mix once (50 at a time), then
+ * 2 s of the mix at min(start, 2,000) req/s. Breakwater's caches and every server's JIT are warm, and
+ * each isolate has served the same traffic before its first step: V8 sizes an isolate's young generation
+ * by what it has seen so far, and the collections' pauses grow with it (bench/README.md).
+ */
+async function warmUp(base: string, ids: string[], url: (i: number) => string, start: number): Promise<void> {
+  const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
+  for (let i = 0; i < paths.length; i += 50)
+    await Promise.all(paths.slice(i, i + 50).map(async (p) => (await fetch(`${base}${p}`)).arrayBuffer()));
+  await runLoad({ url, rate: Math.min(start, 2_000), durationSec: 2, connections: CONNECTIONS });
+}
 
 /**
  * Runs `load` and measures, meanwhile, the CPU the workerd process `pid` spent per request and the
@@ -341,12 +366,14 @@ const searchBaseline = (
   });
 
 /** Scenario 2: hello-world on the same path, same URLs. */
-async function helloWorld(urlsFor: (base: string) => (i: number) => string): Promise<void> {
+async function helloWorld(ids: string[]): Promise<void> {
   console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
-  const gc = nextGcTrace("hello-world");
-  const hello = await startBaseline("hello-world", PORT + 1, gc?.env);
+  const { gc, env } = nextServer("hello-world");
+  const hello = await startBaseline("hello-world", PORT + 1, env);
   try {
-    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, urlsFor(hello.url), HELLO_START_RATE, rates("HELLO_RATES"), gc);
+    const url = catalogUrls(hello.url, ids);
+    await warmUp(hello.url, ids, url, HELLO_START_RATE);
+    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, url, HELLO_START_RATE, rates("HELLO_RATES"), gc);
   } finally {
     await hello.stop();
   }
@@ -391,8 +418,8 @@ async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: str
 /** Scenario 5: the answer floor, same URLs, after checking it answers each of them as Breakwater did. */
 async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<void> {
   console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
-  const gc = nextGcTrace("floor");
-  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...gc?.env });
+  const { gc, env } = nextServer("floor");
+  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...env });
   try {
     for (const [p, want] of Object.entries(answers)) {
       const res = await fetch(`${floor.url}${p}`);
@@ -404,14 +431,9 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
       )
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
     }
-    results.scenarios.floor = await searchBaseline(
-      "floor",
-      PORT + 3,
-      catalogUrls(floor.url, ids),
-      FLOOR_START_RATE,
-      rates("FLOOR_RATES"),
-      gc,
-    );
+    const url = catalogUrls(floor.url, ids);
+    await warmUp(floor.url, ids, url, FLOOR_START_RATE);
+    results.scenarios.floor = await searchBaseline("floor", PORT + 3, url, FLOOR_START_RATE, rates("FLOOR_RATES"), gc);
   } finally {
     await floor.stop();
   }
@@ -437,22 +459,18 @@ let captured: Captured | undefined;
  * Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events); the
  * first run with logs off also captures the answers of scenario 5.
  */
-async function catalog(stateDir: string, seeded?: string[], extras = true): Promise<string[]> {
-  const runOne = async (label: string, log: string, ids: string[] | undefined, start: number): Promise<string[]> => {
+async function catalog(stateDir: string, eventIds: string[], extras = true): Promise<void> {
+  const runOne = async (label: string, log: string, start: number): Promise<void> => {
     console.log(`\n[${log === "off" ? 3 : 4}] Breakwater catalog reads, REQUEST_LOG=${log} (Zipf s=${ZIPF_S}, ${LIST_SHARE * 100}% list)`);
     // CRON=off: the minute's cron (rollups, reconciliation of the events on sale against their Durable
     // Objects and shards) runs locally on the same JavaScript thread as the reads, and with 1,000 events on
     // sale it takes the thread for about half a second: a local artefact, not a cost of the read path.
-    const gc = nextGcTrace(`catalog-${log}`);
-    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off", ...gc?.env }, 16);
+    const { gc, env } = nextServer(`catalog-${log}`);
+    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off", ...env }, 16);
     try {
-      const eventIds = ids ?? (await seedEvents(bw, EVENTS));
       const admin = await bw.token("bench-admin", "admin");
       const url = catalogUrls(bw.base, eventIds);
-      // Every event once, then a short run: the server's JIT and the caches are warm before the first step.
-      for (let i = 0; i < eventIds.length; i += 50)
-        await Promise.all(eventIds.slice(i, i + 50).map((id) => bw.request("GET", `/v1/events/${id}`)));
-      await runLoad({ url, rate: Math.min(start, 2_000), durationSec: 2, connections: CONNECTIONS });
+      await warmUp(bw.base, eventIds, url, start);
       const serverPid = workerdOf("scripts/serve.ts", PORT);
       const first = await readCounters(bw, admin);
       let before = first;
@@ -494,17 +512,28 @@ async function catalog(stateDir: string, seeded?: string[], extras = true): Prom
       }
       // Last, so the capture's reads are in no measured step's counters (the hot-event step's included).
       if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds, stateDir);
-      return eventIds;
     } finally {
       await bw.stop();
     }
   };
-  const ids = await runOne("catalog", "off", seeded, START_RATE);
+  await runOne("catalog", "off", START_RATE);
   if (extras && LOG_RUN !== "skip") {
     const best = results.scenarios.catalog?.best?.offered ?? START_RATE;
-    await runOne(`catalog+log`, LOG_RUN, ids, Math.max(100, Math.round(best * 0.5)));
+    await runOne(`catalog+log`, LOG_RUN, Math.max(100, Math.round(best * 0.5)));
   }
-  return ids;
+}
+
+/**
+ * Creates the EVENTS events through the public API in a server of their own, which then stops: the
+ * servers that are measured start on that state and have served nothing but the warm-up.
+ */
+async function seedCatalog(stateDir: string): Promise<string[]> {
+  const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, CRON: "off" }, 16);
+  try {
+    return await seedEvents(bw, EVENTS);
+  } finally {
+    await bw.stop();
+  }
 }
 
 const ratio = (a: StepRow | undefined, b: StepRow | undefined) => (a && b ? Math.round((a.achieved / b.achieved) * 1000) / 1000 : null);
@@ -629,13 +658,13 @@ try {
   if (!SKIP.has("ceiling")) await generatorCeiling();
   // Same URL shapes as the catalog run (the hello-world Worker ignores them), so requests are the same size.
   const fakeIds = Array.from({ length: EVENTS }, (_, i) => `evt_${String(i).padStart(20, "0")}`);
-  let ids: string[] | undefined;
+  const ids = SKIP.has("catalog") ? undefined : await seedCatalog(stateDir);
   const rounds: NonNullable<typeof results.rounds> = [];
   for (let round = 1; round <= REPEAT; round++) {
     if (REPEAT > 1) console.log(`\n== round ${round} of ${REPEAT}`);
-    if (!SKIP.has("hello")) await helloWorld((base) => catalogUrls(base, fakeIds));
-    // Rounds after the first reuse the events and leave out the hot-event step and the logged run.
-    if (!SKIP.has("catalog")) ids = await catalog(stateDir, ids, round === 1);
+    if (!SKIP.has("hello")) await helloWorld(fakeIds);
+    // Rounds after the first leave out the hot-event step and the logged run.
+    if (ids) await catalog(stateDir, ids, round === 1);
     if (captured && ids) await answerFloor(captured, ids);
     const { hello, catalog: cat, floor } = results.scenarios;
     rounds.push({
