@@ -16,13 +16,14 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 };
 
+const SECURE_HEADERS = { ...SECURITY_HEADERS, "Strict-Transport-Security": "max-age=31536000; includeSubDomains" } as const;
+
 /**
  * {@link SECURITY_HEADERS} plus `Strict-Transport-Security` when the request came over https. RFC 6797
  * §7.2: a server must not send HSTS over plain http (a browser ignores it there, and a local
  * `http://127.0.0.1` answer would tell it nothing true). In production every request is https.
  */
 export const securityHeadersOf = (secure: boolean): Readonly<Record<string, string>> => (secure ? SECURE_HEADERS : SECURITY_HEADERS);
-const SECURE_HEADERS = { ...SECURITY_HEADERS, "Strict-Transport-Security": "max-age=31536000; includeSubDomains" } as const;
 
 /** Whether a request URL came over https. */
 export const isSecure = (url: string): boolean => url.startsWith("https:");
