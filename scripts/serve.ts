@@ -4,7 +4,8 @@
  *
  * Same configuration as wrangler.toml (local D1, KV, queues, Durable Objects, cron), DEV_AUTH on, state
  * in STATE_DIR (default .wrangler/state, the layout `wrangler dev` uses) so it survives a restart.
- * Migrations are applied on start. `--seed` creates the demo event when it is missing.
+ * Migrations are applied on start, before the port opens (test/e2e/serve.test.ts). `--seed` creates the demo
+ * event when it is missing.
  *
  * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1),
  * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles),
@@ -84,7 +85,7 @@ export interface ServeOptions {
   bundleDir?: string;
 }
 
-/** Builds the bundle, starts workerd, applies migrations. Returns the URL and a stop function. */
+/** Builds the bundle, starts workerd, applies migrations, then opens the port. Returns the URL and a stop function. */
 export async function startServer(opts: ServeOptions = {}): Promise<{ url: string; mf: Miniflare; stop: () => Promise<void> }> {
   const port = opts.port ?? 8787;
   const host = opts.host ?? "127.0.0.1";
@@ -115,8 +116,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   }
   // The bundle is one file, so module rules do not apply (and Miniflare 5 cannot convert them).
   const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
-  // Miniflare 5 takes its own option shape; convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
-  const mf = new Miniflare(
+  // The options, with or without the public socket. Miniflare 5 takes its own option shape;
+  // convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
+  const options = (sockets: { host: string; port: number; proxy: false }[]) =>
     convertV4MiniflareOptions({
       workers: [
         {
@@ -128,7 +130,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
             ...(workerOptions.bindings as Record<string, unknown> | undefined),
             ...(opts.vars ?? localVars()),
           },
-          unsafeDirectSockets: [{ host, port, proxy: false }],
+          unsafeDirectSockets: sockets,
         },
       ],
       resourcePersistencePath: path.join(stateDir, "v3"),
@@ -138,14 +140,17 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       ...(process.env.INSPECTOR_PORT ? { inspectorPort: Number(process.env.INSPECTOR_PORT) } : {}),
       // Miniflare's own "Ready on" names its internal entry port, not ours: keep its log to warnings.
       log: new Log(LogLevel.WARN),
-    } as Parameters<typeof convertV4MiniflareOptions>[0]),
-  );
+    } as Parameters<typeof convertV4MiniflareOptions>[0]);
+  // Without the public socket until the migrations are applied: a request that came in before would meet
+  // empty databases (and, for the catalog list, a 503). The socket opens once the schema is there.
+  const mf = new Miniflare(options([]));
   await mf.ready;
   const applied: string[] = [];
   for (const d1 of config.d1_databases) {
     if (d1.migrations_dir) applied.push(...(await migrate(mf, d1.binding, path.resolve(path.dirname(configPath), d1.migrations_dir))));
   }
   if (applied.length && opts.log !== false) console.log(`applied migrations: ${applied.join(", ")}`);
+  await mf.setOptions(options([{ host, port, proxy: false }]));
   let timer: NodeJS.Timeout | undefined;
   if (opts.cron !== false) {
     const crons = config.triggers?.crons ?? [];
