@@ -67,6 +67,7 @@ export default defineConfig(async () => {
             name: "node",
             include: ["test/e2e/**/*.test.ts", "test/node/**/*.test.ts"],
             environment: "node",
+            globalSetup: ["./test/setup/build-worker.ts"],
             testTimeout: 120_000,
             hookTimeout: 120_000,
           },

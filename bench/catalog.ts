@@ -152,6 +152,9 @@ const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number, gc?: GcS
   ...(gc ? { gc } : {}),
 });
 
+/** The step's server CPU per request, as printed after it. */
+const formatCpu = (cpuUs: number | undefined): string => (cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`);
+
 /** The step's collections, as printed after it: the longest pause is what decides a strict step. */
 const formatGc = (gc: GcSummary | undefined): string =>
   gc ? `  gc ${gc.scavenges}s+${gc.markCompacts}mc max ${gc.maxPauseMs.toFixed(0)} ms` : "";
@@ -175,10 +178,22 @@ function nextServer(name: string): { gc: GcTrace | undefined; env: Record<string
  * each isolate has served the same traffic before its first step: V8 sizes an isolate's young generation
  * by what it has seen so far, and the collections' pauses grow with it (bench/README.md).
  */
-async function warmUp(base: string, ids: string[], url: (i: number) => string, start: number): Promise<void> {
+async function warmUp(
+  base: string,
+  ids: string[],
+  url: (i: number) => string,
+  start: number,
+  check?: (path: string, res: Response, body: string) => void,
+): Promise<void> {
   const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
   for (let i = 0; i < paths.length; i += 50)
-    await Promise.all(paths.slice(i, i + 50).map(async (p) => (await fetch(`${base}${p}`)).arrayBuffer()));
+    await Promise.all(
+      paths.slice(i, i + 50).map(async (p) => {
+        const res = await fetch(`${base}${p}`);
+        const body = await res.text();
+        check?.(p, res, body);
+      }),
+    );
   await runLoad({ url, rate: Math.min(start, 2_000), durationSec: 2, connections: CONNECTIONS });
 }
 
@@ -283,8 +298,7 @@ async function stepSearch(
       const c = cache
         ? `  hit ${(cache.hitRatio * 100).toFixed(1)}%  d1 ${cache.d1Queries} (${cache.d1PerThousandReads.toFixed(2)}/1k reads)`
         : "";
-      const cpu = cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`;
-      console.log(formatStep(label, r, s.sustained) + cpu + formatGc(gc) + c);
+      console.log(formatStep(label, r, s.sustained) + formatCpu(cpuUs) + formatGc(gc) + c);
       return r;
     },
     { ...criteria, start: opts.start, factor: STEP_FACTOR, refine: 2, pauseMs: 1_000, ...(opts.rates ? { rates: opts.rates } : {}) },
@@ -415,24 +429,24 @@ async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: str
   return { answers, file };
 }
 
-/** Scenario 5: the answer floor, same URLs, after checking it answers each of them as Breakwater did. */
+/** Scenario 5: the answer floor, same URLs, once its warm-up has checked it answers each of them as Breakwater did. */
 async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<void> {
   console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
   const { gc, env } = nextServer("floor");
   const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...env });
   try {
-    for (const [p, want] of Object.entries(answers)) {
-      const res = await fetch(`${floor.url}${p}`);
-      const body = await res.text();
+    const url = catalogUrls(floor.url, ids);
+    // The warm-up's one read of each path is also the check that the floor answers it as Breakwater did.
+    await warmUp(floor.url, ids, url, FLOOR_START_RATE, (p, res, body) => {
+      const want = answers[p];
       if (
+        !want ||
         res.status !== want.status ||
         body !== want.body ||
         headerSet(replayed(Object.fromEntries(res.headers))) !== headerSet(want.headers)
       )
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
-    }
-    const url = catalogUrls(floor.url, ids);
-    await warmUp(floor.url, ids, url, FLOOR_START_RATE);
+    });
     results.scenarios.floor = await searchBaseline("floor", PORT + 3, url, FLOOR_START_RATE, rates("FLOOR_RATES"), gc);
   } finally {
     await floor.stop();
@@ -506,9 +520,7 @@ async function catalog(stateDir: string, eventIds: string[], extras = true): Pro
         );
         const hot = row(r, delta(before, await readCounters(bw, admin)), cpuUs, hotGc);
         results.scenarios.catalogHotEvent = { name: "catalog, one hot event", steps: [hot], ...(hot.sustained ? { best: hot } : {}) };
-        console.log(
-          `${formatStep("hot event", r, hot.sustained)}${cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`}${formatGc(hotGc)}`,
-        );
+        console.log(formatStep("hot event", r, hot.sustained) + formatCpu(cpuUs) + formatGc(hotGc));
       }
       // Last, so the capture's reads are in no measured step's counters (the hot-event step's included).
       if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds, stateDir);

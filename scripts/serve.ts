@@ -85,6 +85,31 @@ export interface ServeOptions {
   bundleDir?: string;
 }
 
+/**
+ * Bundles a Worker as `wrangler deploy` would (`--dry-run`) into `bundleDir`. Callers that start several
+ * servers at once (the e2e tests) build once first and start them with `build: false`, so no server reads
+ * a bundle another is still writing.
+ */
+export function buildBundle(configPath = defaultConfigPath, bundleDir = defaultBundleDir): void {
+  execFileSync(
+    process.execPath,
+    [
+      path.join(root, "node_modules", "wrangler", "bin", "wrangler.js"),
+      "deploy",
+      "--dry-run",
+      "--outdir",
+      bundleDir,
+      "--config",
+      configPath,
+    ],
+    {
+      cwd: root,
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    },
+  );
+}
+
 /** Builds the bundle, starts workerd, applies migrations, then opens the port. Returns the URL and a stop function. */
 export async function startServer(opts: ServeOptions = {}): Promise<{ url: string; mf: Miniflare; stop: () => Promise<void> }> {
   const port = opts.port ?? 8787;
@@ -95,25 +120,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   const config = unstable_readConfig({ config: configPath });
   // wrangler names the bundle after the entry point (workers/index.ts → index.js).
   const scriptPath = path.join(bundleDir, `${path.parse(config.main ?? "index.ts").name}.js`);
-  if (opts.build !== false || !existsSync(scriptPath)) {
-    execFileSync(
-      process.execPath,
-      [
-        path.join(root, "node_modules", "wrangler", "bin", "wrangler.js"),
-        "deploy",
-        "--dry-run",
-        "--outdir",
-        bundleDir,
-        "--config",
-        configPath,
-      ],
-      {
-        cwd: root,
-        stdio: ["ignore", "ignore", "inherit"],
-        env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-      },
-    );
-  }
+  if (opts.build !== false || !existsSync(scriptPath)) buildBundle(configPath, bundleDir);
   // The bundle is one file, so module rules do not apply (and Miniflare 5 cannot convert them).
   const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
   // The options, with or without the public socket. Miniflare 5 takes its own option shape;
@@ -142,15 +149,18 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       log: new Log(LogLevel.WARN),
     } as Parameters<typeof convertV4MiniflareOptions>[0]);
   // Without the public socket until the migrations are applied: a request that came in before would meet
-  // empty databases (and, for the catalog list, a 503). The socket opens once the schema is there.
-  const mf = new Miniflare(options([]));
+  // empty databases (and, for the catalog list, a 503). The socket opens once the schema is there. A
+  // Worker with no migrations (the bench baselines) opens it at once, without the second start.
+  const socket = [{ host, port, proxy: false as const }];
+  const migrating = config.d1_databases.some((d1: (typeof config.d1_databases)[number]) => Boolean(d1.migrations_dir));
+  const mf = new Miniflare(options(migrating ? [] : socket));
   await mf.ready;
   const applied: string[] = [];
   for (const d1 of config.d1_databases) {
     if (d1.migrations_dir) applied.push(...(await migrate(mf, d1.binding, path.resolve(path.dirname(configPath), d1.migrations_dir))));
   }
   if (applied.length && opts.log !== false) console.log(`applied migrations: ${applied.join(", ")}`);
-  await mf.setOptions(options([{ host, port, proxy: false }]));
+  if (migrating) await mf.setOptions(options(socket));
   let timer: NodeJS.Timeout | undefined;
   if (opts.cron !== false) {
     const crons = config.triggers?.crons ?? [];

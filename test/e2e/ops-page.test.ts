@@ -25,6 +25,7 @@ beforeAll(async () => {
     stateDir,
     cron: false,
     log: false,
+    build: false,
     vars: testServerVars(),
   });
   browser = await chromium.launch({

@@ -43,6 +43,7 @@ beforeAll(async () => {
     stateDir,
     cron: false,
     log: false,
+    build: false,
     vars: testServerVars({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}` }),
   });
 });

@@ -32,7 +32,7 @@ describe("scripts/serve.ts", () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
-    server = await startServer({ port, stateDir, cron: false, log: false, vars: testServerVars() });
+    server = await startServer({ port, stateDir, cron: false, log: false, build: false, vars: testServerVars() });
     starting = false;
     await knock;
     const after = await fetch(`${server.url}/v1/events`);
