@@ -40,7 +40,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import type { CapturedAnswer } from "./answer-floor/worker.ts";
+import type { CapturedAnswer, PerRequestHeader } from "./answer-floor/worker.ts";
 import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
@@ -393,8 +393,14 @@ async function helloWorld(ids: string[]): Promise<void> {
   }
 }
 
+/** Headers whose value is new on every request: the answer floor makes its own. */
+const PER_REQUEST_HEADERS: readonly PerRequestHeader[] = ["x-request-id", "traceparent"];
+
 /** Headers the answer floor does not replay: per request (it makes its own ids) or per connection. */
-const NOT_REPLAYED = new Set(["date", "content-length", "connection", "keep-alive", "transfer-encoding", "x-request-id", "traceparent"]);
+const NOT_REPLAYED = new Set<string>(["date", "content-length", "connection", "keep-alive", "transfer-encoding", ...PER_REQUEST_HEADERS]);
+
+/** The per-request headers an answer carries. */
+const perRequestOf = (headers: IncomingHttpHeaders) => PER_REQUEST_HEADERS.filter((name) => headers[name] !== undefined);
 
 const replayed = (headers: IncomingHttpHeaders): [string, string][] =>
   Object.entries(headers).flatMap(([name, value]) =>
@@ -421,7 +427,7 @@ async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: str
     await Promise.all(
       paths.slice(i, i + 50).map(async (p) => {
         const r = await bw.request("GET", p);
-        answers[p] = { status: r.status, headers: replayed(r.headers), body: r.body };
+        answers[p] = { status: r.status, headers: replayed(r.headers), perRequest: perRequestOf(r.headers), body: r.body };
       }),
     );
   const file = path.join(workDir, "answers.json");
@@ -439,11 +445,13 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
     // The warm-up's one read of each path is also the check that the floor answers it as Breakwater did.
     await warmUp(floor.url, ids, url, FLOOR_START_RATE, (p, res, body) => {
       const want = answers[p];
+      const got = Object.fromEntries(res.headers);
       if (
         !want ||
         res.status !== want.status ||
         body !== want.body ||
-        headerSet(replayed(Object.fromEntries(res.headers))) !== headerSet(want.headers)
+        headerSet(replayed(got)) !== headerSet(want.headers) ||
+        perRequestOf(got).join() !== want.perRequest.join()
       )
         throw new Error(`answer floor answered ${p} unlike Breakwater`);
     });

@@ -6,13 +6,13 @@ import { CATALOG_CACHE, CATALOG_ROUTES, cachedHeaders, cachedStatus, cacheStatus
 import { elapsedMs, requestRecorder } from "./middleware/access-log";
 import { requestIdFor } from "./middleware/request-id";
 import { isSecure, securityHeadersOf } from "./middleware/security-headers";
-import { requestSpan } from "./middleware/trace";
 
 /**
  * The router-free path of catalog reads. During a ticket drop almost every request is a `GET` of one of
  * a few events, already in this isolate's micro-cache. Those hits are answered here, before the router:
  * one lookup, one `Response` built from headers prepared once per cached document, and the same accounting
- * the middleware does (request id, traceparent, security headers, ETag/304, metrics, span, log line).
+ * the middleware does (request id, security headers, ETag/304, metrics, log line, and the span when the line
+ * or an exporter wants it: a public answer carries no `traceparent`, see workers/middleware/trace.ts).
  * Anything else — another route, another method, a query string, a cross-origin request, a document this
  * isolate does not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
  * for it) — returns undefined and goes through the Hono app, which fills the cache. The answers of both
@@ -35,8 +35,7 @@ export function catalogReadOf(url: string): { route: string; path: string; id?: 
 const record = requestRecorder();
 
 /**
- * The headers of a cached answer that are the same for every request (all but `X-Request-Id` and
- * `traceparent`): one `Headers` per cached document and status, built on its first answer and dropped
+ * The headers of a cached answer that are the same for every request (all but `X-Request-Id`): one `Headers` per cached document and status, built on its first answer and dropped
  * with the document. The `Response` constructor copies a `Headers` natively, where a plain object of a
  * dozen entries was converted property by property on every request (with the metric series resolved
  * once, a hit went from 0.72 to 0.80 of hello-world's CPU per request: bench/README.md, "third machine").
@@ -62,15 +61,12 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   const hit = read.id === undefined ? freshEventList() : freshEvent(read.id);
   if (!hit) return undefined;
   const requestId = requestIdFor(headers.get("X-Request-Id"));
-  const span = requestSpan(env, headers.get("traceparent"));
   const status = cachedStatus(hit.value, headers.get("If-None-Match"));
   const res = new Response(status === 304 ? null : hit.value.body, {
     status,
     headers: SHARED_HEADERS[status][isSecure(url) ? 1 : 0](hit.value),
   });
-  const out = res.headers;
-  out.set("X-Request-Id", requestId);
-  if (span) out.set("traceparent", span.header);
+  res.headers.set("X-Request-Id", requestId);
   record(env, ctx, {
     method: "GET",
     route: read.route,
@@ -78,8 +74,9 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
     status,
     durationMs: elapsedMs(started),
     requestId,
-    trace: span?.span,
-    parentSpanId: span?.parentSpanId,
+    trace: undefined,
+    parentSpanId: undefined,
+    spanFrom: headers.get("traceparent"),
     cacheStatus: cacheStatusOf(hit.layer),
     user: undefined,
   });

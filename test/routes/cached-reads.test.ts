@@ -27,11 +27,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const requests = (labels: Record<string, string | number>) => metrics.value("breakwater_http_requests_total", labels);
 const lookups = (layer: string) => metrics.value("breakwater_cache_lookups_total", { layer });
 
-/** Headers of a response, without the two that are new on every request (checked apart). */
+/** Headers of a response, without the request id that is new on every request (checked apart). */
 const stableHeaders = (res: Response) => {
   const out: Record<string, string> = {};
   res.headers.forEach((v, k) => {
-    if (k !== "x-request-id" && k !== "traceparent") out[k] = v;
+    if (k !== "x-request-id") out[k] = v;
   });
   return out;
 };
@@ -71,7 +71,7 @@ describe("catalogReadOf", () => {
 });
 
 describe("answers of the router-free path", () => {
-  it("are the router's answers, 200 and 304 alike, with a fresh request id and span each", async () => {
+  it("are the router's answers, 200 and 304 alike, with a fresh request id each and no traceparent", async () => {
     const ev = await createEvent(organizer);
     expect((await call(`/v1/events/${ev.id}`)).status).toBe(200); // fills this isolate's micro-cache
     const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -84,9 +84,8 @@ describe("answers of the router-free path", () => {
     expect(await fast.text()).toBe(await routed.text());
     for (const res of [fast, routed]) {
       expect(res.headers.get("X-Request-Id")).toBe("client-req-fast-1");
-      expect(res.headers.get("traceparent")).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+      expect(res.headers.has("traceparent")).toBe(false);
     }
-    expect(fast.headers.get("traceparent")).not.toBe(routed.headers.get("traceparent"));
 
     const etag = fast.headers.get("ETag") ?? "";
     const fast304 = answerCachedRead(
@@ -133,6 +132,24 @@ describe("answers of the router-free path", () => {
     expect(plainRouted.headers.get("X-Frame-Options")).toBe("DENY");
   });
 
+  it("send OWASP's headers for a JSON API, and Referrer-Policy on pages only", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    const fast = answerCachedRead(new Request(`${base}/v1/events/${ev.id}`), env, createExecutionContext());
+    const routed = await app.fetch(new Request(`${base}/healthz`), env, createExecutionContext());
+    const page = await app.fetch(new Request(`${base}/docs`), env, createExecutionContext());
+    if (!fast) throw new Error("a fresh hit was not answered before the router");
+    for (const res of [fast, routed, page]) {
+      expect(res.headers.get("X-Content-Type-Options")).toBe("nosniff");
+      expect(res.headers.get("X-Frame-Options")).toBe("DENY");
+      expect(res.headers.get("Content-Security-Policy")).toContain("frame-ancestors 'none'");
+      expect(res.headers.has("Cross-Origin-Resource-Policy")).toBe(false);
+    }
+    for (const res of [fast, routed]) expect(res.headers.has("Referrer-Policy")).toBe(false);
+    expect(page.headers.get("Content-Type")).toMatch(/^text\/html/);
+    expect(page.headers.get("Referrer-Policy")).toBe("no-referrer");
+  });
+
   it("answer the list the same way", async () => {
     await createEvent(organizer);
     expect((await call("/v1/events")).status).toBe(200);
@@ -148,9 +165,10 @@ describe("answers of the router-free path", () => {
     expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
     const labels = { method: "GET", route: "/v1/events/:id", status: 200 };
     const before = { requests: requests(labels), micro: lookups("micro") };
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const fastLines = await logLines(() =>
       answerCachedRead(
-        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-1" } }),
+        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-1", traceparent: parent } }),
         logEnv,
         createExecutionContext(),
       ),
@@ -159,7 +177,7 @@ describe("answers of the router-free path", () => {
     expect(lookups("micro")).toBe(before.micro + 1);
     const routedLines = await logLines(() =>
       app.fetch(
-        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-2" } }),
+        new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-log-2", traceparent: parent } }),
         logEnv,
         createExecutionContext(),
       ),
@@ -169,6 +187,8 @@ describe("answers of the router-free path", () => {
     expect(routedLines).toHaveLength(1);
     const [fastLine, routedLine] = [fastLines[0], routedLines[0]];
     expect(fastLine).toMatchObject({ requestId: "client-req-log-1", route: "/v1/events/:id", status: 200, cache: "hit:micro" });
+    // Both lines continue the caller's trace, though neither answer carries a traceparent.
+    for (const line of [fastLine, routedLine]) expect(line?.traceId).toBe("0af7651916cd43dd8448eb211c80319c");
     const comparable = (l: Record<string, unknown> | undefined) => ({
       ...l,
       requestId: undefined,
@@ -176,6 +196,19 @@ describe("answers of the router-free path", () => {
       durationMs: undefined,
     });
     expect(comparable(fastLine)).toEqual(comparable(routedLine));
+  });
+
+  it("make no span for a request that is neither logged nor exported", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    const req = () => new Request(`${base}/v1/events/${ev.id}`, { headers: { "X-Request-Id": "client-req-nolog" } });
+    // The request id is the caller's, so any random id drawn here would be a span's.
+    const drawn = vi.spyOn(crypto, "randomUUID");
+    const quiet = answerCachedRead(req(), { ...env, REQUEST_LOG: "off" }, createExecutionContext());
+    expect(quiet?.status).toBe(200);
+    expect(drawn).not.toHaveBeenCalled();
+    const lines = await logLines(() => answerCachedRead(req(), logEnv, createExecutionContext()));
+    expect(lines[0]?.traceId).toMatch(/^[0-9a-f]{32}$/);
   });
 });
 

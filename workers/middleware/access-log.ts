@@ -5,6 +5,7 @@ import { metrics } from "../../lib/metrics";
 import { recordSpan } from "../../lib/otel";
 import type { TraceContext } from "../../lib/trace";
 import type { AppEnv } from "../types";
+import { requestSpan } from "./trace";
 
 /** Options of {@link accessLog}. */
 export interface AccessLogOptions {
@@ -33,6 +34,11 @@ export interface RequestRecord {
   requestId: string | undefined;
   trace: TraceContext | undefined;
   parentSpanId: string | undefined;
+  /**
+   * The router-free path (which leaves `trace` unset): the caller's `traceparent`, from which the
+   * request's span is made only if the record is exported or logged — nothing else of its answer needs it.
+   */
+  spanFrom?: string | null;
   cacheStatus: string | undefined;
   user: string | undefined;
 }
@@ -54,7 +60,16 @@ const durationOf = memoized((route: string) =>
 );
 
 /** Bindings the request recorder reads. */
-type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_ENDPOINT">;
+type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_ENDPOINT" | "TELEMETRY">;
+
+/** Makes the span of a record that has only `spanFrom`, once (a no-op for records that came with theirs). */
+function spanOf(env: RecorderEnv, r: RequestRecord): void {
+  if (r.spanFrom === undefined) return;
+  const made = requestSpan(env, r.spanFrom);
+  r.trace = made?.span;
+  r.parentSpanId = made?.parentSpanId;
+  r.spanFrom = undefined;
+}
 
 /**
  * Accounts for one request: the request metrics, the Analytics Engine data point, the span (when an OTLP
@@ -74,6 +89,7 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
         blobs: [route, r.method, String(status), r.cacheStatus ?? ""],
         doubles: [durationMs, 1],
       });
+    if (env.OTEL_EXPORTER_OTLP_ENDPOINT) spanOf(env, r);
     if (r.trace && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
       const end = Date.now();
       const flush = recordSpan(env.OTEL_EXPORTER_OTLP_ENDPOINT, {
@@ -97,6 +113,7 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
       policy = logPolicy(policyFor);
     }
     if (!policy(status)) return;
+    spanOf(env, r);
     write(
       JSON.stringify({
         level: status >= 500 ? "error" : status >= 400 ? "warn" : "info",

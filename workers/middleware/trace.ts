@@ -4,8 +4,9 @@ import type { AppEnv } from "../types";
 
 /**
  * Accepts `traceparent` from the caller (or starts a trace), makes this request a child span, stores it
- * as `trace`, and answers with the request's own traceparent so a client can quote it. With
- * `TELEMETRY=off` (a benchmark switch) it does nothing and `trace` stays unset.
+ * as `trace`, and answers with the request's own traceparent so a client can quote it — except on public
+ * answers ({@link isPublicAnswer}). With `TELEMETRY=off` (a benchmark switch) it does nothing and `trace`
+ * stays unset.
  */
 export const trace = (): MiddlewareHandler<AppEnv> =>
   async function trace(c, next) {
@@ -14,8 +15,16 @@ export const trace = (): MiddlewareHandler<AppEnv> =>
     c.set("trace", t.span);
     if (t.parentSpanId) c.set("parentSpanId", t.parentSpanId);
     await next();
-    c.res.headers.set("traceparent", t.header);
+    if (!isPublicAnswer(c.res.headers)) c.res.headers.set("traceparent", t.header);
   };
+
+/**
+ * Whether an answer is public (`Cache-Control: public`: the catalog, availability, the OpenAPI document,
+ * static pages). A public answer is the same for every caller and shared caches may keep it, so it
+ * carries no per-request span: the request's log line has its `traceId`, and `X-Request-Id` (which every
+ * answer carries) finds that line. It also spares the busiest answers a header (bench/README.md).
+ */
+export const isPublicAnswer = (headers: Headers): boolean => headers.get("Cache-Control")?.startsWith("public") === true;
 
 /** This request's span under the caller's `traceparent` (or a new trace); undefined with TELEMETRY=off. */
 export function requestSpan(
