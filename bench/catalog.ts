@@ -15,7 +15,7 @@
  *    `GET /v1/events/:id` and LIST_SHARE of `GET /v1/events`;
  * 4. catalog, REQUEST_LOG=all (one JSON line per request, as wrangler.toml ships): same state and mix;
  * 5. answer floor: bench/answer-floor/worker.ts answers the same URLs with the very answers Breakwater gave
- *    (status, headers, body, captured in step 3; fresh request id and traceparent per request) and no logic.
+ *    (status, headers, body, captured in step 3; fresh values of the per-request headers Breakwater sent) and no logic.
  *    It splits the ratio to hello-world in two: floor / hello-world is what the API's answer itself costs
  *    on this path, catalog / floor what Breakwater's code costs.
  * Breakwater runs with CRON=off (see {@link catalog}). The events are created in a server of their own
@@ -37,16 +37,14 @@
  * PORT (8793; hello-world PORT + 1, trivial target PORT + 2, answer floor PORT + 3).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import type { IncomingHttpHeaders } from "node:http";
 import os from "node:os";
 import path from "node:path";
-import type { CapturedAnswer, PerRequestHeader } from "./answer-floor/worker.ts";
 import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
+import { byPopularity, type Captured, captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
-import { zipf } from "./lib/zipf.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
 const num = (name: string, def: number, min: number, max: number): number => {
@@ -65,6 +63,7 @@ const rates = (name: string): number[] | undefined => {
 const EVENTS = Math.floor(num("EVENTS", 1_000, 1, 20_000));
 const ZIPF_S = num("ZIPF_S", 1.05, 0, 3);
 const LIST_SHARE = num("LIST_SHARE", 0.05, 0, 1);
+const MIX = { zipfS: ZIPF_S, listShare: LIST_SHARE };
 const DURATION = num("DURATION", 4, 1, 60);
 const WARMUP = num("WARMUP", 1, 0, 30);
 const P99_MS = num("P99_MS", 50, 1, 10_000);
@@ -185,7 +184,7 @@ async function warmUp(
   start: number,
   check?: (path: string, res: Response, body: string) => void,
 ): Promise<void> {
-  const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
+  const paths = catalogPaths(ids);
   for (let i = 0; i < paths.length; i += 50)
     await Promise.all(
       paths.slice(i, i + 50).map(async (p) => {
@@ -334,35 +333,6 @@ async function generatorCeiling(): Promise<void> {
   }
 }
 
-/** Events from the most to the least popular: a seeded shuffle, so popularity is not the creation order. */
-function byPopularity(ids: string[]): string[] {
-  const order = ids.slice();
-  let seed = 7;
-  for (let i = order.length - 1; i > 0; i--) {
-    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
-    const j = seed % (i + 1);
-    [order[i], order[j]] = [order[j] as string, order[i] as string];
-  }
-  return order;
-}
-
-/** The request mix: LIST_SHARE of `GET /v1/events`, the rest `GET /v1/events/:id` with Zipf-ranked ids. */
-function catalogUrls(base: string, ids: string[]): (i: number) => string {
-  const sampler = zipf({ n: ids.length, s: ZIPF_S, seed: 42 });
-  const order = byPopularity(ids);
-  const listEvery = LIST_SHARE > 0 ? 1 / LIST_SHARE : Number.POSITIVE_INFINITY;
-  let nextList = listEvery / 2;
-  const list = `${base}/v1/events`;
-  const byRank = order.map((id) => `${base}/v1/events/${id}`);
-  return (i) => {
-    if (i >= nextList) {
-      nextList += listEvery;
-      return list;
-    }
-    return byRank[sampler.next()] as string;
-  };
-}
-
 /** The step search of a baseline Worker serving on `port` (its server CPU found by port). */
 const searchBaseline = (
   label: string,
@@ -385,54 +355,12 @@ async function helloWorld(ids: string[]): Promise<void> {
   const { gc, env } = nextServer("hello-world");
   const hello = await startBaseline("hello-world", PORT + 1, env);
   try {
-    const url = catalogUrls(hello.url, ids);
+    const url = catalogUrls(hello.url, ids, MIX);
     await warmUp(hello.url, ids, url, HELLO_START_RATE);
     results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, url, HELLO_START_RATE, rates("HELLO_RATES"), gc);
   } finally {
     await hello.stop();
   }
-}
-
-/** Headers whose value is new on every request: the answer floor makes its own. */
-const PER_REQUEST_HEADERS: readonly PerRequestHeader[] = ["x-request-id", "traceparent"];
-
-/** Headers the answer floor does not replay: per request (it makes its own ids) or per connection. */
-const NOT_REPLAYED = new Set<string>(["date", "content-length", "connection", "keep-alive", "transfer-encoding", ...PER_REQUEST_HEADERS]);
-
-/** The per-request headers an answer carries. */
-const perRequestOf = (headers: IncomingHttpHeaders) => PER_REQUEST_HEADERS.filter((name) => headers[name] !== undefined);
-
-const replayed = (headers: IncomingHttpHeaders): [string, string][] =>
-  Object.entries(headers).flatMap(([name, value]) =>
-    NOT_REPLAYED.has(name) || value === undefined ? [] : (Array.isArray(value) ? value : [value]).map((v): [string, string] => [name, v]),
-  );
-
-/** A header list in a comparable form (order and repeats aside). */
-const headerSet = (h: [string, string][]): string => JSON.stringify(h.map(([k, v]) => `${k}: ${v}`).sort());
-
-/** Captured answers, kept for every round, and the file the answer floor reads them from. */
-interface Captured {
-  answers: Record<string, CapturedAnswer>;
-  file: string;
-}
-
-/**
- * Breakwater's answer to every URL of the mix (the list and each event), as the answer floor will give
- * them; written once to `<workDir>/answers.json`.
- */
-async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: string): Promise<Captured> {
-  const answers: Record<string, CapturedAnswer> = {};
-  const paths = ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
-  for (let i = 0; i < paths.length; i += 50)
-    await Promise.all(
-      paths.slice(i, i + 50).map(async (p) => {
-        const r = await bw.request("GET", p);
-        answers[p] = { status: r.status, headers: replayed(r.headers), perRequest: perRequestOf(r.headers), body: r.body };
-      }),
-    );
-  const file = path.join(workDir, "answers.json");
-  writeFileSync(file, JSON.stringify(answers));
-  return { answers, file };
 }
 
 /** Scenario 5: the answer floor, same URLs, once its warm-up has checked it answers each of them as Breakwater did. */
@@ -441,20 +369,9 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
   const { gc, env } = nextServer("floor");
   const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...env });
   try {
-    const url = catalogUrls(floor.url, ids);
+    const url = catalogUrls(floor.url, ids, MIX);
     // The warm-up's one read of each path is also the check that the floor answers it as Breakwater did.
-    await warmUp(floor.url, ids, url, FLOOR_START_RATE, (p, res, body) => {
-      const want = answers[p];
-      const got = Object.fromEntries(res.headers);
-      if (
-        !want ||
-        res.status !== want.status ||
-        body !== want.body ||
-        headerSet(replayed(got)) !== headerSet(want.headers) ||
-        perRequestOf(got).join() !== want.perRequest.join()
-      )
-        throw new Error(`answer floor answered ${p} unlike Breakwater`);
-    });
+    await warmUp(floor.url, ids, url, FLOOR_START_RATE, (p, res, body) => checkFloorAnswer(answers, p, res, body));
     results.scenarios.floor = await searchBaseline("floor", PORT + 3, url, FLOOR_START_RATE, rates("FLOOR_RATES"), gc);
   } finally {
     await floor.stop();
@@ -491,7 +408,7 @@ async function catalog(stateDir: string, eventIds: string[], extras = true): Pro
     const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off", ...env }, 16);
     try {
       const admin = await bw.token("bench-admin", "admin");
-      const url = catalogUrls(bw.base, eventIds);
+      const url = catalogUrls(bw.base, eventIds, MIX);
       await warmUp(bw.base, eventIds, url, start);
       const serverPid = workerdOf("scripts/serve.ts", PORT);
       const first = await readCounters(bw, admin);

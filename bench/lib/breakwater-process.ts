@@ -29,16 +29,21 @@ export interface BreakwaterProcess {
 
 /**
  * Runs `script` (relative to the repository) under this Node with `env` added, and resolves once its
- * stdout has printed `readyLine`; fails if it exits first or takes more than 60 s.
+ * stdout has printed `readyLine`; fails if it exits first or takes more than `readyWithinMs` (60 s).
  */
-async function spawnUntilReady(script: string, readyLine: string, env: Record<string, string>): Promise<ChildProcess> {
+async function spawnUntilReady(
+  script: string,
+  readyLine: string,
+  env: Record<string, string>,
+  readyWithinMs = 60_000,
+): Promise<ChildProcess> {
   const child: ChildProcess = spawn(process.execPath, [path.join(root, script)], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} did not start within 60 s`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`${script} did not start within ${readyWithinMs / 1000} s`)), readyWithinMs);
     let out = "";
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
@@ -57,15 +62,25 @@ async function spawnUntilReady(script: string, readyLine: string, env: Record<st
 }
 
 /** Starts the server on `port` with extra environment (e.g. ORDER_SHARDS, RATE_LIMITS=off). */
-export async function startBreakwater(port: number, env: Record<string, string> = {}, maxSockets = 256): Promise<BreakwaterProcess> {
+export async function startBreakwater(
+  port: number,
+  env: Record<string, string> = {},
+  maxSockets = 256,
+  readyWithinMs?: number,
+): Promise<BreakwaterProcess> {
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-bench-"));
-  const child = await spawnUntilReady("scripts/serve.ts", "Breakwater is serving", {
-    PORT: String(port),
-    STATE_DIR: stateDir,
-    REQUEST_LOG: "off",
-    RATE_LIMITS: "off",
-    ...env,
-  });
+  const child = await spawnUntilReady(
+    "scripts/serve.ts",
+    "Breakwater is serving",
+    {
+      PORT: String(port),
+      STATE_DIR: stateDir,
+      REQUEST_LOG: "off",
+      RATE_LIMITS: "off",
+      ...env,
+    },
+    readyWithinMs,
+  );
   const base = `http://127.0.0.1:${port}`;
   const agent = new http.Agent({ keepAlive: true, maxSockets });
   const request = (method: string, p: string, body?: unknown, token?: string, extra: Record<string, string> = {}) =>
@@ -178,8 +193,9 @@ export async function startBaseline(
   name: Baseline,
   port: number,
   env: Record<string, string> = {},
+  readyWithinMs?: number,
 ): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = await spawnUntilReady(BASELINE_SCRIPT, `${name} is serving`, { ...env, BASELINE: name, PORT: String(port) });
+  const child = await spawnUntilReady(BASELINE_SCRIPT, `${name} is serving`, { ...env, BASELINE: name, PORT: String(port) }, readyWithinMs);
   return {
     url: `http://127.0.0.1:${port}`,
     stop: async () => {

@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 
 /** The workerd binary miniflare runs by default (the `workerd` package's default export). */
-const workerd = (createRequire(import.meta.url)("workerd") as { default: string }).default;
+export const workerd = (createRequire(import.meta.url)("workerd") as { default: string }).default;
 
 /** Collections of one isolate over a stretch of a run. */
 export interface GcSummary {

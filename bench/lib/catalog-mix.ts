@@ -1,0 +1,103 @@
+/**
+ * The catalog read mix of the catalog benches (bench/catalog.ts, bench/catalog-instructions.ts) and the
+ * answers the answer floor replays: which URLs are read, in which order, and how Breakwater's answer to
+ * each is captured and compared.
+ */
+import { writeFileSync } from "node:fs";
+import type { IncomingHttpHeaders } from "node:http";
+import path from "node:path";
+import type { CapturedAnswer, PerRequestHeader } from "../answer-floor/worker.ts";
+import type { BreakwaterProcess } from "./breakwater-process.ts";
+import { zipf } from "./zipf.ts";
+
+/** Events from the most to the least popular: a seeded shuffle, so popularity is not the creation order. */
+export function byPopularity(ids: string[]): string[] {
+  const order = ids.slice();
+  let seed = 7;
+  for (let i = order.length - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j] as string, order[i] as string];
+  }
+  return order;
+}
+
+/** The request mix: `listShare` of `GET /v1/events`, the rest `GET /v1/events/:id` with Zipf(`zipfS`)-ranked ids. */
+export function catalogUrls(
+  base: string,
+  ids: string[],
+  { zipfS, listShare }: { zipfS: number; listShare: number },
+): (i: number) => string {
+  const sampler = zipf({ n: ids.length, s: zipfS, seed: 42 });
+  const order = byPopularity(ids);
+  const listEvery = listShare > 0 ? 1 / listShare : Number.POSITIVE_INFINITY;
+  let nextList = listEvery / 2;
+  const list = `${base}/v1/events`;
+  const byRank = order.map((id) => `${base}/v1/events/${id}`);
+  return (i) => {
+    if (i >= nextList) {
+      nextList += listEvery;
+      return list;
+    }
+    return byRank[sampler.next()] as string;
+  };
+}
+
+/** Every path of the mix once: the list, then each event. */
+export const catalogPaths = (ids: string[]): string[] => ["/v1/events", ...ids.map((id) => `/v1/events/${id}`)];
+
+/** Headers whose value is new on every request: the answer floor makes its own. */
+const PER_REQUEST_HEADERS: readonly PerRequestHeader[] = ["x-request-id", "traceparent"];
+
+/** Headers the answer floor does not replay: per request (it makes its own ids) or per connection. */
+const NOT_REPLAYED = new Set<string>(["date", "content-length", "connection", "keep-alive", "transfer-encoding", ...PER_REQUEST_HEADERS]);
+
+/** The per-request headers an answer carries. */
+const perRequestOf = (headers: IncomingHttpHeaders) => PER_REQUEST_HEADERS.filter((name) => headers[name] !== undefined);
+
+const replayed = (headers: IncomingHttpHeaders): [string, string][] =>
+  Object.entries(headers).flatMap(([name, value]) =>
+    NOT_REPLAYED.has(name) || value === undefined ? [] : (Array.isArray(value) ? value : [value]).map((v): [string, string] => [name, v]),
+  );
+
+/** A header list in a comparable form (order and repeats aside). */
+const headerSet = (h: [string, string][]): string => JSON.stringify(h.map(([k, v]) => `${k}: ${v}`).sort());
+
+/** Captured answers, and the file the answer floor reads them from. */
+export interface Captured {
+  answers: Record<string, CapturedAnswer>;
+  file: string;
+}
+
+/**
+ * Breakwater's answer to every URL of the mix (the list and each event), as the answer floor will give
+ * them; written once to `<workDir>/answers.json`.
+ */
+export async function captureAnswers(bw: BreakwaterProcess, ids: string[], workDir: string): Promise<Captured> {
+  const answers: Record<string, CapturedAnswer> = {};
+  const paths = catalogPaths(ids);
+  for (let i = 0; i < paths.length; i += 50)
+    await Promise.all(
+      paths.slice(i, i + 50).map(async (p) => {
+        const r = await bw.request("GET", p);
+        answers[p] = { status: r.status, headers: replayed(r.headers), perRequest: perRequestOf(r.headers), body: r.body };
+      }),
+    );
+  const file = path.join(workDir, "answers.json");
+  writeFileSync(file, JSON.stringify(answers));
+  return { answers, file };
+}
+
+/** Throws unless the answer floor's answer to `p` is Breakwater's captured one (per-request values aside). */
+export function checkFloorAnswer(answers: Record<string, CapturedAnswer>, p: string, res: Response, body: string): void {
+  const want = answers[p];
+  const got = Object.fromEntries(res.headers);
+  if (
+    !want ||
+    res.status !== want.status ||
+    body !== want.body ||
+    headerSet(replayed(got)) !== headerSet(want.headers) ||
+    perRequestOf(got).join() !== want.perRequest.join()
+  )
+    throw new Error(`answer floor answered ${p} unlike Breakwater`);
+}
