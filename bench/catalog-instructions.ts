@@ -24,24 +24,22 @@
  * bench/results/catalog-instructions-<date>.json.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type Baseline, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
-import { workerd } from "./lib/gc-trace.ts";
+import { envNumber } from "./lib/options.ts";
+import { workerdWrapper } from "./lib/workerd-wrapper.ts";
 
-const num = (name: string, def: number, min: number, max: number): number => {
-  const v = Number(process.env[name] ?? def);
-  return Number.isFinite(v) ? Math.min(max, Math.max(min, Math.round(v * 1000) / 1000)) : def;
-};
-const EVENTS = num("EVENTS", 200, 1, 5000);
-const MIX = { zipfS: num("ZIPF_S", 1.05, 0, 3), listShare: num("LIST_SHARE", 0.05, 0, 1) };
-const WARM = num("WARM", 3000, 0, 100_000);
-const REQUESTS = num("REQUESTS", 20_000, 100, 1_000_000);
-const ROUNDS = num("ROUNDS", 3, 1, 10);
-const CONCURRENCY = num("CONCURRENCY", 8, 1, 64);
-const PORT = num("PORT", 8803, 1024, 65_000);
+const int = (name: string, def: number, min: number, max: number) => Math.floor(envNumber(name, def, min, max));
+const EVENTS = int("EVENTS", 200, 1, 5000);
+const MIX = { zipfS: envNumber("ZIPF_S", 1.05, 0, 3), listShare: envNumber("LIST_SHARE", 0.05, 0, 1) };
+const WARM = int("WARM", 3000, 0, 100_000);
+const REQUESTS = int("REQUESTS", 20_000, 100, 1_000_000);
+const ROUNDS = int("ROUNDS", 3, 1, 10);
+const CONCURRENCY = int("CONCURRENCY", 8, 1, 64);
+const PORT = int("PORT", 8803, 1024, 65_000);
 /** A server under callgrind takes ~10× longer to start. */
 const READY_WITHIN_MS = 300_000;
 
@@ -57,13 +55,12 @@ const work = mkdtempSync(path.join(os.tmpdir(), "bw-instructions-"));
 
 /** The environment that runs a server's workerd under callgrind, its counters written to `<work>/<name>.<pid>`. */
 function underCallgrind(name: string): Record<string, string> {
-  const wrapper = path.join(work, `${name}.workerd.sh`);
-  const out = path.join(work, `${name}.%p`);
-  writeFileSync(
-    wrapper,
-    `#!/bin/sh\nexec valgrind --tool=callgrind --smc-check=all-non-file --dump-instr=no --callgrind-out-file=${JSON.stringify(out)} ${JSON.stringify(workerd)} "$@" 2>>${JSON.stringify(path.join(work, `${name}.valgrind.log`))}\n`,
+  const out = JSON.stringify(path.join(work, `${name}.%p`));
+  const log = JSON.stringify(path.join(work, `${name}.valgrind.log`));
+  const wrapper = workerdWrapper(
+    path.join(work, `${name}.workerd.sh`),
+    (bin) => `valgrind --tool=callgrind --smc-check=all-non-file --dump-instr=no --callgrind-out-file=${out} ${bin} "$@" 2>>${log}`,
   );
-  chmodSync(wrapper, 0o755);
   return { MINIFLARE_WORKERD_PATH: wrapper };
 }
 

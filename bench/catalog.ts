@@ -43,14 +43,12 @@ import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBase
 import { byPopularity, type Captured, captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
+import { envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
-const num = (name: string, def: number, min: number, max: number): number => {
-  const v = Number(process.env[name] ?? def);
-  return Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
-};
+const num = envNumber;
 const rates = (name: string): number[] | undefined => {
   const v = process.env[name];
   return v

@@ -35,10 +35,11 @@ export function catalogReadOf(url: string): { route: string; path: string; id?: 
 const record = requestRecorder();
 
 /**
- * The headers of a cached answer that are the same for every request (all but `X-Request-Id`): one `Headers` per cached document and status, built on its first answer and dropped
- * with the document. The `Response` constructor copies a `Headers` natively, where a plain object of a
- * dozen entries was converted property by property on every request (with the metric series resolved
- * once, a hit went from 0.72 to 0.80 of hello-world's CPU per request: bench/README.md, "third machine").
+ * The headers of a cached answer that are the same for every request (all but `X-Request-Id`): one
+ * `Headers` per cached document and status, built on its first answer and dropped with the document. The
+ * `Response` constructor copies a `Headers` natively, where a plain object of a dozen entries was
+ * converted property by property on every request (with the metric series resolved once, a hit went from
+ * 0.72 to 0.80 of hello-world's CPU per request: bench/README.md, "third machine").
  */
 const sharedHeadersOf = (status: 200 | 304, secure: boolean) =>
   memoizedPerObject((value: CachedBody) => new Headers({ ...cachedHeaders(value, CATALOG_CACHE, status), ...securityHeadersOf(secure) }));
@@ -76,7 +77,7 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
     requestId,
     trace: undefined,
     parentSpanId: undefined,
-    spanFrom: headers.get("traceparent"),
+    spanFrom: headers,
     cacheStatus: cacheStatusOf(hit.layer),
     user: undefined,
   });

@@ -9,12 +9,9 @@
  * wrapper changes nothing else. Needs `stdbuf` (coreutils); {@link gcTrace} returns undefined without it.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, closeSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { closeSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-
-/** The workerd binary miniflare runs by default (the `workerd` package's default export). */
-export const workerd = (createRequire(import.meta.url)("workerd") as { default: string }).default;
+import { workerdWrapper } from "./workerd-wrapper.ts";
 
 /** Collections of one isolate over a stretch of a run. */
 export interface GcSummary {
@@ -51,8 +48,7 @@ export function gcTrace(dir: string, name: string): GcTrace | undefined {
   const log = path.join(dir, `${name}.gc.log`);
   const wrapper = path.join(dir, `${name}.workerd.sh`);
   writeFileSync(log, "");
-  writeFileSync(wrapper, `#!/bin/sh\nexec stdbuf -oL ${JSON.stringify(workerd)} "$@" >>${JSON.stringify(log)}\n`);
-  chmodSync(wrapper, 0o755);
+  workerdWrapper(wrapper, (bin) => `stdbuf -oL ${bin} "$@" >>${JSON.stringify(log)}`);
   return {
     env: { MINIFLARE_WORKERD_PATH: wrapper, MINIFLARE_WORKERD_V8_FLAGS: "--trace-gc --trace-gc-nvp" },
     mark: () => statSync(log).size,

@@ -35,10 +35,11 @@ export interface RequestRecord {
   trace: TraceContext | undefined;
   parentSpanId: string | undefined;
   /**
-   * The router-free path (which leaves `trace` unset): the caller's `traceparent`, from which the
-   * request's span is made only if the record is exported or logged — nothing else of its answer needs it.
+   * The router-free path (which leaves `trace` unset): the request's headers, whose `traceparent` the
+   * request's span is made from only if the record is exported or logged — nothing else of its answer
+   * needs it, so the header is not even read otherwise.
    */
-  spanFrom?: string | null;
+  spanFrom?: Pick<Headers, "get">;
   cacheStatus: string | undefined;
   user: string | undefined;
 }
@@ -65,7 +66,7 @@ type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_
 /** Makes the span of a record that has only `spanFrom`, once (a no-op for records that came with theirs). */
 function spanOf(env: RecorderEnv, r: RequestRecord): void {
   if (r.spanFrom === undefined) return;
-  const made = requestSpan(env, r.spanFrom);
+  const made = requestSpan(env, r.spanFrom.get("traceparent"));
   r.trace = made?.span;
   r.parentSpanId = made?.parentSpanId;
   r.spanFrom = undefined;

@@ -25,7 +25,7 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** What HTML answers (`/docs`, the operations page) carry besides: their links must not leak the page's URL. */
-export const PAGE_HEADERS: Readonly<Record<string, string>> = { "Referrer-Policy": "no-referrer" };
+const PAGE_HEADERS: Readonly<Record<string, string>> = { "Referrer-Policy": "no-referrer" };
 
 const SECURE_HEADERS = { ...SECURITY_HEADERS, "Strict-Transport-Security": "max-age=31536000; includeSubDomains" } as const;
 

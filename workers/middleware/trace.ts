@@ -24,7 +24,7 @@ export const trace = (): MiddlewareHandler<AppEnv> =>
  * carries no per-request span: the request's log line has its `traceId`, and `X-Request-Id` (which every
  * answer carries) finds that line. It also spares the busiest answers a header (bench/README.md).
  */
-export const isPublicAnswer = (headers: Headers): boolean => headers.get("Cache-Control")?.startsWith("public") === true;
+const isPublicAnswer = (headers: Headers): boolean => headers.get("Cache-Control")?.startsWith("public") === true;
 
 /** This request's span under the caller's `traceparent` (or a new trace); undefined with TELEMETRY=off. */
 export function requestSpan(
