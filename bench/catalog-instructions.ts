@@ -24,12 +24,13 @@
  * bench/results/catalog-instructions-<date>.json.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { type Baseline, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { envNumber } from "./lib/options.ts";
+import { writeResults } from "./lib/results.ts";
 import { workerdWrapper } from "./lib/workerd-wrapper.ts";
 
 const int = (name: string, def: number, min: number, max: number) => Math.floor(envNumber(name, def, min, max));
@@ -175,24 +176,13 @@ console.log(
 console.log(
   `cost ratios (the cheaper over the dearer): hello-world / catalog ${summary["hello-world / catalog"]}, hello-world / floor ${summary["hello-world / floor"]}, floor / catalog ${summary["floor / catalog"]}`,
 );
-const date = new Date().toISOString().slice(0, 10);
-const dir = path.join(root, "bench", "results");
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `catalog-instructions-${date}.json`);
-writeFileSync(
-  file,
-  `${JSON.stringify(
-    {
-      date: new Date().toISOString(),
-      code: execFileSync("git", ["describe", "--always", "--dirty"], { cwd: root, encoding: "utf8" }).trim(),
-      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version },
-      path: "HTTP/1.1 keep-alive over loopback → workerd (under valgrind --tool=callgrind) via miniflare, unsafeDirectSockets, no dev proxy",
-      settings: { EVENTS, ...MIX, WARM, REQUESTS, ROUNDS, CONCURRENCY },
-      instructionsPerRequest: results,
-      summary,
-    },
-    null,
-    2,
-  )}\n`,
-);
-console.log(`results: ${path.relative(root, file)}`);
+const file = writeResults("catalog-instructions", {
+  date: new Date().toISOString(),
+  code: execFileSync("git", ["describe", "--always", "--dirty"], { cwd: root, encoding: "utf8" }).trim(),
+  machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version },
+  path: "HTTP/1.1 keep-alive over loopback → workerd (under valgrind --tool=callgrind) via miniflare, unsafeDirectSockets, no dev proxy",
+  settings: { EVENTS, ...MIX, WARM, REQUESTS, ROUNDS, CONCURRENCY },
+  instructionsPerRequest: results,
+  summary,
+});
+console.log(`results: ${file}`);

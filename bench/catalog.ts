@@ -36,7 +36,7 @@
  * WORKERD_V8_FLAGS (extra V8 flags for all three servers, for diagnosis),
  * PORT (8793; hello-world PORT + 1, trivial target PORT + 2, answer floor PORT + 3).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
@@ -45,9 +45,9 @@ import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
+import { writeResults } from "./lib/results.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
 const num = envNumber;
 const rates = (name: string): number[] | undefined => {
   const v = process.env[name];
@@ -574,11 +574,7 @@ function report(): void {
     console.log(
       `   D1 queries: ${run.d1Queries} (catalog ${run.d1CatalogQueries}) for ${run.reads} reads → ${run.d1PerThousandReads.toFixed(3)} per 1,000 reads (target ≤ 1)`,
     );
-  const dir = path.join(root, "bench", "results");
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `catalog-${results.date.slice(0, 10)}.json`);
-  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`   results: ${path.relative(root, file)}`);
+  console.log(`   results: ${writeResults("catalog", results, { date: new Date(results.date) })}`);
 }
 
 const t0 = performance.now();

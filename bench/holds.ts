@@ -15,13 +15,13 @@
  * Needs PostgreSQL at 127.0.0.1:5432 (creates the database breakwater_bench if missing) and Redis at 127.0.0.1:6379.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";
 import { createClient } from "redis";
 import { startBreakwater } from "./lib/breakwater-process.ts";
+import { writeResults } from "./lib/results.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
 const SEATS = Number(process.env.SEATS ?? 2000);
@@ -272,11 +272,5 @@ for (const r of rows)
   console.log(
     `| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`,
   );
-const outDir = path.join(root, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-const file = path.join(outDir, `holds-${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(
-  file,
-  `${JSON.stringify({ date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows }, null, 2)}\n`,
-);
-console.log(`\nwrote ${path.relative(root, file)}`);
+const file = writeResults("holds", { date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows });
+console.log(`\nwrote ${file}`);

@@ -1,21 +1,8 @@
-/**
- * bench/orders: orders accepted per second end to end (hold + pay + answer) with the write-behind
- * design, the queue's drain rate into 1, 2 and 4 order shards, and — same run, same machine — the same
- * checkout done synchronously (the order written to its shard before answering). Prints the ratio and
- * the p99 of both.
- *
- * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge →
- * CustomerLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
- * Rate limits off (they would throttle the benchmark's few buyers), request logs off.
- *
- * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797), SHARDS ("1,2,4").
- */
-import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
+import { writeResults } from "./lib/results.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
 const N = Number(process.env.ORDERS ?? 1200);
 const C = Number(process.env.CONCURRENCY ?? 32);
 const PORT = Number(process.env.PORT ?? 8797);
@@ -156,11 +143,12 @@ if (wb && sync)
   console.log(
     `\nwrite-behind vs synchronous (${syncShards} shards): ${(wb.ordersPerSecond / sync.ordersPerSecond).toFixed(2)}× the throughput; p99 ${wb.p99.toFixed(1)} ms vs ${sync.p99.toFixed(1)} ms`,
   );
-const out = path.join(root, "bench", "results");
-mkdirSync(out, { recursive: true });
-const file = path.join(out, `orders-${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(
-  file,
-  `${JSON.stringify({ date: new Date().toISOString(), orders: N, concurrency: C, cores: os.cpus().length, drainPerShardPerSecond: wb?.drainPerShardPerSecond, runs }, null, 2)}\n`,
-);
-console.log(`wrote ${path.relative(root, file)}`);
+const file = writeResults("orders", {
+  date: new Date().toISOString(),
+  orders: N,
+  concurrency: C,
+  cores: os.cpus().length,
+  drainPerShardPerSecond: wb?.drainPerShardPerSecond,
+  runs,
+});
+console.log(`wrote ${file}`);

@@ -20,7 +20,7 @@
  * Env: RATE (2000), DURATION (20 s), PORT (8795; hello-world PORT + 1; inspectors PORT + 2, PORT + 3).
  * Writes bench/results/reads-profile-<date>.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BASELINE_SCRIPT, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
@@ -28,6 +28,7 @@ import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
+import { writeResults } from "./lib/results.ts";
 
 const num = (name: string, def: number) => {
   const v = Number(process.env[name] ?? def);
@@ -36,7 +37,6 @@ const num = (name: string, def: number) => {
 const RATE = num("RATE", 2_000);
 const DURATION = num("DURATION", 20);
 const PORT = num("PORT", 8795);
-const root = path.resolve(import.meta.dirname, "..");
 
 /** One target's figures. */
 interface Row {
@@ -132,11 +132,13 @@ try {
   await bw.stop();
   rmSync(gcDir, { recursive: true, force: true });
 }
-const dir = path.join(root, "bench", "results");
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `reads-profile-${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(
-  file,
-  `${JSON.stringify({ date: new Date().toISOString(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, rate: RATE, durationSec: DURATION, rows }, null, 2)}\n`,
-);
-console.log(`   results: ${path.relative(root, file)}`);
+const file = writeResults("reads-profile", {
+  date: new Date().toISOString(),
+  cores: os.cpus().length,
+  cpu: os.cpus()[0]?.model,
+  node: process.version,
+  rate: RATE,
+  durationSec: DURATION,
+  rows,
+});
+console.log(`   results: ${file}`);

@@ -1,24 +1,8 @@
-/**
- * bench/spike: a flash-sale spike against the waiting room. A burst of JOINS joins (many times the
- * admission rate) hits the edge as fast as CONCURRENCY connections allow; every buyer then polls when
- * the server says (`pollAfterSeconds`, jittered) and, once admitted, places one hold with its pass. The
- * run shows that the edge absorbs the burst (joins/s, p99 of join and poll, no 5xx), that the inventory
- * only sees the admitted flow (holds/s follows admissions/s, never above the ceiling), and how many
- * WaitingRoom DO calls a joined buyer costs (from /metrics: one coalesced sync per isolate per second).
- *
- * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge (signs
- * tickets, reads the room through its micro-cache) → WaitingRoom DO (alarm every second) → Inventory DOs.
- * Rate limits off (they would throttle the benchmark's single address), request logs off.
- *
- * Env: JOINS (2000, ≤ 20000), CONCURRENCY (64, ≤ 256), ADMIT_PER_MINUTE (1200), RUN_SECONDS (40, ≤ 120),
- * OPEN_AFTER_SECONDS (0: the sale is open; > 0: the burst is a pre-queue shuffled at the opening), PORT (8798).
- */
-import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
+import { writeResults } from "./lib/results.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
 const clampInt = (v: string | undefined, def: number, min: number, max: number) => {
   const n = Math.floor(Number(v ?? def));
   return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : def;
@@ -296,11 +280,7 @@ try {
   console.log(
     `| ${JOINS} | ${f(result.joinsPerSecond, 0)} | ${f(result.join.p99)} | ${result.polls} | ${f(result.poll.p99)} | ${f(result.admittedPerSecond)} | ${f(ceilingPerSecond)} | ${f(result.maxHoldsPerSecondIn5sWindow)} | ${f(result.waitingRoomDoCallsPerJoinedBuyer, 4)} | ${fiveXx} |`,
   );
-  const out = path.join(root, "bench", "results");
-  mkdirSync(out, { recursive: true });
-  const file = path.join(out, `spike-${new Date().toISOString().slice(0, 10)}${OPEN_AFTER_SECONDS ? "-presale" : ""}.json`);
-  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`wrote ${path.relative(root, file)}`);
+  console.log(`wrote ${writeResults("spike", result, OPEN_AFTER_SECONDS ? { variant: "presale" } : {})}`);
   if (fiveXx > 0 || networkErrors > 0) process.exitCode = 1;
 } finally {
   await bw.stop();

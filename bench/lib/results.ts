@@ -1,0 +1,31 @@
+/**
+ * Where a bench writes its results: `bench/results/<scenario>-<date>[-<variant>][-<RESULTS_TAG>].json`, never over an
+ * earlier file: a second run on the same day (and tag) gets `-2`, then `-3`… Runs compared in one
+ * session (code before and after a change, a quiet and a noisy hour) so keep every run's figures.
+ */
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "..", "..");
+const dir = path.join(root, "bench", "results");
+
+/** A tag for the file name from `RESULTS_TAG` (letters, digits, `.`, `_`, `-`), or none. */
+function tag(): string {
+  const t = process.env.RESULTS_TAG ?? "";
+  if (t && !/^[A-Za-z0-9._-]{1,60}$/.test(t)) throw new Error("RESULTS_TAG: up to 60 letters, digits, '.', '_' or '-'");
+  return t ? `-${t}` : "";
+}
+
+/**
+ * Writes `data` as indented JSON to a new results file of `scenario` (`variant`: a fixed part of the name
+ * after the date, such as spike's `presale`); returns its path from the repository root.
+ */
+export function writeResults(scenario: string, data: unknown, opts: { date?: Date; variant?: string } = {}): string {
+  mkdirSync(dir, { recursive: true });
+  const date = (opts.date ?? new Date()).toISOString().slice(0, 10);
+  const base = `${scenario}-${date}${opts.variant ? `-${opts.variant}` : ""}${tag()}`;
+  let file = path.join(dir, `${base}.json`);
+  for (let n = 2; existsSync(file); n++) file = path.join(dir, `${base}-${n}.json`);
+  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`, { flag: "wx" });
+  return path.relative(root, file);
+}
