@@ -30,7 +30,7 @@ import path from "node:path";
 import { type Baseline, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { envNumber } from "./lib/options.ts";
-import { writeResults } from "./lib/results.ts";
+import { codeVersion, writeResults } from "./lib/results.ts";
 import { workerdWrapper } from "./lib/workerd-wrapper.ts";
 
 const int = (name: string, def: number, min: number, max: number) => Math.floor(envNumber(name, def, min, max));
@@ -51,7 +51,6 @@ try {
   process.exit(2);
 }
 
-const root = path.resolve(import.meta.dirname, "..");
 const work = mkdtempSync(path.join(os.tmpdir(), "bw-instructions-"));
 
 /** The environment that runs a server's workerd under callgrind, its counters written to `<work>/<name>.<pid>`. */
@@ -178,7 +177,7 @@ console.log(
 );
 const file = writeResults("catalog-instructions", {
   date: new Date().toISOString(),
-  code: execFileSync("git", ["describe", "--always", "--dirty"], { cwd: root, encoding: "utf8" }).trim(),
+  code: codeVersion(),
   machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version },
   path: "HTTP/1.1 keep-alive over loopback → workerd (under valgrind --tool=callgrind) via miniflare, unsafeDirectSockets, no dev proxy",
   settings: { EVENTS, ...MIX, WARM, REQUESTS, ROUNDS, CONCURRENCY },

@@ -45,7 +45,7 @@ import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
-import { writeResults } from "./lib/results.ts";
+import { codeVersion, writeResults } from "./lib/results.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
 
 const num = envNumber;
@@ -235,6 +235,8 @@ interface Scenario {
 
 const results: {
   date: string;
+  /** The code measured ({@link codeVersion}). */
+  code: string;
   machine: { cores: number; cpu: string; memoryGiB: number; node: string; loadAverageAtStart: number[] };
   path: string;
   settings: Record<string, unknown>;
@@ -245,6 +247,7 @@ const results: {
   summary?: Record<string, unknown>;
 } = {
   date: new Date().toISOString(),
+  code: codeVersion(),
   machine: {
     cores: os.cpus().length,
     cpu: os.cpus()[0]?.model ?? "unknown",

@@ -1,5 +1,4 @@
 import os from "node:os";
-import path from "node:path";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { writeResults } from "./lib/results.ts";
 

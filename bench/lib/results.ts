@@ -3,11 +3,15 @@
  * earlier file: a second run on the same day (and tag) gets `-2`, then `-3`… Runs compared in one
  * session (code before and after a change, a quiet and a noisy hour) so keep every run's figures.
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 const dir = path.join(root, "bench", "results");
+
+/** The code a run measured: `git describe --always --dirty` (a commit, `-dirty` with uncommitted changes). */
+export const codeVersion = (): string => execFileSync("git", ["describe", "--always", "--dirty"], { cwd: root, encoding: "utf8" }).trim();
 
 /** A tag for the file name from `RESULTS_TAG` (letters, digits, `.`, `_`, `-`), or none. */
 function tag(): string {
