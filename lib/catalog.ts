@@ -181,33 +181,40 @@ export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc 
  */
 export async function publishEvent(deps: CatalogDeps, doc: EventDoc): Promise<void> {
   await deps.kv.put(kvKeys.event(doc.id), eventBody(doc));
-  await Promise.all([publishEventList(deps), publishEventVersions(deps)]);
+  await publishListAndVersions(deps);
+}
+
+/**
+ * Rebuilds `events:list` and the version manifest from one D1 batch: one round trip, and both read models
+ * from the same snapshot (two separate queries could straddle another organizer's change).
+ *
+ * The manifest holds every upcoming event's id and version. Readers keep an event's document in their
+ * micro-cache for as long as its version matches the manifest, so an isolate refreshes one manifest a
+ * second instead of every event it serves. Rebuilt from the source of truth on every organizer change and
+ * by the cron trigger, so concurrent writers cannot lose each other's versions for longer than a minute.
+ */
+export async function publishListAndVersions(deps: CatalogDeps): Promise<void> {
+  const [list, versions] = await deps.db.batch([listQuery(deps.db), versionsQuery(deps.db)]);
+  await Promise.all([deps.kv.put(kvKeys.list, listBody(list)), deps.kv.put(kvKeys.versions, versionsBody(versions))]);
 }
 
 /** Most events in the version manifest (about 40 bytes each); events beyond it fall back to the plain TTL. */
 export const VERSIONS_LIMIT = 20_000;
 
-/**
- * Rebuilds the version manifest from D1: every upcoming event's id and version. Readers keep an event's
- * document in their micro-cache for as long as its version matches the manifest, so an isolate refreshes
- * one manifest a second instead of every event it serves. Rebuilt from the source of truth on every
- * organizer change and by the cron trigger, so concurrent writers cannot lose each other's versions for
- * longer than a minute.
- */
-export async function publishEventVersions(deps: CatalogDeps): Promise<string> {
-  const body = await eventVersionsBody(deps.db);
-  await deps.kv.put(kvKeys.versions, body);
-  return body;
-}
+/** Upcoming events (those that have not started), the filter of the list and of the manifest. */
+const upcoming = () => gt(schema.events.startsAt, new Date().toISOString());
 
-/** The version manifest's body, built from D1 (one query). */
-async function eventVersionsBody(db: CatalogDb): Promise<string> {
-  const rows = await db
+/** The version manifest's rows: every upcoming event's id and version, latest sale first. */
+const versionsQuery = (db: CatalogDb) =>
+  db
     .select({ id: schema.events.id, version: schema.events.version })
     .from(schema.events)
-    .where(gt(schema.events.startsAt, new Date().toISOString()))
+    .where(upcoming())
     .orderBy(desc(schema.events.saleStartsAt))
     .limit(VERSIONS_LIMIT);
+
+/** The version manifest's body. */
+function versionsBody(rows: { id: string; version: number }[]): string {
   const v: Record<string, number> = {};
   for (const r of rows) v[r.id] = r.version;
   return JSON.stringify({ v });
@@ -218,18 +225,17 @@ export const LIST_LIMIT = 200;
 
 /** Rebuilds `events:list` from D1: upcoming events, soonest sale first. */
 export async function publishEventList(deps: CatalogDeps): Promise<string> {
-  const rows = await deps.db
-    .select()
-    .from(schema.events)
-    .where(gt(schema.events.startsAt, new Date().toISOString()))
-    .orderBy(desc(schema.events.saleStartsAt))
-    .limit(LIST_LIMIT);
-  rows.reverse();
-  const events: EventSummary[] = rows.map(summaryOf);
-  const body = JSON.stringify({ events });
+  const body = listBody(await listQuery(deps.db));
   await deps.kv.put(kvKeys.list, body);
   return body;
 }
+
+/** The list's rows: the LIST_LIMIT upcoming events with the latest sales. */
+const listQuery = (db: CatalogDb) =>
+  db.select().from(schema.events).where(upcoming()).orderBy(desc(schema.events.saleStartsAt)).limit(LIST_LIMIT);
+
+/** The list's body: its rows soonest sale first. */
+const listBody = (rows: schema.EventRow[]): string => JSON.stringify({ events: rows.reverse().map(summaryOf) });
 
 /** Most events in the popular list. */
 export const POPULAR_LIMIT = 20;
@@ -240,7 +246,7 @@ export const POPULAR_LIMIT = 20;
  * cannot be built.
  */
 export async function publishPopular(deps: CatalogDeps, scores: Map<string, number>): Promise<string[]> {
-  const rows = await deps.db.select().from(schema.events).where(gt(schema.events.startsAt, new Date().toISOString())).limit(1_000);
+  const rows = await deps.db.select().from(schema.events).where(upcoming()).limit(1_000);
   rows.sort((a, b) => (scores.get(b.id) ?? 0) - (scores.get(a.id) ?? 0) || a.saleStartsAt.localeCompare(b.saleStartsAt));
   const top = rows.slice(0, POPULAR_LIMIT);
   const events: EventSummary[] = top.map(summaryOf);
@@ -310,7 +316,7 @@ export async function eventVersions(ctx: ReadContext): Promise<Map<string, numbe
       // Built from D1 when KV has none yet (before the first organizer change or cron run); republished in
       // the background, so a refused KV write (one write per second per key) does not fail the read.
       origin: async () => {
-        const body = await eventVersionsBody(ctx.deps.db);
+        const body = versionsBody(await versionsQuery(ctx.deps.db));
         ctx.waitUntil(ctx.deps.kv.put(kvKeys.versions, body));
         return body;
       },

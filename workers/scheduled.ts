@@ -1,5 +1,5 @@
 import { and, gte, lte } from "drizzle-orm";
-import { catalogDb, eventDocFromRow, publishEventList, publishEventVersions, publishPopular } from "../lib/catalog";
+import { catalogDb, eventDocFromRow, publishListAndVersions, publishPopular } from "../lib/catalog";
 import { events as eventsTable, reconciliationRuns } from "../lib/db/catalog-schema";
 import { metrics } from "../lib/metrics";
 import { orderStores, shardNames } from "../lib/order-store";
@@ -64,7 +64,7 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
   const deps = { db, kv: env.CATALOG_KV };
   const steps: [string, () => Promise<unknown>][] = [
     ["rollups", () => rollUp(env.CATALOG_DB, new Date(now.getTime() - ROLLUP_LOOKBACK_MINUTES * 60_000), new Date(now.getTime() + 60_000))],
-    ["event-list", () => Promise.all([publishEventList(deps), publishEventVersions(deps)])],
+    ["event-list", () => publishListAndVersions(deps)],
     ["popular", async () => publishPopular(deps, await activityScores(db, now))],
     ["reconciliation", () => reconcileActiveEvents(env, now)],
   ];

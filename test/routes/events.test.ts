@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { catalogCache, catalogDb, publishEvent } from "../../lib/catalog";
 import type { EventDoc } from "../../lib/event-schema";
 import { metrics } from "../../lib/metrics";
@@ -111,6 +111,23 @@ describe("version manifest", () => {
     const ev = await createEvent(organizer);
     const manifest = await env.CATALOG_KV.get<{ v: Record<string, number> }>("events:versions", "json");
     expect(manifest?.v[ev.id]).toBe(1);
+  });
+
+  it("rebuilds the list and the manifest from one D1 batch, so both show the same change", async () => {
+    const ev = await createEvent(organizer);
+    const batch = vi.spyOn(env.CATALOG_DB, "batch");
+    try {
+      const res = await call(`/v1/events/${ev.id}`, { method: "PATCH", token: organizer, json: { name: "Night Drive II" } });
+      expect(res.status).toBe(200);
+      expect(batch).toHaveBeenCalledTimes(1);
+      expect(batch.mock.calls[0]?.[0]).toHaveLength(2);
+    } finally {
+      batch.mockRestore();
+    }
+    const list = await env.CATALOG_KV.get<{ events: { id: string; name: string }[] }>("events:list", "json");
+    const manifest = await env.CATALOG_KV.get<{ v: Record<string, number> }>("events:versions", "json");
+    expect(list?.events.find((e) => e.id === ev.id)?.name).toBe("Night Drive II");
+    expect(manifest?.v[ev.id]).toBe(2);
   });
 
   it("keeps an unchanged event in the isolate past its second, and shows a change made elsewhere within it", async () => {

@@ -90,10 +90,11 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
         blobs: [route, r.method, String(status), r.cacheStatus ?? ""],
         doubles: [durationMs, 1],
       });
-    if (env.OTEL_EXPORTER_OTLP_ENDPOINT) spanOf(env, r);
-    if (r.trace && env.OTEL_EXPORTER_OTLP_ENDPOINT) {
+    const otlp = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    if (otlp) spanOf(env, r);
+    if (otlp && r.trace) {
       const end = Date.now();
-      const flush = recordSpan(env.OTEL_EXPORTER_OTLP_ENDPOINT, {
+      const flush = recordSpan(otlp, {
         trace: r.trace,
         ...(r.parentSpanId ? { parentSpanId: r.parentSpanId } : {}),
         name: `${r.method} ${route}`,
