@@ -17,7 +17,13 @@
  * C++ objects (Request, Response, Headers and their header strings) of every request answered since the
  * last mark-compact inside that pause.
  *
- * Env: RATE (2000), DURATION (20 s), PORT (8795; hello-world PORT + 1; inspectors PORT + 2, PORT + 3).
+ * Then, per target, a second run (SURVIVOR_DURATION) under V8's sampling heap profiler, keeping only the
+ * objects that outlived the young generation (bench/lib/inspector.ts `sampleSurvivors`): how many bytes per
+ * request wait for a mark-compact, how many of them the runtime allocated (the wrappers of its Request,
+ * Response and Headers objects) and which of the Worker's functions allocated the rest.
+ *
+ * Env: RATE (2000), DURATION (20 s), SURVIVOR_DURATION (10 s), PORT (8795; hello-world PORT + 1; inspectors
+ * PORT + 2, PORT + 3).
  * Writes bench/results/reads-profile-<date>.json.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -25,10 +31,10 @@ import os from "node:os";
 import path from "node:path";
 import { BASELINE_SCRIPT, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
-import { connectInspector, type HeapTrace, traceHeap } from "./lib/inspector.ts";
+import { connectInspector, type HeapTrace, type Survivors, sampleSurvivors, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
-import { writeResults } from "./lib/results.ts";
+import { codeVersion, writeResults } from "./lib/results.ts";
 
 const num = (name: string, def: number) => {
   const v = Number(process.env[name] ?? def);
@@ -36,6 +42,7 @@ const num = (name: string, def: number) => {
 };
 const RATE = num("RATE", 2_000);
 const DURATION = num("DURATION", 20);
+const SURVIVOR_DURATION = num("SURVIVOR_DURATION", 10);
 const PORT = num("PORT", 8795);
 
 /** One target's figures. */
@@ -52,6 +59,8 @@ interface Row {
   heapMaxMB: number;
   /** V8's GC log over the measured run (absent without stdbuf). */
   gc?: GcSummary & { requests: number };
+  /** A second run (SURVIVOR_DURATION at RATE, to the next scavenge) under V8's sampling heap profiler: what outlived the young generation. */
+  survivors: Survivors;
 }
 
 async function profile(target: string, url: string, inspectorPort: number, pid: number | undefined, gc: GcTrace | undefined): Promise<Row> {
@@ -68,6 +77,8 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
     // The wrapper writes line by line; a collection that ended with the run has its line a moment later.
     await new Promise((res) => setTimeout(res, 200));
     const collections = gc && gc0 !== undefined ? { ...gc.summarize(gc0, gc.mark()), requests: r.sent } : undefined;
+    // Separate from the measured run: the sampling profiler costs CPU of its own.
+    const survivors = await sampleSurvivors(session, () => survivorRun(url, gc));
     const row: Row = {
       target,
       url,
@@ -80,6 +91,7 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
       heapMinMB: Math.round(heap.minBytes / 1e5) / 10,
       heapMaxMB: Math.round(heap.maxBytes / 1e5) / 10,
       ...(collections ? { gc: collections } : {}),
+      survivors,
     };
     console.log(
       `  ${target.padEnd(34)} ${row.achieved}/s  p99 ${row.p99Ms} ms  max ${row.maxMs} ms  server ${row.serverCpuUsPerRequest ?? "?"} µs CPU/req  heap +${row.heapGrowthBytesPerRequest} B/req  ${row.largeDrops} drops > 5 MB in ${DURATION} s (heap ${row.heapMinMB}–${row.heapMaxMB} MB)`,
@@ -90,10 +102,41 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
         `  ${"".padEnd(34)} GC: ${c.scavenges} scavenges, ${c.markCompacts} mark-compacts (${c.handlesDied} handles freed, ${c.markCompacts ? Math.round(c.handlesDied / c.markCompacts) : 0} each), pauses ${c.pauseMs} ms in all, max ${c.maxPauseMs} ms, ${c.over50Ms} over 50 ms`,
       );
     }
+    console.log(
+      `  ${"".padEnd(34)} outlived the young generation: ${survivors.bytesPerRequest} B/req, of which the runtime's ${survivors.runtimeBytesPerRequest}; the Worker's: ${survivors.top.map((t) => `${t.fn} ${t.bytesPerRequest}`).join(", ") || "none"}`,
+    );
     return row;
   } finally {
     session.close();
   }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The load of {@link sampleSurvivors}: SURVIVOR_DURATION at RATE, then on until the GC log shows the next
+ * scavenge (at most 10 s more), so sampling stops with the young generation just emptied. Without a GC
+ * log it stops at once, and the figures then include up to a young generation of garbage.
+ */
+async function survivorRun(url: string, gc: GcTrace | undefined): Promise<{ requests: number; after: Promise<unknown> }> {
+  let answered = 0;
+  let ended = false;
+  const after = runLoad({
+    url: () => url,
+    rate: RATE,
+    durationSec: SURVIVOR_DURATION + 10,
+    onStatus: () => {
+      answered++;
+    },
+  }).finally(() => {
+    ended = true;
+  });
+  await sleep(SURVIVOR_DURATION * 1000);
+  if (gc) {
+    const from = gc.mark();
+    while (!ended && gc.summarize(from, gc.mark()).scavenges === 0) await sleep(5);
+  }
+  return { requests: answered, after };
 }
 
 console.log(`bench/reads-profile — ${RATE} req/s for ${DURATION} s per target; inspector open on both servers`);
@@ -134,6 +177,7 @@ try {
 }
 const file = writeResults("reads-profile", {
   date: new Date().toISOString(),
+  code: codeVersion(),
   cores: os.cpus().length,
   cpu: os.cpus()[0]?.model,
   node: process.version,
