@@ -19,7 +19,8 @@
  * more, dumps the counters (`callgrind_control -d`) and divides; ROUNDS times per server. The events are
  * created, and Breakwater's answers captured for the floor, in a normal server first.
  *
- * Env: EVENTS (200), ZIPF_S (1.05), LIST_SHARE (0.05), WARM (3000), REQUESTS (20000), ROUNDS (3),
+ * Env: SERVERS (hello-world,answer-floor,breakwater: which to measure), EVENTS (200), ZIPF_S (1.05),
+ * LIST_SHARE (0.05), WARM (3000), REQUESTS (20000), ROUNDS (3),
  * CONCURRENCY (8), PORT (8803). Needs valgrind (`apt-get install valgrind`). Writes
  * bench/results/catalog-instructions-<date>.json.
  */
@@ -27,7 +28,15 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type Baseline, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
+import {
+  type Baseline,
+  CACHE_LAYERS,
+  type CacheLayerName,
+  cacheLookups,
+  seedEvents,
+  startBaseline,
+  startBreakwater,
+} from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { envNumber } from "./lib/options.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
@@ -41,6 +50,11 @@ const REQUESTS = int("REQUESTS", 20_000, 100, 1_000_000);
 const ROUNDS = int("ROUNDS", 3, 1, 10);
 const CONCURRENCY = int("CONCURRENCY", 8, 1, 64);
 const PORT = int("PORT", 8803, 1024, 65_000);
+const SERVER_NAMES = ["hello-world", "answer-floor", "breakwater"] as const;
+/** Which servers to measure (default all three); e.g. `SERVERS=breakwater` to compare two versions of the product code. */
+const SERVERS = new Set((process.env.SERVERS ?? SERVER_NAMES.join(",")).split(",").filter(Boolean));
+for (const s of SERVERS)
+  if (!(SERVER_NAMES as readonly string[]).includes(s)) throw new Error(`SERVERS: ${s} is not one of ${SERVER_NAMES.join(", ")}`);
 /** A server under callgrind takes ~10× longer to start. */
 const READY_WITHIN_MS = 300_000;
 
@@ -121,6 +135,13 @@ async function measure(name: string, base: string, ids: string[], check?: (p: st
 }
 
 const results: Record<string, { rounds: number[]; median: number }> = {};
+/**
+ * Breakwater's reads by the layer that answered. Under callgrind the server runs tens of times slower, so the
+ * 1 s lifetimes of the micro-cache and the version manifest lapse far more often per request than at full
+ * speed: many reads are `validated`, and some of those go through the router to refresh the manifest.
+ * How many depends on the machine's speed, so the count is recorded with the instructions.
+ */
+let breakwaterLayers: Record<CacheLayerName, number> | undefined;
 try {
   console.log(`[1] ${EVENTS} events created through the public API; Breakwater's answers captured for the floor`);
   const stateDir = path.join(work, "state");
@@ -134,7 +155,7 @@ try {
     await seeder.stop();
   }
 
-  for (const baseline of ["hello-world", "answer-floor"] satisfies Baseline[]) {
+  for (const baseline of (["hello-world", "answer-floor"] satisfies Baseline[]).filter((b) => SERVERS.has(b))) {
     console.log(`[${baseline === "hello-world" ? 2 : 3}] ${baseline} under callgrind`);
     const env = { ...underCallgrind(baseline), ...(baseline === "answer-floor" ? { FLOOR_DOCUMENTS: captured.file } : {}) };
     const server = await startBaseline(baseline, PORT + 1, env, READY_WITHIN_MS);
@@ -149,12 +170,23 @@ try {
     }
   }
 
-  console.log("[4] Breakwater catalog reads (REQUEST_LOG=off, CRON=off) under callgrind");
-  const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, CRON: "off", ...underCallgrind("breakwater") }, 16, READY_WITHIN_MS);
-  try {
-    results.breakwater = await measure("breakwater", bw.base, ids);
-  } finally {
-    await bw.stop();
+  if (SERVERS.has("breakwater")) {
+    console.log("[4] Breakwater catalog reads (REQUEST_LOG=off, CRON=off) under callgrind");
+    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, CRON: "off", ...underCallgrind("breakwater") }, 16, READY_WITHIN_MS);
+    try {
+      const admin = await bw.token("bench-admin", "admin");
+      const before = (await cacheLookups(bw, admin)).lookups;
+      results.breakwater = await measure("breakwater", bw.base, ids);
+      const after = (await cacheLookups(bw, admin)).lookups;
+      const layers = Object.fromEntries(CACHE_LAYERS.map((l) => [l, after[l] - before[l]])) as Record<CacheLayerName, number>;
+      breakwaterLayers = layers;
+      const reads = CACHE_LAYERS.reduce((n, l) => n + layers[l], 0);
+      console.log(
+        `  reads by the layer that answered (warm-up and windows): ${CACHE_LAYERS.map((l) => `${l} ${layers[l]}`).join(", ")}; micro-cache hits without validation ${((layers.micro / Math.max(1, reads)) * 100).toFixed(1)} %`,
+      );
+    } finally {
+      await bw.stop();
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -163,7 +195,7 @@ try {
 const hello = results["hello-world"]?.median ?? Number.NaN;
 const floor = results["answer-floor"]?.median ?? Number.NaN;
 const catalog = results.breakwater?.median ?? Number.NaN;
-const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
+const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? Math.round((a / b) * 1000) / 1000 : null);
 const summary = {
   "hello-world / catalog": ratio(hello, catalog),
   "hello-world / floor": ratio(hello, floor),
@@ -182,6 +214,7 @@ const file = writeResults("catalog-instructions", {
   path: "HTTP/1.1 keep-alive over loopback → workerd (under valgrind --tool=callgrind) via miniflare, unsafeDirectSockets, no dev proxy",
   settings: { EVENTS, ...MIX, WARM, REQUESTS, ROUNDS, CONCURRENCY },
   instructionsPerRequest: results,
+  ...(breakwaterLayers ? { breakwaterReadsByLayer: breakwaterLayers } : {}),
   summary,
 });
 console.log(`results: ${file}`);

@@ -39,7 +39,17 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { BASELINE_SCRIPT, type BreakwaterProcess, counter, seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
+import {
+  BASELINE_SCRIPT,
+  type BreakwaterProcess,
+  CACHE_LAYERS,
+  type CacheLayerName,
+  cacheLookups,
+  counter,
+  seedEvents,
+  startBaseline,
+  startBreakwater,
+} from "./lib/breakwater-process.ts";
 import { byPopularity, type Captured, captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
@@ -81,12 +91,11 @@ const criteria = { minAchieved: 0.97, p99Ms: P99_MS };
 
 /** Catalog counters read from /metrics. */
 interface Counters {
-  lookups: Record<(typeof LAYERS)[number], number>;
+  lookups: Record<CacheLayerName, number>;
   d1: number;
   d1Catalog: number;
 }
-const LAYERS = ["micro", "validated", "coalesced", "edge", "kv", "origin"] as const;
-const HIT_LAYERS: readonly (typeof LAYERS)[number][] = ["micro", "validated", "coalesced", "edge"];
+const HIT_LAYERS: readonly CacheLayerName[] = ["micro", "validated", "coalesced", "edge"];
 
 /** Cache and D1 figures of one step or run (deltas of /metrics). */
 interface CacheFigures {
@@ -101,7 +110,7 @@ interface CacheFigures {
 function delta(a: Counters, b: Counters): CacheFigures {
   const byLayer: Record<string, number> = {};
   let reads = 0;
-  for (const l of LAYERS) {
+  for (const l of CACHE_LAYERS) {
     byLayer[l] = b.lookups[l] - a.lookups[l];
     reads += byLayer[l] ?? 0;
   }
@@ -381,15 +390,11 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
 
 /** Reads the catalog counters from /metrics (admin token). */
 async function readCounters(bw: BreakwaterProcess, adminToken: string): Promise<Counters> {
-  const res = await bw.request("GET", "/metrics", undefined, adminToken);
-  if (res.status !== 200) throw new Error(`/metrics → ${res.status}`);
-  const lookups = Object.fromEntries(
-    LAYERS.map((l) => [l, counter(res.body, "breakwater_cache_lookups_total", { layer: l })]),
-  ) as Counters["lookups"];
+  const { lookups, metrics } = await cacheLookups(bw, adminToken);
   return {
     lookups,
-    d1: counter(res.body, "breakwater_d1_queries_total"),
-    d1Catalog: counter(res.body, "breakwater_d1_queries_total", { db: "catalog" }),
+    d1: counter(metrics, "breakwater_d1_queries_total"),
+    d1Catalog: counter(metrics, "breakwater_d1_queries_total", { db: "catalog" }),
   };
 }
 

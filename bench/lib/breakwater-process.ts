@@ -141,6 +141,21 @@ export function counter(text: string, name: string, match: Record<string, string
   return total;
 }
 
+/** The layers of `breakwater_cache_lookups_total`: the first four are hits, `kv` and `origin` misses. */
+export const CACHE_LAYERS = ["micro", "validated", "coalesced", "edge", "kv", "origin"] as const;
+export type CacheLayerName = (typeof CACHE_LAYERS)[number];
+
+/** Breakwater's catalog reads so far by the layer that answered, from /metrics (`adminToken`: an admin dev token). */
+export async function cacheLookups(
+  bw: BreakwaterProcess,
+  adminToken: string,
+): Promise<{ lookups: Record<CacheLayerName, number>; metrics: string }> {
+  const res = await bw.request("GET", "/metrics", undefined, adminToken);
+  if (res.status !== 200) throw new Error(`/metrics → ${res.status}`);
+  const lookups = Object.fromEntries(CACHE_LAYERS.map((l) => [l, counter(res.body, "breakwater_cache_lookups_total", { layer: l })]));
+  return { lookups: lookups as Record<CacheLayerName, number>, metrics: res.body };
+}
+
 /** Seeds `n` events through the public API (organizer dev token, POST /v1/events), 16 at a time. */
 export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<string[]> {
   const token = await bw.token("bench-organizer", "organizer");
