@@ -38,18 +38,17 @@ import {
   startBreakwater,
 } from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
-import { envNumber } from "./lib/options.ts";
+import { envInt, envNumber } from "./lib/options.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 import { workerdWrapper } from "./lib/workerd-wrapper.ts";
 
-const int = (name: string, def: number, min: number, max: number) => Math.floor(envNumber(name, def, min, max));
-const EVENTS = int("EVENTS", 200, 1, 5000);
+const EVENTS = envInt("EVENTS", 200, 1, 5000);
 const MIX = { zipfS: envNumber("ZIPF_S", 1.05, 0, 3), listShare: envNumber("LIST_SHARE", 0.05, 0, 1) };
-const WARM = int("WARM", 3000, 0, 100_000);
-const REQUESTS = int("REQUESTS", 20_000, 100, 1_000_000);
-const ROUNDS = int("ROUNDS", 3, 1, 10);
-const CONCURRENCY = int("CONCURRENCY", 8, 1, 64);
-const PORT = int("PORT", 8803, 1024, 65_000);
+const WARM = envInt("WARM", 3000, 0, 100_000);
+const REQUESTS = envInt("REQUESTS", 20_000, 100, 1_000_000);
+const ROUNDS = envInt("ROUNDS", 3, 1, 10);
+const CONCURRENCY = envInt("CONCURRENCY", 8, 1, 64);
+const PORT = envInt("PORT", 8803, 1024, 65_000);
 const SERVER_NAMES = ["hello-world", "answer-floor", "breakwater"] as const;
 /** Which servers to measure (default all three); e.g. `SERVERS=breakwater` to compare two versions of the product code. */
 const SERVERS = new Set((process.env.SERVERS ?? SERVER_NAMES.join(",")).split(",").filter(Boolean));

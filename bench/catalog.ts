@@ -53,12 +53,11 @@ import {
 import { byPopularity, type Captured, captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
-import { envNumber } from "./lib/options.ts";
+import { envInt, envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
 
-const num = envNumber;
 const rates = (name: string): number[] | undefined => {
   const v = process.env[name];
   return v
@@ -68,24 +67,24 @@ const rates = (name: string): number[] | undefined => {
         .filter((n) => n > 0)
     : undefined;
 };
-const EVENTS = Math.floor(num("EVENTS", 1_000, 1, 20_000));
-const ZIPF_S = num("ZIPF_S", 1.05, 0, 3);
-const LIST_SHARE = num("LIST_SHARE", 0.05, 0, 1);
+const EVENTS = envInt("EVENTS", 1_000, 1, 20_000);
+const ZIPF_S = envNumber("ZIPF_S", 1.05, 0, 3);
+const LIST_SHARE = envNumber("LIST_SHARE", 0.05, 0, 1);
 const MIX = { zipfS: ZIPF_S, listShare: LIST_SHARE };
-const DURATION = num("DURATION", 4, 1, 60);
-const WARMUP = num("WARMUP", 1, 0, 30);
-const P99_MS = num("P99_MS", 50, 1, 10_000);
+const DURATION = envNumber("DURATION", 4, 1, 60);
+const WARMUP = envNumber("WARMUP", 1, 0, 30);
+const P99_MS = envNumber("P99_MS", 50, 1, 10_000);
 /** Extra V8 flags for all three servers (diagnosis, e.g. `--max-semi-space-size=4`); production's are Cloudflare's. */
 const WORKERD_V8_FLAGS = process.env.WORKERD_V8_FLAGS ?? "";
-const STEP_FACTOR = num("STEP_FACTOR", 1.5, 1.05, 4);
-const START_RATE = num("START_RATE", 2_000, 10, 100_000);
-const HELLO_START_RATE = num("HELLO_START_RATE", 4_000, 10, 100_000);
-const FLOOR_START_RATE = num("FLOOR_START_RATE", 3_000, 10, 100_000);
-const CONNECTIONS = Math.floor(num("CONNECTIONS", 128, 1, 4_096));
+const STEP_FACTOR = envNumber("STEP_FACTOR", 1.5, 1.05, 4);
+const START_RATE = envNumber("START_RATE", 2_000, 10, 100_000);
+const HELLO_START_RATE = envNumber("HELLO_START_RATE", 4_000, 10, 100_000);
+const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
+const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
-const PORT = Math.floor(num("PORT", 8793, 1_024, 65_533));
-const REPEAT = Math.floor(num("REPEAT", 1, 1, 10));
+const PORT = envInt("PORT", 8793, 1_024, 65_533);
+const REPEAT = envInt("REPEAT", 1, 1, 10);
 const PATH_DESCRIPTION = "HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets, no dev proxy";
 const criteria = { minAchieved: 0.97, p99Ms: P99_MS };
 

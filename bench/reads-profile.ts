@@ -33,17 +33,16 @@ import { BASELINE_SCRIPT, seedEvents, startBaseline, startBreakwater } from "./l
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { connectInspector, type HeapTrace, type Survivors, sampleSurvivors, traceHeap } from "./lib/inspector.ts";
 import { runLoad } from "./lib/loadgen.ts";
+import { envInt, envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 
-const num = (name: string, def: number) => {
-  const v = Number(process.env[name] ?? def);
-  return Number.isFinite(v) && v > 0 ? v : def;
-};
-const RATE = num("RATE", 2_000);
-const DURATION = num("DURATION", 20);
-const SURVIVOR_DURATION = num("SURVIVOR_DURATION", 10);
-const PORT = num("PORT", 8795);
+const RATE = envNumber("RATE", 2_000, 1, 100_000);
+const DURATION = envNumber("DURATION", 20, 1, 600);
+const SURVIVOR_DURATION = envNumber("SURVIVOR_DURATION", 10, 1, 120);
+const PORT = envInt("PORT", 8795, 1_024, 65_532);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One target's figures. */
 interface Row {
@@ -75,7 +74,7 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
     const r = await load;
     const cpu1 = pid === undefined ? undefined : cpuSeconds(pid);
     // The wrapper writes line by line; a collection that ended with the run has its line a moment later.
-    await new Promise((res) => setTimeout(res, 200));
+    await sleep(200);
     const collections = gc && gc0 !== undefined ? { ...gc.summarize(gc0, gc.mark()), requests: r.sent } : undefined;
     // Separate from the measured run: the sampling profiler costs CPU of its own.
     const survivors = await sampleSurvivors(session, () => survivorRun(url, gc));
@@ -110,8 +109,6 @@ async function profile(target: string, url: string, inspectorPort: number, pid: 
     session.close();
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The load of {@link sampleSurvivors}: SURVIVOR_DURATION at RATE, then on until the GC log shows the next

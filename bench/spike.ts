@@ -1,17 +1,14 @@
 import os from "node:os";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
+import { envInt } from "./lib/options.ts";
 import { writeResults } from "./lib/results.ts";
 
-const clampInt = (v: string | undefined, def: number, min: number, max: number) => {
-  const n = Math.floor(Number(v ?? def));
-  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : def;
-};
-const JOINS = clampInt(process.env.JOINS, 2_000, 1, 20_000);
-const CONCURRENCY = clampInt(process.env.CONCURRENCY, 64, 1, 256);
-const ADMIT_PER_MINUTE = clampInt(process.env.ADMIT_PER_MINUTE, 1_200, 1, 1_000_000);
-const RUN_SECONDS = clampInt(process.env.RUN_SECONDS, 40, 5, 120);
-const OPEN_AFTER_SECONDS = clampInt(process.env.OPEN_AFTER_SECONDS, 0, 0, 60);
-const PORT = clampInt(process.env.PORT, 8798, 1_024, 65_535);
+const JOINS = envInt("JOINS", 2_000, 1, 20_000);
+const CONCURRENCY = envInt("CONCURRENCY", 64, 1, 256);
+const ADMIT_PER_MINUTE = envInt("ADMIT_PER_MINUTE", 1_200, 1, 1_000_000);
+const RUN_SECONDS = envInt("RUN_SECONDS", 40, 5, 120);
+const OPEN_AFTER_SECONDS = envInt("OPEN_AFTER_SECONDS", 0, 0, 60);
+const PORT = envInt("PORT", 8798, 1_024, 65_535);
 
 interface QueueBody {
   ticket: string;

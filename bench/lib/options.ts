@@ -5,3 +5,6 @@ export const envNumber = (name: string, def: number, min: number, max: number): 
   const v = Number(process.env[name] ?? def);
   return Number.isFinite(v) ? Math.min(max, Math.max(min, v)) : def;
 };
+
+/** {@link envNumber}, rounded down: counts, ports, seconds. */
+export const envInt = (name: string, def: number, min: number, max: number): number => Math.floor(envNumber(name, def, min, max));
