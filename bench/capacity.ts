@@ -13,19 +13,19 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { envInt, envNumber } from "./lib/options.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
-const num = (k: string, d: number) => (process.env[k] === undefined ? d : Number(process.env[k]));
 
-const BUYERS = num("BUYERS", 1_000_000);
-const ARRIVAL_S = num("ARRIVAL_SECONDS", 60);
-const SEATS = num("SEATS", 50_000);
-const SELL_OUT_MIN = num("SELL_OUT_MINUTES", 10);
-const READS = num("READS_PER_BUYER", 12);
-const POLL_S = num("POLL_SECONDS", 5);
-const HOLD_ATTEMPTS = num("HOLD_ATTEMPTS", 1.5);
-const CONVERSION = num("CONVERSION", 0.85);
-const SEATS_PER_SECTION = num("SHARDS_SEATS_PER_SECTION", 2_000);
+const BUYERS = envInt("BUYERS", 1_000_000, 1, 1e9);
+const ARRIVAL_S = envNumber("ARRIVAL_SECONDS", 60, 1, 86_400);
+const SEATS = envInt("SEATS", 50_000, 1, 1e8);
+const SELL_OUT_MIN = envNumber("SELL_OUT_MINUTES", 10, 0.1, 10_080);
+const READS = envNumber("READS_PER_BUYER", 12, 0, 10_000);
+const POLL_S = envNumber("POLL_SECONDS", 5, 0.1, 3_600);
+const HOLD_ATTEMPTS = envNumber("HOLD_ATTEMPTS", 1.5, 1, 100);
+const CONVERSION = envNumber("CONVERSION", 0.85, 0, 1);
+const SEATS_PER_SECTION = envInt("SHARDS_SEATS_PER_SECTION", 2_000, 1, 1e8);
 
 /** Platform figures (Cloudflare docs, read 2026-11). */
 const PLATFORM = {
