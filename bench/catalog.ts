@@ -19,7 +19,7 @@
  *    It splits the ratio to hello-world in two: floor / hello-world is what the API's answer itself costs
  *    on this path, catalog / floor what Breakwater's code costs.
  * Breakwater runs with CRON=off (see {@link catalog}). The events are created in a server of their own
- * ({@link seedCatalog}); every measured server then gets the same warm-up ({@link warmUp}) before its search,
+ * ({@link seedCatalog}); every measured server then gets the same warm-up (`warmUp` in bench/lib/catalog-mix.ts) before its search,
  * and each step carries its server's collections from V8's GC log.
  * Each server's maximum sustainable rate is found by stepping the offered rate (up by STEP_FACTOR while
  * steps pass, then two bisections). Sustainable: achieved ≥ 97 % of offered, no error, p99 ≤ P99_MS.
@@ -50,7 +50,7 @@ import {
   startBaseline,
   startBreakwater,
 } from "./lib/breakwater-process.ts";
-import { byPopularity, type Captured, captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
+import { byPopularity, type Captured, captureAnswers, catalogUrls, checkFloorAnswer, warmUp } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
@@ -175,31 +175,6 @@ function nextServer(name: string): { gc: GcTrace | undefined; env: Record<string
   const gc = gcTrace(gcDir, `${name}-${++gcLogs}`);
   const flags = [gc?.env.MINIFLARE_WORKERD_V8_FLAGS, WORKERD_V8_FLAGS].filter(Boolean).join(" ");
   return { gc, env: { ...gc?.env, ...(flags ? { MINIFLARE_WORKERD_V8_FLAGS: flags } : {}) } };
-}
-
-/**
- * The same warm-up for every server before its search: each path of the mix once (50 at a time), then
- * 2 s of the mix at min(start, 2,000) req/s. Breakwater's caches and every server's JIT are warm, and
- * each isolate has served the same traffic before its first step: V8 sizes an isolate's young generation
- * by what it has seen so far, and the collections' pauses grow with it (bench/README.md).
- */
-async function warmUp(
-  base: string,
-  ids: string[],
-  url: (i: number) => string,
-  start: number,
-  check?: (path: string, res: Response, body: string) => void,
-): Promise<void> {
-  const paths = catalogPaths(ids);
-  for (let i = 0; i < paths.length; i += 50)
-    await Promise.all(
-      paths.slice(i, i + 50).map(async (p) => {
-        const res = await fetch(`${base}${p}`);
-        const body = await res.text();
-        check?.(p, res, body);
-      }),
-    );
-  await runLoad({ url, rate: Math.min(start, 2_000), durationSec: 2, connections: CONNECTIONS });
 }
 
 /**
@@ -365,7 +340,7 @@ async function helloWorld(ids: string[]): Promise<void> {
   const hello = await startBaseline("hello-world", PORT + 1, env);
   try {
     const url = catalogUrls(hello.url, ids, MIX);
-    await warmUp(hello.url, ids, url, HELLO_START_RATE);
+    await warmUp(hello.url, ids, url, { start: HELLO_START_RATE, connections: CONNECTIONS });
     results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, url, HELLO_START_RATE, rates("HELLO_RATES"), gc);
   } finally {
     await hello.stop();
@@ -380,7 +355,11 @@ async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<
   try {
     const url = catalogUrls(floor.url, ids, MIX);
     // The warm-up's one read of each path is also the check that the floor answers it as Breakwater did.
-    await warmUp(floor.url, ids, url, FLOOR_START_RATE, (p, res, body) => checkFloorAnswer(answers, p, res, body));
+    await warmUp(floor.url, ids, url, {
+      start: FLOOR_START_RATE,
+      connections: CONNECTIONS,
+      check: (p, res, body) => checkFloorAnswer(answers, p, res, body),
+    });
     results.scenarios.floor = await searchBaseline("floor", PORT + 3, url, FLOOR_START_RATE, rates("FLOOR_RATES"), gc);
   } finally {
     await floor.stop();
@@ -414,7 +393,7 @@ async function catalog(stateDir: string, eventIds: string[], extras = true): Pro
     try {
       const admin = await bw.token("bench-admin", "admin");
       const url = catalogUrls(bw.base, eventIds, MIX);
-      await warmUp(bw.base, eventIds, url, start);
+      await warmUp(bw.base, eventIds, url, { start, connections: CONNECTIONS });
       const serverPid = workerdOf("scripts/serve.ts", PORT);
       const first = await readCounters(bw, admin);
       let before = first;

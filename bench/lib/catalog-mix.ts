@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import path from "node:path";
 import type { CapturedAnswer, PerRequestHeader } from "../answer-floor/worker.ts";
 import type { BreakwaterProcess } from "./breakwater-process.ts";
+import { runLoad } from "./loadgen.ts";
 import { zipf } from "./zipf.ts";
 
 /** Events from the most to the least popular: a seeded shuffle, so popularity is not the creation order. */
@@ -100,4 +101,29 @@ export function checkFloorAnswer(answers: Record<string, CapturedAnswer>, p: str
     perRequestOf(got).join() !== want.perRequest.join()
   )
     throw new Error(`answer floor answered ${p} unlike Breakwater`);
+}
+
+/**
+ * The same warm-up for every server before it is measured: each path of the mix once (50 at a time), then
+ * 2 s of the mix at min(`start`, 2,000) req/s. Breakwater's caches and every server's JIT are warm, and
+ * each isolate has served the same traffic before its first step: V8 sizes an isolate's young generation
+ * by what it has seen so far, and the collections' pauses grow with it (bench/README.md). `check` sees
+ * every first answer (the answer floor's are compared with Breakwater's).
+ */
+export async function warmUp(
+  base: string,
+  ids: string[],
+  url: (i: number) => string,
+  opts: { start: number; connections?: number; check?: (path: string, res: Response, body: string) => void },
+): Promise<void> {
+  const paths = catalogPaths(ids);
+  for (let i = 0; i < paths.length; i += 50)
+    await Promise.all(
+      paths.slice(i, i + 50).map(async (p) => {
+        const res = await fetch(`${base}${p}`);
+        const body = await res.text();
+        opts.check?.(p, res, body);
+      }),
+    );
+  await runLoad({ url, rate: Math.min(opts.start, 2_000), durationSec: 2, ...(opts.connections ? { connections: opts.connections } : {}) });
 }

@@ -34,9 +34,18 @@ export interface GcTrace {
   mark(): number;
   /** The collections of the busiest isolate (the one that allocated most) logged between two marks. */
   summarize(from: number, to: number): GcSummary;
+  /** The same collections one by one, in the order logged. */
+  events(from: number, to: number): GcEvent[];
 }
 
-const GC_LINE = /^\[\d+:(0x[0-9a-f]+):\d+\]\s+\d+ ms: GC: (\{.*\})\s*$/;
+/** One collection: when V8 logged it (at its end, in ms since the isolate started), its kind and its pause. */
+export interface GcEvent {
+  atMs: number;
+  kind: "scavenge" | "mark-compact";
+  pauseMs: number;
+}
+
+const GC_LINE = /^\[\d+:(0x[0-9a-f]+):\d+\]\s+(\d+) ms: GC: (\{.*\})\s*$/;
 
 /** A GC trace for a server started with the returned env, logging to `<dir>/<name>.gc.log`. */
 export function gcTrace(dir: string, name: string): GcTrace | undefined {
@@ -52,7 +61,13 @@ export function gcTrace(dir: string, name: string): GcTrace | undefined {
   return {
     env: { MINIFLARE_WORKERD_PATH: wrapper, MINIFLARE_WORKERD_V8_FLAGS: "--trace-gc --trace-gc-nvp" },
     mark: () => statSync(log).size,
-    summarize: (from, to) => summarize(readRange(log, from, to)),
+    summarize: (from, to) => summarize(busiest(readRange(log, from, to))),
+    events: (from, to) =>
+      busiest(readRange(log, from, to)).map((r) => ({
+        atMs: r.atMs,
+        kind: r.gc === "mc" ? "mark-compact" : "scavenge",
+        pauseMs: r.pause,
+      })),
   };
 }
 
@@ -68,20 +83,23 @@ function readRange(file: string, from: number, to: number): string {
 }
 
 interface GcRecord {
+  /** Set from the line's prefix. */
+  atMs: number;
   gc: string;
   pause: number;
   allocated: number;
   nodes_died_in_new: number;
 }
 
-function summarize(text: string): GcSummary {
+/** The records of the isolate that allocated most in `text`. */
+function busiest(text: string): GcRecord[] {
   const byIsolate = new Map<string, GcRecord[]>();
   for (const line of text.split("\n")) {
     const m = GC_LINE.exec(line);
     if (!m) continue;
     let rec: GcRecord;
     try {
-      rec = JSON.parse(m[2] as string) as GcRecord;
+      rec = { ...(JSON.parse(m[3] as string) as Omit<GcRecord, "atMs">), atMs: Number(m[2]) };
     } catch {
       continue;
     }
@@ -90,15 +108,19 @@ function summarize(text: string): GcSummary {
     byIsolate.set(m[1] as string, list);
   }
   // The Worker's isolate is the one that allocates: miniflare's own (KV, cache, D1…) idle through a read load.
-  let busiest: GcRecord[] = [];
+  let found: GcRecord[] = [];
   let most = -1;
   for (const list of byIsolate.values()) {
     const allocated = list.reduce((n, r) => n + r.allocated, 0);
     if (allocated > most) {
       most = allocated;
-      busiest = list;
+      found = list;
     }
   }
+  return found;
+}
+
+function summarize(busiest: GcRecord[]): GcSummary {
   const s: GcSummary = { scavenges: 0, markCompacts: 0, pauseMs: 0, maxPauseMs: 0, over50Ms: 0, handlesDied: 0 };
   for (const r of busiest) {
     if (r.gc === "mc") {
