@@ -35,7 +35,7 @@ import { connectInspector, type HeapTrace, type Survivors, sampleSurvivors, trac
 import { runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
-import { codeVersion, writeResults } from "./lib/results.ts";
+import { runInfo, writeResults } from "./lib/results.ts";
 
 const RATE = envNumber("RATE", 2_000, 1, 100_000);
 const DURATION = envNumber("DURATION", 20, 1, 600);
@@ -173,11 +173,7 @@ try {
   rmSync(gcDir, { recursive: true, force: true });
 }
 const file = writeResults("reads-profile", {
-  date: new Date().toISOString(),
-  code: codeVersion(),
-  cores: os.cpus().length,
-  cpu: os.cpus()[0]?.model,
-  node: process.version,
+  ...runInfo(),
   rate: RATE,
   durationSec: DURATION,
   rows,

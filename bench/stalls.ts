@@ -26,7 +26,7 @@ import { catalogUrls, warmUp } from "./lib/catalog-mix.ts";
 import { type GcEvent, gcTrace } from "./lib/gc-trace.ts";
 import { runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
-import { codeVersion, writeResults } from "./lib/results.ts";
+import { runInfo, writeResults } from "./lib/results.ts";
 
 const TARGETS = (process.env.TARGETS ?? "catalog,hello-world").split(",").filter(Boolean);
 for (const t of TARGETS) if (t !== "catalog" && t !== "hello-world") throw new Error(`TARGETS: catalog or hello-world, not ${t}`);
@@ -168,11 +168,7 @@ try {
     }
   }
   const file = writeResults("stalls", {
-    date: new Date().toISOString(),
-    code: codeVersion(),
-    cores: os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    node: process.version,
+    ...runInfo(),
     path: "HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets, no dev proxy",
     settings: { RATE, DURATION, STALL_MS, ALIGN_MS, EVENTS, mix: MIX },
     rows,

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
@@ -12,6 +13,15 @@ const dir = path.join(root, "bench", "results");
 
 /** The code a run measured: `git describe --always --dirty` (a commit, `-dirty` with uncommitted changes). */
 export const codeVersion = (): string => execFileSync("git", ["describe", "--always", "--dirty"], { cwd: root, encoding: "utf8" }).trim();
+
+/** What a results file says of its run: when, which code, on what machine and Node. */
+export const runInfo = () => ({
+  date: new Date().toISOString(),
+  code: codeVersion(),
+  cores: os.cpus().length,
+  cpu: os.cpus()[0]?.model,
+  node: process.version,
+});
 
 /** A tag for the file name from `RESULTS_TAG` (letters, digits, `.`, `_`, `-`), or none. */
 function tag(): string {
