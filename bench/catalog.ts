@@ -42,6 +42,7 @@ import path from "node:path";
 import {
   BASELINE_SCRIPT,
   type BreakwaterProcess,
+  CACHE_HIT_LAYERS,
   CACHE_LAYERS,
   type CacheLayerName,
   cacheLookups,
@@ -94,7 +95,6 @@ interface Counters {
   d1: number;
   d1Catalog: number;
 }
-const HIT_LAYERS: readonly CacheLayerName[] = ["micro", "validated", "coalesced", "edge"];
 
 /** Cache and D1 figures of one step or run (deltas of /metrics). */
 interface CacheFigures {
@@ -113,7 +113,7 @@ function delta(a: Counters, b: Counters): CacheFigures {
     byLayer[l] = b.lookups[l] - a.lookups[l];
     reads += byLayer[l] ?? 0;
   }
-  const hits = HIT_LAYERS.reduce((n, l) => n + (byLayer[l] ?? 0), 0);
+  const hits = CACHE_HIT_LAYERS.reduce((n, l) => n + (byLayer[l] ?? 0), 0);
   const d1Queries = b.d1 - a.d1;
   return {
     reads,

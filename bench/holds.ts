@@ -21,12 +21,13 @@ import path from "node:path";
 import postgres from "postgres";
 import { createClient } from "redis";
 import { startBreakwater } from "./lib/breakwater-process.ts";
-import { writeResults } from "./lib/results.ts";
+import { envInt } from "./lib/options.ts";
+import { runInfo, writeResults } from "./lib/results.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
-const SEATS = Number(process.env.SEATS ?? 2000);
-const C = Number(process.env.CONCURRENCY ?? 64);
-const PORT = Number(process.env.PORT ?? 8799);
+const SEATS = envInt("SEATS", 2_000, 1, 1_000_000);
+const C = envInt("CONCURRENCY", 64, 1, 1_024);
+const PORT = envInt("PORT", 8799, 1_024, 65_535);
 const SHARDS = (process.env.SHARDS ?? "1,2,4,8").split(",").map(Number);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
 const BUYERS = Math.max(C * 4, Math.ceil(SEATS / 10) + C);
@@ -272,5 +273,5 @@ for (const r of rows)
   console.log(
     `| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`,
   );
-const file = writeResults("holds", { date: new Date().toISOString(), seats: SEATS, concurrency: C, cores: os.cpus().length, rows });
+const file = writeResults("holds", { ...runInfo(), seats: SEATS, concurrency: C, rows });
 console.log(`\nwrote ${file}`);

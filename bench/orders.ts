@@ -1,10 +1,23 @@
+/**
+ * bench/orders: orders accepted per second end to end (hold + pay + answer) with the write-behind
+ * design, the queue's drain rate into 1, 2 and 4 order shards, and — same run, same machine — the same
+ * checkout done synchronously (the order written to its shard before answering). Prints the ratio and
+ * the p99 of both.
+ *
+ * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge →
+ * CustomerLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
+ * Rate limits off (they would throttle the benchmark's few buyers), request logs off.
+ *
+ * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797), SHARDS ("1,2,4").
+ */
 import os from "node:os";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
-import { writeResults } from "./lib/results.ts";
+import { envInt } from "./lib/options.ts";
+import { runInfo, writeResults } from "./lib/results.ts";
 
-const N = Number(process.env.ORDERS ?? 1200);
-const C = Number(process.env.CONCURRENCY ?? 32);
-const PORT = Number(process.env.PORT ?? 8797);
+const N = envInt("ORDERS", 1_200, 1, 1_000_000);
+const C = envInt("CONCURRENCY", 32, 1, 1_024);
+const PORT = envInt("PORT", 8797, 1_024, 65_535);
 const SHARD_COUNTS = (process.env.SHARDS ?? "1,2,4").split(",").map(Number);
 const ALL_SHARDS = ["SHARD_0", "SHARD_1", "SHARD_2", "SHARD_3"];
 
@@ -143,10 +156,9 @@ if (wb && sync)
     `\nwrite-behind vs synchronous (${syncShards} shards): ${(wb.ordersPerSecond / sync.ordersPerSecond).toFixed(2)}× the throughput; p99 ${wb.p99.toFixed(1)} ms vs ${sync.p99.toFixed(1)} ms`,
   );
 const file = writeResults("orders", {
-  date: new Date().toISOString(),
+  ...runInfo(),
   orders: N,
   concurrency: C,
-  cores: os.cpus().length,
   drainPerShardPerSecond: wb?.drainPerShardPerSecond,
   runs,
 });

@@ -1,3 +1,18 @@
+/**
+ * bench/spike: a flash-sale spike against the waiting room. A burst of JOINS joins (many times the
+ * admission rate) hits the edge as fast as CONCURRENCY connections allow; every buyer then polls when
+ * the server says (`pollAfterSeconds`, jittered) and, once admitted, places one hold with its pass. The
+ * run shows that the edge absorbs the burst (joins/s, p99 of join and poll, no 5xx), that the inventory
+ * only sees the admitted flow (holds/s follows admissions/s, never above the ceiling), and how many
+ * WaitingRoom DO calls a joined buyer costs (from /metrics: one coalesced sync per isolate per second).
+ *
+ * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge (signs
+ * tickets, reads the room through its micro-cache) → WaitingRoom DO (alarm every second) → Inventory DOs.
+ * Rate limits off (they would throttle the benchmark's single address), request logs off.
+ *
+ * Env: JOINS (2000, ≤ 20000), CONCURRENCY (64, ≤ 256), ADMIT_PER_MINUTE (1200), RUN_SECONDS (40, ≤ 120),
+ * OPEN_AFTER_SECONDS (0: the sale is open; > 0: the burst is a pre-queue shuffled at the opening), PORT (8798).
+ */
 import os from "node:os";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
+import type { CacheLayer } from "../../lib/read-cache.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 
@@ -141,9 +142,11 @@ export function counter(text: string, name: string, match: Record<string, string
   return total;
 }
 
-/** The layers of `breakwater_cache_lookups_total`: the first four are hits, `kv` and `origin` misses. */
-export const CACHE_LAYERS = ["micro", "validated", "coalesced", "edge", "kv", "origin"] as const;
+/** The layers of `breakwater_cache_lookups_total` (the product's `CacheLayer`, lib/read-cache.ts). */
+export const CACHE_LAYERS = ["micro", "validated", "coalesced", "edge", "kv", "origin"] as const satisfies readonly CacheLayer[];
 export type CacheLayerName = (typeof CACHE_LAYERS)[number];
+/** The layers counted as hits (the product's `HIT_LAYERS`); `kv` and `origin` are misses. */
+export const CACHE_HIT_LAYERS: readonly CacheLayerName[] = ["micro", "validated", "coalesced", "edge"];
 
 /** Breakwater's catalog reads so far by the layer that answered, from /metrics (`adminToken`: an admin dev token). */
 export async function cacheLookups(
