@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { metrics } from "../../lib/metrics";
-import { ReadThroughCache, type ReadThroughSource } from "../../lib/read-cache";
+import { parsedBody, ReadThroughCache, type ReadThroughSource } from "../../lib/read-cache";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -77,5 +77,71 @@ describe("ReadThroughCache with a version check", () => {
     await cache.get({ ...source("k4", state), counted: false });
     await cache.get({ ...source("k4", state), counted: false });
     expect(metrics.sum("breakwater_cache_lookups_total")).toBe(before);
+  });
+});
+
+describe("ReadThroughCache refills", () => {
+  /** A source with no version (like the list and the manifest): KV answers `body()` and counts its calls. */
+  const unversioned = (key: string, state: { body: string; kvCalls: number }): ReadThroughSource => ({
+    key,
+    cacheUrl: "",
+    edgeTtlSeconds: 1,
+    waitUntil: () => {},
+    kv: async () => {
+      state.kvCalls++;
+      // A new string each time, as KV and the Cache API hand back.
+      return `${state.body} `.trimEnd();
+    },
+    origin: async () => null,
+  });
+
+  it("keep the held value, parse included, when the body came back unchanged", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = { body: '{"v":{"evt_a":1}}', kvCalls: 0 };
+    const src = unversioned("r1", state);
+    let parses = 0;
+    const parse = (body: string) => {
+      parses++;
+      return JSON.parse(body) as unknown;
+    };
+    const first = await cache.get(src);
+    const parsed = parsedBody(first.value as NonNullable<typeof first.value>, parse);
+    await sleep(30);
+    const again = await cache.get(src);
+    expect(again.layer).toBe("kv");
+    expect(state.kvCalls).toBe(2);
+    expect(again.value).toBe(first.value);
+    expect(parsedBody(again.value as NonNullable<typeof again.value>, parse)).toBe(parsed);
+    expect(parses).toBe(1);
+    // Renewed for a whole lifetime.
+    expect((await cache.get(src)).layer).toBe("micro");
+  });
+
+  it("serve a changed body at once, with its own parse", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = { body: '{"v":{"evt_a":1}}', kvCalls: 0 };
+    const src = unversioned("r2", state);
+    const first = await cache.get(src);
+    parsedBody(first.value as NonNullable<typeof first.value>, JSON.parse);
+    state.body = '{"v":{"evt_a":2}}';
+    await sleep(30);
+    const next = await cache.get(src);
+    expect(next.value).not.toBe(first.value);
+    expect(next.value?.body).toBe('{"v":{"evt_a":2}}');
+    expect(next.value?.etag).not.toBe(first.value?.etag);
+    expect(next.value?.parsed).toBeUndefined();
+    expect((await cache.get(src)).value?.body).toBe('{"v":{"evt_a":2}}');
+  });
+
+  it("give the requests that waited on an unchanged refill the held value", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const state = { body: '{"events":[]}', kvCalls: 0 };
+    const src = unversioned("r3", state);
+    const first = await cache.get(src);
+    await sleep(30);
+    const reads = await Promise.all(Array.from({ length: 5 }, () => cache.get(src)));
+    expect(state.kvCalls).toBe(2);
+    expect(reads.map((r) => r.layer).sort()).toEqual(["coalesced", "coalesced", "coalesced", "coalesced", "kv"]);
+    for (const r of reads) expect(r.value).toBe(first.value);
   });
 });
