@@ -15,6 +15,10 @@
  * that lines up the most stalls with the start of a collection (end minus pause) within ALIGN_MS; a stall is
  * explained when a collection starts inside it (or ALIGN_MS before it) under that offset.
  *
+ * It also prints the isolate's mark-compact cycle over the run, from the same log: how often a mark-compact
+ * came and why, the old generation it left, how much the global measure (JavaScript heap plus workerd's
+ * memory, which V8's global limit counts) grew between two, and the bytes allocated per request.
+ *
  * Env: TARGETS (catalog,hello-world), RATE (1000), DURATION (30 s), STALL_MS (20), ALIGN_MS (30),
  * EVENTS (1000), PORT (8830; hello-world PORT + 1).
  */
@@ -23,7 +27,7 @@ import os from "node:os";
 import path from "node:path";
 import { seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-process.ts";
 import { catalogUrls, warmUp } from "./lib/catalog-mix.ts";
-import { type GcEvent, gcTrace } from "./lib/gc-trace.ts";
+import { cyclesOf, type GcCycles, type GcEvent, gcTrace } from "./lib/gc-trace.ts";
 import { runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
@@ -79,6 +83,18 @@ function align(stalls: Stall[], gcs: GcEvent[], slack: number): number | undefin
   return best?.offset;
 }
 
+const mb = (bytes: number | undefined) => (bytes === undefined ? "n/a" : `${(bytes / 2 ** 20).toFixed(1)} MB`);
+
+/** One line on the isolate's mark-compact cycle over the run. */
+function formatCycles(c: GcCycles, rate: number): string {
+  const every = c.intervalMs === undefined ? "fewer than two mark-compacts" : `a mark-compact every ${(c.intervalMs / 1000).toFixed(1)} s`;
+  const perRequest = c.allocatedPerSecond === undefined ? "n/a" : `${(c.allocatedPerSecond / rate / 1024).toFixed(2)} KB`;
+  return (
+    `${every} (${c.reasons.join(", ") || "none"}); old generation after one ${mb(c.oldGenAfterBytes)}, ` +
+    `global growth between two ${mb(c.headroomBytes)}; allocated ${perRequest} per request`
+  );
+}
+
 const dir = mkdtempSync(path.join(os.tmpdir(), "bw-stalls-"));
 const stateDir = path.join(dir, "state");
 const rows: unknown[] = [];
@@ -132,6 +148,7 @@ try {
         };
       });
       const explained = timeline.filter((s) => s.collections.length > 0);
+      const cycles = cyclesOf(gcs);
       const row = {
         target,
         rate: RATE,
@@ -143,6 +160,9 @@ try {
           scavenges: gcs.filter((g) => g.kind === "scavenge").length,
           markCompacts: gcs.filter((g) => g.kind === "mark-compact").length,
           pausesMs: gcs.map((g) => Math.round(g.pauseMs * 10) / 10),
+          cycles,
+          allocatedPerRequestBytes: cycles.allocatedPerSecond === undefined ? undefined : Math.round(cycles.allocatedPerSecond / RATE),
+          events: gcs,
         },
         stalls: timeline.length,
         explained: explained.length,
@@ -159,6 +179,7 @@ try {
         `  ${row.stalls} stalls (answers later than ${STALL_MS} ms), ${row.explained} with a collection in them; ` +
           `${row.lateAnswersInExplained} of ${row.lateAnswers} late answers in those`,
       );
+      console.log(`  ${formatCycles(cycles, RATE)}`);
       for (const s of timeline)
         console.log(
           `  ${String(s.startMs).padStart(6)} ms  max ${String(s.maxLatencyMs).padStart(4)} ms  ${String(s.late).padStart(4)} late  ${s.collections.join(", ") || "no collection"}`,

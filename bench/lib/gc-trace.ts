@@ -43,6 +43,50 @@ export interface GcEvent {
   atMs: number;
   kind: "scavenge" | "mark-compact";
   pauseMs: number;
+  /** Why V8 started it (`allocation failure`, `allocation limit`, `global allocation limit`, …). */
+  reason: string;
+  /** Bytes the isolate allocated since the previous collection. */
+  allocatedBytes: number;
+  /** The old generation after it (bytes). */
+  oldGenAfterBytes: number;
+  /** The JavaScript heap plus the embedder's memory (what V8's global limit counts), before and after it (bytes). */
+  globalBeforeBytes: number;
+  globalAfterBytes: number;
+}
+
+/** The mark-compact cycle of a stretch of collections: how often, why, and what each cycle grows. */
+export interface GcCycles {
+  markCompacts: number;
+  /** Mean time from one mark-compact to the next (ms); undefined with fewer than two. */
+  intervalMs: number | undefined;
+  /** The reasons V8 gave for the mark-compacts, each once. */
+  reasons: string[];
+  /** The old generation the last mark-compact left (bytes): what the isolate keeps. */
+  oldGenAfterBytes: number | undefined;
+  /** Mean growth of the global measure from one mark-compact's end to the next one's start (bytes). */
+  headroomBytes: number | undefined;
+  /** Bytes allocated per second from the first collection to the last (undefined with fewer than two). */
+  allocatedPerSecond: number | undefined;
+}
+
+const mean = (xs: number[]): number | undefined => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
+
+/** The cycle of mark-compacts in `events` (collections of one isolate, in the order logged). */
+export function cyclesOf(events: GcEvent[]): GcCycles {
+  const mcs = events.filter((e) => e.kind === "mark-compact");
+  const pairs = mcs.slice(1).map((next, i) => [mcs[i] as GcEvent, next] as const);
+  const first = events[0];
+  const last = events.at(-1);
+  const spanSec = first && last ? (last.atMs - first.atMs) / 1000 : 0;
+  return {
+    markCompacts: mcs.length,
+    intervalMs: mean(pairs.map(([a, b]) => b.atMs - a.atMs)),
+    reasons: [...new Set(mcs.map((e) => e.reason))],
+    oldGenAfterBytes: mcs.at(-1)?.oldGenAfterBytes,
+    headroomBytes: mean(pairs.map(([a, b]) => b.globalBeforeBytes - a.globalAfterBytes)),
+    // What the first collection reports was allocated before the stretch began.
+    allocatedPerSecond: spanSec > 0 ? events.slice(1).reduce((n, e) => n + e.allocatedBytes, 0) / spanSec : undefined,
+  };
 }
 
 const GC_LINE = /^\[\d+:(0x[0-9a-f]+):\d+\]\s+(\d+) ms: GC: (\{.*\})\s*$/;
@@ -67,6 +111,11 @@ export function gcTrace(dir: string, name: string): GcTrace | undefined {
         atMs: r.atMs,
         kind: r.gc === "mc" ? "mark-compact" : "scavenge",
         pauseMs: r.pause,
+        reason: r.reason ?? "",
+        allocatedBytes: r.allocated,
+        oldGenAfterBytes: r.end_old_gen_consumed_size ?? 0,
+        globalBeforeBytes: r.start_global_consumed_size ?? 0,
+        globalAfterBytes: r.end_global_consumed_size ?? 0,
       })),
   };
 }
@@ -89,6 +138,10 @@ interface GcRecord {
   pause: number;
   allocated: number;
   nodes_died_in_new: number;
+  reason?: string;
+  end_old_gen_consumed_size?: number;
+  start_global_consumed_size?: number;
+  end_global_consumed_size?: number;
 }
 
 /** The records of the isolate that allocated most in `text`. */
