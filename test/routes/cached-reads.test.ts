@@ -198,6 +198,44 @@ describe("answers of the router-free path", () => {
     expect(comparable(fastLine)).toEqual(comparable(routedLine));
   });
 
+  it("account for each answer with its own values, one after another", async () => {
+    const ev = await createEvent(organizer);
+    expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
+    expect((await call("/v1/events")).status).toBe(200);
+    const etag = (await call(`/v1/events/${ev.id}`)).headers.get("ETag") ?? "";
+    // Copied at the call, as the Analytics Engine binding converts its argument when it is called.
+    const points: AnalyticsEngineDataPoint[] = [];
+    const aeEnv = {
+      ...logEnv,
+      METRICS_AE: { writeDataPoint: (p?: AnalyticsEngineDataPoint) => void (p && points.push(structuredClone(p))) },
+    };
+    const parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const reads: [string, Record<string, string>][] = [
+      [`/v1/events/${ev.id}`, { "X-Request-Id": "client-acct-1", traceparent: parent }],
+      ["/v1/events", { "X-Request-Id": "client-acct-2" }],
+      [`/v1/events/${ev.id}`, { "X-Request-Id": "client-acct-3", "If-None-Match": etag }],
+    ];
+    const lines = await logLines(() => {
+      for (const [p, headers] of reads)
+        expect(answerCachedRead(new Request(`${base}${p}`, { headers }), aeEnv, createExecutionContext())).toBeDefined();
+    });
+    expect(lines.map((l) => [l.requestId, l.route, l.path, l.status, l.cache])).toEqual([
+      ["client-acct-1", "/v1/events/:id", `/v1/events/${ev.id}`, 200, "hit:micro"],
+      ["client-acct-2", "/v1/events", "/v1/events", 200, "hit:micro"],
+      ["client-acct-3", "/v1/events/:id", `/v1/events/${ev.id}`, 304, "hit:micro"],
+    ]);
+    // Only the first continues the caller's trace; the others start their own.
+    expect(lines[0]?.traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(lines[1]?.traceId).not.toBe(lines[0]?.traceId);
+    expect(lines[2]?.traceId).not.toBe(lines[1]?.traceId);
+    expect(points.map((p) => ({ ...p, doubles: [typeof p.doubles?.[0], p.doubles?.[1]] }))).toEqual([
+      { indexes: ["/v1/events/:id"], blobs: ["/v1/events/:id", "GET", "200", "hit:micro"], doubles: ["number", 1] },
+      { indexes: ["/v1/events"], blobs: ["/v1/events", "GET", "200", "hit:micro"], doubles: ["number", 1] },
+      { indexes: ["/v1/events/:id"], blobs: ["/v1/events/:id", "GET", "304", "hit:micro"], doubles: ["number", 1] },
+    ]);
+    expect(points.map((p) => p.doubles?.[0])).toEqual(lines.map((l) => l.durationMs));
+  });
+
   it("make no span for a request that is neither logged nor exported", async () => {
     const ev = await createEvent(organizer);
     expect((await call(`/v1/events/${ev.id}`)).status).toBe(200);
