@@ -215,7 +215,7 @@ export class ReadThroughCache {
    * already holds (the common case: the list and the version manifest lapse every second and rarely change)
    * renews the held value instead, with its parse ({@link parsedBody}), and the copy just read dies young.
    * For the manifest that parse is the cost: at its limit of 20,000 events, 580 KB of JSON take ~9.5 ms to
-   * parse into a ~0.9 MB map (Node 22, the same V8), which an isolate under load would otherwise redo
+   * parse into a ~0.9 MB map (measured in Node 22's V8), which an isolate under load would otherwise redo
    * every second.
    */
   private remember(key: string, value: CachedBody | null): CachedBody | null {
