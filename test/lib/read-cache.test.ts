@@ -4,8 +4,8 @@ import { parsedBody, ReadThroughCache, type ReadThroughSource } from "../../lib/
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A source whose KV answers `{"v":<version>}` and counts its calls. */
-function source(key: string, state: { version: number; kvCalls: number; current: () => Promise<boolean> }): ReadThroughSource {
+/** A source whose KV answers `body()` (a new string each time, as KV and the Cache API hand back) and counts its calls. */
+function kvSource(key: string, state: { kvCalls: number }, body: () => string): ReadThroughSource {
   return {
     key,
     cacheUrl: "",
@@ -13,9 +13,16 @@ function source(key: string, state: { version: number; kvCalls: number; current:
     waitUntil: () => {},
     kv: async () => {
       state.kvCalls++;
-      return JSON.stringify({ v: state.version });
+      return `${body()} `.trimEnd();
     },
     origin: async () => null,
+  };
+}
+
+/** A source whose KV answers `{"v":<version>}` and counts its calls. */
+function source(key: string, state: { version: number; kvCalls: number; current: () => Promise<boolean> }): ReadThroughSource {
+  return {
+    ...kvSource(key, state, () => JSON.stringify({ v: state.version })),
     versionOf: (body) => (JSON.parse(body) as { v: number }).v,
     isCurrent: (version) => state.current().then((ok) => ok && version === state.version),
   };
@@ -81,19 +88,8 @@ describe("ReadThroughCache with a version check", () => {
 });
 
 describe("ReadThroughCache refills", () => {
-  /** A source with no version (like the list and the manifest): KV answers `body()` and counts its calls. */
-  const unversioned = (key: string, state: { body: string; kvCalls: number }): ReadThroughSource => ({
-    key,
-    cacheUrl: "",
-    edgeTtlSeconds: 1,
-    waitUntil: () => {},
-    kv: async () => {
-      state.kvCalls++;
-      // A new string each time, as KV and the Cache API hand back.
-      return `${state.body} `.trimEnd();
-    },
-    origin: async () => null,
-  });
+  /** A source with no version (like the list and the manifest): KV answers `state.body`. */
+  const unversioned = (key: string, state: { body: string; kvCalls: number }) => kvSource(key, state, () => state.body);
 
   it("keep the held value, parse included, when the body came back unchanged", async () => {
     const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
