@@ -16,7 +16,7 @@
 import os from "node:os";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
-import { writeResults } from "./lib/results.ts";
+import { runInfo, writeResults } from "./lib/results.ts";
 
 const JOINS = envInt("JOINS", 2_000, 1, 20_000);
 const CONCURRENCY = envInt("CONCURRENCY", 64, 1, 256);
@@ -236,8 +236,7 @@ try {
   );
 
   const result = {
-    date: new Date().toISOString(),
-    cores: os.cpus().length,
+    ...runInfo(),
     joins: JOINS,
     concurrency: CONCURRENCY,
     admitPerMinute: ADMIT_PER_MINUTE,

@@ -86,9 +86,9 @@ function align(stalls: Stall[], gcs: GcEvent[], slack: number): number | undefin
 const mb = (bytes: number | undefined) => (bytes === undefined ? "n/a" : `${(bytes / 2 ** 20).toFixed(1)} MB`);
 
 /** One line on the isolate's mark-compact cycle over the run. */
-function formatCycles(c: GcCycles, rate: number): string {
+function formatCycles(c: GcCycles, allocatedPerRequestBytes: number | undefined): string {
   const every = c.intervalMs === undefined ? "fewer than two mark-compacts" : `a mark-compact every ${(c.intervalMs / 1000).toFixed(1)} s`;
-  const perRequest = c.allocatedPerSecond === undefined ? "n/a" : `${(c.allocatedPerSecond / rate / 1024).toFixed(2)} KB`;
+  const perRequest = allocatedPerRequestBytes === undefined ? "n/a" : `${(allocatedPerRequestBytes / 1024).toFixed(2)} KB`;
   return (
     `${every} (${c.reasons.join(", ") || "none"}); old generation after one ${mb(c.oldGenAfterBytes)}, ` +
     `global growth between two ${mb(c.headroomBytes)}; allocated ${perRequest} per request`
@@ -149,6 +149,7 @@ try {
       });
       const explained = timeline.filter((s) => s.collections.length > 0);
       const cycles = cyclesOf(gcs);
+      const allocatedPerRequestBytes = cycles.allocatedPerSecond === undefined ? undefined : Math.round(cycles.allocatedPerSecond / RATE);
       const row = {
         target,
         rate: RATE,
@@ -161,7 +162,7 @@ try {
           markCompacts: gcs.filter((g) => g.kind === "mark-compact").length,
           pausesMs: gcs.map((g) => Math.round(g.pauseMs * 10) / 10),
           cycles,
-          allocatedPerRequestBytes: cycles.allocatedPerSecond === undefined ? undefined : Math.round(cycles.allocatedPerSecond / RATE),
+          allocatedPerRequestBytes,
           events: gcs,
         },
         stalls: timeline.length,
@@ -179,7 +180,7 @@ try {
         `  ${row.stalls} stalls (answers later than ${STALL_MS} ms), ${row.explained} with a collection in them; ` +
           `${row.lateAnswersInExplained} of ${row.lateAnswers} late answers in those`,
       );
-      console.log(`  ${formatCycles(cycles, RATE)}`);
+      console.log(`  ${formatCycles(cycles, allocatedPerRequestBytes)}`);
       for (const s of timeline)
         console.log(
           `  ${String(s.startMs).padStart(6)} ms  max ${String(s.maxLatencyMs).padStart(4)} ms  ${String(s.late).padStart(4)} late  ${s.collections.join(", ") || "no collection"}`,

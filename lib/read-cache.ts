@@ -220,7 +220,8 @@ export class ReadThroughCache {
    */
   private remember(key: string, value: CachedBody | null): CachedBody | null {
     const held = this.entries.get(key);
-    if (held?.value && value && held.value.etag === value.etag && held.value.body === value.body && held.value.version === value.version) {
+    // The version is read from the body, so an equal body has it too; the ETag is the cheap reject.
+    if (held?.value && value && held.value.etag === value.etag && held.value.body === value.body) {
       this.renew(held);
       return held.value;
     }
