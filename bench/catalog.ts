@@ -29,7 +29,8 @@
  * P99_MS (50), STEP_FACTOR (1.5), START_RATE (catalog, 2000), HELLO_START_RATE (4000),
  * RATES / HELLO_RATES (explicit comma-separated steps instead of the search), CONNECTIONS (128),
  * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog, hot, floor),
- * FLOOR_START_RATE (3000), FLOOR_RATES,
+ * FLOOR_START_RATE (3000), FLOOR_RATES, FLOOR_DROP (a diagnosis: a comma list of request-id, headers, body, the
+ * parts of Breakwater's answer the floor leaves out, to price each; see withoutParts in bench/lib/catalog-mix.ts),
  * REPEAT (1: with n > 1 the hello-world and catalog searches run n times, alternating, on the same events,
  * and the summary gives each round's ratio and their median — one round's ratio moves with where the
  * runtime's collections fall, see bench/README.md),
@@ -51,7 +52,17 @@ import {
   startBaseline,
   startBreakwater,
 } from "./lib/breakwater-process.ts";
-import { byPopularity, type Captured, captureAnswers, catalogUrls, checkFloorAnswer, warmUp } from "./lib/catalog-mix.ts";
+import {
+  byPopularity,
+  type Captured,
+  captureAnswers,
+  catalogUrls,
+  checkFloorAnswer,
+  FLOOR_PARTS,
+  type FloorPart,
+  warmUp,
+  withoutParts,
+} from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
@@ -84,6 +95,9 @@ const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
+const FLOOR_DROP = (process.env.FLOOR_DROP ?? "").split(",").filter(Boolean) as FloorPart[];
+for (const part of FLOOR_DROP)
+  if (!FLOOR_PARTS.includes(part)) throw new Error(`FLOOR_DROP: a comma list of ${FLOOR_PARTS.join(", ")}, not ${part}`);
 const PORT = envInt("PORT", 8793, 1_024, 65_533);
 const REPEAT = envInt("REPEAT", 1, 1, 10);
 const PATH_DESCRIPTION = "HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets, no dev proxy";
@@ -252,6 +266,7 @@ const results: {
     CONNECTIONS,
     LOG_RUN,
     REPEAT,
+    FLOOR_DROP,
     sustainable: `achieved ≥ 97 % of offered, 0 errors, p99 ≤ ${P99_MS} ms`,
   },
   scenarios: {},
@@ -348,8 +363,13 @@ async function helloWorld(ids: string[]): Promise<void> {
 }
 
 /** Scenario 5: the answer floor, same URLs, once its warm-up has checked it answers each of them as Breakwater did. */
-async function answerFloor({ answers, file }: Captured, ids: string[]): Promise<void> {
-  console.log("\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs");
+async function answerFloor(captured: Captured, ids: string[]): Promise<void> {
+  const { answers, file } = withoutParts(captured, FLOOR_DROP);
+  console.log(
+    FLOOR_DROP.length
+      ? `\n[5] answer floor WITHOUT ${FLOOR_DROP.join(", ")} (FLOOR_DROP, a diagnosis: no longer the answer API.md owes), same path, same URLs`
+      : "\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs",
+  );
   const { gc, env } = nextServer("floor");
   const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...env });
   try {

@@ -90,6 +90,35 @@ export async function captureAnswers(bw: BreakwaterProcess, ids: string[], workD
   return { answers, file };
 }
 
+/** Parts of Breakwater's answer that `FLOOR_DROP` can leave out of the answer floor's, to price each one. */
+export const FLOOR_PARTS = ["request-id", "headers", "body"] as const;
+export type FloorPart = (typeof FLOOR_PARTS)[number];
+
+/** hello-world's body and its one header (bench/hello-world/worker.ts), what a dropped part is replaced with. */
+const HELLO_BODY = '{"hello":"world"}';
+const HELLO_HEADERS: [string, string][] = [["content-type", "application/json; charset=utf-8"]];
+
+/**
+ * The captured answers without the `drop`ped parts, written beside them to `answers-without-<parts>.json`:
+ * `request-id`, no per-request header (so no `Headers` wrapper per answer in the floor); `headers`, only
+ * hello-world's `Content-Type` of the shared ones; `body`, hello-world's body. A diagnosis, not the floor:
+ * what is left is no longer the answer API.md owes.
+ */
+export function withoutParts({ answers, file }: Captured, drop: readonly FloorPart[]): Captured {
+  if (drop.length === 0) return { answers, file };
+  const reduced: Record<string, CapturedAnswer> = {};
+  for (const [p, a] of Object.entries(answers))
+    reduced[p] = {
+      status: a.status,
+      headers: drop.includes("headers") ? HELLO_HEADERS : a.headers,
+      perRequest: drop.includes("request-id") ? [] : a.perRequest,
+      body: drop.includes("body") && a.body !== "" ? HELLO_BODY : a.body,
+    };
+  const out = path.join(path.dirname(file), `answers-without-${drop.join("-")}.json`);
+  writeFileSync(out, JSON.stringify(reduced));
+  return { answers: reduced, file: out };
+}
+
 /** Throws unless the answer floor's answer to `p` is Breakwater's captured one (per-request values aside). */
 export function checkFloorAnswer(answers: Record<string, CapturedAnswer>, p: string, res: Response, body: string): void {
   const want = answers[p];
