@@ -19,7 +19,8 @@
  * came and why, the old generation it left, how much the global measure (JavaScript heap plus workerd's
  * memory, which V8's global limit counts) grew between two, and the bytes allocated per request.
  *
- * Env: TARGETS (catalog,hello-world), RATE (1000), DURATION (30 s), STALL_MS (20), ALIGN_MS (30),
+ * Env: TARGETS (catalog,hello-world; also hello-world-with-app, hello-world's answer in an isolate that has
+ * loaded Breakwater's modules: bench/hello-world-with-app/worker.ts), RATE (1000), DURATION (30 s), STALL_MS (20), ALIGN_MS (30),
  * EVENTS (1000), PORT (8830; hello-world PORT + 1).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,8 +33,10 @@ import { runLoad } from "./lib/loadgen.ts";
 import { envInt, envNumber } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
-const TARGETS = (process.env.TARGETS ?? "catalog,hello-world").split(",").filter(Boolean);
-for (const t of TARGETS) if (t !== "catalog" && t !== "hello-world") throw new Error(`TARGETS: catalog or hello-world, not ${t}`);
+const TARGET_NAMES = ["catalog", "hello-world", "hello-world-with-app"] as const;
+type Target = (typeof TARGET_NAMES)[number];
+const TARGETS = (process.env.TARGETS ?? "catalog,hello-world").split(",").filter(Boolean) as Target[];
+for (const t of TARGETS) if (!TARGET_NAMES.includes(t)) throw new Error(`TARGETS: a comma list of ${TARGET_NAMES.join(", ")}, not ${t}`);
 const RATE = envNumber("RATE", 1_000, 10, 20_000);
 const DURATION = envNumber("DURATION", 30, 1, 300);
 const STALL_MS = envNumber("STALL_MS", 20, 1, 10_000);
@@ -118,7 +121,7 @@ try {
             base: bw.base,
             stop: () => bw.stop(),
           }))
-        : await startBaseline("hello-world", PORT + 1, gc.env).then((b) => ({ base: b.url, stop: b.stop }));
+        : await startBaseline(target, PORT + 1, gc.env).then((b) => ({ base: b.url, stop: b.stop }));
     try {
       const url = catalogUrls(server.base, ids, MIX);
       await warmUp(server.base, ids, url, { start: RATE });

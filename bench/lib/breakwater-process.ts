@@ -198,7 +198,7 @@ export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<stri
 }
 
 /** The baseline Workers of bench/catalog (folders of bench/, served by bench/lib/serve-baseline.ts). */
-export type Baseline = "hello-world" | "answer-floor";
+export type Baseline = "hello-world" | "answer-floor" | "hello-world-with-app";
 
 /** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
 export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";

@@ -3,7 +3,7 @@
  * scripts/serve.ts `startServer` (workerd through miniflare, `unsafeDirectSockets`, no dev proxy) with
  * the Worker folder's own wrangler.toml.
  *
- * `BASELINE=hello-world node bench/lib/serve-baseline.ts` (or `answer-floor`); env PORT (8788), STATE_DIR
+ * `BASELINE=hello-world node bench/lib/serve-baseline.ts` (or `answer-floor`, `hello-world-with-app`); env PORT (8788), STATE_DIR
  * (a temporary folder is fine), FLOOR_DOCUMENTS (answer-floor: the JSON file of the answers to give,
  * written by bench/catalog). Prints "<name> is serving <url>" once it answers, stops on SIGTERM/SIGINT.
  */
@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { startServer } from "../../scripts/serve.ts";
 
-const BASELINES = ["hello-world", "answer-floor"] as const;
+const BASELINES = ["hello-world", "answer-floor", "hello-world-with-app"] as const;
 const name = process.env.BASELINE ?? "hello-world";
 if (!(BASELINES as readonly string[]).includes(name)) throw new Error(`BASELINE must be one of ${BASELINES.join(", ")}`);
 const dir = path.join(import.meta.dirname, "..", name);
