@@ -29,6 +29,7 @@
  * P99_MS (50), STEP_FACTOR (1.5), START_RATE (catalog, 2000), HELLO_START_RATE (4000),
  * RATES / HELLO_RATES (explicit comma-separated steps instead of the search), CONNECTIONS (128),
  * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog, hot, floor),
+ * HELLO (hello-world; hello-world-with-app for a diagnosis: hello-world's answer with Breakwater's modules loaded),
  * FLOOR_START_RATE (3000), FLOOR_RATES, FLOOR_DROP (a diagnosis: a comma list of request-id, headers, body, the
  * parts of Breakwater's answer the floor leaves out, to price each; see withoutParts in bench/lib/catalog-mix.ts),
  * REPEAT (1: with n > 1 the hello-world and catalog searches run n times, alternating, on the same events,
@@ -95,6 +96,10 @@ const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
+const HELLO_BASELINES = ["hello-world", "hello-world-with-app"] as const;
+/** Which Worker stands for hello-world (a diagnosis: hello-world-with-app answers as hello-world with Breakwater's modules loaded). */
+const HELLO = (process.env.HELLO ?? "hello-world") as (typeof HELLO_BASELINES)[number];
+if (!HELLO_BASELINES.includes(HELLO)) throw new Error(`HELLO: one of ${HELLO_BASELINES.join(", ")}, not ${HELLO}`);
 const FLOOR_DROP = (process.env.FLOOR_DROP ?? "").split(",").filter(Boolean) as FloorPart[];
 for (const part of FLOOR_DROP)
   if (!FLOOR_PARTS.includes(part)) throw new Error(`FLOOR_DROP: a comma list of ${FLOOR_PARTS.join(", ")}, not ${part}`);
@@ -267,6 +272,7 @@ const results: {
     LOG_RUN,
     REPEAT,
     FLOOR_DROP,
+    HELLO,
     sustainable: `achieved ≥ 97 % of offered, 0 errors, p99 ≤ ${P99_MS} ms`,
   },
   scenarios: {},
@@ -350,9 +356,13 @@ const searchBaseline = (
 
 /** Scenario 2: hello-world on the same path, same URLs. */
 async function helloWorld(ids: string[]): Promise<void> {
-  console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
+  console.log(
+    HELLO === "hello-world"
+      ? "\n[2] hello-world Worker (bench/hello-world), same path, same URLs"
+      : `\n[2] ${HELLO} (HELLO, a diagnosis: bench/${HELLO}) in hello-world's place, same path, same URLs`,
+  );
   const { gc, env } = nextServer("hello-world");
-  const hello = await startBaseline("hello-world", PORT + 1, env);
+  const hello = await startBaseline(HELLO, PORT + 1, env);
   try {
     const url = catalogUrls(hello.url, ids, MIX);
     await warmUp(hello.url, ids, url, { start: HELLO_START_RATE, connections: CONNECTIONS });
