@@ -43,6 +43,7 @@ import os from "node:os";
 import path from "node:path";
 import {
   BASELINE_SCRIPT,
+  type Baseline,
   type BreakwaterProcess,
   CACHE_HIT_LAYERS,
   CACHE_LAYERS,
@@ -96,9 +97,9 @@ const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
-const HELLO_BASELINES = ["hello-world", "hello-world-with-app"] as const;
+const HELLO_BASELINES: readonly Baseline[] = ["hello-world", "hello-world-with-app"];
 /** Which Worker stands for hello-world (a diagnosis: hello-world-with-app answers as hello-world with Breakwater's modules loaded). */
-const HELLO = (process.env.HELLO ?? "hello-world") as (typeof HELLO_BASELINES)[number];
+const HELLO = (process.env.HELLO ?? "hello-world") as Baseline;
 if (!HELLO_BASELINES.includes(HELLO)) throw new Error(`HELLO: one of ${HELLO_BASELINES.join(", ")}, not ${HELLO}`);
 const FLOOR_DROP = (process.env.FLOOR_DROP ?? "").split(",").filter(Boolean) as FloorPart[];
 for (const part of FLOOR_DROP)

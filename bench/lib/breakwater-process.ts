@@ -197,8 +197,9 @@ export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<stri
   return ids;
 }
 
-/** The baseline Workers of bench/catalog (folders of bench/, served by bench/lib/serve-baseline.ts). */
-export type Baseline = "hello-world" | "answer-floor" | "hello-world-with-app";
+/** The baseline Workers of the benches (folders of bench/, served by bench/lib/serve-baseline.ts). */
+export const BASELINES = ["hello-world", "answer-floor", "hello-world-with-app"] as const;
+export type Baseline = (typeof BASELINES)[number];
 
 /** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
 export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";

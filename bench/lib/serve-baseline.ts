@@ -11,8 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startServer } from "../../scripts/serve.ts";
+import { BASELINES } from "./breakwater-process.ts";
 
-const BASELINES = ["hello-world", "answer-floor", "hello-world-with-app"] as const;
 const name = process.env.BASELINE ?? "hello-world";
 if (!(BASELINES as readonly string[]).includes(name)) throw new Error(`BASELINE must be one of ${BASELINES.join(", ")}`);
 const dir = path.join(import.meta.dirname, "..", name);
