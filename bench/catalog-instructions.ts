@@ -38,7 +38,7 @@ import {
   startBreakwater,
 } from "./lib/breakwater-process.ts";
 import { captureAnswers, catalogPaths, catalogUrls, checkFloorAnswer } from "./lib/catalog-mix.ts";
-import { envInt, envNumber } from "./lib/options.ts";
+import { envInt, envNames, envNumber } from "./lib/options.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 import { workerdWrapper } from "./lib/workerd-wrapper.ts";
 
@@ -51,9 +51,7 @@ const CONCURRENCY = envInt("CONCURRENCY", 8, 1, 64);
 const PORT = envInt("PORT", 8803, 1024, 65_000);
 const SERVER_NAMES = ["hello-world", "answer-floor", "breakwater"] as const;
 /** Which servers to measure (default all three); e.g. `SERVERS=breakwater` to compare two versions of the product code. */
-const SERVERS = new Set((process.env.SERVERS ?? SERVER_NAMES.join(",")).split(",").filter(Boolean));
-for (const s of SERVERS)
-  if (!(SERVER_NAMES as readonly string[]).includes(s)) throw new Error(`SERVERS: ${s} is not one of ${SERVER_NAMES.join(", ")}`);
+const SERVERS = new Set(envNames("SERVERS", SERVER_NAMES, SERVER_NAMES));
 /** A server under callgrind takes ~10× longer to start. */
 const READY_WITHIN_MS = 300_000;
 

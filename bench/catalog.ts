@@ -61,13 +61,12 @@ import {
   catalogUrls,
   checkFloorAnswer,
   FLOOR_PARTS,
-  type FloorPart,
   warmUp,
   withoutParts,
 } from "./lib/catalog-mix.ts";
 import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
-import { envInt, envNumber } from "./lib/options.ts";
+import { envInt, envName, envNames, envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -97,13 +96,9 @@ const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
-const HELLO_BASELINES: readonly Baseline[] = ["hello-world", "hello-world-with-app"];
 /** Which Worker stands for hello-world (a diagnosis: hello-world-with-app answers as hello-world with Breakwater's modules loaded). */
-const HELLO = (process.env.HELLO ?? "hello-world") as Baseline;
-if (!HELLO_BASELINES.includes(HELLO)) throw new Error(`HELLO: one of ${HELLO_BASELINES.join(", ")}, not ${HELLO}`);
-const FLOOR_DROP = (process.env.FLOOR_DROP ?? "").split(",").filter(Boolean) as FloorPart[];
-for (const part of FLOOR_DROP)
-  if (!FLOOR_PARTS.includes(part)) throw new Error(`FLOOR_DROP: a comma list of ${FLOOR_PARTS.join(", ")}, not ${part}`);
+const HELLO: Baseline = envName("HELLO", ["hello-world", "hello-world-with-app"], "hello-world");
+const FLOOR_DROP = envNames("FLOOR_DROP", FLOOR_PARTS, []);
 const PORT = envInt("PORT", 8793, 1_024, 65_533);
 const REPEAT = envInt("REPEAT", 1, 1, 10);
 const PATH_DESCRIPTION = "HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets, no dev proxy";

@@ -30,13 +30,10 @@ import { seedEvents, startBaseline, startBreakwater } from "./lib/breakwater-pro
 import { catalogUrls, warmUp } from "./lib/catalog-mix.ts";
 import { cyclesOf, type GcCycles, type GcEvent, gcTrace } from "./lib/gc-trace.ts";
 import { runLoad } from "./lib/loadgen.ts";
-import { envInt, envNumber } from "./lib/options.ts";
+import { envInt, envNames, envNumber } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
-const TARGET_NAMES = ["catalog", "hello-world", "hello-world-with-app"] as const;
-type Target = (typeof TARGET_NAMES)[number];
-const TARGETS = (process.env.TARGETS ?? "catalog,hello-world").split(",").filter(Boolean) as Target[];
-for (const t of TARGETS) if (!TARGET_NAMES.includes(t)) throw new Error(`TARGETS: a comma list of ${TARGET_NAMES.join(", ")}, not ${t}`);
+const TARGETS = envNames("TARGETS", ["catalog", "hello-world", "hello-world-with-app"], ["catalog", "hello-world"]);
 const RATE = envNumber("RATE", 1_000, 10, 20_000);
 const DURATION = envNumber("DURATION", 30, 1, 300);
 const STALL_MS = envNumber("STALL_MS", 20, 1, 10_000);

@@ -7,6 +7,7 @@ import { writeFileSync } from "node:fs";
 import type { IncomingHttpHeaders } from "node:http";
 import path from "node:path";
 import type { CapturedAnswer, PerRequestHeader } from "../answer-floor/worker.ts";
+import { HELLO_BODY, HELLO_CONTENT_TYPE } from "../hello-world/answer.ts";
 import type { BreakwaterProcess } from "./breakwater-process.ts";
 import { runLoad } from "./loadgen.ts";
 import { zipf } from "./zipf.ts";
@@ -94,9 +95,8 @@ export async function captureAnswers(bw: BreakwaterProcess, ids: string[], workD
 export const FLOOR_PARTS = ["request-id", "headers", "body"] as const;
 export type FloorPart = (typeof FLOOR_PARTS)[number];
 
-/** hello-world's body and its one header (bench/hello-world/worker.ts), what a dropped part is replaced with. */
-const HELLO_BODY = '{"hello":"world"}';
-const HELLO_HEADERS: [string, string][] = [["content-type", "application/json; charset=utf-8"]];
+/** hello-world's one header, what dropped headers are replaced with (its body replaces a dropped body). */
+const HELLO_HEADERS: [string, string][] = [["content-type", HELLO_CONTENT_TYPE]];
 
 /**
  * The captured answers without the `drop`ped parts, written beside them to `answers-without-<parts>.json`:

@@ -12,9 +12,9 @@ import os from "node:os";
 import path from "node:path";
 import { startServer } from "../../scripts/serve.ts";
 import { BASELINES } from "./breakwater-process.ts";
+import { envName } from "./options.ts";
 
-const name = process.env.BASELINE ?? "hello-world";
-if (!(BASELINES as readonly string[]).includes(name)) throw new Error(`BASELINE must be one of ${BASELINES.join(", ")}`);
+const name = envName("BASELINE", BASELINES, "hello-world");
 const dir = path.join(import.meta.dirname, "..", name);
 const vars: Record<string, string> = process.env.FLOOR_DOCUMENTS ? { DOCUMENTS: readFileSync(process.env.FLOOR_DOCUMENTS, "utf8") } : {};
 
