@@ -225,7 +225,8 @@ export class ReadThroughCache {
       this.renew(held);
       return held.value;
     }
-    if (this.entries.size >= this.opts.maxEntries) {
+    // A key already held is replaced in place; only a new key makes room.
+    if (held === undefined && this.entries.size >= this.opts.maxEntries) {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }

@@ -140,4 +140,22 @@ describe("ReadThroughCache refills", () => {
     expect(reads.map((r) => r.layer).sort()).toEqual(["coalesced", "coalesced", "coalesced", "coalesced", "kv"]);
     for (const r of reads) expect(r.value).toBe(first.value);
   });
+
+  it("replace a changed key in place: a full cache drops no other key for it", async () => {
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 2 });
+    const other = { version: 1, kvCalls: 0, current: async () => true };
+    const state = { body: '{"x":1}', kvCalls: 0 };
+    await cache.get(source("r4-other", other));
+    await cache.get(unversioned("r4", state));
+    await sleep(30);
+    state.body = '{"x":2}';
+    expect((await cache.get(unversioned("r4", state))).value?.body).toBe('{"x":2}');
+    // Still held (past its lifetime, its version confirmed), so not read from KV again.
+    expect((await cache.get(source("r4-other", other))).layer).toBe("validated");
+    expect(other.kvCalls).toBe(1);
+    // A new key still makes room by dropping the oldest held: "r4-other".
+    await cache.get(unversioned("r4-new", { body: "{}", kvCalls: 0 }));
+    expect((await cache.get(source("r4-other", other))).layer).toBe("kv");
+    expect(other.kvCalls).toBe(2);
+  });
 });
