@@ -1,5 +1,6 @@
 import { sign, verify, verifyWithJwks } from "hono/utils/jwt/jwt";
 import { z } from "zod";
+import { type JwksCache, JwksUnavailableError, sharedJwksCache } from "./jwks";
 import { ApiError } from "./problem";
 
 /** Roles of API.md. */
@@ -25,7 +26,14 @@ export interface AuthConfig {
   jwksUrl?: string;
   issuer?: string;
   audience?: string;
+  /** Longest remaining lifetime (`exp` - now) a token may have, in seconds; default {@link MAX_TOKEN_LIFETIME_SECONDS}. */
+  maxLifetimeSeconds?: number;
+  /** The key-set cache for `jwksUrl` (default: the isolate's). */
+  jwks?: JwksCache;
 }
+
+/** Default of `MAX_TOKEN_LIFETIME_SECONDS`: one day. A stolen token must not stay good for years. */
+export const MAX_TOKEN_LIFETIME_SECONDS = 86_400;
 
 const keyCache = new Map<string, Promise<CryptoKey>>();
 function hmacKey(secret: string): Promise<CryptoKey> {
@@ -57,26 +65,31 @@ export async function verifyToken(token: string, config: AuthConfig): Promise<Pr
 
   let payload: unknown;
   try {
-    const header = JSON.parse(atob(token.split(".")[0]?.replace(/-/g, "+").replace(/_/g, "/") ?? "")) as { alg?: unknown };
+    const header = JSON.parse(atob(token.split(".")[0]?.replace(/-/g, "+").replace(/_/g, "/") ?? "")) as { alg?: unknown; kid?: unknown };
     const verification = { iss: config.issuer || undefined, aud: config.audience || undefined };
     if (header.alg === "HS256") {
       if (!config.secret) throw new Error("no HS256 secret configured");
       payload = await verify(token, await hmacKey(config.secret), { alg: "HS256", ...verification });
     } else if (config.jwksUrl) {
-      payload = await verifyWithJwks(token, {
-        jwks_uri: config.jwksUrl,
-        allowedAlgorithms: ["RS256", "ES256", "EdDSA"],
-        verification,
-      });
+      if (typeof header.kid !== "string") throw new Error("token has no kid");
+      const keys = await (config.jwks ?? sharedJwksCache).keys(config.jwksUrl, header.kid);
+      payload = await verifyWithJwks(token, { keys, allowedAlgorithms: ["RS256", "ES256", "EdDSA"], verification });
     } else {
       throw new Error("unsupported token algorithm");
     }
   } catch (err) {
+    if (err instanceof JwksUnavailableError)
+      throw new ApiError("overloaded", "The identity provider's keys cannot be fetched right now; retry shortly.", {
+        retryAfterSeconds: 30,
+      });
     const expired = err instanceof Error && /expired/i.test(err.name + err.message);
     throw new ApiError("unauthorized", expired ? "The token has expired." : "The token is not valid.");
   }
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) throw new ApiError("unauthorized", "The token lacks a valid sub, role or exp claim.");
+  const maxLifetime = config.maxLifetimeSeconds ?? MAX_TOKEN_LIFETIME_SECONDS;
+  if (claims.data.exp * 1000 - now > maxLifetime * 1000)
+    throw new ApiError("unauthorized", `The token's lifetime exceeds the maximum of ${maxLifetime} seconds.`);
   const principal: Principal = { sub: claims.data.sub, role: claims.data.role };
   if (verified.size >= VERIFIED_MAX) verified.clear();
   verified.set(token, { principal, until: Math.min(claims.data.exp * 1000, now + VERIFIED_TTL_MS) });

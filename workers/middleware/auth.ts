@@ -1,9 +1,11 @@
 import type { MiddlewareHandler } from "hono";
-import { type Role, verifyToken } from "../../lib/auth";
+import { MAX_TOKEN_LIFETIME_SECONDS, type Role, verifyToken } from "../../lib/auth";
+import { intVar } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
 import type { AppEnv } from "../types";
 
-const BEARER = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/;
+// The scheme is case-insensitive (RFC 7235 section 2.1).
+const BEARER = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)\s*$/i;
 
 /**
  * Requires a valid bearer token whose role is one of `roles` (any role when empty). Sets `principal`.
@@ -18,7 +20,11 @@ export const auth = (...roles: Role[]): MiddlewareHandler<AppEnv> => {
     const match = BEARER.exec(header);
     if (!match?.[1])
       throw new ApiError("unauthorized", "The Authorization header is not a bearer token.", { headers: { "WWW-Authenticate": "Bearer" } });
-    const principal = await verifyToken(match[1], { secret: c.env.JWT_SECRET, jwksUrl: c.env.JWKS_URL || undefined });
+    const principal = await verifyToken(match[1], {
+      secret: c.env.JWT_SECRET,
+      jwksUrl: c.env.JWKS_URL || undefined,
+      maxLifetimeSeconds: intVar(c.env.MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, 60),
+    });
     if (allowed.size > 0 && !allowed.has(principal.role))
       throw new ApiError("forbidden", `This route needs the role ${[...allowed].join(" or ")}.`);
     c.set("principal", principal);
