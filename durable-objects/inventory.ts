@@ -1,19 +1,17 @@
 import { DurableObject } from "cloudflare:workers";
-import type { EventDoc } from "../lib/event-schema";
+import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
+import type { EventRouting } from "../lib/event-schema";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { metrics } from "../lib/metrics";
+import type { Order, OrderMessage, RefundRecord, StoredOrder } from "../lib/order";
 import { paymentProvider } from "../lib/payments";
 import { fail, type Outcome, ok } from "../lib/problem";
 import { parseTraceparent } from "../lib/trace";
-import { type AnalyticsEvent, sendAnalytics } from "../queues/analytics";
-
-/** Event fields an Inventory DO forwards with its reports to the event's WaitingRoom DO. */
-export type InventoryEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
 
 /** What an Inventory DO publishes to: the event's WaitingRoom DO. */
 interface InventoryReportSink {
-  reportInventory(event: InventoryEvent, report: InventoryReport): Promise<void>;
+  reportInventory(event: EventRouting, report: InventoryReport): Promise<void>;
 }
 
 /** A hold request as the edge sends it. */
@@ -26,29 +24,6 @@ export interface HoldRequest {
   quantity?: number;
   /** Edge clock when the call was sent: the DO derives its queueing delay from it. */
   sentAt?: number;
-}
-
-/** A recorded order, as the checkout stores it in the DO before answering. */
-export interface StoredOrder {
-  id: string;
-  holdId: string;
-  userId: string;
-  /** The full order document (the API's `order`), JSON-serializable. */
-  body: Record<string, unknown>;
-  /** The orders-queue message for this order (the DO re-sends it until the queue has it: outbox). */
-  message: Record<string, unknown>;
-  createdAt: number;
-}
-
-/** A refund the platform owes or made (a charge whose order could not be completed). */
-export interface RefundRecord {
-  idempotencyKey: string;
-  holdId: string;
-  provider: string;
-  reason: string;
-  status: "pending" | "refunded" | "nothing_to_refund";
-  chargeId: string | null;
-  attempts: number;
 }
 
 interface HoldRow extends Record<string, SqlStorageValue> {
@@ -120,7 +95,7 @@ CREATE TABLE IF NOT EXISTS refunds (
 export class Inventory extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private config: InventoryConfig | null = null;
-  private event: InventoryEvent | null = null;
+  private event: EventRouting | null = null;
   private counts: InventoryCounts = { capacity: 0, available: 0, held: 0, sold: 0 };
   /** Alarm time we last set (null: none). */
   private alarmAt: number | null = null;
@@ -140,7 +115,7 @@ export class Inventory extends DurableObject<Env> {
       const cfg = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'config'").toArray()[0];
       if (cfg) this.config = JSON.parse(cfg.v) as InventoryConfig;
       const ev = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'event'").toArray()[0];
-      if (ev) this.event = JSON.parse(ev.v) as InventoryEvent;
+      if (ev) this.event = JSON.parse(ev.v) as EventRouting;
       this.loadCounts();
       this.alarmAt = await ctx.storage.getAlarm();
     });
@@ -149,13 +124,13 @@ export class Inventory extends DurableObject<Env> {
   // ───────────────────────────── RPC: holds ─────────────────────────────
 
   /** Initializes the DO for its section (idempotent; every other write call does this too). */
-  init(config: InventoryConfig, event: InventoryEvent): InventoryCounts {
+  init(config: InventoryConfig, event: EventRouting): InventoryCounts {
     this.ensure(config, event);
     return { ...this.counts };
   }
 
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
-  hold(config: InventoryConfig, event: InventoryEvent, req: HoldRequest): Outcome<HoldView> {
+  hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Outcome<HoldView> {
     this.ensure(config, event);
     const now = Date.now();
     this.observe(now, req.sentAt);
@@ -540,7 +515,7 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /** First call initializes the DO with its section's seats/capacity; later calls must agree. */
-  private ensure(config: InventoryConfig, event: InventoryEvent): void {
+  private ensure(config: InventoryConfig, event: EventRouting): void {
     this.event = event;
     if (this.config) {
       const c = this.config;
@@ -657,8 +632,8 @@ export class Inventory extends DurableObject<Env> {
           id: r.id,
           holdId: r.hold_id,
           userId: r.user_id,
-          body: JSON.parse(r.body) as Record<string, unknown>,
-          message: JSON.parse(r.message) as Record<string, unknown>,
+          body: JSON.parse(r.body) as Order,
+          message: JSON.parse(r.message) as OrderMessage,
           createdAt: r.created_at,
         }
       : undefined;

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { aggregateAvailability } from "../lib/availability";
-import type { EventDoc } from "../lib/event-schema";
+import type { EventDoc, EventRouting } from "../lib/event-schema";
 import type { AvailabilitySnapshot, InventoryReport } from "../lib/inventory-types";
 import {
   type ArrivalReport,
@@ -22,9 +22,6 @@ import {
   settledThrough,
 } from "../lib/waiting-room-order";
 import { type HealthSignal, healthSignal, nextRate, ratePolicy } from "../lib/waiting-room-rate";
-
-/** Event fields the room needs. */
-export type RoomEvent = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;
 
 /** How often the watermark moves (the alarm period). */
 export const TICK_MS = 1_000;
@@ -149,7 +146,7 @@ export class WaitingRoom extends DurableObject<Env> {
    * The edge's once-a-second call (per isolate, through its micro-cache): records the isolate's arrival
    * counts (cumulative, so a retried or repeated report changes nothing) and answers the room state.
    */
-  async sync(event: RoomEvent, arrivals: ArrivalReport | null): Promise<RoomState> {
+  async sync(event: EventRouting, arrivals: ArrivalReport | null): Promise<RoomState> {
     const now = this.clock();
     this.configure(event);
     if (arrivals && this.applyArrivals(arrivalReportSchema.parse(arrivals))) this.persist();
@@ -164,7 +161,7 @@ export class WaitingRoom extends DurableObject<Env> {
   }
 
   /** An Inventory DO's latest counts and health. Older reports than the one kept are ignored. */
-  async reportInventory(event: RoomEvent, report: InventoryReport): Promise<void> {
+  async reportInventory(event: EventRouting, report: InventoryReport): Promise<void> {
     const key = `${report.sectionId}#${report.shard}`;
     const prev = this.reports.get(key);
     if (prev && prev.at > report.at) return;
@@ -404,7 +401,7 @@ export class WaitingRoom extends DurableObject<Env> {
 
   // ───────────────────────────── state ─────────────────────────────
 
-  private configure(event: RoomEvent): void {
+  private configure(event: EventRouting): void {
     const openAt = Date.parse(event.saleStartsAt);
     const cur = this.p.config;
     const next: RoomConfig = {

@@ -1,4 +1,3 @@
-import type { WaitingRoom } from "../durable-objects/waiting-room";
 import type { EventDoc } from "./event-schema";
 import { type AvailabilitySnapshot, gaShardCapacity, type InventoryReport, type SectionAvailability } from "./inventory-types";
 import { metrics } from "./metrics";
@@ -40,7 +39,7 @@ const availabilityCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_
 
 /** What reading a snapshot needs. */
 export interface AvailabilityDeps {
-  rooms: DurableObjectNamespace<WaitingRoom>;
+  rooms: Env["WAITING_ROOM"];
   waitUntil: (p: Promise<unknown>) => void;
 }
 

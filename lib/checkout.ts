@@ -1,9 +1,17 @@
-import type { RefundRecord, StoredOrder } from "../durable-objects/inventory";
-import { type OrderMessage, orderMessage } from "../queues/orders";
 import { orderIdForHold } from "./hold-id";
-import { doCallError, type HoldDeps, holdLocation, inventoryStub, ledgerStub, locationOf, reservationKey } from "./holds";
+import {
+  doCallError,
+  type HoldDeps,
+  holdLocation,
+  type InventoryStub,
+  inventoryStub,
+  ledgerStub,
+  locationOf,
+  reservationKey,
+} from "./holds";
 import type { HoldView } from "./inventory-types";
 import { metrics } from "./metrics";
+import { type Order, type OrderMessage, orderMessage, type RefundRecord, type StoredOrder, type Ticket } from "./order";
 import { type ChargeOutcome, chargeWithPolicy, DEFAULT_PAYMENT_POLICY, type PaymentPolicy, type PaymentProvider } from "./payments";
 import { ApiError, type Outcome, unwrap } from "./problem";
 
@@ -15,28 +23,6 @@ import { ApiError, type Outcome, unwrap } from "./problem";
  * whose outcome is unknown (timeout, outage) is voided too; a void that fails is recorded in the DO and
  * retried by its alarm; and a checkout whose edge died is resolved by the DO after CHECKOUT_TIMEOUT_MS.
  */
-
-/** A ticket as the order shows it. */
-export interface Ticket {
-  id: string;
-  seat: string;
-  code: string;
-}
-
-/** The API's `order`. */
-export interface OrderView {
-  id: string;
-  status: "paid";
-  eventId: string;
-  sectionId: string;
-  holdId: string;
-  seats: string[];
-  quantity: number;
-  total: number;
-  currency: string;
-  tickets: Ticket[];
-  createdAt: string;
-}
 
 /** What checkout needs besides the DOs. */
 export interface CheckoutDeps extends HoldDeps {
@@ -70,7 +56,7 @@ async function doCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /** Checks out a hold of `userId`. Returns the order and whether it was created now (false: replayed). */
-export async function checkout(deps: CheckoutDeps, userId: string, input: CheckoutInput): Promise<{ order: OrderView; created: boolean }> {
+export async function checkout(deps: CheckoutDeps, userId: string, input: CheckoutInput): Promise<{ order: Order; created: boolean }> {
   const loc = holdLocation(input.holdId);
   const inv = inventoryStub(deps.inventory, loc);
   const orderId = orderIdForHold(input.holdId);
@@ -84,7 +70,7 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   const payKey = begun.paymentKey;
   if (hold.status === "sold") {
     const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
-    return { order: stored.body as unknown as OrderView, created: false };
+    return { order: stored.body, created: false };
   }
   const ledger = ledgerStub(deps.ledger, userId);
   const key = reservationKey(input.holdId);
@@ -124,7 +110,7 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     seats: hold.seats,
     quantity: hold.quantity,
   });
-  const order: OrderView = {
+  const order: Order = {
     id: orderId,
     status: "paid",
     eventId: loc.eventId,
@@ -167,7 +153,7 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
       id: orderId,
       holdId: input.holdId,
       userId,
-      body: order as unknown as Record<string, unknown>,
+      body: order,
       message,
       createdAt: Date.now(),
     };
@@ -198,16 +184,11 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   })();
   if (deps.awaitHandOff) await handOff;
   else deps.waitUntil(handOff);
-  return { order: completed.value.body as unknown as OrderView, created: true };
+  return { order: completed.value.body, created: true };
 }
 
 /** Puts a hold back to active after a checkout that did not charge, and its reservation back to held. */
-async function reopen(
-  inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>,
-  ledger: ReturnType<typeof ledgerStub>,
-  holdId: string,
-  key: string,
-) {
+async function reopen(inv: InventoryStub, ledger: ReturnType<typeof ledgerStub>, holdId: string, key: string) {
   const back = await doCall<Outcome<HoldView>>("inventory", () => inv.abortCheckout(holdId));
   if (back.ok) await ledger.setState(key, "held", Date.parse(back.value.expiresAt));
 }
@@ -217,13 +198,7 @@ async function reopen(
  * True when the refund is settled or durably recorded; false when neither could be done (the hold must
  * then stay in checkout, where the DO's checkout timeout voids the charge).
  */
-async function voidOrRecord(
-  deps: CheckoutDeps,
-  inv: DurableObjectStub<import("../durable-objects/inventory").Inventory>,
-  holdId: string,
-  payKey: string,
-  reason: string,
-): Promise<boolean> {
+async function voidOrRecord(deps: CheckoutDeps, inv: InventoryStub, holdId: string, payKey: string, reason: string): Promise<boolean> {
   const base: Omit<RefundRecord, "attempts" | "status" | "chargeId"> = {
     idempotencyKey: payKey,
     holdId,
@@ -251,8 +226,8 @@ async function voidOrRecord(
 }
 
 /** A buyer's own order, read from the Inventory DO that recorded it (at once after checkout). */
-export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<OrderView> {
+export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<Order> {
   const inv = inventoryStub(deps.inventory, locationOf("ord", orderId));
   const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
-  return stored.body as unknown as OrderView;
+  return stored.body;
 }

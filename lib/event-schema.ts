@@ -153,3 +153,6 @@ export type EventSummary = z.output<typeof eventSummarySchema>;
 /** Seated capacity of a section input. */
 export const sectionCapacity = (s: z.output<typeof sectionInput>): number =>
   s.kind === "ga" ? s.capacity : s.rows.reduce((n, r) => n + r.seats, 0);
+
+/** The event fields the Durable Objects need (an Inventory DO forwards them with its reports to the room). */
+export type EventRouting = Pick<EventDoc, "id" | "sections" | "waitingRoom" | "saleStartsAt">;

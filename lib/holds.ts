@@ -1,12 +1,17 @@
-import type { CustomerLedger } from "../durable-objects/customer-ledger";
-import type { Inventory, InventoryEvent } from "../durable-objects/inventory";
-import { type AnalyticsEvent, analyticsEvent } from "../queues/analytics";
-import type { EventDoc, Section } from "./event-schema";
+import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
+import type { EventDoc, EventRouting, Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
 import { metrics } from "./metrics";
 import { ApiError, type Outcome, unwrap } from "./problem";
 import { hash32 } from "./signing";
+
+/** The Inventory Durable Objects, as the generated `Env` types them (lib/ never imports the class). */
+export type InventoryNamespace = Env["INVENTORY"];
+export type InventoryStub = ReturnType<InventoryNamespace["get"]>;
+/** The buyers' CustomerLedger Durable Objects. */
+export type LedgerNamespace = Env["CUSTOMER_LEDGER"];
+export type LedgerStub = ReturnType<LedgerNamespace["get"]>;
 
 /**
  * The edge side of holds: choosing the Inventory DO (seated section, or GA shard by buyer hash with
@@ -16,8 +21,8 @@ import { hash32 } from "./signing";
 
 /** Durable Object namespaces holds need. */
 export interface HoldDeps {
-  inventory: DurableObjectNamespace<Inventory>;
-  ledger: DurableObjectNamespace<CustomerLedger>;
+  inventory: InventoryNamespace;
+  ledger: LedgerNamespace;
   /** Receives funnel events (hold.created, hold.released); the route queues them in the background. */
   analytics?: (e: AnalyticsEvent) => void;
 }
@@ -30,13 +35,12 @@ export interface HoldInput {
 }
 
 /** The Inventory DO stub of a location. */
-export function inventoryStub(ns: DurableObjectNamespace<Inventory>, loc: InventoryLocation): DurableObjectStub<Inventory> {
+export function inventoryStub(ns: InventoryNamespace, loc: InventoryLocation): InventoryStub {
   return ns.get(ns.idFromName(`inv:${loc.eventId}:${loc.sectionId}:${loc.shard}`));
 }
 
 /** The buyer's CustomerLedger stub. */
-export const ledgerStub = (ns: DurableObjectNamespace<CustomerLedger>, userId: string): DurableObjectStub<CustomerLedger> =>
-  ns.get(ns.idFromName(userId));
+export const ledgerStub = (ns: LedgerNamespace, userId: string): LedgerStub => ns.get(ns.idFromName(userId));
 
 /** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
 export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
@@ -57,7 +61,7 @@ export function inventoryConfig(event: EventDoc, section: Section, shard: number
 }
 
 /** Event fields the Inventory DOs forward to the WaitingRoom DO. */
-export const inventoryEvent = (event: EventDoc): InventoryEvent => ({
+export const inventoryEvent = (event: EventDoc): EventRouting => ({
   id: event.id,
   sections: event.sections,
   waitingRoom: event.waitingRoom,

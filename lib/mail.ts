@@ -1,4 +1,4 @@
-import type { OrderStore } from "./order-store";
+import type { OrderStore } from "./order-rows";
 
 /**
  * Buyer mail behind one interface. The default adapter is an outbox: the confirmation is written to the

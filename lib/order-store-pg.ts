@@ -1,9 +1,9 @@
 import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import type { OrderMessage } from "../queues/orders";
 import * as pg from "./db/shard-schema-pg";
-import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-store";
+import type { OrderMessage } from "./order";
+import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-rows";
 
 /**
  * PostgreSQL order shard: the same logical schema as the D1 shards (migrations/pg), one transaction per

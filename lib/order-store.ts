@@ -1,79 +1,18 @@
 import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
-import type { OrderMessage } from "../queues/orders";
-import type { OrderView } from "./checkout";
+import { chunk } from "./chunk";
 import { listVar } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
+import type { OrderMessage } from "./order";
+import { type OrderStore, orderColumns, type StoredOrderRow, TICKETS_PER_STATEMENT, ticketColumns, toView } from "./order-rows";
 import { PgOrderStore } from "./order-store-pg";
-import { parseTraceparent } from "./trace";
 
 /**
  * Order storage on a shard, one logical schema with two backends: D1 (default) and PostgreSQL
  * (Hyperdrive in production, a connection string locally). Every write is idempotent, because queue
  * delivery is at least once: a replayed message changes nothing.
  */
-
-/** An order as stored: the same document as the API's `order`. */
-export type StoredOrderRow = OrderView;
-
-/** One shard's storage. */
-export interface OrderStore {
-  readonly name: string;
-  /** Stores the order and its tickets; `exists` when it was already there. */
-  saveOrder(msg: OrderMessage): Promise<"inserted" | "exists">;
-  getOrder(orderId: string): Promise<StoredOrderRow | null>;
-  /** A buyer's orders, newest first. */
-  listOrders(userId: string, limit: number): Promise<StoredOrderRow[]>;
-  /** Order ids of an event (reconciliation), with how many rows each id has (a duplicate shows as > 1). */
-  orderIdsForEvent(eventId: string): Promise<{ id: string; rows: number }[]>;
-  /** How many orders the shard holds (reconciliation, capacity figures). */
-  countOrders(): Promise<number>;
-  /**
-   * The shard's order ids in id order (reconciliation). Without `limit` it returns them all; a large shard
-   * is read page by page: `after` = the last id of the previous page.
-   */
-  allOrderIds(page?: { after?: string; limit?: number }): Promise<string[]>;
-  /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
-  recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
-}
-
-/** The `orders` row of a paid-order message (same columns on D1 and Postgres). */
-export function orderColumns(msg: OrderMessage, storedAt: string) {
-  return {
-    id: msg.orderId,
-    userId: msg.userId,
-    eventId: msg.eventId,
-    sectionId: msg.sectionId,
-    holdId: msg.holdId,
-    seats: msg.seats,
-    quantity: msg.quantity,
-    total: msg.total,
-    currency: msg.currency,
-    paidAt: msg.paidAt,
-    paymentProvider: msg.payment.provider,
-    chargeId: msg.payment.chargeId,
-    traceId: parseTraceparent(msg.traceparent)?.traceId ?? null,
-    storedAt,
-  };
-}
-
-/** The `tickets` rows of a paid-order message. */
-export const ticketColumns = (msg: OrderMessage) =>
-  msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code }));
-
-/**
- * Ticket rows per INSERT statement. D1 binds at most 100 parameters per statement and a ticket row binds
- * 4, so a large order is written as several statements (in the same `batch()`, still one transaction).
- */
-export const TICKETS_PER_STATEMENT = 20;
-
-/** Splits `rows` into chunks of `size`. */
-export function chunk<T>(rows: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
-  return out;
-}
 
 // ───────────────────────────── D1 ─────────────────────────────
 
@@ -158,36 +97,6 @@ export class D1OrderStore implements OrderStore {
       ),
     );
   }
-}
-
-/** An order document from its row and tickets. */
-export function toView(
-  r: {
-    id: string;
-    eventId: string;
-    sectionId: string;
-    holdId: string;
-    seats: string[];
-    quantity: number;
-    total: number;
-    currency: string;
-    paidAt: string;
-  },
-  tickets: { id: string; seat: string; code: string }[],
-): StoredOrderRow {
-  return {
-    id: r.id,
-    status: "paid",
-    eventId: r.eventId,
-    sectionId: r.sectionId,
-    holdId: r.holdId,
-    seats: r.seats,
-    quantity: r.quantity,
-    total: r.total,
-    currency: r.currency,
-    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code })),
-    createdAt: new Date(r.paidAt).toISOString(),
-  };
 }
 
 // ───────────────────────────── selection ─────────────────────────────

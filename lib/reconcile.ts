@@ -1,7 +1,6 @@
-import type { Inventory } from "../durable-objects/inventory";
 import type { EventDoc } from "./event-schema";
-import { inventoryStub } from "./holds";
-import type { OrderStore } from "./order-store";
+import { type InventoryNamespace, inventoryStub } from "./holds";
+import type { OrderStore } from "./order-rows";
 
 /**
  * Reconciliation (invariant 3): every order an Inventory DO sold must be in exactly one order shard once
@@ -23,7 +22,7 @@ export interface ReconciliationResult {
 
 /** Compares the sales of every Inventory DO of `event` with the orders in every shard. */
 export async function reconcileEvent(
-  deps: { inventory: DurableObjectNamespace<Inventory>; stores: OrderStore[] },
+  deps: { inventory: InventoryNamespace; stores: OrderStore[] },
   event: Pick<EventDoc, "id" | "sections">,
   opts: { graceMs?: number; now?: number } = {},
 ): Promise<ReconciliationResult> {

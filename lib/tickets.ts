@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Ticket } from "./checkout";
+import type { Ticket } from "./order";
 import { signToken, verifyToken } from "./signing";
 
 /**

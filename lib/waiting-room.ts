@@ -1,6 +1,5 @@
 import { z } from "zod";
-import type { RoomEvent, WaitingRoom } from "../durable-objects/waiting-room";
-import type { EventDoc } from "./event-schema";
+import type { EventDoc, EventRouting } from "./event-schema";
 import { EVENT_ID, randomToken } from "./ids";
 import { metrics } from "./metrics";
 import { ApiError } from "./problem";
@@ -204,14 +203,14 @@ const FLUSH_DELAY_MS = 1_050;
 
 /** What reading the room needs. */
 export interface RoomDeps {
-  rooms: DurableObjectNamespace<WaitingRoom>;
+  rooms: Env["WAITING_ROOM"];
   waitUntil: (p: Promise<unknown>) => void;
   /** Arrival counter (default: the isolate's). */
   counter?: ArrivalCounter;
 }
 
 /** The event fields sent to the room. */
-export const roomEvent = (event: RoomEvent): RoomEvent => ({
+export const roomEvent = (event: EventRouting): EventRouting => ({
   id: event.id,
   sections: event.sections,
   waitingRoom: event.waitingRoom,
@@ -223,7 +222,7 @@ export const roomEvent = (event: RoomEvent): RoomEvent => ({
  * coalesced) sends this isolate's unsent arrival counts with it. If the room cannot be reached, the last
  * state is served for a second before trying again; with none, 503 `overloaded`.
  */
-export async function readRoomState(deps: RoomDeps, event: RoomEvent): Promise<RoomState> {
+export async function readRoomState(deps: RoomDeps, event: EventRouting): Promise<RoomState> {
   const counter = deps.counter ?? arrivals;
   const known = lastGood.get(event.id);
   if (known && known.failedUntil > Date.now()) return known.state;
@@ -273,7 +272,7 @@ export async function readRoomState(deps: RoomDeps, event: RoomEvent): Promise<R
  * Makes sure this isolate's counts for `eventId` reach the room within about a second even if no other
  * request arrives here (the bucket must be counted before the watermark may enter it).
  */
-function scheduleFlush(deps: RoomDeps, event: RoomEvent): void {
+function scheduleFlush(deps: RoomDeps, event: EventRouting): void {
   if (flushing.has(event.id)) return;
   flushing.add(event.id);
   deps.waitUntil(
@@ -318,7 +317,7 @@ export interface QueueDeps extends RoomDeps {
 /** The status of a valid ticket: its place from the room state, and a pass once admitted. */
 async function statusOf(
   deps: QueueDeps,
-  event: RoomEvent,
+  event: EventRouting,
   token: string,
   ticket: QueueTicket,
   now: number,
@@ -386,7 +385,7 @@ function ticketRefused(reason: TokenRefusal): ApiError {
  */
 export async function joinQueue(
   deps: QueueDeps,
-  event: RoomEvent,
+  event: EventRouting,
   userId: string,
   now = Date.now(),
   existing?: string,
@@ -416,7 +415,13 @@ export async function joinQueue(
 }
 
 /** The current status of a ticket; 403 `not_admitted` when it is forged, altered, expired or someone else's. */
-export async function pollQueue(deps: QueueDeps, event: RoomEvent, userId: string, token: string, now = Date.now()): Promise<QueueStatus> {
+export async function pollQueue(
+  deps: QueueDeps,
+  event: EventRouting,
+  userId: string,
+  token: string,
+  now = Date.now(),
+): Promise<QueueStatus> {
   const checked = await checkQueueTicket(deps.secret, token, userId, event, now);
   if (!checked.ok) throw ticketRefused(checked.reason);
   return statusOf(deps, event, token, checked.ticket, now);

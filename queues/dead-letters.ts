@@ -1,9 +1,9 @@
 import { and, asc, desc, eq, inArray, type SQL } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { queueRetryDelaySeconds } from "../lib/backoff";
+import { chunk } from "../lib/chunk";
 import { countingD1 } from "../lib/d1-counter";
 import { type DeadLetterRow, deadLetters } from "../lib/db/catalog-schema";
-import { chunk } from "../lib/order-store";
 import { count } from "./consume";
 
 /** The queues Breakwater consumes, by name, and the binding that produces to each. */

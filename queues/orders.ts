@@ -1,47 +1,14 @@
-import { z } from "zod";
-import { chunk, type OrderStore } from "../lib/order-store";
+import { type AnalyticsEvent, analyticsEvent } from "../lib/analytics-event";
+import { chunk } from "../lib/chunk";
+import { type OrderMessage, orderMessage } from "../lib/order";
+import type { OrderStore } from "../lib/order-rows";
 import { shardFor } from "../lib/shards";
-import { type AnalyticsEvent, analyticsEvent } from "./analytics";
 import { acknowledge, count, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
 
-/**
- * The orders queue message: a paid order, as the Inventory DO recorded it. Producer ({@link sendOrder}, the
- * DO's outbox) and consumer share it. Besides the shape it checks what would make a broken order row: one
- * ticket per place sold, distinct ticket ids, and seats (when seated) matching the quantity.
- */
-export const orderMessage = z
-  .object({
-    v: z.literal(1),
-    kind: z.literal("order.paid"),
-    orderId: z.string().min(1).max(200),
-    userId: z.string().min(1).max(200),
-    eventId: z.string().min(1).max(200),
-    sectionId: z.string().min(1).max(200),
-    holdId: z.string().min(1).max(200),
-    seats: z.array(z.string().min(1)),
-    quantity: z.number().int().positive(),
-    total: z.number().int().nonnegative(),
-    currency: z.string().length(3),
-    tickets: z.array(z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) })).min(1),
-    paidAt: z.iso.datetime({ offset: true }),
-    payment: z.object({ provider: z.string().min(1), chargeId: z.string().min(1) }),
-    organizerId: z.string().optional(),
-    traceparent: z.string().optional(),
-  })
-  .superRefine((o, ctx) => {
-    if (o.tickets.length !== o.quantity)
-      ctx.addIssue({ code: "custom", path: ["tickets"], message: `${o.tickets.length} ticket(s) for quantity ${o.quantity}` });
-    if (new Set(o.tickets.map((t) => t.id)).size !== o.tickets.length)
-      ctx.addIssue({ code: "custom", path: ["tickets"], message: "ticket ids repeat" });
-    if (o.seats.length && o.seats.length !== o.quantity)
-      ctx.addIssue({ code: "custom", path: ["seats"], message: `${o.seats.length} seat(s) for quantity ${o.quantity}` });
-  });
-export type OrderMessage = z.output<typeof orderMessage>;
-
-/** Validates, then sends an order message. */
+/** Sends an order message (validated once, where checkout made it: {@link orderMessage}). */
 export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> {
-  await queue.send(orderMessage.parse(msg), { contentType: "json" });
+  await queue.send(msg, { contentType: "json" });
   count("orders", "sent");
 }
 

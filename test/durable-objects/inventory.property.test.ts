@@ -2,8 +2,10 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Inventory, InventoryEvent } from "../../durable-objects/inventory";
+import type { Inventory } from "../../durable-objects/inventory";
+import type { EventRouting } from "../../lib/event-schema";
 import type { InventoryConfig } from "../../lib/inventory-types";
+import type { StoredOrder } from "../../lib/order";
 
 /**
  * Random sequences of hold / release / expire / checkout (confirm or abort) against one Inventory DO,
@@ -22,6 +24,21 @@ const ROWS = [
   { id: "B", seats: 4 },
 ];
 const SEAT_IDS = ROWS.flatMap((r) => Array.from({ length: r.seats }, (_, i) => `${r.id}-${i + 1}`));
+
+/** A recorded order for the model: the DO stores and returns it, it never reads its fields. */
+const storedOrder = (id: string, holdId: string, userId: string): StoredOrder => {
+  const createdAt = new Date().toISOString();
+  const tickets = [{ id: `${id}-t0`, seat: "GA-1", code: "c" }];
+  const doc = { eventId: "evt", sectionId: "sec", holdId, seats: [], quantity: 1, total: 0, currency: "EUR", tickets };
+  return {
+    id,
+    holdId,
+    userId,
+    body: { ...doc, id, status: "paid", createdAt },
+    message: { ...doc, v: 1, kind: "order.paid", orderId: id, userId, paidAt: createdAt, payment: { provider: "sandbox", chargeId: "ch" } },
+    createdAt: Date.now(),
+  };
+};
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({
@@ -60,7 +77,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
     holdSeconds: 600,
     ...(kind === "seated" ? { rows: ROWS } : {}),
   };
-  const event: InventoryEvent = {
+  const event: EventRouting = {
     id: cfg.eventId,
     sections: [],
     waitingRoom: { enabled: false, admitPerMinute: 1 },
@@ -139,18 +156,9 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
           inst.snapshot();
           expect(sql.exec<{ status: string }>("SELECT status FROM holds WHERE id = ?", h.id).one().status).toBe("checking_out");
           if (op.pay) {
-            const done = inst.completeCheckout(h.id, {
-              id: `o-${h.id}`,
-              holdId: h.id,
-              userId: h.user,
-              body: { id: `o-${h.id}` },
-              message: {},
-              createdAt: Date.now(),
-            });
+            const done = inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user));
             expect(done.ok).toBe(true);
-            expect(
-              inst.completeCheckout(h.id, { id: `o-${h.id}`, holdId: h.id, userId: h.user, body: {}, message: {}, createdAt: 0 }).ok,
-            ).toBe(true);
+            expect(inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user)).ok).toBe(true);
             h.status = "sold";
           } else {
             const back = inst.abortCheckout(h.id);

@@ -1,7 +1,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { MAX_TICK_GAP_MS, type RoomEvent, WaitingRoom } from "../../durable-objects/waiting-room";
+import { MAX_TICK_GAP_MS, WaitingRoom } from "../../durable-objects/waiting-room";
+import type { EventRouting as RoomEvent } from "../../lib/event-schema";
 import type { InventoryReport } from "../../lib/inventory-types";
 import {
   type ArrivalReport,

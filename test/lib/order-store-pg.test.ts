@@ -1,7 +1,8 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { D1OrderStore, type OrderStore } from "../../lib/order-store";
+import type { OrderStore } from "../../lib/order-rows";
+import { D1OrderStore } from "../../lib/order-store";
 import { PgOrderStore } from "../../lib/order-store-pg";
 import { shardFor } from "../../lib/shards";
 import { handleQueue } from "../../queues";

@@ -1,7 +1,8 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { type AnalyticsEventInput, consumeAnalytics, sendAnalytics } from "../../queues/analytics";
+import { type AnalyticsEventInput, sendAnalytics } from "../../lib/analytics-event";
+import { consumeAnalytics } from "../../queues/analytics";
 import worker from "../../workers/index";
 import { freshTag, recordingBatch, recordingQueue } from "./helpers";
 

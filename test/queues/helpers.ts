@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import type { OrderStore } from "../../lib/order-store";
-import type { OrderMessage } from "../../queues/orders";
+import type { OrderMessage } from "../../lib/order";
+import type { OrderStore } from "../../lib/order-rows";
 
 /** A valid order message for `userId` (order number `n`; `tag` keeps ids apart between runs or files). */
 export function orderMsg(userId: string, n: number, over: Partial<OrderMessage> = {}, tag = ""): OrderMessage {

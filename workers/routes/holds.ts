@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { sendAnalytics } from "../../lib/analytics-event";
 import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
 import { getHold, type HoldDeps, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
@@ -8,7 +9,6 @@ import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
 import { checkQueuePass } from "../../lib/waiting-room";
-import { sendAnalytics } from "../../queues/analytics";
 import { principalOf, readContext, SNAPSHOT_CACHE, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";

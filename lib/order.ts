@@ -1,0 +1,98 @@
+import { z } from "zod";
+
+/**
+ * The order document: one zod schema owns it. The API's `order`, the orders-queue message, the order as the
+ * Inventory DO records it and the row the shards return are all derived from {@link orderSchema}, so a field
+ * is added or changed in one place.
+ */
+
+const id = z.string().min(1).max(200);
+
+/** A ticket as the order shows it (`code` is the signed QR payload, lib/tickets.ts). */
+export const ticketSchema = z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) });
+export type Ticket = z.output<typeof ticketSchema>;
+
+/** Order states of the API. */
+export const orderStatus = z.enum(["paid"]);
+
+/** The API's `order` (POST /v1/orders, GET /v1/orders/:id, GET /v1/orders). */
+export const orderSchema = z.object({
+  id,
+  status: orderStatus,
+  eventId: id,
+  sectionId: id,
+  holdId: id,
+  seats: z.array(z.string().min(1)),
+  quantity: z.number().int().positive(),
+  total: z.number().int().nonnegative(),
+  currency: z.string().length(3),
+  tickets: z.array(ticketSchema).min(1),
+  createdAt: z.iso.datetime({ offset: true }),
+});
+export type Order = z.output<typeof orderSchema>;
+
+/**
+ * The orders queue message: a paid order, as the Inventory DO recorded it, with who bought it and how it was
+ * paid. Producer (checkout, the DO's outbox) and consumer share it. Besides the shape it checks what would
+ * make a broken order row: one ticket per place sold, distinct ticket ids, and seats (when seated) matching
+ * the quantity.
+ */
+export const orderMessage = orderSchema
+  .pick({ eventId: true, sectionId: true, holdId: true, seats: true, quantity: true, total: true, currency: true, tickets: true })
+  .extend({
+    v: z.literal(1),
+    kind: z.literal("order.paid"),
+    orderId: id,
+    userId: id,
+    paidAt: orderSchema.shape.createdAt,
+    payment: z.object({ provider: z.string().min(1), chargeId: z.string().min(1) }),
+    organizerId: z.string().optional(),
+    traceparent: z.string().optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.tickets.length !== o.quantity)
+      ctx.addIssue({ code: "custom", path: ["tickets"], message: `${o.tickets.length} ticket(s) for quantity ${o.quantity}` });
+    if (new Set(o.tickets.map((t) => t.id)).size !== o.tickets.length)
+      ctx.addIssue({ code: "custom", path: ["tickets"], message: "ticket ids repeat" });
+    if (o.seats.length && o.seats.length !== o.quantity)
+      ctx.addIssue({ code: "custom", path: ["seats"], message: `${o.seats.length} seat(s) for quantity ${o.quantity}` });
+  });
+export type OrderMessage = z.output<typeof orderMessage>;
+
+/** The API's order of an order message (what a shard stores and returns). */
+export const orderOfMessage = (m: OrderMessage): Order => ({
+  id: m.orderId,
+  status: "paid",
+  eventId: m.eventId,
+  sectionId: m.sectionId,
+  holdId: m.holdId,
+  seats: m.seats,
+  quantity: m.quantity,
+  total: m.total,
+  currency: m.currency,
+  tickets: m.tickets,
+  createdAt: m.paidAt,
+});
+
+/** A recorded order, as checkout stores it in the Inventory DO before answering. */
+export interface StoredOrder {
+  id: string;
+  holdId: string;
+  userId: string;
+  /** The order document the buyer is answered with. */
+  body: Order;
+  /** The orders-queue message for this order (the DO re-sends it until the queue has it: outbox). */
+  message: OrderMessage;
+  createdAt: number;
+}
+
+/** A refund the platform owes or made (a charge whose order could not be completed). */
+export interface RefundRecord {
+  idempotencyKey: string;
+  holdId: string;
+  provider: string;
+  reason: string;
+  status: "pending" | "refunded" | "nothing_to_refund";
+  chargeId: string | null;
+  attempts: number;
+}
