@@ -7,7 +7,7 @@ export type LedgerState = "held" | "checking_out" | "sold" | "released";
 /** What `beginIdempotent` found for a key. */
 export type IdempotencyBegin =
   | { kind: "new" }
-  | { kind: "replay"; status: number; body: string; contentType: string }
+  | { kind: "replay"; status: number; body: string; contentType: string; headers: [string, string][] }
   | { kind: "in_flight" }
   | { kind: "mismatch" };
 
@@ -28,6 +28,12 @@ CREATE TABLE IF NOT EXISTS idempotency (
   status INTEGER, body TEXT, content_type TEXT, created_at INTEGER NOT NULL);
 `;
 
+/** Columns added after the first schema, each applied once when missing. */
+const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
+  // Response headers replayed with the stored answer (JSON pairs, e.g. Location).
+  { table: "idempotency", column: "headers", ddl: "ALTER TABLE idempotency ADD COLUMN headers TEXT" },
+];
+
 /**
  * CustomerLedger: one per buyer (`idFromName(userId)`), so every decision about one buyer is serialized.
  *
@@ -45,6 +51,14 @@ export class CustomerLedger extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCHEMA);
+    for (const { table, column, ddl } of ADDED_COLUMNS)
+      if (
+        !this.sql
+          .exec<{ name: string }>(`PRAGMA table_info(${table})`)
+          .toArray()
+          .some((c) => c.name === column)
+      )
+        this.sql.exec(ddl);
   }
 
   /**
@@ -84,7 +98,8 @@ export class CustomerLedger extends DurableObject<Env> {
   /**
    * Starts an idempotent request. `new`: go ahead (the key is now in flight); `replay`: answer with the
    * stored response; `in_flight`: the first request is still running (409); `mismatch`: the key was
-   * used with another request (422).
+   * used with another request (422). A key whose request failed (5xx) keeps its fingerprint: the same
+   * request may run again under it, another one is a mismatch.
    */
   beginIdempotent(key: string, fingerprint: string): IdempotencyBegin {
     const now = Date.now();
@@ -95,14 +110,23 @@ export class CustomerLedger extends DurableObject<Env> {
         status: number | null;
         body: string | null;
         content_type: string | null;
+        headers: string | null;
         created_at: number;
       }>("SELECT * FROM idempotency WHERE key = ?", key)
       .toArray()[0];
     if (row && row.created_at > now - IDEMPOTENCY_TTL_MS) {
       if (row.fingerprint !== fingerprint) return { kind: "mismatch" };
       if (row.state === "done")
-        return { kind: "replay", status: row.status ?? 200, body: row.body ?? "", contentType: row.content_type ?? "application/json" };
-      if (row.created_at > now - IDEMPOTENCY_IN_FLIGHT_TTL_MS) return { kind: "in_flight" };
+        return {
+          kind: "replay",
+          status: row.status ?? 200,
+          body: row.body ?? "",
+          contentType: row.content_type ?? "application/json",
+          headers: row.headers ? (JSON.parse(row.headers) as [string, string][]) : [],
+        };
+      // In flight with no status: the first request is running (or died less than the TTL ago). With a
+      // status: it failed with that 5xx and may be retried.
+      if (row.status === null && row.created_at > now - IDEMPOTENCY_IN_FLIGHT_TTL_MS) return { kind: "in_flight" };
     }
     this.sql.exec(
       "INSERT OR REPLACE INTO idempotency (key, fingerprint, state, created_at) VALUES (?, ?, 'in_flight', ?)",
@@ -114,20 +138,24 @@ export class CustomerLedger extends DurableObject<Env> {
     return { kind: "new" };
   }
 
-  /** Stores the response of an idempotent request for replay. */
-  completeIdempotent(key: string, status: number, body: string, contentType: string): void {
+  /** Stores the response of an idempotent request for replay, with the headers to replay (e.g. Location). */
+  completeIdempotent(key: string, status: number, body: string, contentType: string, headers: [string, string][] = []): void {
     this.sql.exec(
-      "UPDATE idempotency SET state = 'done', status = ?, body = ?, content_type = ? WHERE key = ?",
+      "UPDATE idempotency SET state = 'done', status = ?, body = ?, content_type = ?, headers = ? WHERE key = ?",
       status,
       body,
       contentType,
+      JSON.stringify(headers),
       key,
     );
   }
 
-  /** Forgets an in-flight key (the request failed in a way worth retrying, e.g. a 5xx). */
-  abandonIdempotent(key: string): void {
-    this.sql.exec("DELETE FROM idempotency WHERE key = ? AND state = 'in_flight'", key);
+  /**
+   * Marks an in-flight key as failed with `status` (a 5xx, or 500 for an exception): the same request may
+   * be retried under the key; its fingerprint stays, so another request under it is still a mismatch.
+   */
+  abandonIdempotent(key: string, status = 500): void {
+    this.sql.exec("UPDATE idempotency SET status = ? WHERE key = ? AND state = 'in_flight'", status, key);
   }
 
   /** Deletes lapsed reservations and old idempotency records. */
