@@ -10,6 +10,28 @@ const isoDateTime = z.iso.datetime({ offset: true }).describe("ISO 8601 date-tim
 const money = z.number().int().min(0).max(100_000_000).describe("Price in minor units of the event currency");
 const sectionId = z.string().regex(SECTION_ID, "1-32 characters: letters, digits, '-' or '_'");
 
+// Characters a display name may not carry: C0/C1 controls (NUL, newlines, escapes) and the bidirectional
+// embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) that make a name read differently
+// from what it is ("Trojan Source"). Markup: a '<' starting a tag, comment or declaration.
+const CONTROL = /\p{Cc}/u;
+const BIDI_CONTROL = /[\u202A-\u202E\u2066-\u2069]/u;
+const MARKUP = /<[A-Za-z!/?]/;
+
+/**
+ * A name shown to people: trimmed, `min`..`max` characters, well-formed UTF-16 (a lone surrogate would be
+ * stored altered), no control or bidi-override characters, no HTML tags.
+ */
+export const displayText = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .refine((v) => v.isWellFormed(), "must be valid Unicode (no lone surrogates)")
+    .refine((v) => !CONTROL.test(v), "must not contain control characters")
+    .refine((v) => !BIDI_CONTROL.test(v), "must not contain bidirectional override or isolate characters")
+    .refine((v) => !MARKUP.test(v), "must be plain text, not HTML");
+
 /** The hold lifetime when an event does not set one, in seconds. */
 export const DEFAULT_EVENT_HOLD_SECONDS = 600;
 /** Largest seated section (seats); larger venues split into more sections. */
@@ -24,7 +46,7 @@ export const defaultGaShards = (capacity: number): number => Math.min(16, Math.m
 
 export const seatedSectionInput = z.strictObject({
   id: sectionId,
-  name: z.string().trim().min(1).max(100),
+  name: displayText(100),
   kind: z.literal("seated"),
   price: money,
   rows: z
@@ -35,7 +57,7 @@ export const seatedSectionInput = z.strictObject({
 
 export const gaSectionInput = z.strictObject({
   id: sectionId,
-  name: z.string().trim().min(1).max(100),
+  name: displayText(100),
   kind: z.literal("ga"),
   price: money,
   capacity: z.number().int().min(1).max(MAX_GA_CAPACITY),
@@ -55,8 +77,8 @@ export const DEFAULT_ADMIT_PER_MINUTE = 6_000;
 /** POST /v1/events body. Unknown fields are refused. */
 export const createEventInput = z
   .strictObject({
-    name: z.string().trim().min(1).max(200),
-    venue: z.string().trim().min(1).max(200),
+    name: displayText(200),
+    venue: displayText(200),
     startsAt: isoDateTime,
     saleStartsAt: isoDateTime,
     currency: z.string().regex(/^[A-Z]{3}$/, "ISO 4217 code, e.g. EUR"),
@@ -98,8 +120,8 @@ export type CreateEventInput = z.output<typeof createEventInput>;
 /** PATCH /v1/events/:id body: the fields that may change after creation. Sections never change. */
 export const updateEventInput = z
   .strictObject({
-    name: z.string().trim().min(1).max(200).optional(),
-    venue: z.string().trim().min(1).max(200).optional(),
+    name: displayText(200).optional(),
+    venue: displayText(200).optional(),
     startsAt: isoDateTime.optional(),
     saleStartsAt: isoDateTime.optional(),
   })
