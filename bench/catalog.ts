@@ -13,14 +13,10 @@
  * 2. hello-world: bench/hello-world/worker.ts (a constant response), the ceiling of the path;
  * 3. catalog, REQUEST_LOG=off: EVENTS events created through the public API, then a Zipf(ZIPF_S) mix of
  *    `GET /v1/events/:id` and LIST_SHARE of `GET /v1/events`;
- * 4. catalog, REQUEST_LOG=all (one JSON line per request, as wrangler.toml ships): same state and mix;
- * 5. answer floor: bench/answer-floor/worker.ts answers the same URLs with the very answers Breakwater gave
- *    (status, headers, body, captured in step 3; fresh values of the per-request headers Breakwater sent) and no logic.
- *    It splits the ratio to hello-world in two: floor / hello-world is what the API's answer itself costs
- *    on this path, catalog / floor what Breakwater's code costs.
+ * 4. catalog, REQUEST_LOG=all (one JSON line per request, as wrangler.toml ships): same state and mix.
  * Breakwater runs with CRON=off (see {@link catalog}). The events are created in a server of their own
- * ({@link seedCatalog}); every measured server then gets the same warm-up (`warmUp` in bench/lib/catalog-mix.ts) before its search,
- * and each step carries its server's collections from V8's GC log.
+ * ({@link seedCatalog}); every measured server then gets the same warm-up (`warmUp` in bench/lib/catalog-mix.ts)
+ * before its search.
  * Each server's maximum sustainable rate is found by stepping the offered rate (up by STEP_FACTOR while
  * steps pass, then two bisections). Sustainable: achieved ≥ 97 % of offered, no error, p99 ≤ P99_MS.
  * Hit ratio and D1 queries come from Breakwater's /metrics (counted, per step and over the run).
@@ -28,45 +24,30 @@
  * Env: EVENTS (1000), ZIPF_S (1.05), LIST_SHARE (0.05), DURATION (s per step, 4), WARMUP (s per step, 1),
  * P99_MS (50), STEP_FACTOR (1.5), START_RATE (catalog, 2000), HELLO_START_RATE (4000),
  * RATES / HELLO_RATES (explicit comma-separated steps instead of the search), CONNECTIONS (128),
- * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog, hot, floor),
- * HELLO (hello-world; hello-world-with-app for a diagnosis: hello-world's answer with Breakwater's modules loaded),
- * FLOOR_START_RATE (3000), FLOOR_RATES, FLOOR_DROP (a diagnosis: a comma list of request-id, headers, body, the
- * parts of Breakwater's answer the floor leaves out, to price each; see withoutParts in bench/lib/catalog-mix.ts),
+ * LOG_RUN (all | a sample rate such as 0.1 | skip), SKIP (comma list of ceiling, hello, catalog, hot),
  * REPEAT (1: with n > 1 the hello-world and catalog searches run n times, alternating, on the same events,
  * and the summary gives each round's ratio and their median — one round's ratio moves with where the
- * runtime's collections fall, see bench/README.md),
- * WORKERD_V8_FLAGS (extra V8 flags for all three servers, for diagnosis),
- * PORT (8793; hello-world PORT + 1, trivial target PORT + 2, answer floor PORT + 3).
+ * runtime's garbage collections fall and with what else the machine runs),
+ * PORT (8793; hello-world PORT + 1, trivial target PORT + 2).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import {
-  BASELINE_SCRIPT,
-  type Baseline,
   type BreakwaterProcess,
   CACHE_HIT_LAYERS,
   CACHE_LAYERS,
   type CacheLayerName,
   cacheLookups,
   counter,
+  HELLO_WORLD_SCRIPT,
   seedEvents,
-  startBaseline,
   startBreakwater,
+  startHelloWorld,
 } from "./lib/breakwater-process.ts";
-import {
-  byPopularity,
-  type Captured,
-  captureAnswers,
-  catalogUrls,
-  checkFloorAnswer,
-  FLOOR_PARTS,
-  warmUp,
-  withoutParts,
-} from "./lib/catalog-mix.ts";
-import { type GcSummary, type GcTrace, gcTrace } from "./lib/gc-trace.ts";
+import { byPopularity, catalogUrls, warmUp } from "./lib/catalog-mix.ts";
 import { findMaxRate, formatStep, isSustained, type LoadResult, runLoad } from "./lib/loadgen.ts";
-import { envInt, envName, envNames, envNumber } from "./lib/options.ts";
+import { envInt, envNumber } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { codeVersion, writeResults } from "./lib/results.ts";
 import { startTrivialTarget } from "./lib/trivial-target.ts";
@@ -87,18 +68,12 @@ const MIX = { zipfS: ZIPF_S, listShare: LIST_SHARE };
 const DURATION = envNumber("DURATION", 4, 1, 60);
 const WARMUP = envNumber("WARMUP", 1, 0, 30);
 const P99_MS = envNumber("P99_MS", 50, 1, 10_000);
-/** Extra V8 flags for all three servers (diagnosis, e.g. `--max-semi-space-size=4`); production's are Cloudflare's. */
-const WORKERD_V8_FLAGS = process.env.WORKERD_V8_FLAGS ?? "";
 const STEP_FACTOR = envNumber("STEP_FACTOR", 1.5, 1.05, 4);
 const START_RATE = envNumber("START_RATE", 2_000, 10, 100_000);
 const HELLO_START_RATE = envNumber("HELLO_START_RATE", 4_000, 10, 100_000);
-const FLOOR_START_RATE = envNumber("FLOOR_START_RATE", 3_000, 10, 100_000);
 const CONNECTIONS = envInt("CONNECTIONS", 128, 1, 4_096);
 const LOG_RUN = process.env.LOG_RUN ?? "all";
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
-/** Which Worker stands for hello-world (a diagnosis: hello-world-with-app answers as hello-world with Breakwater's modules loaded). */
-const HELLO: Baseline = envName("HELLO", ["hello-world", "hello-world-with-app"], "hello-world");
-const FLOOR_DROP = envNames("FLOOR_DROP", FLOOR_PARTS, []);
 const PORT = envInt("PORT", 8793, 1_024, 65_533);
 const REPEAT = envInt("REPEAT", 1, 1, 10);
 const PATH_DESCRIPTION = "HTTP/1.1 keep-alive over loopback → workerd via miniflare, unsafeDirectSockets, no dev proxy";
@@ -154,10 +129,8 @@ interface StepRow {
   /** CPU the server's workerd process used per request handled (µs), warm-up included; from /proc. */
   serverCpuUsPerRequest?: number;
   cache?: CacheFigures;
-  /** The server isolate's collections during the step, warm-up included (V8's GC log; absent without stdbuf). */
-  gc?: GcSummary;
 }
-const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number, gc?: GcSummary): StepRow => ({
+const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number): StepRow => ({
   offered: r.rate,
   achieved: Math.round(r.throughput),
   sustained: isSustained(r, criteria),
@@ -169,58 +142,26 @@ const row = (r: LoadResult, cache?: CacheFigures, serverCpuUs?: number, gc?: GcS
   generatorCpu: Math.round(r.generatorCpu * 100) / 100,
   ...(serverCpuUs === undefined ? {} : { serverCpuUsPerRequest: Math.round(serverCpuUs) }),
   ...(cache ? { cache } : {}),
-  ...(gc ? { gc } : {}),
 });
 
 /** The step's server CPU per request, as printed after it. */
 const formatCpu = (cpuUs: number | undefined): string => (cpuUs === undefined ? "" : `  server ${cpuUs.toFixed(0)} µs CPU/req`);
 
-/** The step's collections, as printed after it: the longest pause is what decides a strict step. */
-const formatGc = (gc: GcSummary | undefined): string =>
-  gc ? `  gc ${gc.scavenges}s+${gc.markCompacts}mc max ${gc.maxPauseMs.toFixed(0)} ms` : "";
-
-/** Where each server's GC log goes (one file per server start; removed at exit). */
-const gcDir = mkdtempSync(path.join(os.tmpdir(), "bw-catalog-gc-"));
-let gcLogs = 0;
-/**
- * What the next server starts with: its GC log (undefined without stdbuf) and the environment that turns
- * it on, plus WORKERD_V8_FLAGS when set (the same for all three servers).
- */
-function nextServer(name: string): { gc: GcTrace | undefined; env: Record<string, string> } {
-  const gc = gcTrace(gcDir, `${name}-${++gcLogs}`);
-  const flags = [gc?.env.MINIFLARE_WORKERD_V8_FLAGS, WORKERD_V8_FLAGS].filter(Boolean).join(" ");
-  return { gc, env: { ...gc?.env, ...(flags ? { MINIFLARE_WORKERD_V8_FLAGS: flags } : {}) } };
-}
-
-/**
- * Runs `load` and measures, meanwhile, the CPU the workerd process `pid` spent per request and the
- * collections of its isolate (from `gc`, when logged).
- */
-async function measured(
-  pid: number | undefined,
-  gc: GcTrace | undefined,
-  load: () => Promise<LoadResult>,
-): Promise<{ r: LoadResult; cpuUs?: number; gc?: GcSummary }> {
-  const gcFrom = gc?.mark();
+/** Runs `load` and measures, meanwhile, the CPU the workerd process `pid` spent per request. */
+async function measured(pid: number | undefined, load: () => Promise<LoadResult>): Promise<{ r: LoadResult; cpuUs?: number }> {
   const before = pid === undefined ? undefined : cpuSeconds(pid);
   const r = await load();
   const after = pid === undefined ? undefined : cpuSeconds(pid);
-  const collections = gc && gcFrom !== undefined ? { gc: gc.summarize(gcFrom, gc.mark()) } : {};
-  if (before === undefined || after === undefined || r.sentWithWarmup === 0) return { r, ...collections };
-  return { r, cpuUs: ((after - before) * 1e6) / r.sentWithWarmup, ...collections };
+  if (before === undefined || after === undefined || r.sentWithWarmup === 0) return { r };
+  return { r, cpuUs: ((after - before) * 1e6) / r.sentWithWarmup };
 }
 
 /** One round of the searches (REPEAT) and its ratios. */
 interface Round {
   hello?: Scenario;
   catalog?: Scenario;
-  floor?: Scenario;
   /** catalog / hello-world. */
   ratio: number | null;
-  /** answer floor / hello-world. */
-  floorRatio: number | null;
-  /** catalog / answer floor. */
-  catalogOverFloor: number | null;
 }
 
 /** A scenario's steps and its best sustained step. */
@@ -267,8 +208,6 @@ const results: {
     CONNECTIONS,
     LOG_RUN,
     REPEAT,
-    FLOOR_DROP,
-    HELLO,
     sustainable: `achieved ≥ 97 % of offered, 0 errors, p99 ≤ ${P99_MS} ms`,
   },
   scenarios: {},
@@ -282,7 +221,6 @@ async function stepSearch(
     start: number;
     rates?: number[] | undefined;
     serverPid?: number | undefined;
-    gc?: GcTrace | undefined;
     after?: (r: LoadResult) => Promise<CacheFigures | undefined>;
   },
 ): Promise<Scenario> {
@@ -290,15 +228,15 @@ async function stepSearch(
   let best: StepRow | undefined;
   await findMaxRate(
     async (rate) => {
-      const { r, cpuUs, gc } = await measured(opts.serverPid, opts.gc, () => run(rate));
+      const { r, cpuUs } = await measured(opts.serverPid, () => run(rate));
       const cache = await opts.after?.(r);
-      const s = row(r, cache, cpuUs, gc);
+      const s = row(r, cache, cpuUs);
       steps.push(s);
       if (s.sustained && (!best || s.offered > best.offered)) best = s;
       const c = cache
         ? `  hit ${(cache.hitRatio * 100).toFixed(1)}%  d1 ${cache.d1Queries} (${cache.d1PerThousandReads.toFixed(2)}/1k reads)`
         : "";
-      console.log(formatStep(label, r, s.sustained) + formatCpu(cpuUs) + formatGc(gc) + c);
+      console.log(formatStep(label, r, s.sustained) + formatCpu(cpuUs) + c);
       return r;
     },
     { ...criteria, start: opts.start, factor: STEP_FACTOR, refine: 2, pauseMs: 1_000, ...(opts.rates ? { rates: opts.rates } : {}) },
@@ -334,61 +272,20 @@ async function generatorCeiling(): Promise<void> {
   }
 }
 
-/** The step search of a baseline Worker serving on `port` (its server CPU found by port). */
-const searchBaseline = (
-  label: string,
-  port: number,
-  url: (i: number) => string,
-  start: number,
-  fixedRates: number[] | undefined,
-  gc: GcTrace | undefined,
-) =>
-  stepSearch(label, (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }), {
-    start,
-    rates: fixedRates,
-    serverPid: workerdOf(BASELINE_SCRIPT, port),
-    gc,
-  });
-
 /** Scenario 2: hello-world on the same path, same URLs. */
 async function helloWorld(ids: string[]): Promise<void> {
-  console.log(
-    HELLO === "hello-world"
-      ? "\n[2] hello-world Worker (bench/hello-world), same path, same URLs"
-      : `\n[2] ${HELLO} (HELLO, a diagnosis: bench/${HELLO}) in hello-world's place, same path, same URLs`,
-  );
-  const { gc, env } = nextServer("hello-world");
-  const hello = await startBaseline(HELLO, PORT + 1, env);
+  console.log("\n[2] hello-world Worker (bench/hello-world), same path, same URLs");
+  const hello = await startHelloWorld(PORT + 1);
   try {
     const url = catalogUrls(hello.url, ids, MIX);
     await warmUp(hello.url, ids, url, { start: HELLO_START_RATE, connections: CONNECTIONS });
-    results.scenarios.hello = await searchBaseline("hello-world", PORT + 1, url, HELLO_START_RATE, rates("HELLO_RATES"), gc);
+    results.scenarios.hello = await stepSearch(
+      "hello-world",
+      (rate) => runLoad({ url, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
+      { start: HELLO_START_RATE, rates: rates("HELLO_RATES"), serverPid: workerdOf(HELLO_WORLD_SCRIPT, PORT + 1) },
+    );
   } finally {
     await hello.stop();
-  }
-}
-
-/** Scenario 5: the answer floor, same URLs, once its warm-up has checked it answers each of them as Breakwater did. */
-async function answerFloor(captured: Captured, ids: string[]): Promise<void> {
-  const { answers, file } = withoutParts(captured, FLOOR_DROP);
-  console.log(
-    FLOOR_DROP.length
-      ? `\n[5] answer floor WITHOUT ${FLOOR_DROP.join(", ")} (FLOOR_DROP, a diagnosis: no longer the answer API.md owes), same path, same URLs`
-      : "\n[5] answer floor (bench/answer-floor: Breakwater's exact answers, no logic), same path, same URLs",
-  );
-  const { gc, env } = nextServer("floor");
-  const floor = await startBaseline("answer-floor", PORT + 3, { FLOOR_DOCUMENTS: file, ...env });
-  try {
-    const url = catalogUrls(floor.url, ids, MIX);
-    // The warm-up's one read of each path is also the check that the floor answers it as Breakwater did.
-    await warmUp(floor.url, ids, url, {
-      start: FLOOR_START_RATE,
-      connections: CONNECTIONS,
-      check: (p, res, body) => checkFloorAnswer(answers, p, res, body),
-    });
-    results.scenarios.floor = await searchBaseline("floor", PORT + 3, url, FLOOR_START_RATE, rates("FLOOR_RATES"), gc);
-  } finally {
-    await floor.stop();
   }
 }
 
@@ -402,20 +299,14 @@ async function readCounters(bw: BreakwaterProcess, adminToken: string): Promise<
   };
 }
 
-let captured: Captured | undefined;
-
-/**
- * Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events); the
- * first run with logs off also captures the answers of scenario 5.
- */
+/** Scenarios 3 and 4: Breakwater with request logs off, then on (same state directory, same events). */
 async function catalog(stateDir: string, eventIds: string[], extras = true): Promise<void> {
   const runOne = async (label: string, log: string, start: number): Promise<void> => {
     console.log(`\n[${log === "off" ? 3 : 4}] Breakwater catalog reads, REQUEST_LOG=${log} (Zipf s=${ZIPF_S}, ${LIST_SHARE * 100}% list)`);
     // CRON=off: the minute's cron (rollups, reconciliation of the events on sale against their Durable
     // Objects and shards) runs locally on the same JavaScript thread as the reads, and with 1,000 events on
     // sale it takes the thread for about half a second: a local artefact, not a cost of the read path.
-    const { gc, env } = nextServer(`catalog-${log}`);
-    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off", ...env }, 16);
+    const bw = await startBreakwater(PORT, { STATE_DIR: stateDir, REQUEST_LOG: log, CRON: "off" }, 16);
     try {
       const admin = await bw.token("bench-admin", "admin");
       const url = catalogUrls(bw.base, eventIds, MIX);
@@ -430,7 +321,6 @@ async function catalog(stateDir: string, eventIds: string[], extras = true): Pro
           start,
           rates: rates("RATES"),
           serverPid,
-          gc,
           after: async () => {
             const now = await readCounters(bw, admin);
             const d = delta(before, now);
@@ -446,19 +336,13 @@ async function catalog(stateDir: string, eventIds: string[], extras = true): Pro
         // read is a micro-cache hit. The gap to the Zipf run is what cache misses cost on this path.
         const rate = scenario.best?.offered ?? start;
         const hotUrl = `${bw.base}/v1/events/${byPopularity(eventIds)[0] ?? ""}`;
-        const {
-          r,
-          cpuUs,
-          gc: hotGc,
-        } = await measured(serverPid, gc, () =>
+        const { r, cpuUs } = await measured(serverPid, () =>
           runLoad({ url: () => hotUrl, rate, durationSec: DURATION, warmupSec: WARMUP, connections: CONNECTIONS }),
         );
-        const hot = row(r, delta(before, await readCounters(bw, admin)), cpuUs, hotGc);
+        const hot = row(r, delta(before, await readCounters(bw, admin)), cpuUs);
         results.scenarios.catalogHotEvent = { name: "catalog, one hot event", steps: [hot], ...(hot.sustained ? { best: hot } : {}) };
-        console.log(formatStep("hot event", r, hot.sustained) + formatCpu(cpuUs) + formatGc(hotGc));
+        console.log(formatStep("hot event", r, hot.sustained) + formatCpu(cpuUs));
       }
-      // Last, so the capture's reads are in no measured step's counters (the hot-event step's included).
-      if (log === "off" && !captured && !SKIP.has("floor")) captured = await captureAnswers(bw, eventIds, stateDir);
     } finally {
       await bw.stop();
     }
@@ -485,11 +369,11 @@ async function seedCatalog(stateDir: string): Promise<string[]> {
 
 const ratio = (a: StepRow | undefined, b: StepRow | undefined) => (a && b ? Math.round((a.achieved / b.achieved) * 1000) / 1000 : null);
 
-/** One ratio of every round, sorted, and their (lower) median; undefined for a single round. */
-function roundsOf(rounds: Round[] | undefined, pick: (r: Round) => number | null) {
+/** Every round's catalog / hello-world ratio, sorted, and their (lower) median; undefined for a single round. */
+function roundsOf(rounds: Round[] | undefined) {
   if (!rounds || rounds.length < 2) return undefined;
   const sorted = rounds
-    .map(pick)
+    .map((r) => r.ratio)
     .filter((x): x is number => x !== null)
     .sort((a, b) => a - b);
   const median = sorted.length ? (sorted[Math.floor((sorted.length - 1) / 2)] as number) : null;
@@ -501,11 +385,8 @@ function report(): void {
   const hello = results.scenarios.hello?.best;
   const cat = results.scenarios.catalog;
   const logged = results.scenarios.catalogWithLogs;
-  const floor = results.scenarios.floor?.best;
   const run = cat?.cacheOverRun;
-  const roundStats = roundsOf(results.rounds, (r) => r.ratio);
-  const floorRounds = roundsOf(results.rounds, (r) => r.floorRatio);
-  const overFloorRounds = roundsOf(results.rounds, (r) => r.catalogOverFloor);
+  const roundStats = roundsOf(results.rounds);
   const summary = {
     path: PATH_DESCRIPTION,
     generatorCeiling: results.generatorCeiling,
@@ -514,9 +395,6 @@ function report(): void {
     catalogOverHelloWorld: ratio(cat?.best, hello),
     catalogWithLogsMaxSustained: logged?.best?.achieved ?? null,
     catalogWithLogsOverHelloWorld: ratio(logged?.best, hello),
-    floorMaxSustained: floor?.achieved ?? null,
-    floorOverHelloWorld: ratio(floor, hello),
-    catalogOverFloor: ratio(cat?.best, floor),
     catalogAtBest: cat?.best
       ? { p50: cat.best.latencyMs.p50, p95: cat.best.latencyMs.p95, p99: cat.best.latencyMs.p99, errors: cat.best.errors.total }
       : null,
@@ -527,10 +405,6 @@ function report(): void {
     d1PerThousandReads: run?.d1PerThousandReads ?? null,
     roundRatios: roundStats?.sorted ?? null,
     medianRoundRatio: roundStats?.median ?? null,
-    floorRoundRatios: floorRounds?.sorted ?? null,
-    medianFloorRoundRatio: floorRounds?.median ?? null,
-    catalogOverFloorRoundRatios: overFloorRounds?.sorted ?? null,
-    medianCatalogOverFloorRoundRatio: overFloorRounds?.median ?? null,
     targets: {
       // With REPEAT > 1 the rounds' median decides, not round 1 alone.
       "catalog ≥ 60% of hello-world": ((roundStats ? roundStats.median : ratio(cat?.best, hello)) ?? 0) >= 0.6,
@@ -558,26 +432,16 @@ function report(): void {
     console.log(
       `   catalog max sustained (REQUEST_LOG=${LOG_RUN}): ${best(logged.best)}  → ${ratio(logged.best, hello) ?? "n/a"} of hello-world`,
     );
-  if (floor) console.log(`   answer floor max sustained:    ${best(floor)}`);
   console.log(`   catalog / hello-world: ${summary.catalogOverHelloWorld ?? "n/a"} (target ≥ 0.6)`);
-  if (floor)
-    console.log(
-      `   answer floor / hello-world: ${summary.floorOverHelloWorld ?? "n/a"} (what the answer itself costs); catalog / answer floor: ${summary.catalogOverFloor ?? "n/a"} (what Breakwater's code costs)`,
-    );
   if (roundStats) {
     for (const [i, r] of roundStats.rounds.entries())
       console.log(
-        `   round ${i + 1}: hello-world ${r.hello?.best?.achieved ?? "n/a"}, catalog ${r.catalog?.best?.achieved ?? "n/a"}, answer floor ${r.floor?.best?.achieved ?? "n/a"} → catalog/hello ${r.ratio ?? "n/a"}, floor/hello ${r.floorRatio ?? "n/a"}, catalog/floor ${r.catalogOverFloor ?? "n/a"}`,
+        `   round ${i + 1}: hello-world ${r.hello?.best?.achieved ?? "n/a"}, catalog ${r.catalog?.best?.achieved ?? "n/a"} → catalog/hello ${r.ratio ?? "n/a"}`,
       );
-    const line = (label: string, stats: ReturnType<typeof roundsOf>) =>
-      stats?.sorted.length
-        ? console.log(
-            `   ${label} over ${stats.rounds.length} rounds: median ${stats.median ?? "n/a"} (lower median), range ${stats.sorted[0]}–${stats.sorted[stats.sorted.length - 1]}`,
-          )
-        : undefined;
-    line("catalog / hello-world", roundStats);
-    line("answer floor / hello-world", floorRounds);
-    line("catalog / answer floor", overFloorRounds);
+    if (roundStats.sorted.length)
+      console.log(
+        `   catalog / hello-world over ${roundStats.rounds.length} rounds: median ${roundStats.median ?? "n/a"} (lower median), range ${roundStats.sorted[0]}–${roundStats.sorted[roundStats.sorted.length - 1]}`,
+      );
   }
   console.log(
     `   cache hit ratio: ${pct(summary.hitRatioAtBest)} at the best step, ${pct(summary.hitRatioOverRun)} over the run (target ≥ 95%)`,
@@ -608,26 +472,20 @@ try {
     if (!SKIP.has("hello")) await helloWorld(fakeIds);
     // Rounds after the first leave out the hot-event step and the logged run.
     if (ids) await catalog(stateDir, ids, round === 1);
-    if (captured && ids) await answerFloor(captured, ids);
-    const { hello, catalog: cat, floor } = results.scenarios;
+    const { hello, catalog: cat } = results.scenarios;
     rounds.push({
       ...(hello ? { hello } : {}),
       ...(cat ? { catalog: cat } : {}),
-      ...(floor ? { floor } : {}),
       ratio: ratio(cat?.best, hello?.best),
-      floorRatio: ratio(floor?.best, hello?.best),
-      catalogOverFloor: ratio(cat?.best, floor?.best),
     });
   }
   // The scenarios (and the summary's max-sustained lines) stay round 1's; `rounds` holds every round.
   const [firstRound] = rounds;
   if (firstRound?.hello) results.scenarios.hello = firstRound.hello;
   if (firstRound?.catalog) results.scenarios.catalog = firstRound.catalog;
-  if (firstRound?.floor) results.scenarios.floor = firstRound.floor;
   if (REPEAT > 1) results.rounds = rounds;
   report();
 } finally {
   rmSync(stateDir, { recursive: true, force: true });
-  rmSync(gcDir, { recursive: true, force: true });
 }
 console.log(`   took ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -1,14 +1,13 @@
-import { HELLO_BODY, HELLO_CONTENT_TYPE } from "./answer";
-
 /**
  * The hello-world baseline of bench/catalog: answers every request with a constant JSON body, no routing,
  * no middleware, no bindings. Its throughput is the ceiling of the path itself (loopback HTTP → workerd
  * through miniflare with unsafeDirectSockets), which Breakwater's catalog reads are compared against.
  */
+const BODY = '{"hello":"world"}';
 
 /** The Worker. */
 export default {
   fetch(): Response {
-    return new Response(HELLO_BODY, { headers: { "Content-Type": HELLO_CONTENT_TYPE } });
+    return new Response(BODY, { headers: { "Content-Type": "application/json; charset=utf-8" } });
   },
 } satisfies ExportedHandler;

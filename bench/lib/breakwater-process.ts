@@ -197,24 +197,12 @@ export async function seedEvents(bw: BreakwaterProcess, n: number): Promise<stri
   return ids;
 }
 
-/** The baseline Workers of the benches (folders of bench/, served by bench/lib/serve-baseline.ts). */
-export const BASELINES = ["hello-world", "answer-floor", "hello-world-with-app"] as const;
-export type Baseline = (typeof BASELINES)[number];
+/** The script that serves the hello-world baseline (what {@link workerdOf} looks for, with the port). */
+export const HELLO_WORLD_SCRIPT = "bench/lib/serve-hello-world.ts";
 
-/** The script that serves the baselines (what {@link workerdOf} looks for, with the port). */
-export const BASELINE_SCRIPT = "bench/lib/serve-baseline.ts";
-
-/**
- * Starts a baseline Worker in a child process, the way scripts/serve.ts serves Breakwater. `env` adds to
- * its environment (answer-floor: FLOOR_DOCUMENTS).
- */
-export async function startBaseline(
-  name: Baseline,
-  port: number,
-  env: Record<string, string> = {},
-  readyWithinMs?: number,
-): Promise<{ url: string; stop: () => Promise<void> }> {
-  const child = await spawnUntilReady(BASELINE_SCRIPT, `${name} is serving`, { ...env, BASELINE: name, PORT: String(port) }, readyWithinMs);
+/** Starts the hello-world baseline (bench/hello-world) in a child process, the way scripts/serve.ts serves Breakwater. */
+export async function startHelloWorld(port: number, readyWithinMs?: number): Promise<{ url: string; stop: () => Promise<void> }> {
+  const child = await spawnUntilReady(HELLO_WORLD_SCRIPT, "hello-world is serving", { PORT: String(port) }, readyWithinMs);
   return {
     url: `http://127.0.0.1:${port}`,
     stop: async () => {

@@ -59,11 +59,6 @@ export interface LoadOptions {
   precise?: boolean;
   /** Called with every response status (e.g. to check bodies elsewhere); keep it cheap. */
   onStatus?: (status: number, i: number) => void;
-  /**
-   * Called with every measured response: its request's index, scheduled send time (`performance.now()`
-   * milliseconds) and latency (ms), e.g. to place stalls on a timeline; keep it cheap.
-   */
-  onLatency?: (i: number, scheduledAt: number, latencyMs: number) => void;
 }
 
 /** Latency distribution in milliseconds. */
@@ -245,9 +240,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
         finish(false);
         return;
       }
-      const now = performance.now();
-      latencies[nLat++] = now - this.scheduledAt;
-      opts.onLatency?.(this.i, this.scheduledAt, now - this.scheduledAt);
+      latencies[nLat++] = performance.now() - this.scheduledAt;
       completed++;
       bump(statuses, String(this.status));
       if (this.status < 400) ok++;

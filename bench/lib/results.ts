@@ -1,7 +1,7 @@
 /**
  * Where a bench writes its results: `bench/results/<scenario>-<date>[-<variant>][-<RESULTS_TAG>].json`, never over an
- * earlier file: a second run on the same day (and tag) gets `-2`, then `-3`… Runs compared in one
- * session (code before and after a change, a quiet and a noisy hour) so keep every run's figures.
+ * earlier file: a second run on the same day (and tag) gets `-2`, then `-3`…, so runs compared with each
+ * other (code before and after a change) all keep their figures until the latest is chosen.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";

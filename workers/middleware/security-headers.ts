@@ -12,8 +12,8 @@ export interface SecurityHeadersOptions {
  * They are OWASP's set for a JSON API (REST Security Cheat Sheet, "Security Headers"): `nosniff` so a
  * browser never reads an answer as anything but its `Content-Type`; `frame-ancestors 'none'` (and
  * `X-Frame-Options` for older browsers) so no answer can be framed; `default-src 'none'` so one rendered
- * by mistake runs and loads nothing. Every header costs the runtime work on every answer (~7,000
- * instructions each in workerd, bench/README.md), so headers that do nothing for JSON are not sent:
+ * by mistake runs and loads nothing. Every header costs the runtime work on every answer, so headers
+ * that do nothing for JSON are not sent:
  * `Referrer-Policy` goes on pages only ({@link PAGE_HEADERS}), and `Cross-Origin-Resource-Policy` is not
  * sent (it guards answers loaded without CORS, which cannot carry the bearer token that private answers
  * need; public answers are public).

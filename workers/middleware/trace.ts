@@ -22,7 +22,8 @@ export const trace = (): MiddlewareHandler<AppEnv> =>
  * Whether an answer is public (`Cache-Control: public`: the catalog, availability, the OpenAPI document,
  * static pages). A public answer is the same for every caller and shared caches may keep it, so it
  * carries no per-request span: the request's log line has its `traceId`, and `X-Request-Id` (which every
- * answer carries) finds that line. It also spares the busiest answers a header (bench/README.md).
+ * answer carries) finds that line. It also spares the busiest answers a header, which the runtime would
+ * build on every one of them.
  */
 const isPublicAnswer = (headers: Headers): boolean => headers.get("Cache-Control")?.startsWith("public") === true;
 
