@@ -14,6 +14,10 @@ const testVars = {
   QSTASH_TOKEN: "test-qstash-token",
   QSTASH_CURRENT_SIGNING_KEY: "test-qstash-current",
   QSTASH_NEXT_SIGNING_KEY: "test-qstash-next",
+  // Card payments against the loopback Stripe stand-in (test/setup/stripe-standin.ts), which checks this key
+  // and signs its webhooks with this secret.
+  STRIPE_SECRET_KEY: "sk_test_breakwater_standin",
+  STRIPE_WEBHOOK_SECRET: "whsec_breakwater_standin_0123456789",
 };
 // Wrangler checks required secrets against process.env; satisfy it with the same test values.
 Object.assign(process.env, testVars);
@@ -48,6 +52,8 @@ export default defineConfig(async () => {
                   TEST_UPSTASH: inject("upstashProxy"),
                   TEST_QSTASH: inject("qstashMock"),
                   TEST_PG: inject("pgShards"),
+                  STRIPE_API_URL: inject("stripeStandin").url,
+                  TEST_STRIPE: inject("stripeStandin"),
                 },
               },
             })),
@@ -57,7 +63,12 @@ export default defineConfig(async () => {
             include: ["test/**/*.test.ts"],
             exclude: ["test/e2e/**", "test/node/**"],
             setupFiles: ["./test/setup/apply-migrations.ts"],
-            globalSetup: ["./test/setup/upstash-proxy.ts", "./test/setup/qstash-mock.ts", "./test/setup/postgres.ts"],
+            globalSetup: [
+              "./test/setup/upstash-proxy.ts",
+              "./test/setup/qstash-mock.ts",
+              "./test/setup/postgres.ts",
+              "./test/setup/stripe-standin.ts",
+            ],
             testTimeout: 30_000,
             hookTimeout: 30_000,
           },

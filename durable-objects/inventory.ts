@@ -5,7 +5,7 @@ import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { metrics } from "../lib/metrics";
 import type { Order, OrderMessage, RefundRecord, StoredOrder } from "../lib/order";
-import { paymentProvider } from "../lib/payments";
+import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import { parseTraceparent } from "../lib/trace";
 
@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS refunds (
   idempotency_key TEXT PRIMARY KEY, hold_id TEXT NOT NULL, provider TEXT NOT NULL, reason TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending','refunded','nothing_to_refund')), charge_id TEXT,
   attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS provider_events (id TEXT PRIMARY KEY, signature TEXT NOT NULL, outcome TEXT NOT NULL, received_at INTEGER NOT NULL);
 `;
 
 /**
@@ -245,9 +246,15 @@ export class Inventory extends DurableObject<Env> {
    * Marks a hold in checkout sold and records its order durably, in one transaction. Idempotent: a
    * second call for the same hold returns the order already stored.
    */
-  completeCheckout(holdId: string, order: StoredOrder): Outcome<StoredOrder> {
+  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string): Outcome<StoredOrder> {
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
+    // A payment settled later (card webhook) completes only the attempt it paid for, and never one whose
+    // charge is already being voided.
+    if (forPaymentKey !== undefined && this.checkoutOf(holdId, forPaymentKey).state !== "awaiting" && row.status !== "sold")
+      return fail("hold_not_active", "No checkout is waiting for this payment.");
+    if (forPaymentKey !== undefined && row.status === "sold" && forPaymentKey !== paymentKey(holdId, row.checkout_attempt))
+      return fail("hold_not_active", "The hold was sold through another payment.");
     if (row.status === "sold") {
       const existing = this.orderRow(row.order_id ?? "");
       return existing ? ok(existing) : fail("internal_error", "Sold hold without an order.");
@@ -288,6 +295,43 @@ export class Inventory extends DurableObject<Env> {
     this.sql.exec("UPDATE holds SET status = 'active', expires_at = ? WHERE id = ?", expiresAt, holdId);
     this.scheduleAlarm(expiresAt);
     return ok(this.view(this.holdRow(holdId) as HoldRow));
+  }
+
+  /**
+   * What a payment settled after the fact (card webhook) finds for its checkout attempt `key`: `awaiting`
+   * (the hold is in checkout for exactly this attempt and no void of it is under way), `sold` (this
+   * attempt's order is recorded), or `gone` (expired, released, reopened, another attempt, or voided: the
+   * payment must be refunded). Carries the hold's owner and view when the hold exists.
+   */
+  checkoutOf(holdId: string, key: string): { state: "awaiting" | "sold" | "gone"; userId?: string; hold?: HoldView } {
+    const row = this.holdRow(holdId);
+    if (!row) return { state: "gone" };
+    const current = paymentKey(holdId, row.checkout_attempt) === key;
+    const voiding = this.sql.exec("SELECT 1 FROM refunds WHERE idempotency_key = ?", key).toArray().length > 0;
+    const state = current && row.status === "sold" ? "sold" : current && row.status === "checking_out" && !voiding ? "awaiting" : "gone";
+    return { state, userId: row.user_id, hold: this.view(row) };
+  }
+
+  /**
+   * Records a provider webhook event once handled. `seen` answers what an earlier delivery left: `new`,
+   * `duplicate` (the provider's own retry: same event, a fresh signature) or `replayed` (the very same
+   * signed delivery again).
+   */
+  providerEventSeen(id: string, signature: string): "new" | "duplicate" | "replayed" {
+    const row = this.sql.exec<{ signature: string }>("SELECT signature FROM provider_events WHERE id = ?", id).toArray()[0];
+    if (!row) return "new";
+    return row.signature === signature ? "replayed" : "duplicate";
+  }
+
+  /** Notes a handled provider event (see {@link providerEventSeen}). */
+  recordProviderEvent(id: string, signature: string, outcome: string): void {
+    this.sql.exec(
+      "INSERT INTO provider_events (id, signature, outcome, received_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+      id,
+      signature,
+      outcome,
+      Date.now(),
+    );
   }
 
   /** An order recorded here, if `userId` owns it. */
@@ -484,15 +528,19 @@ export class Inventory extends DurableObject<Env> {
   /** Asks the provider to void the charge of `key`; records the outcome. True when settled. */
   private async tryRefund(key: string): Promise<boolean> {
     const rec = this.sql
-      .exec<{ provider: string; status: string }>("SELECT provider, status FROM refunds WHERE idempotency_key = ?", key)
+      .exec<{ provider: string; status: string; total: number | null }>(
+        "SELECT r.provider, r.status, h.total FROM refunds r LEFT JOIN holds h ON h.id = r.hold_id WHERE r.idempotency_key = ?",
+        key,
+      )
       .toArray()[0];
     if (!rec) return false;
     if (rec.status !== "pending") return true;
-    const provider = paymentProvider(rec.provider);
+    const provider = paymentProvider(rec.provider, this.env);
     if (!provider) return false;
     this.sql.exec("UPDATE refunds SET attempts = attempts + 1, updated_at = ? WHERE idempotency_key = ?", Date.now(), key);
     try {
-      const r = await provider.voidCharge(key);
+      const charge = rec.total !== null && this.config ? { amount: rec.total, currency: this.config.currency } : undefined;
+      const r = await provider.voidCharge(key, undefined, charge);
       this.sql.exec(
         "UPDATE refunds SET status = ?, charge_id = coalesce(?, charge_id), updated_at = ? WHERE idempotency_key = ?",
         r.refunded ? "refunded" : "nothing_to_refund",

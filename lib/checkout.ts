@@ -1,4 +1,4 @@
-import { orderIdForHold } from "./hold-id";
+import { orderIdForHold, parseLocatedId } from "./hold-id";
 import {
   doCallError,
   type HoldDeps,
@@ -11,8 +11,15 @@ import {
 } from "./holds";
 import type { HoldView } from "./inventory-types";
 import { metrics } from "./metrics";
-import { type Order, type OrderMessage, orderMessage, type RefundRecord, type StoredOrder, type Ticket } from "./order";
-import { type ChargeOutcome, chargeWithPolicy, DEFAULT_PAYMENT_POLICY, type PaymentPolicy, type PaymentProvider } from "./payments";
+import { type Order, type OrderMessage, orderMessage, type PendingOrder, type RefundRecord, type StoredOrder, type Ticket } from "./order";
+import {
+  type ChargeAmount,
+  type ChargeOutcome,
+  chargeWithPolicy,
+  DEFAULT_PAYMENT_POLICY,
+  type PaymentPolicy,
+  type PaymentProvider,
+} from "./payments";
 import { ApiError, type Outcome, unwrap } from "./problem";
 
 /**
@@ -56,7 +63,11 @@ async function doCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /** Checks out a hold of `userId`. Returns the order and whether it was created now (false: replayed). */
-export async function checkout(deps: CheckoutDeps, userId: string, input: CheckoutInput): Promise<{ order: Order; created: boolean }> {
+export async function checkout(
+  deps: CheckoutDeps,
+  userId: string,
+  input: CheckoutInput,
+): Promise<{ order: Order | PendingOrder; created: boolean }> {
   const loc = holdLocation(input.holdId);
   const inv = inventoryStub(deps.inventory, loc);
   const orderId = orderIdForHold(input.holdId);
@@ -97,11 +108,64 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   if (outcome.status === "unknown") {
     // The provider may have charged: void this attempt's key. Reopen the hold only once the refund is
     // settled or durably recorded; otherwise the hold stays in checkout and the DO resolves it.
-    if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown")) await reopen(inv, ledger, input.holdId, key);
+    if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown", { amount: hold.total, currency: hold.currency }))
+      await reopen(inv, ledger, input.holdId, key);
     metrics.inc("breakwater_checkouts_total", { result: "provider_unavailable" }, 1, "Checkouts by result");
     throw new ApiError("overloaded", "The payment provider is unavailable; you were not charged. Please retry.", { retryAfterSeconds: 5 });
   }
+  if (outcome.status === "pending") {
+    // The provider settles it later (its webhook): the hold stays locked in checkout until then.
+    metrics.inc("breakwater_checkouts_total", { result: "pending" }, 1, "Checkouts by result");
+    return { order: pendingView(input.holdId, hold), created: true };
+  }
 
+  const stored = await recordPaidOrder(deps, inv, { holdId: input.holdId, userId, hold, payKey, chargeId: outcome.chargeId });
+  if (!stored) {
+    // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
+    // checkout and the DO voids the charge itself when the checkout times out.
+    await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded", { amount: hold.total, currency: hold.currency });
+    metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
+    throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
+  }
+  metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+  return { order: stored.body, created: true };
+}
+
+/** The order of a checkout whose payment the provider has not settled yet (no tickets until it has). */
+function pendingView(holdId: string, hold: HoldView): PendingOrder {
+  const loc = holdLocation(holdId);
+  return {
+    id: orderIdForHold(holdId),
+    status: "pending",
+    eventId: loc.eventId,
+    sectionId: loc.sectionId,
+    holdId,
+    seats: hold.seats,
+    quantity: hold.quantity,
+    total: hold.total,
+    currency: hold.currency,
+    tickets: [],
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/** A payment the provider made for a checkout attempt. */
+interface PaidAttempt {
+  holdId: string;
+  userId: string;
+  hold: HoldView;
+  payKey: string;
+  chargeId: string;
+}
+
+/**
+ * Issues the tickets, records the sold order in the Inventory DO (for exactly this payment attempt) and
+ * hands it to the orders queue. Null when the order could not be recorded (the caller refunds).
+ */
+async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: PaidAttempt): Promise<StoredOrder | null> {
+  const { holdId, userId, hold } = paid;
+  const loc = holdLocation(holdId);
+  const orderId = orderIdForHold(holdId);
   const createdAt = new Date().toISOString();
   const tickets = await deps.issueTickets({
     orderId,
@@ -115,7 +179,7 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     status: "paid",
     eventId: loc.eventId,
     sectionId: loc.sectionId,
-    holdId: input.holdId,
+    holdId,
     seats: hold.seats,
     quantity: hold.quantity,
     total: hold.total,
@@ -131,14 +195,14 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
     userId,
     eventId: loc.eventId,
     sectionId: loc.sectionId,
-    holdId: input.holdId,
+    holdId,
     seats: hold.seats,
     quantity: hold.quantity,
     total: hold.total,
     currency: hold.currency,
     tickets,
     paidAt: createdAt,
-    payment: { provider: deps.provider.name, chargeId: outcome.chargeId },
+    payment: { provider: deps.provider.name, chargeId: paid.chargeId },
     ...(deps.traceparent ? { traceparent: deps.traceparent } : {}),
   });
   if (!parsed.success)
@@ -151,28 +215,22 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   for (let attempt = 0; message && attempt < 3 && !completed; attempt++) {
     const stored: StoredOrder = {
       id: orderId,
-      holdId: input.holdId,
+      holdId,
       userId,
       body: order,
       message,
       createdAt: Date.now(),
     };
     try {
-      completed = await inv.completeCheckout(input.holdId, stored);
+      completed = await inv.completeCheckout(holdId, stored, paid.payKey);
     } catch (err) {
       console.error(JSON.stringify({ level: "error", msg: "completeCheckout failed", orderId, attempt, error: String(err) }));
     }
   }
-  if (!message || !completed?.ok) {
-    // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
-    // checkout and the DO voids the charge itself when the checkout times out.
-    await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded");
-    metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
-    throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
-  }
-  metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+  if (!message || !completed?.ok) return null;
+  const ledger = ledgerStub(deps.ledger, userId);
   const handOff = (async () => {
-    await ledger.setState(key, "sold");
+    await ledger.setState(reservationKey(holdId), "sold");
     try {
       await deps.enqueueOrder(message);
       await inv.markOrdersSent([orderId]);
@@ -184,7 +242,83 @@ export async function checkout(deps: CheckoutDeps, userId: string, input: Checko
   })();
   if (deps.awaitHandOff) await handOff;
   else deps.waitUntil(handOff);
-  return { order: completed.value.body, created: true };
+  return completed.value;
+}
+
+/** A payment outcome the provider reported after the fact (Stripe's webhook), for one checkout attempt. */
+export interface SettledPayment {
+  /** The checkout attempt's payment key (`<orderId>:<attempt>`), from the payment's metadata. */
+  paymentKey: string;
+  outcome: "succeeded" | "failed";
+  /** The provider's id of the payment. */
+  chargeId: string;
+  amount: number;
+  currency: string;
+}
+
+/**
+ * Applies a payment outcome the provider settled later. A success completes the order when its checkout
+ * attempt is still waiting for it; otherwise (the hold expired, was released or reopened, another attempt
+ * paid, or the DO is already voiding it) it is refunded at once and recorded — no charge without tickets.
+ * A failure reopens the hold of a waiting attempt. Idempotent: a repeat finds the order sold or the
+ * refund recorded (the provider's refund is idempotent per attempt).
+ */
+export async function settlePayment(deps: CheckoutDeps, settled: SettledPayment, delivery: ProviderDelivery): Promise<SettleResult> {
+  const orderId = settled.paymentKey.split(":")[0] ?? "";
+  const loc = parseLocatedId("ord", orderId);
+  if (!loc) return "ignored";
+  const inv = inventoryStub(deps.inventory, loc);
+  const seen = await doCall<"new" | "duplicate" | "replayed">("inventory", () =>
+    inv.providerEventSeen(delivery.eventId, delivery.signature),
+  );
+  if (seen === "replayed") return "replayed";
+  if (seen === "duplicate") return "duplicate";
+  const result = await applySettlement(deps, inv, orderId, settled);
+  await doCall("inventory", () => inv.recordProviderEvent(delivery.eventId, delivery.signature, result));
+  return result;
+}
+
+/** One signed delivery of a provider event (its id, and the signature header it came with). */
+export interface ProviderDelivery {
+  eventId: string;
+  signature: string;
+}
+
+/**
+ * What a settlement did: `replayed` is the very same signed delivery again (refused); `duplicate` the
+ * provider's retry of an event already handled (nothing to do).
+ */
+export type SettleResult = "paid" | "already_paid" | "refunded" | "reopened" | "ignored" | "duplicate" | "replayed";
+
+async function applySettlement(deps: CheckoutDeps, inv: InventoryStub, orderId: string, settled: SettledPayment): Promise<SettleResult> {
+  const holdId = orderId.replace(/^ord_/, "hld_");
+  const target = await doCall<{ state: "awaiting" | "sold" | "gone"; userId?: string; hold?: HoldView }>("inventory", () =>
+    inv.checkoutOf(holdId, settled.paymentKey),
+  );
+  if (settled.outcome === "failed") {
+    if (target.state !== "awaiting" || !target.userId) return "ignored";
+    await reopen(inv, ledgerStub(deps.ledger, target.userId), holdId, reservationKey(holdId));
+    return "reopened";
+  }
+  if (target.state === "sold") return "already_paid";
+  if (target.state === "awaiting" && target.userId && target.hold) {
+    const stored = await recordPaidOrder(deps, inv, {
+      holdId,
+      userId: target.userId,
+      hold: target.hold,
+      payKey: settled.paymentKey,
+      chargeId: settled.chargeId,
+    });
+    if (stored) {
+      metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+      return "paid";
+    }
+  }
+  const reason = "paid after its hold was gone";
+  if (!(await voidOrRecord(deps, inv, holdId, settled.paymentKey, reason, settled)))
+    throw new ApiError("overloaded", "The refund could not be recorded; retry the delivery.", { retryAfterSeconds: 5 });
+  metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
+  return "refunded";
 }
 
 /** Puts a hold back to active after a checkout that did not charge, and its reservation back to held. */
@@ -198,7 +332,14 @@ async function reopen(inv: InventoryStub, ledger: ReturnType<typeof ledgerStub>,
  * True when the refund is settled or durably recorded; false when neither could be done (the hold must
  * then stay in checkout, where the DO's checkout timeout voids the charge).
  */
-async function voidOrRecord(deps: CheckoutDeps, inv: InventoryStub, holdId: string, payKey: string, reason: string): Promise<boolean> {
+async function voidOrRecord(
+  deps: CheckoutDeps,
+  inv: InventoryStub,
+  holdId: string,
+  payKey: string,
+  reason: string,
+  charge: ChargeAmount,
+): Promise<boolean> {
   const base: Omit<RefundRecord, "attempts" | "status" | "chargeId"> = {
     idempotencyKey: payKey,
     holdId,
@@ -207,7 +348,7 @@ async function voidOrRecord(deps: CheckoutDeps, inv: InventoryStub, holdId: stri
   };
   let record: Omit<RefundRecord, "attempts">;
   try {
-    const r = await deps.provider.voidCharge(payKey);
+    const r = await deps.provider.voidCharge(payKey, undefined, { amount: charge.amount, currency: charge.currency });
     record = { ...base, status: r.refunded ? "refunded" : "nothing_to_refund", chargeId: r.chargeId ?? null };
     if (r.refunded) metrics.inc("breakwater_refunds_total", { reason }, 1, "Charges refunded because no order could be made");
   } catch (err) {
@@ -226,8 +367,14 @@ async function voidOrRecord(deps: CheckoutDeps, inv: InventoryStub, holdId: stri
 }
 
 /** A buyer's own order, read from the Inventory DO that recorded it (at once after checkout). */
-export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<Order> {
+export async function getOrder(deps: HoldDeps, orderId: string, userId: string): Promise<Order | PendingOrder> {
   const inv = inventoryStub(deps.inventory, locationOf("ord", orderId));
-  const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
-  return stored.body;
+  const stored = await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId));
+  if (!stored.ok) {
+    // A card payment the provider has not settled yet: the hold is still in checkout.
+    const holdId = orderId.replace(/^ord_/, "hld_");
+    const hold = await doCall<Outcome<HoldView>>("inventory", () => inv.getHold(holdId, userId));
+    if (hold.ok && hold.value.status === "checking_out") return pendingView(holdId, hold.value);
+  }
+  return unwrap(stored).body;
 }

@@ -37,7 +37,7 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
     name: "breakwater_checkouts_total",
     type: "counter",
     labels: ["result"],
-    help: "Checkouts by result: paid, declined, provider_unavailable, refunded",
+    help: "Checkouts by result: paid, pending (a card payment Stripe settles later), declined, provider_unavailable, refunded",
   },
   { name: "breakwater_payments_total", type: "counter", labels: ["provider", "outcome"], help: "Payment provider attempts by outcome" },
   { name: "breakwater_refunds_total", type: "counter", labels: ["reason"], help: "Charges refunded because no order could be made" },

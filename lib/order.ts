@@ -32,6 +32,13 @@ export const orderSchema = z.object({
 export type Order = z.output<typeof orderSchema>;
 
 /**
+ * A card checkout Stripe accepted but has not settled (answered 202; `GET /v1/orders/:id` shows it until
+ * the webhook settles it): the order to be, without tickets.
+ */
+export const pendingOrderSchema = orderSchema.extend({ status: z.literal("pending"), tickets: z.array(ticketSchema).max(0) });
+export type PendingOrder = z.output<typeof pendingOrderSchema>;
+
+/**
  * The orders queue message: a paid order, as the Inventory DO recorded it, with who bought it and how it was
  * paid. Producer (checkout, the DO's outbox) and consumer share it. Besides the shape it checks what would
  * make a broken order row: one ticket per place sold, distinct ticket ids, and seats (when seated) matching

@@ -18,8 +18,21 @@ export interface ChargeRequest {
   signal?: AbortSignal;
 }
 
-/** The provider's answer to a charge that reached a decision. */
-export type ChargeResult = { status: "succeeded"; chargeId: string } | { status: "declined"; reason: string };
+/**
+ * The provider's answer to a charge that reached a decision, or `pending`: the provider took the payment
+ * but has not settled it yet (a card PaymentIntent in `processing`); its final outcome arrives later
+ * (Stripe's signed webhook), and until then the hold stays locked in checkout.
+ */
+export type ChargeResult =
+  | { status: "succeeded"; chargeId: string }
+  | { status: "declined"; reason: string }
+  | { status: "pending"; chargeId: string };
+
+/** What a provider may need to find and undo a charge: its amount (a card provider re-derives the request). */
+export interface ChargeAmount {
+  amount: number;
+  currency: string;
+}
 
 /** The provider could not be reached or failed (5xx, timeout): the outcome is unknown. */
 export class PaymentUnavailableError extends Error {
@@ -33,8 +46,11 @@ export class PaymentUnavailableError extends Error {
 export interface PaymentProvider {
   readonly name: string;
   charge(req: ChargeRequest): Promise<ChargeResult>;
-  /** Refunds any successful charge made under `idempotencyKey`; `refunded: false` when there was none. */
-  voidCharge(idempotencyKey: string, signal?: AbortSignal): Promise<{ refunded: boolean; chargeId?: string }>;
+  /**
+   * Refunds any successful charge made under `idempotencyKey` (and cancels one not yet made); `refunded:
+   * false` when there was none. `charge` is the amount of the original request (the card provider needs it).
+   */
+  voidCharge(idempotencyKey: string, signal?: AbortSignal, charge?: ChargeAmount): Promise<{ refunded: boolean; chargeId?: string }>;
 }
 
 // ───────────────────────────── sandbox ─────────────────────────────
@@ -207,8 +223,5 @@ export async function chargeWithPolicy(
   return { status: "unknown", error: lastError };
 }
 
-/** The configured provider. Only the sandbox ships; real providers implement {@link PaymentProvider}. */
-export function paymentProvider(method: string): PaymentProvider | null {
-  return method === "sandbox" ? sandboxProviderInstance : null;
-}
-const sandboxProviderInstance = sandboxProvider();
+/** The sandbox provider this isolate uses (lib/payment-methods.ts picks providers by method). */
+export const sandboxProviderInstance = sandboxProvider();

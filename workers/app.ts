@@ -12,6 +12,7 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
+import { paymentWebhooks } from "./routes/payment-webhooks";
 import { queue } from "./routes/queue";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
@@ -67,6 +68,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", availability);
   app.route("/", queue);
   app.route("/", orders);
+  app.route("/", paymentWebhooks);
   app.route("/", admin);
   app.route("/", stats);
 

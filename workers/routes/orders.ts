@@ -1,8 +1,9 @@
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
 import { orderStores, shardNames } from "../../lib/order-store";
-import { paymentProvider } from "../../lib/payments";
+import { paymentProvider } from "../../lib/payment-methods";
+import type { PaymentProvider } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
 import { issueTickets } from "../../lib/tickets";
@@ -20,8 +21,12 @@ import type { AppEnv } from "../types";
 export const orderInput = z.strictObject({
   holdId: z.string().min(1).max(200),
   payment: z.strictObject({
-    method: z.string().min(1).max(32).describe('"sandbox" locally; other methods are adapters'),
-    token: z.string().min(1).max(200),
+    method: z.string().min(1).max(32).describe('"sandbox" (local default) or "card" (Stripe; only when the server has its key)'),
+    token: z
+      .string()
+      .min(1)
+      .max(200)
+      .describe("sandbox: tok_ok, tok_decline…; card: a Stripe PaymentMethod (pm_…) or ConfirmationToken (ctoken_…) id"),
   }),
 });
 
@@ -29,7 +34,7 @@ const ticketSchema = z.object({ id: z.string(), seat: z.string(), code: z.string
 /** The API's `order`. */
 export const orderSchema = z.object({
   id: z.string(),
-  status: z.literal("paid"),
+  status: z.enum(["paid", "pending"]).describe("pending: a card payment Stripe has not settled yet (202); tickets come once paid"),
   eventId: z.string(),
   sectionId: z.string(),
   holdId: z.string(),
@@ -46,6 +51,19 @@ const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(100
 
 const traceOf = (t: TraceContext | undefined) => (t ? formatTraceparent(t) : undefined);
 
+/** What checkout needs from this request: bindings, the provider, background work and the trace. */
+export function checkoutDeps(c: Context<AppEnv>, provider: PaymentProvider): CheckoutDeps {
+  return {
+    inventory: c.env.INVENTORY,
+    ledger: c.env.CUSTOMER_LEDGER,
+    provider,
+    issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
+    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message),
+    waitUntil: (p) => c.executionCtx.waitUntil(p),
+    traceparent: traceOf(c.get("trace")),
+  };
+}
+
 /** Checkout and the buyer's orders. */
 export const orders = new Hono<AppEnv>();
 
@@ -57,25 +75,27 @@ describeRoute({
   auth: ["buyer"],
   body: orderInput,
   headers: [{ name: "Idempotency-Key", description: "≤ 255 chars; replays the first response" }],
-  responses: { 201: { description: "Paid", schema: z.object({ order: orderSchema }) } },
+  responses: {
+    201: { description: "Paid", schema: z.object({ order: orderSchema }) },
+    202: {
+      description: "Card payment accepted by Stripe but not settled yet (order pending; its webhook settles it)",
+      schema: z.object({ order: orderSchema }),
+    },
+  },
   errors: ["not_found", "payment_declined", "hold_expired", "idempotency_conflict", "idempotency_mismatch", "rate_limited", "overloaded"],
 });
 orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempotency(), validate("json", orderInput), async (c) => {
   const input = c.req.valid("json");
-  const provider = paymentProvider(input.payment.method);
+  const provider = paymentProvider(input.payment.method, c.env);
   if (!provider)
-    throw new ApiError("validation_failed", `Unknown payment method ${input.payment.method}.`, {
-      errors: [{ path: "payment.method", message: "unknown method" }],
-    });
-  const deps: CheckoutDeps = {
-    inventory: c.env.INVENTORY,
-    ledger: c.env.CUSTOMER_LEDGER,
-    provider,
-    issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
-    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message),
-    waitUntil: (p) => c.executionCtx.waitUntil(p),
-    traceparent: traceOf(c.get("trace")),
-  };
+    throw new ApiError(
+      "validation_failed",
+      input.payment.method === "card"
+        ? "Card payments are not enabled on this server (no Stripe key is configured); use another payment method."
+        : `Unknown payment method ${input.payment.method}.`,
+      { errors: [{ path: "payment.method", message: input.payment.method === "card" ? "not enabled" : "unknown method" }] },
+    );
+  const deps = checkoutDeps(c, provider);
   if (c.env.CHECKOUT_WRITE === "sync") {
     // Comparison mode: the order is also written to its shard before the answer (no write-behind).
     const shards = shardNames(c.env);
@@ -96,7 +116,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
   }
   const { order, created } = await checkout(deps, principalOf(c).sub, input);
   c.header("Location", `/v1/orders/${order.id}`);
-  return c.json({ order }, created ? 201 : 200);
+  return c.json({ order }, order.status === "pending" ? 202 : created ? 201 : 200);
 });
 
 describeRoute({
