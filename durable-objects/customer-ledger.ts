@@ -26,6 +26,7 @@ CREATE INDEX IF NOT EXISTS reservations_event ON reservations(event_id, state);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('in_flight','done')),
   status INTEGER, body TEXT, content_type TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pre_queue (event_id TEXT PRIMARY KEY, ticket TEXT NOT NULL, expires_at INTEGER NOT NULL);
 `;
 
 /** Columns added after the first schema, each applied once when missing. */
@@ -42,7 +43,9 @@ const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
  *   first reserves its quantity here, and the reservation follows the hold (checkout, sold, released);
  *   a reservation whose hold call never finished lapses by itself after the hold's lifetime;
  * - idempotency records of the buyer's unsafe requests (`Idempotency-Key`): in flight, done with the
- *   response to replay, or a different request under the same key.
+ *   response to replay, or a different request under the same key;
+ * - the buyer's one pre-sale waiting-room ticket per event, so joining again before the opening returns
+ *   the same place instead of another draw in the shuffle.
  */
 export class CustomerLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -158,14 +161,36 @@ export class CustomerLedger extends DurableObject<Env> {
     this.sql.exec("UPDATE idempotency SET status = ? WHERE key = ? AND state = 'in_flight'", status, key);
   }
 
+  /** The buyer's pre-sale ticket for `eventId`, if one is kept and not expired. */
+  preQueueTicket(eventId: string): string | null {
+    return (
+      this.sql
+        .exec<{ ticket: string }>("SELECT ticket FROM pre_queue WHERE event_id = ? AND expires_at > ?", eventId, Date.now())
+        .toArray()[0]?.ticket ?? null
+    );
+  }
+
+  /**
+   * Keeps `ticket` as the buyer's pre-sale ticket for `eventId` unless one is kept already, and returns the
+   * one kept: of two joins racing from two isolates, both answer the first ticket stored.
+   */
+  claimPreQueueTicket(eventId: string, ticket: string, expiresAt: number): string {
+    const now = Date.now();
+    this.sql.exec("DELETE FROM pre_queue WHERE event_id = ? AND expires_at <= ?", eventId, now);
+    this.sql.exec("INSERT OR IGNORE INTO pre_queue (event_id, ticket, expires_at) VALUES (?, ?, ?)", eventId, ticket, expiresAt);
+    this.scheduleCleanup(now);
+    return this.sql.exec<{ ticket: string }>("SELECT ticket FROM pre_queue WHERE event_id = ?", eventId).one().ticket;
+  }
+
   /** Deletes lapsed reservations and old idempotency records. */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.sql.exec("DELETE FROM reservations WHERE state IN ('held','released') AND expires_at <= ?", now);
     this.sql.exec("DELETE FROM idempotency WHERE created_at <= ?", now - IDEMPOTENCY_TTL_MS);
+    this.sql.exec("DELETE FROM pre_queue WHERE expires_at <= ?", now);
     const pending = this.sql
       .exec<{ n: number }>(
-        "SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) AS n",
+        "SELECT (SELECT count(*) FROM reservations WHERE state IN ('held','released')) + (SELECT count(*) FROM idempotency) + (SELECT count(*) FROM pre_queue) AS n",
       )
       .one().n;
     this.cleanupScheduled = pending > 0;

@@ -309,9 +309,22 @@ export interface QueueStatus {
   pollAfterSeconds: number;
 }
 
+/**
+ * Where each buyer's one pre-sale ticket per event is kept (the buyer's CustomerLedger): joining again
+ * before the opening, even without the ticket, answers the same ticket, so one account holds one place in
+ * the shuffle however often it joins.
+ */
+export interface PreQueueTickets {
+  /** The kept ticket of `userId` for `eventId`, or null. */
+  get(userId: string, eventId: string): Promise<string | null>;
+  /** Keeps `ticket` unless one is kept already; returns the kept one. */
+  claim(userId: string, eventId: string, ticket: string, expiresAt: number): Promise<string>;
+}
+
 /** What join and poll need besides the room. */
 export interface QueueDeps extends RoomDeps {
   secret: string;
+  preQueue: PreQueueTickets;
 }
 
 /** The status of a valid ticket: its place from the room state, and a pass once admitted. */
@@ -400,6 +413,12 @@ export async function joinQueue(
   // Once the room opened, its opening is the one that counts (the event's may have been edited since).
   const openAt = room?.opened ? room.openAt : Date.parse(event.saleStartsAt);
   const k = now < openAt ? PRE_BUCKET : bucketOf(now);
+  // Before the opening every ticket is one draw in the shuffle: a buyer gets one, however often they join.
+  const preSale = enabled && k === PRE_BUCKET;
+  if (preSale) {
+    const kept = await keptPreQueueTicket(deps, event, userId, now);
+    if (kept) return statusOf(deps, event, kept.token, kept.ticket, now, room);
+  }
   const ticket: QueueTicket = {
     e: event.id,
     u: userId,
@@ -411,7 +430,41 @@ export async function joinQueue(
   };
   const token = await signTicket(deps.secret, ticket);
   if (enabled) scheduleFlush(deps, event);
+  if (preSale) {
+    // Two joins racing in two isolates: both answer the ticket kept first (the other one's count is a
+    // place nobody holds; it costs the room one admission, never a buyer an extra draw).
+    const expiresAt = Math.max(now, openAt) + TICKET_TTL_MS;
+    const kept = await ledgerCall(() => deps.preQueue.claim(userId, event.id, token, expiresAt));
+    if (kept !== token) {
+      const checked = await checkQueueTicket(deps.secret, kept, userId, event, now);
+      if (checked.ok) return statusOf(deps, event, kept, checked.ticket, now, room);
+    }
+  }
   return statusOf(deps, event, token, ticket, now, room);
+}
+
+/** The buyer's kept pre-sale ticket for `event`, when it is still valid. */
+async function keptPreQueueTicket(
+  deps: QueueDeps,
+  event: EventRouting,
+  userId: string,
+  now: number,
+): Promise<{ token: string; ticket: QueueTicket } | null> {
+  const token = await ledgerCall(() => deps.preQueue.get(userId, event.id));
+  if (!token) return null;
+  const checked = await checkQueueTicket(deps.secret, token, userId, event, now);
+  return checked.ok ? { token, ticket: checked.ticket } : null;
+}
+
+/** A call to the buyer's ledger; an unreachable one is 503 `overloaded` (the join may be retried). */
+async function ledgerCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    console.error(JSON.stringify({ level: "warn", msg: "customer ledger unreachable on queue join", error: String(err) }));
+    throw new ApiError("overloaded", "The waiting room is busy; retry shortly.", { retryAfterSeconds: 1 });
+  }
 }
 
 /** The current status of a ticket; 403 `not_admitted` when it is forged, altered, expired or someone else's. */

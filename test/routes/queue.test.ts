@@ -124,6 +124,27 @@ describe("POST/GET /v1/events/:id/queue (happy)", () => {
     expect(roomCalls()).toBe(before);
   });
 
+  it("gives one account one pre-sale place however often it joins, with or without its ticket", async () => {
+    const ev = await waitingRoomEvent({ saleStartsAt: new Date(Date.now() + 3_600_000).toISOString() });
+    for (const name of ["fair-1", "fair-2", "fair-3"]) await status(await join(ev.id, await buyer(name)));
+    const greedy = await buyer("greedy");
+    const first = await status(await join(ev.id, greedy));
+    const again: string[] = [];
+    for (let i = 0; i < 8; i++) again.push((await status(await join(ev.id, greedy))).ticket);
+    expect(new Set(again)).toEqual(new Set([first.ticket]));
+    // Concurrent joins from the same account answer one ticket too.
+    const concurrent = await Promise.all(Array.from({ length: 8 }, async () => (await status(await join(ev.id, greedy))).ticket));
+    expect(new Set(concurrent)).toEqual(new Set([first.ticket]));
+    // Another account's ticket is not shared, and the kept one is bound to its event.
+    expect((await status(await join(ev.id, await buyer("fair-1")))).ticket).not.toBe(first.ticket);
+    const other = await waitingRoomEvent({ saleStartsAt: new Date(Date.now() + 3_600_000).toISOString() });
+    expect((await status(await join(other.id, greedy))).ticket).not.toBe(first.ticket);
+    // The pre-queue counts four buyers, not 3 + 17 joins.
+    clearRoomCache();
+    const polled = await status(await poll(ev.id, greedy, first.ticket), 200);
+    expect(polled).toMatchObject({ state: "waiting", position: 4 });
+  });
+
   it("shuffles buyers who joined before the opening, fairly and once", async () => {
     const openAt = Date.now() + 3_600_000;
     const ev = await waitingRoomEvent({ saleStartsAt: new Date(openAt).toISOString() });
@@ -152,11 +173,20 @@ describe("POST/GET /v1/events/:id/queue (happy)", () => {
     expect(admittedIn.size).toBe(names.length);
     const rounds = names.map((n) => admittedIn.get(n) as number);
     expect(rounds).not.toEqual([...rounds].sort((a, b) => a - b));
-    // Positions drawn at the opening: distinct places, consistent with the order of admission.
+    // Positions drawn at the opening: distinct places, consistent with the order of admission. The room
+    // starts at about one admission a second, so most buyers are still waiting in round 0: the pairs
+    // compared below are many, never none.
     const waiting = [...positions.entries()];
+    expect(waiting.length).toBeGreaterThanOrEqual(names.length / 2);
     expect(new Set(waiting.map(([, p]) => p)).size).toBe(waiting.length);
+    let compared = 0;
     for (const [a, pa] of waiting)
-      for (const [b, pb] of waiting) if (pa < pb) expect(admittedIn.get(a)).toBeLessThanOrEqual(admittedIn.get(b) as number);
+      for (const [b, pb] of waiting)
+        if (pa < pb) {
+          expect(admittedIn.get(a)).toBeLessThanOrEqual(admittedIn.get(b) as number);
+          compared++;
+        }
+    expect(compared).toBe((waiting.length * (waiting.length - 1)) / 2);
   });
 
   it("asks pre-sale buyers to poll again just after the opening, not sooner and not much later", async () => {

@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { getEventDoc } from "../../lib/catalog";
+import { ledgerStub } from "../../lib/holds";
 import { EVENT_ID } from "../../lib/ids";
 import { ApiError } from "../../lib/problem";
 import { joinQueue, pollQueue, type QueueDeps } from "../../lib/waiting-room";
@@ -35,8 +36,8 @@ const queueStatus = z.object({
 });
 
 const ROOM_RULES =
-  "Joining is stateless: the ticket is signed at the edge and no per-buyer state is kept. Buyers who join before " +
-  "the sale opens are put in a random order at the opening (fixed once drawn); afterwards the order is first come, " +
+  "The ticket is signed at the edge. Buyers who join before the sale opens are put in a random order at the opening " +
+  "(fixed once drawn), one place per buyer: joining again before the opening answers the same ticket. Afterwards the order is first come, " +
   "first served. Admission follows a watermark the event's waiting room moves at a rate that adapts to the " +
   "inventory's health, between a floor and the event's `waitingRoom.admitPerMinute`. Events whose waiting room is " +
   "off admit at once: the answer is `admitted` with a pass (holds on such events do not need it).";
@@ -48,6 +49,11 @@ const deps = (c: Context<AppEnv>): QueueDeps => ({
   rooms: c.env.WAITING_ROOM,
   waitUntil: (p) => c.executionCtx.waitUntil(p),
   secret: c.env.SIGNING_SECRET,
+  preQueue: {
+    get: (userId, eventId) => ledgerStub(c.env.CUSTOMER_LEDGER, userId).preQueueTicket(eventId),
+    claim: (userId, eventId, ticket, expiresAt) =>
+      ledgerStub(c.env.CUSTOMER_LEDGER, userId).claimPreQueueTicket(eventId, ticket, expiresAt),
+  },
 });
 
 describeRoute({
