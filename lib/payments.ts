@@ -45,6 +45,12 @@ export class PaymentUnavailableError extends Error {
 /** One payment provider. */
 export interface PaymentProvider {
   readonly name: string;
+  /**
+   * True for a token that asks a test provider to simulate a failure for this one request (the sandbox's
+   * `tok_error`, `tok_flaky`, `tok_lost`, `tok_slow`): what it does says nothing about the provider's
+   * health, so the shared circuit breaker does not count it. Real providers leave this out.
+   */
+  simulatesFailure?(token: string): boolean;
   charge(req: ChargeRequest): Promise<ChargeResult>;
   /**
    * Refunds any successful charge made under `idempotencyKey` (and cancels one not yet made); `refunded:
@@ -66,6 +72,14 @@ export interface SandboxCharge {
 
 const sandboxCharges = new Map<string, SandboxCharge>();
 const sandboxAttempts = new Map<string, number>();
+/** A simulated outage of the whole sandbox provider (tests of the circuit breaker). */
+let sandboxOutage = false;
+/** Turns a simulated outage of the whole sandbox on or off: every charge fails like a provider 503. */
+export function setSandboxOutage(on: boolean): void {
+  sandboxOutage = on;
+}
+/** Tokens that simulate a failure of one request; see {@link PaymentProvider.simulatesFailure}. */
+const SIMULATED_FAILURES = new Set(["tok_error", "tok_flaky", "tok_lost", "tok_slow"]);
 
 /** Every charge the sandbox made in this isolate. */
 export const sandboxLedger = (): SandboxCharge[] => [...sandboxCharges.values()];
@@ -75,14 +89,16 @@ export const sandboxCallCount = (): number => [...sandboxAttempts.values()].redu
 export function resetSandbox(): void {
   sandboxCharges.clear();
   sandboxAttempts.clear();
+  sandboxOutage = false;
 }
 
 /**
  * The sandbox provider of API.md. Tokens: `tok_ok` succeeds; `tok_decline` is declined; `tok_slow`
  * succeeds after about 2 s; `tok_error` fails like an outage. Sandbox-only extras for failure tests:
  * `tok_flaky` fails once per key then succeeds; `tok_lost` charges but the answer never arrives (the call
- * hangs until the caller's timeout), so the charge must be voided. State lives in the isolate: a
- * simulator, not a ledger.
+ * hangs until the caller's timeout), so the charge must be voided. These tokens are one buyer's
+ * simulated failure and do not count against the provider's circuit breaker; {@link setSandboxOutage}
+ * simulates a provider outage that does. State lives in the isolate: a simulator, not a ledger.
  */
 export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider {
   const slowMs = opts.slowMs ?? 2_000;
@@ -101,9 +117,11 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
   };
   return {
     name: "sandbox",
+    simulatesFailure: (token) => SIMULATED_FAILURES.has(token),
     async charge(req) {
       const attempt = (sandboxAttempts.get(req.idempotencyKey) ?? 0) + 1;
       sandboxAttempts.set(req.idempotencyKey, attempt);
+      if (sandboxOutage) throw new PaymentUnavailableError("sandbox: provider outage (503)");
       switch (req.token) {
         case "tok_ok":
           return succeed(req);
@@ -187,8 +205,9 @@ export type ChargeOutcome = ChargeResult | { status: "unknown"; error: string };
 
 /**
  * Charges through the provider's circuit breaker with a timeout per attempt and retries with full-jitter
- * backoff on outages. A decline is an answer, not a failure. While the breaker is open this throws
- * 503 `overloaded` with Retry-After and calls nothing.
+ * backoff on outages. A decline is an answer, not a failure, and so is a failure the buyer's test token
+ * asked for ({@link PaymentProvider.simulatesFailure}): only the provider's own failures count against the
+ * breaker. While the breaker is open this throws 503 `overloaded` with Retry-After and calls nothing.
  */
 export async function chargeWithPolicy(
   provider: PaymentProvider,
@@ -196,13 +215,14 @@ export async function chargeWithPolicy(
   policy = DEFAULT_PAYMENT_POLICY,
 ): Promise<ChargeOutcome> {
   const breaker = breakerFor(provider.name);
+  const providerFault = !provider.simulatesFailure?.(req.token);
   let lastError = "";
   for (let attempt = 0; attempt <= policy.retries; attempt++) {
     if (attempt > 0) await sleep(backoffDelay(attempt - 1, { base: policy.backoffBaseMs, cap: policy.backoffCapMs }));
     try {
       const result = await breaker.run(
         () => withTimeout(policy.timeoutMs, (signal) => provider.charge({ ...req, signal })),
-        (err) => err instanceof PaymentUnavailableError,
+        (err) => providerFault && err instanceof PaymentUnavailableError,
       );
       metrics.inc("breakwater_payments_total", { provider: provider.name, outcome: result.status }, 1, "Payment attempts by outcome");
       return result;

@@ -6,7 +6,7 @@ import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
 import type { EventDoc } from "../../lib/event-schema";
 import { holdLocation, inventoryStub, placeHold } from "../../lib/holds";
 import type { Ticket } from "../../lib/order";
-import { resetBreakers, resetSandbox, sandboxCallCount, sandboxLedger, sandboxProvider } from "../../lib/payments";
+import { resetBreakers, resetSandbox, sandboxCallCount, sandboxLedger, sandboxProvider, setSandboxOutage } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { call, createEvent, tokenFor } from "../helpers";
 
@@ -216,10 +216,12 @@ describe("checkout", () => {
   });
 
   it("fails fast with 503 while the payment breaker is open, keeping the hold", async () => {
+    setSandboxOutage(true);
     for (let i = 0; i < 6; i++) {
       const h = await newHold(`co-br-${i}`);
-      await checkout(deps(), `co-br-${i}`, { holdId: h.id, payment: { method: "sandbox", token: "tok_error" } }).catch(() => undefined);
+      await checkout(deps(), `co-br-${i}`, { holdId: h.id, payment: { method: "sandbox", token: "tok_ok" } }).catch(() => undefined);
     }
+    setSandboxOutage(false);
     const hold = await newHold("co-11");
     const calls = sandboxCallCount();
     const e = await errorOf(checkout(deps(), "co-11", { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } }));

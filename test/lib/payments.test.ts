@@ -1,6 +1,15 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { backoffDelay, queueRetryDelaySeconds } from "../../lib/backoff";
-import { chargeWithPolicy, resetBreakers, resetSandbox, sandboxCallCount, sandboxLedger, sandboxProvider } from "../../lib/payments";
+import {
+  breakerFor,
+  chargeWithPolicy,
+  resetBreakers,
+  resetSandbox,
+  sandboxCallCount,
+  sandboxLedger,
+  sandboxProvider,
+  setSandboxOutage,
+} from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 
 const fast = { timeoutMs: 200, retries: 2, backoffBaseMs: 1, backoffCapMs: 5 };
@@ -51,13 +60,40 @@ describe("sandbox provider with timeouts, retries and the breaker", () => {
     expect((await chargeWithPolicy(provider, req("tok_slow"), fast)).status).toBe("succeeded");
   });
 
-  it("opens the breaker after repeated outages and then fails fast with 503 without calling the provider", async () => {
-    for (let i = 0; i < 4; i++) await chargeWithPolicy(provider, req("tok_error"), fast);
+  it("opens the breaker after repeated provider outages and then fails fast with 503 without calling the provider", async () => {
+    setSandboxOutage(true);
+    for (let i = 0; i < 4; i++) expect((await chargeWithPolicy(provider, req("tok_ok"), fast)).status).toBe("unknown");
+    expect(breakerFor("sandbox").current()).toBe("open");
+    setSandboxOutage(false);
     const calls = sandboxCallCount();
     const err = await chargeWithPolicy(provider, req("tok_ok"), fast).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).code).toBe("overloaded");
     expect((err as ApiError).retryAfterSeconds).toBeGreaterThan(0);
+    expect(sandboxCallCount()).toBe(calls);
+  });
+});
+
+describe("the shared payment breaker and sandbox test tokens", () => {
+  it("is not opened by buyers' tok_error, tok_flaky or tok_lost: other buyers still pay", async () => {
+    // Two buyers retrying tok_error many times (3 provider calls each), plus flaky and lost answers.
+    for (let i = 0; i < 10; i++) {
+      expect((await chargeWithPolicy(provider, req("tok_error"), fast)).status).toBe("unknown");
+      expect((await chargeWithPolicy(provider, req("tok_error"), fast)).status).toBe("unknown");
+    }
+    await chargeWithPolicy(provider, req("tok_flaky"), fast);
+    await chargeWithPolicy(provider, req("tok_lost"), { ...fast, timeoutMs: 5, retries: 0 });
+    expect(breakerFor("sandbox").current()).toBe("closed");
+    expect(await chargeWithPolicy(provider, req("tok_ok", "someone-else"), fast)).toMatchObject({ status: "succeeded" });
+  });
+
+  it("while open, refuses test tokens too (no provider call)", async () => {
+    setSandboxOutage(true);
+    for (let i = 0; i < 4; i++) await chargeWithPolicy(provider, req("tok_ok"), fast);
+    setSandboxOutage(false);
+    const calls = sandboxCallCount();
+    const err = await chargeWithPolicy(provider, req("tok_error"), fast).catch((e: unknown) => e);
+    expect((err as ApiError).code).toBe("overloaded");
     expect(sandboxCallCount()).toBe(calls);
   });
 });
