@@ -53,6 +53,8 @@ export default defineConfig(async () => {
                   TEST_QSTASH: inject("qstashMock"),
                   TEST_PG: inject("pgShards"),
                   STRIPE_API_URL: inject("stripeStandin").url,
+                  // Webhooks published by the queue consumers go to the loopback QStash stand-in.
+                  QSTASH_URL: inject("qstashMock").url,
                   TEST_STRIPE: inject("stripeStandin"),
                 },
               },

@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { aggregateAvailability } from "../lib/availability";
 import type { EventDoc, EventRouting } from "../lib/event-schema";
 import type { AvailabilitySnapshot, InventoryReport } from "../lib/inventory-types";
+import { sendOrganizerEvent } from "../lib/organizer-webhooks";
 import {
   type ArrivalReport,
   advanceFrontier,
@@ -70,6 +71,9 @@ interface Persisted {
   /** Tickets counted in all (the funnel's "joined"). */
   joined?: number;
   lastSyncAt: number;
+  /** Whether the organizer was last told the event is sold out, and how many times it sold out (delivery ids). */
+  soldOut?: boolean;
+  soldOutTimes?: number;
 }
 
 const initial = (): Persisted => ({
@@ -176,6 +180,48 @@ export class WaitingRoom extends DurableObject<Env> {
       JSON.stringify(report),
       report.at,
     );
+    await this.announceSoldOut();
+  }
+
+  /**
+   * Tells the organizer (`event.sold_out` webhook, through the notifications queue) when every section
+   * becomes sold out, and again if seats came back (refunds) and sold out anew. A failed send is tried
+   * again at the next report.
+   */
+  private async announceSoldOut(): Promise<void> {
+    const cfg = this.p.config;
+    if (!cfg) return;
+    const soldOut = this.stock(cfg).soldOut;
+    if (soldOut === (this.p.soldOut ?? false)) return;
+    this.p.soldOut = soldOut;
+    if (soldOut) this.p.soldOutTimes = (this.p.soldOutTimes ?? 0) + 1;
+    this.persist();
+    if (!soldOut) return;
+    try {
+      await sendOrganizerEvent(this.env.NOTIFICATIONS_QUEUE, [
+        {
+          v: 1,
+          kind: "organizer.event",
+          id: `event.sold_out:${cfg.eventId}:${this.p.soldOutTimes}`,
+          type: "event.sold_out",
+          eventId: cfg.eventId,
+          occurredAt: new Date(this.clock()).toISOString(),
+          data: { eventId: cfg.eventId },
+        },
+      ]);
+    } catch (err) {
+      this.p.soldOut = false;
+      this.p.soldOutTimes = (this.p.soldOutTimes ?? 1) - 1;
+      this.persist();
+      console.error(
+        JSON.stringify({
+          level: "error",
+          msg: "sold-out notice not queued; next report retries",
+          eventId: cfg.eventId,
+          error: String(err),
+        }),
+      );
+    }
   }
 
   /** Availability per section, from the latest reports (a shard that never reported is fully available). */

@@ -9,16 +9,27 @@ import { Client, Receiver } from "@upstash/qstash";
 
 /** Publishes organizer webhooks. */
 export interface WebhookPublisher {
-  /** Publishes `body` to `url`; a repeat of `deduplicationId` is delivered once. Returns QStash's message id. */
-  publish(url: string, body: Record<string, unknown>, deduplicationId: string): Promise<string>;
+  /**
+   * Publishes `body` (an object is sent as JSON; a string is sent as is, JSON already serialized, e.g.
+   * signed) to `url` with `headers` forwarded to it; a repeat of `deduplicationId` is delivered once.
+   * Returns QStash's message id.
+   */
+  publish(url: string, body: Record<string, unknown> | string, deduplicationId: string, headers?: Record<string, string>): Promise<string>;
 }
 
 /** The QStash publisher; `baseUrl` (QSTASH_URL) points tests at a loopback stand-in. */
 export function qstashPublisher(token: string, baseUrl?: string): WebhookPublisher {
   const client = new Client({ token, ...(baseUrl ? { baseUrl } : {}) });
   return {
-    async publish(url, body, deduplicationId) {
-      const res = await client.publishJSON({ url, body, deduplicationId, retries: 3 });
+    async publish(url, body, deduplicationId, headers = {}) {
+      // QStash forwards every header not starting with Upstash- to the destination (as Upstash-Forward-*).
+      const res = await client.publish({
+        url,
+        body: typeof body === "string" ? body : JSON.stringify(body),
+        headers: { ...headers, "Content-Type": "application/json" },
+        deduplicationId,
+        retries: 3,
+      });
       return "messageId" in res ? res.messageId : JSON.stringify(res);
     },
   };

@@ -1,5 +1,6 @@
 import { outboxMail } from "../lib/mail";
 import { orderStores, shardNames } from "../lib/order-store";
+import { catalogOrganizerOf } from "../lib/organizer-webhooks";
 import { qstashPublisher } from "../lib/webhooks";
 import { consumeAnalytics } from "./analytics";
 import type { DeadLetterSink } from "./consume";
@@ -31,6 +32,11 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
             mail: outboxMail(store),
             webhooks: env.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined) : null,
             webhookUrl: env.ORGANIZER_WEBHOOK_URL || null,
+            organizers: {
+              kv: env.CATALOG_KV,
+              organizerOf: catalogOrganizerOf(env.CATALOG_DB),
+              publisher: qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined),
+            },
             deadLetter,
           });
       } finally {

@@ -12,6 +12,7 @@ import { availability } from "./routes/availability";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
+import { organizerWebhooks } from "./routes/organizer-webhooks";
 import { paymentWebhooks } from "./routes/payment-webhooks";
 import { queue } from "./routes/queue";
 import { stats } from "./routes/stats";
@@ -33,7 +34,7 @@ export function buildApp(): Hono<AppEnv> {
   app.use(
     "*",
     cors({
-      allowMethods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+      allowMethods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
       allowHeaders: [
         "Authorization",
         "Content-Type",
@@ -69,6 +70,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", queue);
   app.route("/", orders);
   app.route("/", paymentWebhooks);
+  app.route("/", organizerWebhooks);
   app.route("/", admin);
   app.route("/", stats);
 

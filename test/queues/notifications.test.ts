@@ -3,11 +3,11 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Mail, MailAdapter } from "../../lib/mail";
 import type { WebhookPublisher } from "../../lib/webhooks";
-import { consumeNotifications, type NotificationMessage } from "../../queues/notifications";
+import { consumeNotifications, type OrderConfirmationMessage } from "../../queues/notifications";
 import worker from "../../workers/index";
 import { freshTag, recordingBatch } from "./helpers";
 
-const note = (orderId: string, over: Partial<NotificationMessage> = {}): NotificationMessage => ({
+const note = (orderId: string, over: Partial<OrderConfirmationMessage> = {}): OrderConfirmationMessage => ({
   v: 1,
   kind: "order.confirmation",
   orderId,
@@ -35,8 +35,8 @@ function memoryMail(fail = { on: false }): MailAdapter & { sent: Mail[] } {
 }
 function memoryWebhooks(
   fail = { on: false },
-): WebhookPublisher & { published: { url: string; body: Record<string, unknown>; dedup: string }[] } {
-  const published: { url: string; body: Record<string, unknown>; dedup: string }[] = [];
+): WebhookPublisher & { published: { url: string; body: Record<string, unknown> | string; dedup: string }[] } {
+  const published: { url: string; body: Record<string, unknown> | string; dedup: string }[] = [];
   return {
     published,
     async publish(url, body, dedup) {
@@ -47,6 +47,8 @@ function memoryWebhooks(
   };
 }
 const URL_ = "https://organizer.example/hooks";
+/** No organizer has an endpoint of its own here (test/routes/organizer-webhooks.test.ts covers them). */
+const organizers = { kv: env.CATALOG_KV, organizerOf: async () => null, publisher: memoryWebhooks() };
 
 describe("notifications consumer", () => {
   it("through the queue handler: the confirmation lands once in the outbox of the buyer's shard", async () => {
@@ -72,7 +74,7 @@ describe("notifications consumer", () => {
     const mail = memoryMail();
     const webhooks = memoryWebhooks();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n1", { organizerId: "org-7" })]);
-    await consumeNotifications(batch, { mail, webhooks, webhookUrl: URL_, deadLetter: async () => {} });
+    await consumeNotifications(batch, { mail, webhooks, webhookUrl: URL_, organizers, deadLetter: async () => {} });
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent.map((m) => m.orderId)).toEqual(["ord_n1"]);
     expect(webhooks.published).toEqual([
@@ -95,7 +97,7 @@ describe("notifications consumer", () => {
   it("without a webhook URL only mails", async () => {
     const mail = memoryMail();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n2")]);
-    await consumeNotifications(batch, { mail, webhooks: null, webhookUrl: null, deadLetter: async () => {} });
+    await consumeNotifications(batch, { mail, webhooks: null, webhookUrl: null, organizers, deadLetter: async () => {} });
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent).toHaveLength(1);
   });
@@ -105,7 +107,7 @@ describe("notifications consumer", () => {
     const hookDown = { on: false };
     const mail = memoryMail(mailDown);
     const webhooks = memoryWebhooks(hookDown);
-    const deps = { mail, webhooks, webhookUrl: URL_, deadLetter: async () => {} };
+    const deps = { mail, webhooks, webhookUrl: URL_, organizers, deadLetter: async () => {} };
     const first = recordingBatch("breakwater-notifications", [note("ord_n3")], 1);
     await consumeNotifications(first.batch, deps);
     expect(first.outcomes[0]?.acked).toBe(false);
@@ -132,7 +134,13 @@ describe("notifications consumer", () => {
     const mail = memoryMail();
     const dead: string[] = [];
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [{ ...note("ord_n4"), tickets: 0 }, { hello: "world" }]);
-    await consumeNotifications(batch, { mail, webhooks: null, webhookUrl: null, deadLetter: async (_q, _m, e) => void dead.push(e) });
+    await consumeNotifications(batch, {
+      mail,
+      webhooks: null,
+      webhookUrl: null,
+      organizers,
+      deadLetter: async (_q, _m, e) => void dead.push(e),
+    });
     expect(outcomes).toEqual([{ acked: true }, { acked: true }]);
     expect(dead).toHaveLength(2);
     expect(dead[0]).toContain("tickets");

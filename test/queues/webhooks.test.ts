@@ -5,7 +5,7 @@ import { outboxMail } from "../../lib/mail";
 import { d1Stores } from "../../lib/order-store";
 import { b64url } from "../../lib/signing";
 import { qstashPublisher, verifyWebhook } from "../../lib/webhooks";
-import { consumeNotifications, type NotificationMessage } from "../../queues/notifications";
+import { consumeNotifications, type OrderConfirmationMessage } from "../../queues/notifications";
 import type { QStashMockInfo } from "../setup/qstash-mock";
 
 declare global {
@@ -17,6 +17,8 @@ declare global {
 }
 
 const mock = env.TEST_QSTASH;
+/** Events without an organizer endpoint: only the deployment-wide URL is posted. */
+const noOrganizer = { kv: env.CATALOG_KV, organizerOf: async () => null, publisher: qstashPublisher("test-qstash-token", mock.url) };
 const published = async () =>
   (await (await fetch(`${mock.url}/__published`)).json()) as { destination: string; headers: Record<string, string>; body: string }[];
 
@@ -40,7 +42,7 @@ function batchOf(bodies: unknown[], outcomes: Map<string, string>): MessageBatch
   } as unknown as MessageBatch;
 }
 
-const note = (orderId: string): NotificationMessage => ({
+const note = (orderId: string): OrderConfirmationMessage => ({
   v: 1,
   kind: "order.confirmation",
   orderId,
@@ -59,6 +61,7 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       mail: outboxMail(d1Stores(env)),
       webhooks: qstashPublisher("test-qstash-token", mock.url),
       webhookUrl: "https://organizer.example/hooks/breakwater",
+      organizers: noOrganizer,
       deadLetter: async () => {},
     };
     const batch = batchOf([note("ord_wh1"), note("ord_wh1")], outcomes);
@@ -82,6 +85,7 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       mail: outboxMail(d1Stores(env)),
       webhooks: qstashPublisher("test-qstash-token", mock.url),
       webhookUrl: "https://organizer.example/hooks/breakwater",
+      organizers: noOrganizer,
       deadLetter: async () => {},
     });
     expect([...outcomes.values()]).toEqual(["retry"]);
