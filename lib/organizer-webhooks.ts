@@ -125,7 +125,7 @@ export async function deliverOrganizerEvent(
   const organizerId = m.organizerId ?? (await deps.organizerOf(m.eventId));
   if (!organizerId) return "no_organizer";
   const hook = await findOrganizerWebhook(deps.kv, organizerId);
-  if (!hook || !hook.events.includes(m.type)) return "not_subscribed";
+  if (!hook?.events.includes(m.type)) return "not_subscribed";
   const body = deliveryBody(m);
   // Deduplicated per organizer and delivery (the deployment-wide URL uses the bare delivery id).
   await deps.publisher.publish(hook.url, body, `${organizerId}:${m.id}`, {

@@ -177,7 +177,11 @@ describe("event.sold_out", () => {
     const buyer = await tokenFor("soldout-buyer");
     const hold = await call(`/v1/events/${small.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "floor", quantity: 2 } });
     const holdId = ((await hold.json()) as { hold: { id: string } }).hold.id;
-    const paid = await call("/v1/orders", { method: "POST", token: buyer, json: { holdId, payment: { method: "sandbox", token: "tok_ok" } } });
+    const paid = await call("/v1/orders", {
+      method: "POST",
+      token: buyer,
+      json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
+    });
     expect(paid.status).toBe(201);
 
     let got: Published[] = [];
