@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
 import type { EventRouting } from "../lib/event-schema";
+import { faultWindow } from "../lib/faults";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { metrics } from "../lib/metrics";
@@ -132,6 +133,7 @@ export class Inventory extends DurableObject<Env> {
 
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
   hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Outcome<HoldView> {
+    this.stallIfFaulted();
     this.ensure(config, event);
     const now = Date.now();
     this.observe(now, req.sentAt);
@@ -214,6 +216,7 @@ export class Inventory extends DurableObject<Env> {
    * `paymentKey` is the idempotency key for this attempt's charge.
    */
   beginCheckout(holdId: string, userId: string, paymentMethod: string): Outcome<{ hold: HoldView; paymentKey: string }> {
+    this.stallIfFaulted();
     const now = Date.now();
     this.expireDue(now);
     const row = this.holdRow(holdId);
@@ -247,6 +250,7 @@ export class Inventory extends DurableObject<Env> {
    * second call for the same hold returns the order already stored.
    */
   completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string): Outcome<StoredOrder> {
+    this.stallIfFaulted();
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
     // A payment settled later (card webhook) completes only the attempt it paid for, and never one whose
@@ -556,6 +560,15 @@ export class Inventory extends DurableObject<Env> {
   }
 
   // ───────────────────────────── internals ─────────────────────────────
+
+  /**
+   * The `inventory_slow` fault (lib/faults.ts, rehearsals only): after this call the object takes no other
+   * for `delayMs`, like an object whose every call costs that long; callers queue behind it.
+   */
+  private stallIfFaulted(): void {
+    const delay = faultWindow("inventory_slow")?.delayMs;
+    if (delay) void this.ctx.blockConcurrencyWhile(() => new Promise((r) => setTimeout(r, delay)));
+  }
 
   private cfg(): InventoryConfig {
     if (!this.config) throw new Error("inventory not initialized");

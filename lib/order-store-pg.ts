@@ -2,6 +2,7 @@ import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import * as pg from "./db/shard-schema-pg";
+import { failIfFaulted } from "./faults";
 import type { OrderMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-rows";
 
@@ -26,6 +27,7 @@ export class PgOrderStore implements OrderStore {
   }
 
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     return this.db.transaction(async (tx) => {
       const inserted = await tx
         .insert(pg.orders)

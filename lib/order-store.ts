@@ -4,6 +4,7 @@ import { chunk } from "./chunk";
 import { listVar } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
+import { failIfFaulted } from "./faults";
 import type { OrderMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, TICKETS_PER_STATEMENT, ticketColumns, toView } from "./order-rows";
 import { PgOrderStore } from "./order-store-pg";
@@ -27,6 +28,7 @@ export class D1OrderStore implements OrderStore {
   }
 
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     const now = new Date().toISOString();
     const [inserted] = await this.db.batch([
       this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),

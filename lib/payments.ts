@@ -1,5 +1,6 @@
 import { backoffDelay, sleep } from "./backoff";
 import { BreakerOpenError, CircuitBreaker } from "./circuit-breaker";
+import { faultWindow } from "./faults";
 import { metrics } from "./metrics";
 import { ApiError } from "./problem";
 
@@ -61,13 +62,54 @@ export interface PaymentProvider {
 
 // ───────────────────────────── sandbox ─────────────────────────────
 
-/** A charge as the sandbox remembers it (tests read these to prove invariant 2). */
+/** A charge as the sandbox remembers it (tests and the drop's checker read these to prove invariant 2). */
 export interface SandboxCharge {
   idempotencyKey: string;
   chargeId: string;
   amount: number;
   currency: string;
   status: "succeeded" | "refunded";
+  /** When it was charged, and refunded (ISO). */
+  chargedAt?: string;
+  refundedAt?: string;
+}
+
+/**
+ * Where the sandbox keeps its charges durably, as a real provider would: a process that dies does not
+ * forget what it charged (a restart must still be able to void or find a charge).
+ */
+export interface SandboxLedgerStore {
+  get(idempotencyKey: string): Promise<SandboxCharge | null>;
+  put(charge: SandboxCharge): Promise<void>;
+  /** Every charge. */
+  list(): Promise<SandboxCharge[]>;
+}
+
+/** KV key prefix of the sandbox's durable ledger. */
+export const SANDBOX_LEDGER_PREFIX = "sandbox:charge:";
+
+/**
+ * The sandbox ledger in a KV namespace (CATALOG_KV), one key per charge with the charge as metadata too,
+ * so listing it is one `list` per 1,000 charges. Each key is written at most twice (charge, refund).
+ */
+export function kvSandboxLedger(kv: KVNamespace): SandboxLedgerStore {
+  return {
+    get: (key) => kv.get<SandboxCharge>(SANDBOX_LEDGER_PREFIX + key, "json"),
+    put: (c) => kv.put(SANDBOX_LEDGER_PREFIX + c.idempotencyKey, JSON.stringify(c), { metadata: c }),
+    async list() {
+      const out: SandboxCharge[] = [];
+      let cursor: string | undefined;
+      for (;;) {
+        const page = await kv.list<SandboxCharge>({ prefix: SANDBOX_LEDGER_PREFIX, ...(cursor ? { cursor } : {}) });
+        for (const k of page.keys) {
+          const c = k.metadata ?? (await kv.get<SandboxCharge>(k.name, "json"));
+          if (c) out.push(c);
+        }
+        if (page.list_complete) return out;
+        cursor = page.cursor;
+      }
+    },
+  };
 }
 
 const sandboxCharges = new Map<string, SandboxCharge>();
@@ -98,22 +140,38 @@ export function resetSandbox(): void {
  * `tok_flaky` fails once per key then succeeds; `tok_lost` charges but the answer never arrives (the call
  * hangs until the caller's timeout), so the charge must be voided. These tokens are one buyer's
  * simulated failure and do not count against the provider's circuit breaker; {@link setSandboxOutage}
- * simulates a provider outage that does. State lives in the isolate: a simulator, not a ledger.
+ * simulates a provider outage that does. Charges are kept in the isolate and,
+ * with `ledger`, durably (written before a charge or void answers; read when the isolate does not know a
+ * key, e.g. after a restart). While the `payments` fault window is open (lib/faults.ts) every charge and
+ * void fails like an outage, before anything is charged.
  */
-export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider {
+export function sandboxProvider(opts: { slowMs?: number; ledger?: SandboxLedgerStore } = {}): PaymentProvider {
   const slowMs = opts.slowMs ?? 2_000;
-  const succeed = (req: ChargeRequest): ChargeResult => {
-    const existing = sandboxCharges.get(req.idempotencyKey);
+  const ledger = opts.ledger;
+  const known = async (key: string): Promise<SandboxCharge | undefined> => {
+    const mem = sandboxCharges.get(key);
+    if (mem || !ledger) return mem;
+    const stored = await ledger.get(key);
+    if (stored && !sandboxCharges.has(key)) sandboxCharges.set(key, stored);
+    return sandboxCharges.get(key);
+  };
+  const outage = (what: string) => {
+    if (faultWindow("payments")) throw new PaymentUnavailableError(`sandbox: provider outage during ${what} (injected fault)`);
+  };
+  const succeed = async (req: ChargeRequest): Promise<ChargeResult> => {
+    const existing = await known(req.idempotencyKey);
     if (existing) return { status: "succeeded", chargeId: existing.chargeId };
-    const chargeId = `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
-    sandboxCharges.set(req.idempotencyKey, {
+    const charge: SandboxCharge = {
       idempotencyKey: req.idempotencyKey,
-      chargeId,
+      chargeId: `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`,
       amount: req.amount,
       currency: req.currency,
       status: "succeeded",
-    });
-    return { status: "succeeded", chargeId };
+      chargedAt: new Date().toISOString(),
+    };
+    sandboxCharges.set(req.idempotencyKey, charge);
+    await ledger?.put(charge);
+    return { status: "succeeded", chargeId: charge.chargeId };
   };
   return {
     name: "sandbox",
@@ -122,6 +180,7 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
       const attempt = (sandboxAttempts.get(req.idempotencyKey) ?? 0) + 1;
       sandboxAttempts.set(req.idempotencyKey, attempt);
       if (sandboxOutage) throw new PaymentUnavailableError("sandbox: provider outage (503)");
+      outage("charge");
       switch (req.token) {
         case "tok_ok":
           return succeed(req);
@@ -136,7 +195,7 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
           if (attempt === 1) throw new PaymentUnavailableError("sandbox: transient failure (502)");
           return succeed(req);
         case "tok_lost":
-          succeed(req);
+          await succeed(req);
           await new Promise<never>((_, reject) =>
             req.signal?.addEventListener("abort", () => reject(new PaymentUnavailableError("sandbox: timed out"))),
           );
@@ -146,9 +205,12 @@ export function sandboxProvider(opts: { slowMs?: number } = {}): PaymentProvider
       }
     },
     async voidCharge(idempotencyKey) {
-      const c = sandboxCharges.get(idempotencyKey);
+      outage("void");
+      const c = await known(idempotencyKey);
       if (!c || c.status === "refunded") return { refunded: false };
       c.status = "refunded";
+      c.refundedAt = new Date().toISOString();
+      await ledger?.put(c);
       return { refunded: true, chargeId: c.chargeId };
     },
   };
@@ -245,3 +307,14 @@ export async function chargeWithPolicy(
 
 /** The sandbox provider this isolate uses (lib/payment-methods.ts picks providers by method). */
 export const sandboxProviderInstance = sandboxProvider();
+
+const durableSandboxes = new WeakMap<KVNamespace, PaymentProvider>();
+/** The sandbox with its durable ledger in `kv` (CATALOG_KV): one per namespace, sharing the isolate's memory. */
+export function durableSandbox(kv: KVNamespace): PaymentProvider {
+  let p = durableSandboxes.get(kv);
+  if (!p) {
+    p = sandboxProvider({ ledger: kvSandboxLedger(kv) });
+    durableSandboxes.set(kv, p);
+  }
+  return p;
+}

@@ -15,6 +15,7 @@ import { orders } from "./routes/orders";
 import { organizerWebhooks } from "./routes/organizer-webhooks";
 import { paymentWebhooks } from "./routes/payment-webhooks";
 import { queue } from "./routes/queue";
+import { rehearsal } from "./routes/rehearsal";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
 import { web } from "./routes/web";
@@ -73,6 +74,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", organizerWebhooks);
   app.route("/", admin);
   app.route("/", stats);
+  app.route("/", rehearsal);
 
   app.notFound(notFound);
   app.onError(onError);
