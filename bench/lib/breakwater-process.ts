@@ -31,17 +31,23 @@ export interface BreakwaterProcess {
 /**
  * Runs `script` (relative to the repository) under this Node with `env` added, and resolves once its
  * stdout has printed `readyLine`; fails if it exits first or takes more than `readyWithinMs` (60 s).
+ * `detached`: the child leads its own process group, so `process.kill(-child.pid, "SIGKILL")` takes
+ * workerd down with it (bench/drop's crash). `stderr`: a file descriptor to write the child's stderr to
+ * (default: this process's).
  */
-async function spawnUntilReady(
+export async function spawnUntilReady(
   script: string,
   readyLine: string,
   env: Record<string, string>,
   readyWithinMs = 60_000,
+  detached = false,
+  stderr: "inherit" | number = "inherit",
 ): Promise<ChildProcess> {
   const child: ChildProcess = spawn(process.execPath, [path.join(root, script)], {
     cwd: root,
     env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["ignore", "pipe", stderr],
+    detached,
   });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} did not start within ${readyWithinMs / 1000} s`)), readyWithinMs);

@@ -1,0 +1,447 @@
+/**
+ * The drop's checker (in the manner of Jepsen's history checkers): reads only the history the buyers
+ * recorded and the final state the public and admin API answered, and reports every invariant that does
+ * not hold, each with a counterexample: the buyer(s), the drop's request ids and the server's
+ * X-Request-Ids, and the buyer's timeline.
+ *
+ * Invariants (DESIGN.md, "Invariants"):
+ * - seat_sold_twice: no seat is in two orders;
+ * - capacity: sold + held + available = capacity in every section;
+ * - sold_count: what the sections say is sold equals the places of the orders the buyers got (or find in
+ *   their shard);
+ * - charge_without_order / double_charge / charge_amount / order_without_charge: every charge the
+ *   provider kept as succeeded belongs to exactly one order of the same amount; refunded charges are fine;
+ * - order_not_in_shard / reconciliation: every order answered to a buyer is in the buyer's shard once the
+ *   queues drained, and reconciliation finds nothing missing, extra or duplicated;
+ * - order_unreadable: an order answered 201 reads back (GET /v1/orders/:id) for its owner;
+ * - over_limit: no buyer has more places than the event's per-customer limit;
+ * - admission_order: after the opening, admission follows join order (Spearman ≥ {@link MIN_FIFO_RHO});
+ *   the pre-queue is shuffled (Spearman ≤ {@link MAX_PRESALE_RHO});
+ * - unclear_answer / server_error / dropped_connection: every request was answered with a status (errors
+ *   as problem documents with a code, 429/503 with Retry-After, no 500) or timed out; a connection dropped
+ *   without an answer only while the server was being killed.
+ */
+import { type FaultRecord, type FinalState, type History, orderIdOfCharge, type RequestRecord } from "./history.ts";
+
+export type Rule =
+  | "seat_sold_twice"
+  | "capacity"
+  | "sold_count"
+  | "charge_without_order"
+  | "double_charge"
+  | "charge_amount"
+  | "order_without_charge"
+  | "order_not_in_shard"
+  | "reconciliation"
+  | "order_unreadable"
+  | "over_limit"
+  | "admission_order"
+  | "unclear_answer"
+  | "server_error"
+  | "dropped_connection";
+
+/** One invariant that does not hold, with its counterexample. */
+export interface Violation {
+  rule: Rule;
+  message: string;
+  buyers: string[];
+  /** The drop's request ids (history) involved. */
+  requests: number[];
+  /** The server's X-Request-Id of those requests (to find their log lines). */
+  requestIds: string[];
+  /** The buyers' requests in time order, one line each. */
+  timeline: string[];
+}
+
+/** The checker's verdict. */
+export interface Verdict {
+  ok: boolean;
+  violations: Violation[];
+  /** How many violations of each rule (all of them, also beyond the ones kept with counterexamples). */
+  counts: Partial<Record<Rule, number>>;
+  orders: number;
+  ticketsSold: number;
+  admission: { afterOpen: { n: number; rho: number }; preSale: { n: number; rho: number } };
+}
+
+/**
+ * Admission after the opening must follow join order at least this closely (Spearman's ρ between join
+ * time and the time the buyer learned of its admission: polling and a loaded server blur the latter, so
+ * the bound is loose; {@link JOIN_GAP_MS} inversions are the sharp test).
+ */
+export const MIN_FIFO_RHO = 0.5;
+/**
+ * A definite inversion: buyer A joined more than this before B (the queue orders by arrival second), yet
+ * B's admitting answer had arrived before A's poll that still answered "waiting" was even sent.
+ */
+export const JOIN_GAP_MS = 2_000;
+/** The pre-queue is drawn at random: a ρ above this says it was not shuffled. */
+export const MAX_PRESALE_RHO = 0.5;
+/** Below this many buyers a rank correlation says nothing; not judged. */
+export const MIN_RANKED = 30;
+/** Counterexamples kept per rule (the counts are complete). */
+const KEEP_PER_RULE = 5;
+/** A dropped connection this soon around a kill window is the kill's (ms). */
+const KILL_GRACE_MS = 3_000;
+
+/** An order a buyer was answered (201 or a replayed 200), or found in their shard. */
+interface KnownOrder {
+  id: string;
+  buyer: string;
+  sectionId: string;
+  seats: string[];
+  quantity: number;
+  total: number;
+  /** Requests that answered it. */
+  requests: RequestRecord[];
+  /** Answered 201 (created) to the buyer. */
+  created: boolean;
+}
+
+/** Spearman's rank correlation of paired values (ties get their average rank). */
+export function spearman(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 3 || ys.length !== n) return Number.NaN;
+  const rank = (v: number[]) => {
+    const idx = v.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
+    const r = new Array<number>(n);
+    for (let i = 0; i < n; ) {
+      let j = i;
+      while (j + 1 < n && idx[j + 1]?.[0] === idx[i]?.[0]) j++;
+      for (let k = i; k <= j; k++) r[(idx[k] as readonly [number, number])[1]] = (i + j) / 2;
+      i = j + 1;
+    }
+    return r;
+  };
+  const rx = rank(xs);
+  const ry = rank(ys);
+  const mean = (n - 1) / 2;
+  let num = 0;
+  let dx = 0;
+  let dy = 0;
+  for (let i = 0; i < n; i++) {
+    const a = (rx[i] as number) - mean;
+    const b = (ry[i] as number) - mean;
+    num += a * b;
+    dx += a * a;
+    dy += b * b;
+  }
+  return dx && dy ? num / Math.sqrt(dx * dy) : Number.NaN;
+}
+
+const fmt = (ms: number) => `${ms >= 0 ? "+" : "-"}${(Math.abs(ms) / 1000).toFixed(3)}s`;
+
+/** One line of a timeline. */
+export function describeRequest(r: RequestRecord): string {
+  const what = r.error
+    ? `no answer: ${r.error}`
+    : `${r.status}${r.code ? ` ${r.code}` : ""}${r.retryAfter !== undefined ? ` Retry-After ${r.retryAfter}` : ""}`;
+  const seen = r.seen
+    ? [
+        r.seen.holdId,
+        r.seen.orderId,
+        r.seen.seats?.length ? `seats ${r.seen.seats.join(",")}` : r.seen.quantity ? `qty ${r.seen.quantity}` : "",
+        r.seen.state,
+      ]
+        .filter(Boolean)
+        .join(" ")
+    : "";
+  return `${fmt(r.start)} #${r.id} ${r.step}${r.attempt > 1 ? ` (try ${r.attempt})` : ""} ${r.method} ${r.path}${r.token ? ` [${r.token}]` : ""} → ${what}${seen ? ` ${seen}` : ""} (${Math.round(r.end - r.start)} ms${r.requestId ? `, req ${r.requestId}` : ""})`;
+}
+
+/** Checks a drop's history against the final state. Pure: the same inputs give the same verdict. */
+export function check(history: History, final: FinalState): Verdict {
+  const requests = history.records.filter((r): r is RequestRecord => r.kind === "request");
+  const byBuyer = new Map<string, RequestRecord[]>();
+  for (const r of requests) {
+    const list = byBuyer.get(r.buyer);
+    if (list) list.push(r);
+    else byBuyer.set(r.buyer, [r]);
+  }
+  const kills = history.records.filter((r): r is FaultRecord => r.kind === "fault" && r.name === "kill");
+  const violations: Violation[] = [];
+  const counts: Partial<Record<Rule, number>> = {};
+  const add = (rule: Rule, message: string, buyers: string[], reqs: RequestRecord[] = []) => {
+    counts[rule] = (counts[rule] ?? 0) + 1;
+    if ((counts[rule] ?? 0) > KEEP_PER_RULE) return;
+    const timeline = buyers.flatMap((b) => [`buyer ${b}:`, ...(byBuyer.get(b) ?? []).map((r) => `  ${describeRequest(r)}`)]);
+    violations.push({
+      rule,
+      message,
+      buyers,
+      requests: reqs.map((r) => r.id),
+      requestIds: reqs.map((r) => r.requestId).filter((x): x is string => Boolean(x)),
+      timeline,
+    });
+  };
+
+  // ── the orders the buyers know of ──
+  const orders = new Map<string, KnownOrder>();
+  for (const r of requests) {
+    if ((r.step !== "pay" && r.step !== "order") || !r.status || r.status >= 300 || !r.seen?.orderId) continue;
+    const id = r.seen.orderId;
+    const known = orders.get(id);
+    if (known) {
+      known.requests.push(r);
+      known.created ||= r.step === "pay" && r.status === 201;
+      continue;
+    }
+    orders.set(id, {
+      id,
+      buyer: r.buyer,
+      sectionId: r.seen.sectionId ?? "",
+      seats: r.seen.seats ?? [],
+      quantity: r.seen.quantity ?? 0,
+      total: r.seen.total ?? 0,
+      requests: [r],
+      created: r.step === "pay" && r.status === 201,
+    });
+  }
+  const shardIds = new Map<string, Set<string>>();
+  for (const [buyer, list] of Object.entries(final.shardOrders)) {
+    shardIds.set(buyer, new Set(list.map((o) => o.id)));
+    for (const o of list)
+      if (!orders.has(o.id))
+        orders.set(o.id, {
+          ...o,
+          buyer,
+          requests: [],
+          created: false,
+          seats: o.seats,
+          sectionId: o.sectionId,
+          quantity: o.quantity,
+          total: o.total,
+        });
+  }
+
+  // ── no seat sold twice ──
+  const seatOwner = new Map<string, KnownOrder>();
+  for (const o of orders.values())
+    for (const seat of o.seats) {
+      const key = `${o.sectionId}/${seat}`;
+      const other = seatOwner.get(key);
+      if (other && other.id !== o.id)
+        add(
+          "seat_sold_twice",
+          `seat ${key} is in order ${other.id} (buyer ${other.buyer}) and in order ${o.id} (buyer ${o.buyer})`,
+          [other.buyer, o.buyer],
+          [...other.requests, ...o.requests],
+        );
+      else seatOwner.set(key, o);
+    }
+
+  // ── capacity and sold counts ──
+  const soldBySection = new Map<string, number>();
+  for (const o of orders.values()) soldBySection.set(o.sectionId, (soldBySection.get(o.sectionId) ?? 0) + o.quantity);
+  for (const s of final.availability) {
+    const cap = history.capacity[s.id];
+    if (s.available + s.held + s.sold !== s.capacity || (cap !== undefined && cap !== s.capacity))
+      add("capacity", `section ${s.id}: available ${s.available} + held ${s.held} + sold ${s.sold} ≠ capacity ${cap ?? s.capacity}`, []);
+    const known = soldBySection.get(s.id) ?? 0;
+    if (s.sold !== known)
+      add("sold_count", `section ${s.id}: availability says ${s.sold} sold, the buyers' orders hold ${known} places`, []);
+  }
+  for (const [sectionId, seats] of Object.entries(final.seatMaps)) {
+    const sold = seats.filter((s) => s.status === "sold").length;
+    const known = soldBySection.get(sectionId) ?? 0;
+    if (sold !== known)
+      add("sold_count", `section ${sectionId}: the seat map shows ${sold} sold, the buyers' orders hold ${known} seats`, []);
+    for (const [key, o] of seatOwner) {
+      if (!key.startsWith(`${sectionId}/`)) continue;
+      const seat = seats.find((s) => s.id === key.slice(sectionId.length + 1));
+      if (seat?.status !== "sold")
+        add("sold_count", `seat ${key} of order ${o.id} is ${seat?.status ?? "missing"} in the seat map`, [o.buyer], o.requests);
+    }
+  }
+
+  // ── charges ──
+  const marker = `.${history.eventId}.`;
+  const charged = new Map<string, FinalState["charges"]>();
+  for (const c of final.charges) {
+    if (!c.idempotencyKey.includes(marker) || c.status !== "succeeded") continue;
+    const id = orderIdOfCharge(c.idempotencyKey);
+    charged.set(id, [...(charged.get(id) ?? []), c]);
+  }
+  for (const [id, list] of charged) {
+    const o = orders.get(id);
+    if (!o) {
+      add(
+        "charge_without_order",
+        `charge ${list.map((c) => `${c.chargeId} (${c.idempotencyKey}, ${c.amount})`).join(", ")} succeeded and was not refunded, but no buyer got order ${id}`,
+        buyerOfOrderId(id, requests),
+        requestsOfOrderId(id, requests),
+      );
+      continue;
+    }
+    if (list.length > 1)
+      add(
+        "double_charge",
+        `order ${id} was charged ${list.length} times: ${list.map((c) => c.chargeId).join(", ")}`,
+        [o.buyer],
+        o.requests,
+      );
+    for (const c of list)
+      if (c.amount !== o.total)
+        add("charge_amount", `order ${id} totals ${o.total} but charge ${c.chargeId} took ${c.amount}`, [o.buyer], o.requests);
+  }
+  for (const o of orders.values())
+    if (!charged.has(o.id))
+      add("order_without_charge", `order ${o.id} (buyer ${o.buyer}) has no succeeded charge at the provider`, [o.buyer], o.requests);
+
+  // ── every answered order in the buyer's shard; reconciliation clean ──
+  for (const o of orders.values()) {
+    if (!o.requests.length) continue;
+    if (!shardIds.get(o.buyer)?.has(o.id))
+      add(
+        "order_not_in_shard",
+        `order ${o.id} was answered ${o.created ? "201" : "200"} to buyer ${o.buyer} but is not in the buyer's shard after the queues drained`,
+        [o.buyer],
+        o.requests,
+      );
+  }
+  const rec = final.reconciliation;
+  for (const [kind, ids] of [
+    ["missing", rec.missing],
+    ["extra", rec.extra],
+    ["duplicated", rec.duplicated],
+  ] as const)
+    for (const id of ids) {
+      const o = orders.get(id);
+      add("reconciliation", `reconciliation: order ${id} is ${kind}`, o ? [o.buyer] : buyerOfOrderId(id, requests), o?.requests ?? []);
+    }
+
+  // ── orders read back ──
+  for (const o of orders.values()) {
+    if (!o.created) continue;
+    const reads = (byBuyer.get(o.buyer) ?? []).filter((r) => r.step === "order" && r.path.endsWith(`/${o.id}`));
+    const last = reads.at(-1);
+    if (last?.status !== undefined && last.status !== 200)
+      add(
+        "order_unreadable",
+        `order ${o.id} answered 201, then GET answered ${last.status}${last.code ? ` ${last.code}` : ""}`,
+        [o.buyer],
+        [...o.requests, last],
+      );
+  }
+
+  // ── per-customer limit ──
+  const places = new Map<string, KnownOrder[]>();
+  for (const o of orders.values()) places.set(o.buyer, [...(places.get(o.buyer) ?? []), o]);
+  for (const [buyer, list] of places) {
+    const n = list.reduce((a, o) => a + o.quantity, 0);
+    if (n > history.perCustomerLimit)
+      add(
+        "over_limit",
+        `buyer ${buyer} holds ${n} places in ${list.length} orders (${list.map((o) => o.id).join(", ")}); the limit is ${history.perCustomerLimit}`,
+        [buyer],
+        list.flatMap((o) => o.requests),
+      );
+  }
+
+  // ── admission order ──
+  interface Admission {
+    buyer: string;
+    joinedAt: number;
+    joinStart: number;
+    joinEnd: number;
+    admittedAt: number;
+    /** Start of the last poll answered "waiting" (the buyer was not admitted yet when it was sent). */
+    lastWaiting: number;
+  }
+  const joined: Admission[] = [];
+  for (const [buyer, list] of byBuyer) {
+    const join = list.find((r) => r.step === "join" && r.status === 202);
+    const queue = list.filter((r) => (r.step === "join" || r.step === "poll") && r.status !== undefined && r.status < 300);
+    const admitted = queue.find((r) => r.seen?.state === "admitted");
+    if (!join || !admitted) continue;
+    const waiting = queue.filter((r) => r.seen?.state === "waiting" && r.end <= admitted.start);
+    joined.push({
+      buyer,
+      joinedAt: (join.start + join.end) / 2,
+      joinStart: join.start,
+      joinEnd: join.end,
+      admittedAt: admitted.end,
+      lastWaiting: waiting.at(-1)?.start ?? join.start,
+    });
+  }
+  const after = joined.filter((j) => j.joinStart >= history.openAt);
+  const pre = joined.filter((j) => j.joinEnd < history.openAt);
+  const rhoAfter = spearman(
+    after.map((j) => j.joinedAt),
+    after.map((j) => j.admittedAt),
+  );
+  const rhoPre = spearman(
+    pre.map((j) => j.joinedAt),
+    pre.map((j) => j.admittedAt),
+  );
+  if (after.length >= MIN_RANKED && !(rhoAfter >= MIN_FIFO_RHO))
+    add(
+      "admission_order",
+      `after the opening, admission order follows join order with Spearman ρ = ${rhoAfter.toFixed(3)} < ${MIN_FIFO_RHO} over ${after.length} buyers`,
+      [],
+    );
+  // Definite inversions: A joined well before B, and B knew it was admitted before A was still told to wait.
+  const byJoin = [...after].sort((a, b) => a.joinEnd - b.joinEnd);
+  for (let i = 0; i < byJoin.length; i++) {
+    const b = byJoin[i] as Admission;
+    for (let k = i + 1; k < byJoin.length; k++) {
+      const later = byJoin[k] as Admission;
+      if (later.joinStart - b.joinEnd < JOIN_GAP_MS) continue;
+      if (later.admittedAt < b.lastWaiting) {
+        add(
+          "admission_order",
+          `buyer ${later.buyer} joined at ${fmt(later.joinStart)}, ${((later.joinStart - b.joinEnd) / 1000).toFixed(1)} s after ${b.buyer} (joined by ${fmt(b.joinEnd)}), and was admitted by ${fmt(later.admittedAt)}, while ${b.buyer} was still told to wait at ${fmt(b.lastWaiting)}`,
+          [b.buyer, later.buyer],
+        );
+        break;
+      }
+    }
+  }
+  if (pre.length >= MIN_RANKED && rhoPre > MAX_PRESALE_RHO)
+    add(
+      "admission_order",
+      `the pre-queue (${pre.length} buyers who joined before the opening) was admitted in join order (ρ = ${rhoPre.toFixed(3)}): not shuffled`,
+      [],
+    );
+
+  // ── every request answered clearly ──
+  for (const r of requests) {
+    if (r.status === undefined) {
+      if (!r.error) add("unclear_answer", `request #${r.id} has neither an answer nor an error`, [r.buyer], [r]);
+      else if (
+        !/timeout|timed out/i.test(r.error) &&
+        !kills.some((k) => r.end >= k.start - KILL_GRACE_MS && r.start <= k.end + KILL_GRACE_MS)
+      )
+        add("dropped_connection", `request #${r.id} lost its connection (${r.error}) outside a kill window`, [r.buyer], [r]);
+      continue;
+    }
+    if (r.status >= 400 && !r.code)
+      add("unclear_answer", `request #${r.id} answered ${r.status} without a problem document code`, [r.buyer], [r]);
+    if ((r.status === 429 || r.status === 503) && r.retryAfter === undefined)
+      add("unclear_answer", `request #${r.id} answered ${r.status} without Retry-After`, [r.buyer], [r]);
+    if (r.status >= 500 && r.status !== 503)
+      add("server_error", `request #${r.id} answered ${r.status}${r.code ? ` ${r.code}` : ""}`, [r.buyer], [r]);
+  }
+
+  let ticketsSold = 0;
+  for (const o of orders.values()) ticketsSold += o.quantity;
+  return {
+    ok: violations.length === 0,
+    violations,
+    counts,
+    orders: orders.size,
+    ticketsSold,
+    admission: { afterOpen: { n: after.length, rho: rhoAfter }, preSale: { n: pre.length, rho: rhoPre } },
+  };
+}
+
+/** Buyers whose requests name order `id` (its hold id shares the order's key). */
+function buyerOfOrderId(id: string, requests: RequestRecord[]): string[] {
+  const holdId = id.replace(/^ord_/, "hld_");
+  return [...new Set(requests.filter((r) => r.seen?.holdId === holdId || r.seen?.orderId === id).map((r) => r.buyer))];
+}
+
+function requestsOfOrderId(id: string, requests: RequestRecord[]): RequestRecord[] {
+  const holdId = id.replace(/^ord_/, "hld_");
+  return requests.filter((r) => r.seen?.holdId === holdId || r.seen?.orderId === id);
+}
