@@ -58,6 +58,7 @@ const { values: args } = parseArgs({
     "timeout-ms": { type: "string", default: "15000" },
     out: { type: "string" },
     quiet: { type: "boolean", default: false },
+    "reuse-build": { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -224,7 +225,7 @@ try {
     log(
       `drop: starting Breakwater (workerd via miniflare, direct socket, state ${server.stateDir}; its log: ${path.relative(root, serverLog)})`,
     );
-    await server.start(true, logFd);
+    await server.start(!args["reuse-build"], logFd);
   }
   const base = opts.url ?? `http://127.0.0.1:${server?.port}`;
   const secret = server ? localVars().JWT_SECRET : undefined;
