@@ -1,4 +1,4 @@
-import { desc, eq, gt } from "drizzle-orm";
+import { and, desc, eq, gt, gte } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
 import { countingD1 } from "./d1-counter";
 import * as schema from "./db/catalog-schema";
@@ -14,6 +14,7 @@ import {
   type UpdateEventInput,
 } from "./event-schema";
 import { EVENT_ID, newId } from "./ids";
+import { metrics } from "./metrics";
 import { ApiError } from "./problem";
 import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache, type ReadThroughSource } from "./read-cache";
 
@@ -23,7 +24,9 @@ import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache, type Re
  *
  * Staleness (documented in README): the isolate micro-cache serves a value for up to 1 s, the Cache API
  * for up to 5 s in one data centre, and KV may take up to 60 s to reach other locations. An organizer's
- * change is written to D1 and KV at once and evicted from the answering isolate and data centre. Past
+ * change is written to D1 and KV at once and evicted from the answering isolate and data centre; a KV
+ * write that fails does not fail the change (D1 has it): it is logged and counted, and the cron's
+ * {@link republishChangedEvents} repairs it within a minute. Past
  * its second, an event document stays in the micro-cache only while the version manifest (itself read
  * through the same layers, so just as fresh) still names its version.
  */
@@ -117,7 +120,7 @@ export async function createEvent(deps: CatalogDeps, organizerId: string, input:
   const [inserted] = await deps.db.insert(schema.events).values(row).returning();
   if (!inserted) throw new Error("insert returned no row");
   const doc = eventDocFromRow(inserted);
-  await publishEvent(deps, doc);
+  await publishAfterChange(deps, doc);
   return doc;
 }
 
@@ -150,7 +153,7 @@ export async function updateEvent(
     .returning();
   if (!row) throw new ApiError("not_found", `No event ${id}.`);
   const doc = eventDocFromRow(row);
-  await publishEvent(deps, doc);
+  await publishAfterChange(deps, doc);
   return doc;
 }
 
@@ -182,6 +185,57 @@ export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc 
 export async function publishEvent(deps: CatalogDeps, doc: EventDoc): Promise<void> {
   await deps.kv.put(kvKeys.event(doc.id), eventBody(doc));
   await publishListAndVersions(deps);
+}
+
+/**
+ * Publishes an event after the organizer's change is saved in D1, without failing the change: a refused
+ * KV write (KV takes one write per second per key, and `events:list` is shared by every organizer) would
+ * otherwise answer 500 for an event that exists. The failure is logged and counted
+ * (`breakwater_catalog_publish_failures_total`); {@link republishChangedEvents} (cron) writes it again.
+ */
+export async function publishAfterChange(deps: CatalogDeps, doc: EventDoc): Promise<boolean> {
+  try {
+    await publishEvent(deps, doc);
+    return true;
+  } catch (err) {
+    metrics.inc(
+      "breakwater_catalog_publish_failures_total",
+      {},
+      1,
+      "Catalog KV publishes that failed after a saved change (the cron republishes)",
+    );
+    console.error(
+      JSON.stringify({ level: "error", msg: "catalog publish failed; the cron republishes", eventId: doc.id, error: String(err) }),
+    );
+    return false;
+  }
+}
+
+/** How far back the cron looks for changed events whose KV document may be missing or stale. */
+export const REPUBLISH_LOOKBACK_MS = 3_600_000;
+/** Most events the cron checks per run. */
+export const REPUBLISH_LIMIT = 200;
+
+/**
+ * The cron's repair of the per-event KV documents: for events changed in the last
+ * {@link REPUBLISH_LOOKBACK_MS}, writes the document again when KV lacks it or holds another version.
+ * Returns the ids written. (The list and the version manifest are rebuilt by the next cron step.)
+ */
+export async function republishChangedEvents(deps: CatalogDeps, now: number): Promise<string[]> {
+  const rows = await deps.db
+    .select()
+    .from(schema.events)
+    .where(and(gte(schema.events.updatedAt, new Date(now - REPUBLISH_LOOKBACK_MS).toISOString())))
+    .orderBy(desc(schema.events.updatedAt))
+    .limit(REPUBLISH_LIMIT);
+  const written: string[] = [];
+  for (const row of rows) {
+    const stored = await deps.kv.get(kvKeys.event(row.id));
+    if (stored !== null && eventVersionOf(stored) === row.version) continue;
+    await deps.kv.put(kvKeys.event(row.id), eventBody(eventDocFromRow(row)));
+    written.push(row.id);
+  }
+  return written;
 }
 
 /**

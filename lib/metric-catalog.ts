@@ -44,6 +44,12 @@ export const METRIC_CATALOG: readonly MetricSpec[] = [
   { name: "breakwater_breaker_state", type: "gauge", labels: ["breaker"], help: "Circuit breaker state: 0 closed, 1 half-open, 2 open" },
   { name: "breakwater_breaker_trips_total", type: "counter", labels: ["breaker"], help: "Times a circuit breaker opened" },
   {
+    name: "breakwater_catalog_publish_failures_total",
+    type: "counter",
+    labels: [],
+    help: "Catalog KV publishes that failed after a saved change (the cron republishes)",
+  },
+  {
     name: "breakwater_queue_send_failures_total",
     type: "counter",
     labels: ["queue"],

@@ -1,5 +1,5 @@
 import { and, gte, lte } from "drizzle-orm";
-import { catalogDb, eventDocFromRow, publishListAndVersions, publishPopular } from "../lib/catalog";
+import { catalogDb, eventDocFromRow, publishListAndVersions, publishPopular, republishChangedEvents } from "../lib/catalog";
 import { events as eventsTable, reconciliationRuns } from "../lib/db/catalog-schema";
 import { metrics } from "../lib/metrics";
 import { orderStores, shardNames } from "../lib/order-store";
@@ -54,7 +54,8 @@ export async function reconcileActiveEvents(env: Env, now: Date): Promise<Reconc
 }
 
 /**
- * The cron trigger (every minute): analytics rollups, the catalog list and popular events in KV, and the
+ * The cron trigger (every minute): analytics rollups, the catalog in KV (documents of recently changed
+ * events whose publish failed, the list, the version manifest) and popular events, and the
  * reconciliation of sales against the shards. Each step runs even if another fails; failures are logged,
  * counted, and rethrown together so the invocation is marked failed.
  */
@@ -64,6 +65,7 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
   const deps = { db, kv: env.CATALOG_KV };
   const steps: [string, () => Promise<unknown>][] = [
     ["rollups", () => rollUp(env.CATALOG_DB, new Date(now.getTime() - ROLLUP_LOOKBACK_MINUTES * 60_000), new Date(now.getTime() + 60_000))],
+    ["event-docs", () => republishChangedEvents(deps, now.getTime())],
     ["event-list", () => publishListAndVersions(deps)],
     ["popular", async () => publishPopular(deps, await activityScores(db, now))],
     ["reconciliation", () => reconcileActiveEvents(env, now)],

@@ -5,6 +5,7 @@ import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } f
 import { ApiError } from "../../lib/problem";
 import { CATALOG_CACHE, CATALOG_ROUTES, catalogDeps, principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
+import { idempotency } from "../middleware/idempotency";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
@@ -22,10 +23,13 @@ describeRoute({
   tags: ["organizer"],
   auth: ["organizer", "admin"],
   body: createEventInput,
+  headers: [
+    { name: "Idempotency-Key", description: "≤ 255 chars; a retry under the same key replays the first response, never a second event" },
+  ],
   responses: { 201: { description: "Created", schema: eventEnvelope } },
-  errors: ["payload_too_large", "unsupported_media_type"],
+  errors: ["payload_too_large", "unsupported_media_type", "idempotency_conflict", "idempotency_mismatch"],
 });
-events.post("/v1/events", auth("organizer", "admin"), validate("json", createEventInput), async (c) => {
+events.post("/v1/events", auth("organizer", "admin"), idempotency(), validate("json", createEventInput), async (c) => {
   const doc = await createEvent(catalogDeps(c), principalOf(c).sub, c.req.valid("json"));
   await invalidateEvent(new URL(c.req.url).origin, doc.id);
   c.header("Location", `/v1/events/${doc.id}`);
