@@ -81,6 +81,8 @@ export default defineConfig(async () => {
             include: ["test/e2e/**/*.test.ts", "test/node/**/*.test.ts"],
             environment: "node",
             globalSetup: ["./test/setup/build-worker.ts"],
+            // Browser tests poll pages on a shared, loaded machine: give polls time by default.
+            expect: { poll: { timeout: 15_000, interval: 100 } },
             testTimeout: 120_000,
             hookTimeout: 120_000,
           },

@@ -426,11 +426,15 @@ export function readEventList(ctx: ReadContext): Promise<{ value: CachedBody | n
   return catalogCache.get(catalogSource(ctx, kvKeys.list, cachePaths.list, { origin: () => publishEventList(ctx.deps) }));
 }
 
+const parseEventDoc = (body: string): EventDoc => (JSON.parse(body) as { event: EventDoc }).event;
+
+/** The event document in a cached `{ event }` body, parsed once per cached value (every reader shares it). */
+export const eventDocOf = (value: CachedBody): EventDoc => parsedBody(value, parseEventDoc);
+
 /** The event document for domain code (holds, queue): through the same cache, parsed. */
 export async function getEventDoc(ctx: ReadContext, id: string): Promise<EventDoc | null> {
   const { value } = await readEvent(ctx, id);
-  if (!value) return null;
-  return parsedBody(value, (body) => (JSON.parse(body) as { event: EventDoc }).event);
+  return value ? eventDocOf(value) : null;
 }
 
 /** Evicts an event (with the list and the version manifest) from this isolate and data centre after a change. */

@@ -7,7 +7,8 @@
  * Migrations are applied on start, before the port opens (test/e2e/serve.test.ts). `--seed` creates the demo
  * event when it is missing.
  *
- * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1),
+ * Env: PORT (8787), HOST (127.0.0.1), STATE_DIR, REQUEST_LOG (all | errors | off | 0..1), ASSETS=off to not
+ * serve the static files (see {@link ServeOptions.assets}),
  * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles),
  * CRON=off to not run the cron trigger (read benchmarks: locally its D1 and Durable Object work shares the
  * one JavaScript thread with the requests being measured; on Cloudflare it runs in its own invocation).
@@ -83,6 +84,14 @@ export interface ServeOptions {
   configPath?: string;
   /** Where that Worker's bundle is built; default: .build/worker. */
   bundleDir?: string;
+  /**
+   * Serve the static files of `[assets]` (default true). Locally miniflare emulates Cloudflare's asset
+   * routing with two more Workers in front of every request (an RPC proxy and the asset router), which
+   * cost the API about two thirds of its local throughput; on Cloudflare that routing is the platform's
+   * and `/v1/*` runs the Worker first. `false` puts the socket straight on the Worker (the benchmarks of
+   * the API path): pages are still rendered, static files are not served.
+   */
+  assets?: boolean;
 }
 
 /**
@@ -111,7 +120,9 @@ export function buildBundle(configPath = defaultConfigPath, bundleDir = defaultB
 }
 
 /** Builds the bundle, starts workerd, applies migrations, then opens the port. Returns the URL and a stop function. */
-export async function startServer(opts: ServeOptions = {}): Promise<{ url: string; mf: Miniflare; stop: () => Promise<void> }> {
+export async function startServer(
+  opts: ServeOptions = {},
+): Promise<{ url: string; mf: Miniflare; applied: string[]; stop: () => Promise<void> }> {
   const port = opts.port ?? 8787;
   const host = opts.host ?? "127.0.0.1";
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, ".wrangler", "state"));
@@ -122,7 +133,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   const scriptPath = path.join(bundleDir, `${path.parse(config.main ?? "index.ts").name}.js`);
   if (opts.build !== false || !existsSync(scriptPath)) buildBundle(configPath, bundleDir);
   // The bundle is one file, so module rules do not apply (and Miniflare 5 cannot convert them).
-  const { modulesRules: _rules, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
+  const { modulesRules: _rules, assets, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
   // The options, with or without the public socket. Miniflare 5 takes its own option shape;
   // convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
   const options = (sockets: { host: string; port: number; proxy: false }[]) =>
@@ -130,6 +141,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
       workers: [
         {
           ...workerOptions,
+          ...(assets && opts.assets !== false ? { assets } : {}),
           name: config.name ?? "breakwater",
           modules: true,
           scriptPath,
@@ -176,6 +188,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{ url: strin
   return {
     url: `http://${host}:${port}`,
     mf,
+    applied,
     stop: async () => {
       if (timer) clearInterval(timer);
       await mf.dispose();
@@ -255,11 +268,16 @@ if (isMain) {
     stateDir: process.env.STATE_DIR,
     build: process.env.BUILD !== "0",
     cron: process.env.CRON !== "off",
+    assets: process.env.ASSETS !== "off",
+    log: false,
   });
+  // The storefront first: it is what a person opens.
+  console.log(`Storefront: ${server.url}/   organizer console: ${server.url}/organizer`);
   console.log(`Breakwater is serving ${server.url} (workerd, direct socket; state in ${process.env.STATE_DIR ?? ".wrangler/state"})`);
+  if (server.applied.length) console.log(`applied migrations: ${server.applied.join(", ")}`);
   if (seed) {
     const id = await seedDemo(server.url);
-    console.log(`Demo event: ${server.url}/v1/events/${id}`);
+    console.log(`Demo event: ${server.url}/events/${id}   (API: ${server.url}/v1/events/${id})`);
     console.log(`  availability: ${server.url}/v1/events/${id}/availability   docs: ${server.url}/docs   operations: ${server.url}/ops`);
   }
   const shutdown = async () => {

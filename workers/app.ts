@@ -14,11 +14,11 @@ import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
 import { organizerWebhooks } from "./routes/organizer-webhooks";
 import { paymentWebhooks } from "./routes/payment-webhooks";
+import { pages } from "./routes/pages";
 import { queue } from "./routes/queue";
 import { rehearsal } from "./routes/rehearsal";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
-import { web } from "./routes/web";
 import type { AppEnv } from "./types";
 
 /**
@@ -63,7 +63,7 @@ export function buildApp(): Hono<AppEnv> {
   app.use("*", bodyLimit());
 
   app.route("/", system);
-  app.route("/", web);
+  app.route("/", pages);
   app.route("/", devAuth);
   app.route("/", events);
   app.route("/", holds);

@@ -84,6 +84,9 @@ export async function startBreakwater(
       STATE_DIR: stateDir,
       REQUEST_LOG: "off",
       RATE_LIMITS: "off",
+      // The API path as on Cloudflare, where /v1/* runs the Worker first: without miniflare's local
+      // emulation of the asset router in front (scripts/serve.ts ServeOptions.assets). ASSETS=on restores it.
+      ASSETS: "off",
       ...env,
     },
     readyWithinMs,

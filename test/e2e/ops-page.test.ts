@@ -55,6 +55,37 @@ async function json(url: string, init: RequestInit = {}): Promise<Record<string,
   return (await res.json()) as Record<string, unknown>;
 }
 
+describe("static files (Workers Static Assets)", () => {
+  it("serves the operations page, its script and style, the Grafana dashboard and the storefront's files with their headers", async () => {
+    const page = await fetch(`${server.url}/ops`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("Content-Type")).toContain("text/html");
+    expect(page.headers.get("Content-Security-Policy")).toContain("script-src 'self'");
+    expect(page.headers.get("X-Content-Type-Options")).toBe("nosniff");
+    expect(await page.text()).toContain('src="/ops.js"');
+    const script = await fetch(`${server.url}/ops.js`);
+    expect(script.headers.get("Content-Type")).toContain("javascript");
+    await script.arrayBuffer();
+    const style = await fetch(`${server.url}/static/app.css`);
+    expect([style.status, style.headers.get("Content-Type"), style.headers.get("Cache-Control")]).toEqual([
+      200,
+      "text/css; charset=utf-8",
+      "public, max-age=60, stale-while-revalidate=600",
+    ]);
+    await style.arrayBuffer();
+    const bw = await fetch(`${server.url}/static/bw.js`);
+    expect(bw.headers.get("Content-Type")).toContain("javascript");
+    expect(await bw.text()).toContain("export async function api");
+    const dash = (await (await fetch(`${server.url}/grafana-dashboard.json`)).json()) as { title: string; panels: unknown[] };
+    expect(dash.title).toBe("Breakwater");
+    expect(dash.panels.length).toBeGreaterThan(5);
+    // The API keeps its routes (run_worker_first), and unknown API paths stay JSON problems.
+    const missing = await fetch(`${server.url}/v1/nothing-here`);
+    expect([missing.status, missing.headers.get("Content-Type")]).toEqual([404, "application/problem+json"]);
+    await missing.arrayBuffer();
+  });
+});
+
 describe("operations page", () => {
   it("loads, shows live figures during a short load, and keeps a screenshot", async () => {
     const { token } = (await json(`${server.url}/v1/auth/dev-token`, {
