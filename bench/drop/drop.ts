@@ -145,6 +145,9 @@ class Server {
       RATE_LIMITS: "off",
       FAULT_INJECTION: "true",
       DEV_AUTH: "true",
+      // The API as on Cloudflare (/v1/* runs the Worker first), without miniflare's local emulation of the
+      // static-asset router in front of every request (scripts/serve.ts ServeOptions.assets).
+      ASSETS: "off",
     };
   }
   /** The server's stderr (its error log lines) goes to `logFd`, not to the drop's terminal. */
