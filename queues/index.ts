@@ -1,4 +1,6 @@
+import { boolVar } from "../lib/config";
 import { outboxMail } from "../lib/mail";
+import { mailSender } from "../lib/mail-sender";
 import { orderStores, shardNames } from "../lib/order-store";
 import { catalogOrganizerOf } from "../lib/organizer-webhooks";
 import { qstashPublisher } from "../lib/webhooks";
@@ -30,6 +32,8 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
         else
           await consumeNotifications(batch, {
             mail: outboxMail(store),
+            sender: mailSender(env, boolVar(env.DEV_AUTH)),
+            baseUrl: env.PUBLIC_BASE_URL,
             webhooks: env.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined) : null,
             webhookUrl: env.ORGANIZER_WEBHOOK_URL || null,
             organizers: {

@@ -1,5 +1,8 @@
 import { z } from "zod";
+import { buyerNoticeMessage } from "../lib/buyer-notices";
 import { confirmationMail, type MailAdapter } from "../lib/mail";
+import { MailRejectedError, type MailSender } from "../lib/mail-sender";
+import { cancellationNotice, orderConfirmation, type Rendered, refundNotice } from "../lib/mail-templates";
 import {
   deliverOrganizerEvent,
   type OrganizerDeliveryDeps,
@@ -21,21 +24,29 @@ export const orderConfirmationMessage = z.object({
   total: z.number().int().nonnegative(),
   currency: z.string().length(3),
   tickets: z.number().int().positive(),
+  /** The tickets themselves (id and seat), for the mail's QR links; older messages carry only the count. */
+  ticketList: z.array(z.object({ id: z.string().min(1), seat: z.string().min(1) })).optional(),
   organizerId: z.string().optional(),
   traceparent: z.string().optional(),
 });
 export type OrderConfirmationMessage = z.output<typeof orderConfirmationMessage>;
 
 /**
- * The notifications queue message: an order confirmation (mail + `order.paid` webhooks), or an event for
- * an organizer's webhook (`organizer.event`: refunds, check-ins, cancellations, sold out; lib/organizer-webhooks).
+ * The notifications queue message: an order confirmation (mail + `order.paid` webhooks), an event for an
+ * organizer's webhook (`organizer.event`: refunds, check-ins, cancellations, sold out; lib/organizer-webhooks),
+ * or a notice to a buyer (`buyer.notice`: refund, cancellation; lib/buyer-notices).
  */
-export const notificationMessage = z.discriminatedUnion("kind", [orderConfirmationMessage, organizerEventMessage]);
+export const notificationMessage = z.discriminatedUnion("kind", [orderConfirmationMessage, organizerEventMessage, buyerNoticeMessage]);
 export type NotificationMessage = z.output<typeof notificationMessage>;
 
 /** What the notifications consumer needs. */
 export interface NotificationsConsumerDeps {
+  /** The confirmation's record in the buyer's shard (`mail_outbox`, one per order). */
   mail: MailAdapter;
+  /** Sends the rendered mails (HTTP e-mail API, or the local mailbox); null when mail is not configured. */
+  sender: MailSender | null;
+  /** Public base URL of the API, for links in mails (QR codes). */
+  baseUrl: string;
   /** Null when no webhook URL is configured. */
   webhooks: WebhookPublisher | null;
   webhookUrl: string | null;
@@ -82,14 +93,75 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
     if (!n) continue;
     try {
       if (n.kind === "organizer.event") await deliverOrganizerEvent(deps.organizers, n);
-      else {
+      else if (n.kind === "buyer.notice") {
+        const rendered =
+          n.notice === "order.refunded"
+            ? refundNotice({
+                orderId: n.orderId,
+                amount: n.amount,
+                currency: n.currency,
+                tickets: n.tickets,
+                ...(n.reason ? { reason: n.reason } : {}),
+              })
+            : cancellationNotice({
+                orderId: n.orderId,
+                eventId: n.eventId,
+                ...(n.eventName ? { eventName: n.eventName } : {}),
+                amount: n.amount,
+                currency: n.currency,
+              });
+        await sendMail(deps, n.id, n.userId, rendered);
+      } else {
         await deps.mail.send(confirmationMail(n), n.shard);
+        if (n.ticketList)
+          await sendMail(
+            deps,
+            `order.confirmation:${n.orderId}`,
+            n.userId,
+            orderConfirmation(
+              { orderId: n.orderId, eventId: n.eventId, total: n.total, currency: n.currency, tickets: n.ticketList },
+              deps.baseUrl,
+            ),
+          );
         if (deps.webhooks && deps.webhookUrl) await deps.webhooks.publish(deps.webhookUrl, orderPaidWebhook(n), `order.paid:${n.orderId}`);
         await deliverOrganizerEvent(deps.organizers, orderPaidEvent(n, msg.timestamp.toISOString()));
       }
       acknowledge(batch.queue, msg);
     } catch (err) {
-      retryLater(batch.queue, msg, n.kind === "organizer.event" ? { delivery: n.id } : { orderId: n.orderId }, err);
+      if (err instanceof MailRejectedError) {
+        // The provider refused the mail: retrying cannot help. A dead letter an admin can inspect and replay.
+        try {
+          await deps.deadLetter(batch.queue, msg, err.message);
+          acknowledge(batch.queue, msg);
+          continue;
+        } catch {
+          // The dead letter could not be recorded: retry (the DLQ takes it after max_retries).
+        }
+      }
+      retryLater(
+        batch.queue,
+        msg,
+        n.kind === "organizer.event" || n.kind === "buyer.notice" ? { delivery: n.id } : { orderId: n.orderId },
+        err,
+      );
     }
   }
+}
+
+/**
+ * Sends one rendered mail to a buyer. The buyer's address is their user id when that is an e-mail address
+ * (identity providers that use the address as `sub`); otherwise only the local mailbox takes it (it keeps
+ * mail for developers), and a real provider is skipped with a warning.
+ */
+async function sendMail(deps: NotificationsConsumerDeps, id: string, userId: string, rendered: Rendered): Promise<void> {
+  if (!deps.sender) {
+    console.warn(JSON.stringify({ level: "warn", msg: "mail not configured; not sent", mailId: id }));
+    return;
+  }
+  const address = /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(userId) ? userId : null;
+  if (!address && deps.sender.name !== "dev-mailbox") {
+    console.warn(JSON.stringify({ level: "warn", msg: "buyer has no e-mail address; mail not sent", mailId: id, userId }));
+    return;
+  }
+  await deps.sender.send({ id, to: address ?? `${userId} (no address)`, ...rendered });
 }

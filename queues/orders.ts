@@ -25,6 +25,7 @@ export function followUps(order: OrderMessage, shard: string): { notification: N
       total: order.total,
       currency: order.currency,
       tickets: order.tickets.length,
+      ticketList: order.tickets.map((t) => ({ id: t.id, seat: t.seat })),
       ...(order.organizerId ? { organizerId: order.organizerId } : {}),
       ...(order.traceparent ? { traceparent: order.traceparent } : {}),
     },

@@ -9,6 +9,7 @@ import { trace } from "./middleware/trace";
 import { admin } from "./routes/admin";
 import { devAuth } from "./routes/auth";
 import { availability } from "./routes/availability";
+import { devMailboxPage } from "./routes/dev-mailbox";
 import { events } from "./routes/events";
 import { holds } from "./routes/holds";
 import { orders } from "./routes/orders";
@@ -65,6 +66,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", system);
   app.route("/", pages);
   app.route("/", devAuth);
+  app.route("/", devMailboxPage);
   app.route("/", events);
   app.route("/", holds);
   app.route("/", availability);

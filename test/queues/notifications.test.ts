@@ -74,7 +74,15 @@ describe("notifications consumer", () => {
     const mail = memoryMail();
     const webhooks = memoryWebhooks();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n1", { organizerId: "org-7" })]);
-    await consumeNotifications(batch, { mail, webhooks, webhookUrl: URL_, organizers, deadLetter: async () => {} });
+    await consumeNotifications(batch, {
+      mail,
+      webhooks,
+      webhookUrl: URL_,
+      organizers,
+      sender: null,
+      baseUrl: "https://tickets.example",
+      deadLetter: async () => {},
+    });
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent.map((m) => m.orderId)).toEqual(["ord_n1"]);
     expect(webhooks.published).toEqual([
@@ -97,7 +105,15 @@ describe("notifications consumer", () => {
   it("without a webhook URL only mails", async () => {
     const mail = memoryMail();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n2")]);
-    await consumeNotifications(batch, { mail, webhooks: null, webhookUrl: null, organizers, deadLetter: async () => {} });
+    await consumeNotifications(batch, {
+      mail,
+      webhooks: null,
+      webhookUrl: null,
+      organizers,
+      sender: null,
+      baseUrl: "https://tickets.example",
+      deadLetter: async () => {},
+    });
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent).toHaveLength(1);
   });
@@ -107,7 +123,15 @@ describe("notifications consumer", () => {
     const hookDown = { on: false };
     const mail = memoryMail(mailDown);
     const webhooks = memoryWebhooks(hookDown);
-    const deps = { mail, webhooks, webhookUrl: URL_, organizers, deadLetter: async () => {} };
+    const deps = {
+      mail,
+      webhooks,
+      webhookUrl: URL_,
+      organizers,
+      sender: null,
+      baseUrl: "https://tickets.example",
+      deadLetter: async () => {},
+    };
     const first = recordingBatch("breakwater-notifications", [note("ord_n3")], 1);
     await consumeNotifications(first.batch, deps);
     expect(first.outcomes[0]?.acked).toBe(false);
@@ -136,6 +160,8 @@ describe("notifications consumer", () => {
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [{ ...note("ord_n4"), tickets: 0 }, { hello: "world" }]);
     await consumeNotifications(batch, {
       mail,
+      sender: null,
+      baseUrl: "https://tickets.example",
       webhooks: null,
       webhookUrl: null,
       organizers,

@@ -102,6 +102,7 @@ describe("orders consumer", () => {
       total: 9000,
       currency: "EUR",
       tickets: 2,
+      ticketList: a.tickets.map((t) => ({ id: t.id, seat: t.seat })),
       organizerId: "org-1",
       traceparent: a.traceparent,
     });

@@ -62,6 +62,8 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       webhooks: qstashPublisher("test-qstash-token", mock.url),
       webhookUrl: "https://organizer.example/hooks/breakwater",
       organizers: noOrganizer,
+      sender: null,
+      baseUrl: "https://tickets.example",
       deadLetter: async () => {},
     };
     const batch = batchOf([note("ord_wh1"), note("ord_wh1")], outcomes);
@@ -86,6 +88,8 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       webhooks: qstashPublisher("test-qstash-token", mock.url),
       webhookUrl: "https://organizer.example/hooks/breakwater",
       organizers: noOrganizer,
+      sender: null,
+      baseUrl: "https://tickets.example",
       deadLetter: async () => {},
     });
     expect([...outcomes.values()]).toEqual(["retry"]);
