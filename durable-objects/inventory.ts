@@ -4,7 +4,8 @@ import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
-import { metrics } from "../lib/metrics";
+import { log } from "../lib/log";
+import { metric } from "../lib/metric-catalog";
 import type { Order, OrderMessage, RefundRecord, StoredOrder } from "../lib/order";
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
@@ -284,9 +285,7 @@ export class Inventory extends DurableObject<Env> {
     this.markDirty(now);
     this.scheduleAlarm(now + OUTBOX_RESEND_MS);
     const traceparent = typeof order.message.traceparent === "string" ? order.message.traceparent : undefined;
-    console.log(
-      JSON.stringify({ level: "info", msg: "order recorded", orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId }),
-    );
+    log.info("order recorded", { orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId });
     return ok(order);
   }
 
@@ -481,7 +480,7 @@ export class Inventory extends DurableObject<Env> {
       await this.env.ORDERS_QUEUE.sendBatch(due.map((d) => ({ body: JSON.parse(d.message) as unknown, contentType: "json" as const })));
       this.markOrdersSent(due.map((d) => d.id));
     } catch (err) {
-      console.error(JSON.stringify({ level: "error", msg: "outbox send failed; will retry", count: due.length, error: String(err) }));
+      log.error("outbox send failed; will retry", { count: due.length, error: String(err) });
     }
   }
 
@@ -493,9 +492,7 @@ export class Inventory extends DurableObject<Env> {
       await sendAnalytics(this.env.ANALYTICS_QUEUE, events);
     } catch (err) {
       if (this.expiredEvents.length < 10_000) this.expiredEvents.unshift(...events);
-      console.error(
-        JSON.stringify({ level: "warn", msg: "expiry analytics not queued; will retry", count: events.length, error: String(err) }),
-      );
+      log.warn("expiry analytics not queued; will retry", { count: events.length, error: String(err) });
     }
   }
 
@@ -554,7 +551,7 @@ export class Inventory extends DurableObject<Env> {
       );
       return true;
     } catch (err) {
-      console.error(JSON.stringify({ level: "error", msg: "refund failed; will retry", key, error: String(err) }));
+      log.error("refund failed; will retry", { key, error: String(err) });
       return false;
     }
   }
@@ -649,7 +646,7 @@ export class Inventory extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       for (const row of due) this.releaseRow(row, "expired");
     });
-    metrics.inc("breakwater_holds_expired_total", {}, due.length, "Holds that expired (seats returned to sale)");
+    metric.holdsExpired.inc({}, due.length);
     const at = new Date(now).toISOString();
     const eventId = this.cfg().eventId;
     for (const row of due)
@@ -771,7 +768,7 @@ export class Inventory extends DurableObject<Env> {
       await room.reportInventory(event, report);
     } catch (err) {
       this.dirty = true;
-      console.error(JSON.stringify({ level: "error", msg: "inventory publish failed", inventory: inventoryName(cfg), error: String(err) }));
+      log.error("inventory publish failed", { inventory: inventoryName(cfg), error: String(err) });
     }
   }
 }

@@ -2,6 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import { aggregateAvailability } from "../lib/availability";
 import type { EventDoc, EventRouting } from "../lib/event-schema";
 import type { AvailabilitySnapshot, InventoryReport } from "../lib/inventory-types";
+import { log } from "../lib/log";
 import { sendOrganizerEvent } from "../lib/organizer-webhooks";
 import {
   type ArrivalReport,
@@ -213,14 +214,7 @@ export class WaitingRoom extends DurableObject<Env> {
       this.p.soldOut = false;
       this.p.soldOutTimes = (this.p.soldOutTimes ?? 1) - 1;
       this.persist();
-      console.error(
-        JSON.stringify({
-          level: "error",
-          msg: "sold-out notice not queued; next report retries",
-          eventId: cfg.eventId,
-          error: String(err),
-        }),
-      );
+      log.error("sold-out notice not queued; next report retries", { eventId: cfg.eventId, error: String(err) });
     }
   }
 
@@ -262,17 +256,7 @@ export class WaitingRoom extends DurableObject<Env> {
       const signal = healthSignal([...this.fresh.values()], policy);
       this.fresh.clear();
       const step = nextRate(rate, signal, policy, now, this.p.lastDecreaseAt);
-      if (step.rate < rate)
-        console.log(
-          JSON.stringify({
-            level: "info",
-            msg: "admission rate down",
-            eventId: cfg.eventId,
-            from: rate,
-            to: step.rate,
-            why: signal.reason,
-          }),
-        );
+      if (step.rate < rate) log.info("admission rate down", { eventId: cfg.eventId, from: rate, to: step.rate, why: signal.reason });
       rate = step.rate;
       this.p.lastDecreaseAt = step.lastDecreaseAt;
       this.p.lastAdjustAt = now;
@@ -322,9 +306,7 @@ export class WaitingRoom extends DurableObject<Env> {
     this.p.frontier = { b: firstPost, s: 0, i: "" };
     this.p.lastTick = now;
     this.built = null;
-    console.log(
-      JSON.stringify({ level: "info", msg: "waiting room opened", eventId: cfg.eventId, preQueue: offset, isolates: ids.length }),
-    );
+    log.info("waiting room opened", { eventId: cfg.eventId, preQueue: offset, isolates: ids.length });
   }
 
   /** Counted buckets at or after the watermark, with late pre-sale tickets in `openBucket - 1`. */

@@ -1,6 +1,7 @@
 import type { EventDoc } from "./event-schema";
 import { type AvailabilitySnapshot, gaShardCapacity, type InventoryReport, type SectionAvailability } from "./inventory-types";
-import { metrics } from "./metrics";
+import { log } from "./log";
+import { metric } from "./metric-catalog";
 import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache } from "./read-cache";
 
 /**
@@ -55,7 +56,7 @@ export function readAvailability(
     waitUntil: deps.waitUntil,
     kv: async () => null,
     origin: async () => {
-      metrics.inc("breakwater_waiting_room_do_calls_total", { method: "availability" }, 1, "Calls from the edge to WaitingRoom DOs");
+      metric.waitingRoomDoCalls.inc({ method: "availability" });
       const snapshot = await deps.rooms.get(deps.rooms.idFromName(event.id)).availability({ id: event.id, sections: event.sections });
       return JSON.stringify(snapshot);
     },
@@ -73,7 +74,7 @@ export async function availabilitySnapshot(
     return parsedBody(value, (body) => JSON.parse(body) as AvailabilitySnapshot);
   } catch (err) {
     // The snapshot only short-cuts sold-out answers; without it the Inventory DOs decide.
-    console.error(JSON.stringify({ level: "warn", msg: "availability snapshot unavailable", eventId: event.id, error: String(err) }));
+    log.warn("availability snapshot unavailable", { eventId: event.id, error: String(err) });
     return null;
   }
 }

@@ -14,6 +14,8 @@ import {
   type UpdateEventInput,
 } from "./event-schema";
 import { EVENT_ID, newId } from "./ids";
+import { log } from "./log";
+import { metric } from "./metric-catalog";
 import { metrics } from "./metrics";
 import { ApiError } from "./problem";
 import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache, type ReadThroughSource } from "./read-cache";
@@ -198,15 +200,8 @@ export async function publishAfterChange(deps: CatalogDeps, doc: EventDoc): Prom
     await publishEvent(deps, doc);
     return true;
   } catch (err) {
-    metrics.inc(
-      "breakwater_catalog_publish_failures_total",
-      {},
-      1,
-      "Catalog KV publishes that failed after a saved change (the cron republishes)",
-    );
-    console.error(
-      JSON.stringify({ level: "error", msg: "catalog publish failed; the cron republishes", eventId: doc.id, error: String(err) }),
-    );
+    metric.catalogPublishFailures.inc({});
+    log.error("catalog publish failed; the cron republishes", { eventId: doc.id, error: String(err) });
     return false;
   }
 }

@@ -10,7 +10,8 @@ import {
   reservationKey,
 } from "./holds";
 import type { HoldView } from "./inventory-types";
-import { metrics } from "./metrics";
+import { log } from "./log";
+import { metric } from "./metric-catalog";
 import { type Order, type OrderMessage, orderMessage, type PendingOrder, type RefundRecord, type StoredOrder, type Ticket } from "./order";
 import {
   type ChargeAmount,
@@ -102,7 +103,7 @@ export async function checkout(
 
   if (outcome.status === "declined") {
     await reopen(inv, ledger, input.holdId, key);
-    metrics.inc("breakwater_checkouts_total", { result: "declined" }, 1, "Checkouts by result");
+    metric.checkouts.inc({ result: "declined" });
     throw new ApiError("payment_declined", `The payment was declined (${outcome.reason}). The hold is still yours; try another card.`);
   }
   if (outcome.status === "unknown") {
@@ -110,12 +111,12 @@ export async function checkout(
     // settled or durably recorded; otherwise the hold stays in checkout and the DO resolves it.
     if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown", { amount: hold.total, currency: hold.currency }))
       await reopen(inv, ledger, input.holdId, key);
-    metrics.inc("breakwater_checkouts_total", { result: "provider_unavailable" }, 1, "Checkouts by result");
+    metric.checkouts.inc({ result: "provider_unavailable" });
     throw new ApiError("overloaded", "The payment provider is unavailable; you were not charged. Please retry.", { retryAfterSeconds: 5 });
   }
   if (outcome.status === "pending") {
     // The provider settles it later (its webhook): the hold stays locked in checkout until then.
-    metrics.inc("breakwater_checkouts_total", { result: "pending" }, 1, "Checkouts by result");
+    metric.checkouts.inc({ result: "pending" });
     return { order: pendingView(input.holdId, hold), created: true };
   }
 
@@ -124,10 +125,10 @@ export async function checkout(
     // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
     // checkout and the DO voids the charge itself when the checkout times out.
     await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded", { amount: hold.total, currency: hold.currency });
-    metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
+    metric.checkouts.inc({ result: "refunded" });
     throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
   }
-  metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+  metric.checkouts.inc({ result: "paid" });
   return { order: stored.body, created: true };
 }
 
@@ -205,10 +206,7 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     payment: { provider: deps.provider.name, chargeId: paid.chargeId },
     ...(deps.traceparent ? { traceparent: deps.traceparent } : {}),
   });
-  if (!parsed.success)
-    console.error(
-      JSON.stringify({ level: "error", msg: "order message invalid; refunding", orderId, issues: parsed.error.issues.slice(0, 5) }),
-    );
+  if (!parsed.success) log.error("order message invalid; refunding", { orderId, issues: parsed.error.issues.slice(0, 5) });
   const message = parsed.success ? parsed.data : null;
 
   let completed: Outcome<StoredOrder> | undefined;
@@ -224,7 +222,7 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     try {
       completed = await inv.completeCheckout(holdId, stored, paid.payKey);
     } catch (err) {
-      console.error(JSON.stringify({ level: "error", msg: "completeCheckout failed", orderId, attempt, error: String(err) }));
+      log.error("completeCheckout failed", { orderId, attempt, error: String(err) });
     }
   }
   if (!message || !completed?.ok) return null;
@@ -236,8 +234,8 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
       await inv.markOrdersSent([orderId]);
     } catch (err) {
       // The DO's outbox re-sends it.
-      metrics.inc("breakwater_queue_send_failures_total", { queue: "orders" }, 1, "Queue sends that failed (outbox retries them)");
-      console.error(JSON.stringify({ level: "warn", msg: "order enqueue failed; outbox will retry", orderId, error: String(err) }));
+      metric.queueSendFailures.inc({ queue: "orders" });
+      log.warn("order enqueue failed; outbox will retry", { orderId, error: String(err) });
     }
   })();
   if (deps.awaitHandOff) await handOff;
@@ -310,14 +308,14 @@ async function applySettlement(deps: CheckoutDeps, inv: InventoryStub, orderId: 
       chargeId: settled.chargeId,
     });
     if (stored) {
-      metrics.inc("breakwater_checkouts_total", { result: "paid" }, 1, "Checkouts by result");
+      metric.checkouts.inc({ result: "paid" });
       return "paid";
     }
   }
   const reason = "paid after its hold was gone";
   if (!(await voidOrRecord(deps, inv, holdId, settled.paymentKey, reason, settled)))
     throw new ApiError("overloaded", "The refund could not be recorded; retry the delivery.", { retryAfterSeconds: 5 });
-  metrics.inc("breakwater_checkouts_total", { result: "refunded" }, 1, "Checkouts by result");
+  metric.checkouts.inc({ result: "refunded" });
   return "refunded";
 }
 
@@ -350,18 +348,16 @@ async function voidOrRecord(
   try {
     const r = await deps.provider.voidCharge(payKey, undefined, { amount: charge.amount, currency: charge.currency });
     record = { ...base, status: r.refunded ? "refunded" : "nothing_to_refund", chargeId: r.chargeId ?? null };
-    if (r.refunded) metrics.inc("breakwater_refunds_total", { reason }, 1, "Charges refunded because no order could be made");
+    if (r.refunded) metric.refunds.inc({ reason });
   } catch (err) {
-    console.error(JSON.stringify({ level: "error", msg: "void failed; recording it for retry", payKey, error: String(err) }));
+    log.error("void failed; recording it for retry", { payKey, error: String(err) });
     record = { ...base, status: "pending", chargeId: null };
   }
   try {
     await inv.recordRefund(record);
     return true;
   } catch (err) {
-    console.error(
-      JSON.stringify({ level: "error", msg: "refund record failed; the DO's checkout timeout will void", payKey, error: String(err) }),
-    );
+    log.error("refund record failed; the DO's checkout timeout will void", { payKey, error: String(err) });
     return record.status !== "pending";
   }
 }

@@ -1,4 +1,4 @@
-import { metrics } from "./metrics";
+import { metric } from "./metric-catalog";
 
 /** Breaker states. */
 export type BreakerState = "closed" | "open" | "half_open";
@@ -111,12 +111,12 @@ export class CircuitBreaker {
     this.state = "open";
     this.openedAt = now;
     this.calls = [];
-    metrics.inc("breakwater_breaker_trips_total", { breaker: this.o.name }, 1, "Times a circuit breaker opened");
+    metric.breakerTrips.inc({ breaker: this.o.name });
     this.publish();
   }
 
   private publish(): void {
     const code = { closed: 0, half_open: 1, open: 2 }[this.state];
-    metrics.set("breakwater_breaker_state", { breaker: this.o.name }, code, "Circuit breaker state: 0 closed, 1 half-open, 2 open");
+    metric.breakerState.set({ breaker: this.o.name }, code);
   }
 }

@@ -1,4 +1,4 @@
-import { metrics } from "./metrics";
+import { metric } from "./metric-catalog";
 
 /**
  * Wraps a D1 binding so that every statement executed through it is counted in
@@ -6,7 +6,7 @@ import { metrics } from "./metrics";
  * it counts executions (run/all/first/raw, and each statement of a batch), not guesses.
  */
 export function countingD1(db: D1Database, name: string): D1Database {
-  const count = (n = 1) => metrics.inc("breakwater_d1_queries_total", { db: name }, n, "D1 statements executed");
+  const count = (n = 1) => metric.d1Queries.inc({ db: name }, n);
   const wrapStatement = (stmt: D1PreparedStatement): D1PreparedStatement =>
     new Proxy(stmt, {
       get(target, prop, receiver) {

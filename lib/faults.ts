@@ -1,4 +1,4 @@
-import { boolVar } from "./config";
+import { config } from "./config";
 
 /**
  * Fault injection for rehearsing a sale (`npm run drop`): named fault windows that a few injection points
@@ -33,7 +33,7 @@ export interface FaultWindow {
 const windows = new Map<FaultName, FaultWindow>();
 
 /** True when `env` enables the fault API (`FAULT_INJECTION` "true"/"on"/"1"/"yes"). */
-export const faultInjectionEnabled = (env: { FAULT_INJECTION?: string }): boolean => boolVar(env.FAULT_INJECTION);
+export const faultInjectionEnabled = (env: object): boolean => config(env).FAULT_INJECTION;
 
 /** Opens (or moves) the window of `name` until `until`; `until` in the past closes it. */
 export function setFault(name: FaultName, window: FaultWindow): void {

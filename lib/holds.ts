@@ -2,7 +2,7 @@ import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
 import type { EventDoc, EventRouting, Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
-import { metrics } from "./metrics";
+import { metric } from "./metric-catalog";
 import { ApiError, type Outcome, unwrap } from "./problem";
 import { hash32 } from "./signing";
 
@@ -90,19 +90,14 @@ export function shardOrder(userId: string, shards: number): number[] {
 
 /** Records the edge-observed latency of a Durable Object call (queueing included). */
 const observeDoCall = (object: string, method: string, startedAt: number): void =>
-  metrics.observe(
-    "breakwater_do_call_duration_ms",
-    { object, method },
-    Date.now() - startedAt,
-    "Durable Object call latency seen from the edge (ms)",
-  );
+  metric.doCallDurationMs.observe({ object, method }, Date.now() - startedAt);
 
 /** Maps an exception thrown by a DO call (overload, reset) to 503 `overloaded`; rethrows anything else. */
 export function doCallError(err: unknown, what: string): never {
   if (err instanceof ApiError) throw err;
   const msg = String(err);
   if (/overloaded|exceeded|reset|too many|internal error|network connection lost/i.test(msg)) {
-    metrics.inc("breakwater_do_overloads_total", { what }, 1, "Durable Object calls refused as overloaded or reset");
+    metric.doOverloads.inc({ what });
     throw new ApiError("overloaded", `The ${what} is busy; retry shortly.`, { retryAfterSeconds: 1 });
   }
   throw err;
@@ -179,7 +174,7 @@ export async function placeHold(
     }
     observeDoCall("inventory", "hold", t1);
     if (outcome.ok) {
-      metrics.inc("breakwater_holds_total", { result: "created", kind: section.kind }, 1, "Hold attempts by result");
+      metric.holds.inc({ result: "created", kind: section.kind });
       deps.analytics?.(
         analyticsEvent({
           id: `hold.created:${holdId}`,
@@ -198,12 +193,7 @@ export async function placeHold(
   }
   await ledger.setState(key, "released");
   const failure = lastFailure ?? { ok: false as const, code: "sold_out" as const, detail: "This section is sold out." };
-  metrics.inc(
-    "breakwater_holds_total",
-    { result: failure.ok ? "created" : failure.code, kind: section.kind },
-    1,
-    "Hold attempts by result",
-  );
+  metric.holds.inc({ result: failure.ok ? "created" : failure.code, kind: section.kind });
   return unwrap(failure);
 }
 

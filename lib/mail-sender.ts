@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { config } from "./config";
 
 /**
  * Sending buyer mail: an HTTP e-mail API in production (Resend's `POST /emails` shape, with the mail id as
@@ -39,21 +40,10 @@ export class MailRejectedError extends Error {
   }
 }
 
-/** Mail settings in the Worker's environment (MAIL_API_KEY is an optional secret). */
-const mailEnv = z.object({
-  MAIL_API_KEY: z.string().optional().catch(undefined),
-  MAIL_API_URL: z.string().optional().catch(undefined),
-  MAIL_FROM: z.string().optional().catch(undefined),
-});
-
-/** Mail settings; empty values count as absent. */
+/** Mail settings (lib/config.ts; MAIL_API_KEY is an optional secret). */
 export function mailSettings(env: object): { apiKey: string | null; apiUrl: string; from: string } {
-  const e = mailEnv.parse(env);
-  return {
-    apiKey: e.MAIL_API_KEY || null,
-    apiUrl: e.MAIL_API_URL || "https://api.resend.com",
-    from: e.MAIL_FROM || "Breakwater <tickets@breakwater.invalid>",
-  };
+  const c = config(env);
+  return { apiKey: c.MAIL_API_KEY ?? null, apiUrl: c.MAIL_API_URL, from: c.MAIL_FROM };
 }
 
 /** The HTTP e-mail API sender (Resend-compatible). `fetcher` is replaceable in tests. */

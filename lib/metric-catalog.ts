@@ -1,115 +1,139 @@
+import { type Counter, counter, type Gauge, gauge, type Histogram, histogram, type MetricSpec } from "./metrics";
+
 /**
- * Every metric Breakwater emits: its name, type, labels and meaning. Names and labels are a public
- * interface (dashboards and alerts depend on them): add freely, never rename or repurpose. The README's
- * "Metrics" table is generated from this list (`npm run docs:metrics`) and a test checks that the source
- * emits nothing that is not listed here.
+ * Every metric Breakwater emits, declared once: name, type, labels and meaning. Code updates a metric only
+ * through its handle here (`metric.checkouts.inc({ result: "paid" })`), so /metrics prints this help text
+ * and a label outside the declared set does not type-check. Names and labels are a public interface
+ * (dashboards and alerts depend on them): add freely, never rename or repurpose. The README's "Metrics"
+ * table is generated from this list (`npm run docs:metrics`).
  */
-export interface MetricSpec {
-  name: string;
-  type: "counter" | "gauge" | "histogram";
-  labels: string[];
-  help: string;
-}
-
-export const METRIC_CATALOG: readonly MetricSpec[] = [
-  {
+export const metric = {
+  httpRequests: counter({
     name: "breakwater_http_requests_total",
-    type: "counter",
-    labels: ["method", "route", "status"],
     help: "HTTP requests by route pattern and status",
-  },
-  { name: "breakwater_http_request_duration_ms", type: "histogram", labels: ["route"], help: "HTTP request duration at the edge (ms)" },
-  {
+    labels: ["method", "route", "status"],
+  }),
+  httpRequestDurationMs: histogram({
+    name: "breakwater_http_request_duration_ms",
+    help: "HTTP request duration at the edge (ms)",
+    labels: ["route"],
+  }),
+  cacheLookups: counter({
     name: "breakwater_cache_lookups_total",
-    type: "counter",
-    labels: ["layer"],
     help: "Cached reads by the layer that answered: micro, validated, coalesced, edge (hits); kv, origin (misses)",
-  },
-  { name: "breakwater_d1_queries_total", type: "counter", labels: ["db"], help: "D1 statements executed, by database" },
-  {
+    labels: ["layer"],
+  }),
+  d1Queries: counter({
+    name: "breakwater_d1_queries_total",
+    help: "D1 statements executed, by database",
+    labels: ["db"],
+  }),
+  holds: counter({
     name: "breakwater_holds_total",
-    type: "counter",
-    labels: ["result", "kind"],
     help: "Hold attempts by result (created or an error code) and section kind",
-  },
-  { name: "breakwater_do_overloads_total", type: "counter", labels: ["what"], help: "Durable Object calls refused as overloaded or reset" },
-  {
+    labels: ["result", "kind"],
+  }),
+  doOverloads: counter({
+    name: "breakwater_do_overloads_total",
+    help: "Durable Object calls refused as overloaded or reset",
+    labels: ["what"],
+  }),
+  checkouts: counter({
     name: "breakwater_checkouts_total",
-    type: "counter",
-    labels: ["result"],
     help: "Checkouts by result: paid, pending (a card payment Stripe settles later), declined, provider_unavailable, refunded",
-  },
-  { name: "breakwater_payments_total", type: "counter", labels: ["provider", "outcome"], help: "Payment provider attempts by outcome" },
-  { name: "breakwater_refunds_total", type: "counter", labels: ["reason"], help: "Charges refunded because no order could be made" },
-  { name: "breakwater_breaker_state", type: "gauge", labels: ["breaker"], help: "Circuit breaker state: 0 closed, 1 half-open, 2 open" },
-  { name: "breakwater_breaker_trips_total", type: "counter", labels: ["breaker"], help: "Times a circuit breaker opened" },
-  {
-    name: "breakwater_catalog_publish_failures_total",
-    type: "counter",
-    labels: [],
-    help: "Catalog KV publishes that failed after a saved change (the cron republishes)",
-  },
-  {
+    labels: ["result"],
+  }),
+  payments: counter({
+    name: "breakwater_payments_total",
+    help: "Payment provider attempts by outcome",
+    labels: ["provider", "outcome"],
+  }),
+  refunds: counter({
+    name: "breakwater_refunds_total",
+    help: "Charges refunded because no order could be made",
+    labels: ["reason"],
+  }),
+  breakerState: gauge({
+    name: "breakwater_breaker_state",
+    help: "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+    labels: ["breaker"],
+  }),
+  breakerTrips: counter({
+    name: "breakwater_breaker_trips_total",
+    help: "Times a circuit breaker opened",
+    labels: ["breaker"],
+  }),
+  queueSendFailures: counter({
     name: "breakwater_queue_send_failures_total",
-    type: "counter",
-    labels: ["queue"],
     help: "Queue sends that failed (the DO outbox retries them)",
-  },
-  {
+    labels: ["queue"],
+  }),
+  waitingRoomDoCalls: counter({
     name: "breakwater_waiting_room_do_calls_total",
-    type: "counter",
-    labels: ["method"],
     help: "Calls from the edge to WaitingRoom DOs (should scale with isolates, not buyers)",
-  },
-  {
+    labels: ["method"],
+  }),
+  ratelimitDecisions: counter({
     name: "breakwater_ratelimit_decisions_total",
-    type: "counter",
-    labels: ["route", "result"],
     help: "Rate-limit decisions: allowed, refused, blocked_cached (refused from isolate memory, no store call), failed_open, failed_closed (store unreachable)",
-  },
-  {
+    labels: ["route", "result"],
+  }),
+  ratelimitDoCalls: counter({
     name: "breakwater_ratelimit_do_calls_total",
-    type: "counter",
-    labels: ["route"],
     help: "Calls to the rate-limit store: Limiter DOs, or Upstash when RATE_LIMITS selects it",
-  },
-  {
-    name: "breakwater_ratelimit_errors_total",
-    type: "counter",
     labels: ["route"],
+  }),
+  ratelimitErrors: counter({
+    name: "breakwater_ratelimit_errors_total",
     help: "Rate-limit store calls that failed or timed out (fail open: the request went through; fail closed: 503)",
-  },
-  {
+    labels: ["route"],
+  }),
+  queueMessages: counter({
     name: "breakwater_queue_messages_total",
-    type: "counter",
-    labels: ["queue", "action"],
     help: "Queue messages by outcome: sent, acked, retried, invalid, dead_lettered",
-  },
-  {
+    labels: ["queue", "action"],
+  }),
+  reconciliationDiscrepancies: gauge({
     name: "breakwater_reconciliation_discrepancies",
-    type: "gauge",
-    labels: ["kind"],
     help: "Discrepancies found by the last reconciliation: missing, extra, duplicated",
-  },
-  { name: "breakwater_cron_step_duration_ms", type: "histogram", labels: ["step"], help: "Duration of each cron step (ms)" },
-  { name: "breakwater_cron_failures_total", type: "counter", labels: ["step"], help: "Cron steps that failed" },
-  {
-    name: "breakwater_analytics_send_failures_total",
-    type: "counter",
     labels: ["kind"],
+  }),
+  cronStepDurationMs: histogram({
+    name: "breakwater_cron_step_duration_ms",
+    help: "Duration of each cron step (ms)",
+    labels: ["step"],
+  }),
+  cronFailures: counter({
+    name: "breakwater_cron_failures_total",
+    help: "Cron steps that failed",
+    labels: ["step"],
+  }),
+  analyticsSendFailures: counter({
+    name: "breakwater_analytics_send_failures_total",
     help: "Analytics events that could not be queued (logged; analytics are best effort)",
-  },
-  {
+    labels: ["kind"],
+  }),
+  doCallDurationMs: histogram({
     name: "breakwater_do_call_duration_ms",
-    type: "histogram",
-    labels: ["object", "method"],
     help: "Durable Object call latency seen from the edge, queueing included (ms)",
-  },
-  { name: "breakwater_holds_expired_total", type: "counter", labels: [], help: "Holds that expired; their seats returned to sale" },
-];
+    labels: ["object", "method"],
+  }),
+  holdsExpired: counter({
+    name: "breakwater_holds_expired_total",
+    help: "Holds that expired; their seats returned to sale",
+    labels: [],
+  }),
+  catalogPublishFailures: counter({
+    name: "breakwater_catalog_publish_failures_total",
+    help: "Catalog KV publishes that failed after a saved change (the cron republishes)",
+    labels: [],
+  }),
+} as const;
 
-/** Lookup by name. */
-export const metricSpec = (name: string): MetricSpec | undefined => METRIC_CATALOG.find((m) => m.name === name);
+type AnyHandle = Counter<string> | Gauge<string> | Histogram<string>;
+
+/** The declarations, in catalog order. */
+export const METRIC_CATALOG: readonly MetricSpec[] = Object.values(metric as Record<string, AnyHandle>).map((h) => h.spec);
 
 /** The README table. */
 export function metricsMarkdown(): string {

@@ -9,6 +9,19 @@
 
 type Labels = Record<string, string | number>;
 
+/** A metric's declaration: lib/metric-catalog.ts declares each once; dashboards depend on name and labels. */
+export interface MetricSpec {
+  name: string;
+  type: "counter" | "gauge" | "histogram";
+  labels: readonly string[];
+  help: string;
+  /** Histogram bucket bounds (default: milliseconds from 1 to 10,000). */
+  buckets?: number[];
+}
+
+/** The label values of a metric whose labels are `L`. */
+export type LabelValues<L extends string> = { readonly [K in L]: string | number };
+
 const DEFAULT_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 interface CounterDef {
@@ -71,12 +84,9 @@ export class Registry {
   /** When false, every update is a no-op (TELEMETRY=off: used to measure what metrics cost). */
   enabled = true;
 
-  /**
-   * A counter series for a hot path: the same as `inc(name, labels, by, help)`, with the series looked up
-   * once instead of building its labels key on every update. `labels` must not change afterwards.
-   */
-  counterSeries(name: string, labels: Labels, help = ""): CounterSeries {
-    const entry = this.resolved(() => this.counterEntry(name, labels, help));
+  /** A counter series for a hot path: the series is looked up once instead of on every update. */
+  counterSeries(spec: MetricSpec, labels: Labels): CounterSeries {
+    const entry = this.resolved(() => this.counterEntry(spec, labels));
     return {
       inc: (by = 1) => {
         if (this.enabled) entry().value += by;
@@ -84,10 +94,10 @@ export class Registry {
     };
   }
 
-  /** A histogram series for a hot path: the same as `observe(name, labels, value, help, buckets)`, looked up once. */
-  histogramSeries(name: string, labels: Labels, help = "", buckets = DEFAULT_BUCKETS_MS): HistogramSeries {
+  /** A histogram series for a hot path, looked up once. */
+  histogramSeries(spec: MetricSpec, labels: Labels): HistogramSeries {
     const series = this.resolved(() => {
-      const def = this.histogram(name, help, buckets);
+      const def = this.histogram(spec);
       return { def, entry: this.histogramEntry(def, labels) };
     });
     return {
@@ -100,21 +110,21 @@ export class Registry {
   }
 
   /** Adds `by` (default 1) to a counter. */
-  inc(name: string, labels: Labels = {}, by = 1, help = ""): void {
+  inc(spec: MetricSpec, labels: Labels, by = 1): void {
     if (!this.enabled) return;
-    this.counterEntry(name, labels, help).value += by;
+    this.counterEntry(spec, labels).value += by;
   }
 
   /** Sets a gauge. */
-  set(name: string, labels: Labels, value: number, help = ""): void {
+  set(spec: MetricSpec, labels: Labels, value: number): void {
     if (!this.enabled) return;
-    this.scalar(name, "gauge", help).values.set(keyOf(labels), { labels, value });
+    this.scalar(spec, "gauge").values.set(keyOf(labels), { labels, value });
   }
 
-  /** Records one observation in a histogram (milliseconds by default buckets). */
-  observe(name: string, labels: Labels, value: number, help = "", buckets = DEFAULT_BUCKETS_MS): void {
+  /** Records one observation in a histogram. */
+  observe(spec: MetricSpec, labels: Labels, value: number): void {
     if (!this.enabled) return;
-    const def = this.histogram(name, help, buckets);
+    const def = this.histogram(spec);
     record(def, this.histogramEntry(def, labels), value);
   }
 
@@ -179,8 +189,8 @@ export class Registry {
     };
   }
 
-  private counterEntry(name: string, labels: Labels, help: string): { labels: Labels; value: number } {
-    const values = this.scalar(name, "counter", help).values;
+  private counterEntry(spec: MetricSpec, labels: Labels): { labels: Labels; value: number } {
+    const values = this.scalar(spec, "counter").values;
     const k = keyOf(labels);
     let cur = values.get(k);
     if (!cur) {
@@ -190,10 +200,11 @@ export class Registry {
     return cur;
   }
 
-  private histogram(name: string, help: string, buckets: number[]): HistogramDef {
+  private histogram(spec: MetricSpec): HistogramDef {
+    const name = spec.name;
     let def = this.defs.get(name);
     if (!def) {
-      def = { kind: "histogram", help, buckets, values: new Map() };
+      def = { kind: "histogram", help: spec.help, buckets: spec.buckets ?? DEFAULT_BUCKETS_MS, values: new Map() };
       this.defs.set(name, def);
     }
     if (def.kind !== "histogram") throw new Error(`metric ${name} is not a histogram`);
@@ -210,10 +221,11 @@ export class Registry {
     return cur;
   }
 
-  private scalar(name: string, kind: "counter" | "gauge", help: string): CounterDef {
+  private scalar(spec: MetricSpec, kind: "counter" | "gauge"): CounterDef {
+    const name = spec.name;
     let def = this.defs.get(name);
     if (!def) {
-      def = { kind, help, values: new Map() };
+      def = { kind, help: spec.help, values: new Map() };
       this.defs.set(name, def);
     }
     if (def.kind !== kind) throw new Error(`metric ${name} is a ${def.kind}, not a ${kind}`);
@@ -223,3 +235,49 @@ export class Registry {
 
 /** The Worker isolate's registry. */
 export const metrics = new Registry();
+
+/** A declared counter: the only way code adds to one (its name, help and labels are its spec's). */
+export interface Counter<L extends string> {
+  readonly spec: MetricSpec;
+  inc(labels: LabelValues<L>, by?: number): void;
+  /** One series resolved once, for a hot path (`labels` must not change afterwards). */
+  series(labels: LabelValues<L>): CounterSeries;
+}
+
+/** A declared gauge. */
+export interface Gauge<L extends string> {
+  readonly spec: MetricSpec;
+  set(labels: LabelValues<L>, value: number): void;
+}
+
+/** A declared histogram. */
+export interface Histogram<L extends string> {
+  readonly spec: MetricSpec;
+  observe(labels: LabelValues<L>, value: number): void;
+  /** One series resolved once, for a hot path. */
+  series(labels: LabelValues<L>): HistogramSeries;
+}
+
+type Decl<L extends string> = { name: string; help: string; labels: readonly L[] };
+
+/** Declares a counter in the isolate's registry. */
+export const counter = <const L extends string = never>(d: Decl<L>): Counter<L> => {
+  const spec: MetricSpec = { ...d, type: "counter" };
+  return { spec, inc: (labels, by = 1) => metrics.inc(spec, labels, by), series: (labels) => metrics.counterSeries(spec, labels) };
+};
+
+/** Declares a gauge in the isolate's registry. */
+export const gauge = <const L extends string = never>(d: Decl<L>): Gauge<L> => {
+  const spec: MetricSpec = { ...d, type: "gauge" };
+  return { spec, set: (labels, value) => metrics.set(spec, labels, value) };
+};
+
+/** Declares a histogram in the isolate's registry. */
+export const histogram = <const L extends string = never>(d: Decl<L> & { buckets?: number[] }): Histogram<L> => {
+  const spec: MetricSpec = { ...d, type: "histogram" };
+  return {
+    spec,
+    observe: (labels, value) => metrics.observe(spec, labels, value),
+    series: (labels) => metrics.histogramSeries(spec, labels),
+  };
+};

@@ -1,7 +1,7 @@
 import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { chunk } from "./chunk";
-import { listVar } from "./config";
+import { config } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
 import { failIfFaulted } from "./faults";
@@ -106,9 +106,6 @@ export class D1OrderStore implements OrderStore {
 /** Store factories for the configured backend, keyed by shard name. */
 export type StoreResolver = (shard: string) => OrderStore;
 
-/** The shard backends (`SHARD_BACKEND`; empty means "d1"). */
-export const SHARD_BACKENDS = ["d1", "postgres"] as const;
-
 /**
  * The stores of the configured backend (`SHARD_BACKEND`): D1 bindings named by ORDER_SHARDS (default), or
  * PostgreSQL — a Hyperdrive binding of the shard's name when there is one (production), else the
@@ -116,14 +113,11 @@ export const SHARD_BACKENDS = ["d1", "postgres"] as const;
  * than quietly writing orders somewhere the operator does not look. Postgres connections opened through
  * the resolver are released by `close()` after the request or batch.
  */
-export function orderStores(
-  env: Pick<Env, "SHARD_BACKEND" | "ORDER_SHARDS" | "PG_SHARD_URLS">,
-): StoreResolver & { close: () => Promise<void> } {
-  const backend = env.SHARD_BACKEND || "d1";
-  if (backend === "d1") return Object.assign(d1Stores(env), { close: async () => {} });
-  if (backend !== "postgres") throw new Error(`SHARD_BACKEND must be one of ${SHARD_BACKENDS.join(", ")}, not ${JSON.stringify(backend)}`);
-  const names = shardNames(env);
-  const urls = listVar(env.PG_SHARD_URLS);
+export function orderStores(env: object): StoreResolver & { close: () => Promise<void> } {
+  const cfg = config(env);
+  if (cfg.SHARD_BACKEND === "d1") return Object.assign(d1Stores(env), { close: async () => {} });
+  const names = cfg.ORDER_SHARDS;
+  const urls = cfg.PG_SHARD_URLS;
   const open = new Map<string, PgOrderStore>();
   const resolve = (shard: string): OrderStore => {
     let store = open.get(shard);
@@ -140,7 +134,7 @@ export function orderStores(
 }
 
 /** The configured shard names (`ORDER_SHARDS`). */
-export const shardNames = (env: Pick<Env, "ORDER_SHARDS">): string[] => listVar(env.ORDER_SHARDS);
+export const shardNames = (env: object): string[] => config(env).ORDER_SHARDS;
 
 const d1StoreCache = new WeakMap<D1Database, D1OrderStore>();
 /** D1 stores: each shard name is a D1 binding in `env` (one store per binding, cached per isolate). */

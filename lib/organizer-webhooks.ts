@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { catalogDb, findEventRow } from "./catalog";
+import { log } from "./log";
 import { b64url } from "./signing";
 import type { WebhookPublisher } from "./webhooks";
 
@@ -66,7 +67,7 @@ export async function findOrganizerWebhook(kv: KVNamespace, organizerId: string)
   if (raw === null) return null;
   const parsed = organizerWebhookSchema.safeParse(raw);
   if (!parsed.success) {
-    console.error(JSON.stringify({ level: "error", msg: "organizer webhook settings unreadable", organizerId }));
+    log.error("organizer webhook settings unreadable", { organizerId });
     return null;
   }
   return parsed.data;

@@ -1,3 +1,4 @@
+import { log } from "./log";
 import type { TraceContext } from "./trace";
 
 /**
@@ -69,10 +70,9 @@ export function recordSpan(endpoint: string, span: SpanRecord): Promise<void> | 
     body: JSON.stringify(otlpBody(batch)),
   }).then(
     async (res) => {
-      if (!res.ok) console.error(JSON.stringify({ level: "warn", msg: "OTLP export refused", status: res.status, spans: batch.length }));
+      if (!res.ok) log.warn("OTLP export refused", { status: res.status, spans: batch.length });
       await res.body?.cancel();
     },
-    (err: unknown) =>
-      console.error(JSON.stringify({ level: "warn", msg: "OTLP export failed; spans dropped", spans: batch.length, error: String(err) })),
+    (err: unknown) => log.warn("OTLP export failed; spans dropped", { spans: batch.length, error: String(err) }),
   );
 }

@@ -1,7 +1,7 @@
 import { backoffDelay, sleep } from "./backoff";
 import { BreakerOpenError, CircuitBreaker } from "./circuit-breaker";
 import { faultWindow } from "./faults";
-import { metrics } from "./metrics";
+import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
 
 /**
@@ -286,11 +286,11 @@ export async function chargeWithPolicy(
         () => withTimeout(policy.timeoutMs, (signal) => provider.charge({ ...req, signal })),
         (err) => providerFault && err instanceof PaymentUnavailableError,
       );
-      metrics.inc("breakwater_payments_total", { provider: provider.name, outcome: result.status }, 1, "Payment attempts by outcome");
+      metric.payments.inc({ provider: provider.name, outcome: result.status });
       return result;
     } catch (err) {
       if (err instanceof BreakerOpenError) {
-        metrics.inc("breakwater_payments_total", { provider: provider.name, outcome: "breaker_open" }, 1, "Payment attempts by outcome");
+        metric.payments.inc({ provider: provider.name, outcome: "breaker_open" });
         if (attempt === 0)
           throw new ApiError("overloaded", "Payments are temporarily unavailable; no charge was made.", {
             retryAfterSeconds: Math.ceil(err.retryAfterMs / 1000),
@@ -299,7 +299,7 @@ export async function chargeWithPolicy(
       }
       if (!(err instanceof PaymentUnavailableError)) throw err;
       lastError = err.message;
-      metrics.inc("breakwater_payments_total", { provider: provider.name, outcome: "unavailable" }, 1, "Payment attempts by outcome");
+      metric.payments.inc({ provider: provider.name, outcome: "unavailable" });
     }
   }
   return { status: "unknown", error: lastError };

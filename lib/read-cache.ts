@@ -1,5 +1,5 @@
 import { memoized } from "./memoized";
-import { metrics } from "./metrics";
+import { metric } from "./metric-catalog";
 
 /**
  * The read path of DESIGN.md: in-isolate micro-cache (with request coalescing) → Cache API → KV → origin.
@@ -109,9 +109,7 @@ export function fnv64(s: string): string {
 export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
 
 /** The lookups counter of one layer, resolved once per layer. */
-const lookupsOf = memoized((layer: CacheLayer) =>
-  metrics.counterSeries("breakwater_cache_lookups_total", { layer }, "Catalog reads by the layer that answered"),
-);
+const lookupsOf = memoized((layer: CacheLayer) => metric.cacheLookups.series({ layer }));
 const countLookup = (layer: CacheLayer): void => lookupsOf(layer).inc();
 
 /** A read-through cache for one kind of document. */

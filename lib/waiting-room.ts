@@ -1,7 +1,8 @@
 import { z } from "zod";
 import type { EventDoc, EventRouting } from "./event-schema";
 import { EVENT_ID, randomToken } from "./ids";
-import { metrics } from "./metrics";
+import { log } from "./log";
+import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
 import { parsedBody, ReadThroughCache } from "./read-cache";
 import { hash32, signToken, verifyToken } from "./signing";
@@ -235,7 +236,7 @@ export async function readRoomState(deps: RoomDeps, event: EventRouting): Promis
       kv: async () => null,
       origin: async () => {
         const report = counter.take(event.id);
-        metrics.inc("breakwater_waiting_room_do_calls_total", { method: "sync" }, 1, "Calls from the edge to WaitingRoom DOs");
+        metric.waitingRoomDoCalls.inc({ method: "sync" });
         const t0 = Date.now();
         try {
           const state = await deps.rooms.get(deps.rooms.idFromName(event.id)).sync(roomEvent(event), report);
@@ -244,12 +245,7 @@ export async function readRoomState(deps: RoomDeps, event: EventRouting): Promis
           if (report) counter.restore(event.id, report);
           throw err;
         } finally {
-          metrics.observe(
-            "breakwater_do_call_duration_ms",
-            { object: "waiting_room", method: "sync" },
-            Date.now() - t0,
-            "Durable Object call latency seen from the edge (ms)",
-          );
+          metric.doCallDurationMs.observe({ object: "waiting_room", method: "sync" }, Date.now() - t0);
         }
       },
     });
@@ -259,7 +255,7 @@ export async function readRoomState(deps: RoomDeps, event: EventRouting): Promis
     lastGood.set(event.id, { state, failedUntil: 0 });
     return state;
   } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "waiting room unreachable", eventId: event.id, error: String(err) }));
+    log.warn("waiting room unreachable", { eventId: event.id, error: String(err) });
     if (known) {
       known.failedUntil = Date.now() + 1_000;
       return known.state;
@@ -462,7 +458,7 @@ async function ledgerCall<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof ApiError) throw err;
-    console.error(JSON.stringify({ level: "warn", msg: "customer ledger unreachable on queue join", error: String(err) }));
+    log.warn("customer ledger unreachable on queue join", { error: String(err) });
     throw new ApiError("overloaded", "The waiting room is busy; retry shortly.", { retryAfterSeconds: 1 });
   }
 }

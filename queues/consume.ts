@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { queueRetryDelaySeconds } from "../lib/backoff";
-import { metrics } from "../lib/metrics";
+import { log } from "../lib/log";
+import { metric } from "../lib/metric-catalog";
 
 /** Records a message that can never succeed (a dead letter) — the consumers' shared dependency. */
 export type DeadLetterSink = (queue: string, msg: Message, error: string) => Promise<void>;
@@ -35,18 +36,7 @@ export async function parseOrDeadLetter<S extends z.ZodType>(
 /** Retries a message later with exponential backoff and full jitter, logging why and counting it. */
 export function retryLater(queue: string, msg: Message, context: Record<string, unknown>, err: unknown): void {
   const delaySeconds = queueRetryDelaySeconds(msg.attempts);
-  console.error(
-    JSON.stringify({
-      level: "error",
-      msg: "message failed; retrying",
-      queue,
-      messageId: msg.id,
-      attempts: msg.attempts,
-      delaySeconds,
-      ...context,
-      error: String(err),
-    }),
-  );
+  log.error("message failed; retrying", { queue, messageId: msg.id, attempts: msg.attempts, delaySeconds, ...context, error: String(err) });
   count(queue, "retried");
   msg.retry({ delaySeconds });
 }
@@ -59,10 +49,5 @@ export function acknowledge(queue: string, msg: Message): void {
 
 /** Counts queue messages by outcome (`breakwater_queue_messages_total`; `queue` without the prefix). */
 export function count(queue: string, action: "sent" | "acked" | "retried" | "invalid" | "dead_lettered", n = 1): void {
-  metrics.inc(
-    "breakwater_queue_messages_total",
-    { queue: queue.replace(/^breakwater-|-dlq$/g, ""), action },
-    n,
-    "Queue messages by outcome",
-  );
+  metric.queueMessages.inc({ queue: queue.replace(/^breakwater-|-dlq$/g, ""), action }, n);
 }

@@ -4,6 +4,7 @@ import { queueRetryDelaySeconds } from "../lib/backoff";
 import { chunk } from "../lib/chunk";
 import { countingD1 } from "../lib/d1-counter";
 import { type DeadLetterRow, deadLetters } from "../lib/db/catalog-schema";
+import { log } from "../lib/log";
 import { count } from "./consume";
 
 /** The queues Breakwater consumes, by name, and the binding that produces to each. */
@@ -44,16 +45,7 @@ export async function recordDeadLetter(
     })
     .onConflictDoNothing();
   count(queue, "dead_lettered");
-  console.error(
-    JSON.stringify({
-      level: "error",
-      msg: "dead letter",
-      queue: originalQueue(queue),
-      messageId: msg.id,
-      attempts: msg.attempts,
-      error: error.slice(0, 300),
-    }),
-  );
+  log.error("dead letter", { queue: originalQueue(queue), messageId: msg.id, attempts: msg.attempts, error: error.slice(0, 300) });
 }
 
 /**
@@ -71,15 +63,7 @@ export async function consumeDeadLetters(batch: MessageBatch, catalog: D1Databas
       );
       msg.ack();
     } catch (err) {
-      console.error(
-        JSON.stringify({
-          level: "error",
-          msg: "dead letter could not be recorded; retrying",
-          queue: batch.queue,
-          messageId: msg.id,
-          error: String(err),
-        }),
-      );
+      log.error("dead letter could not be recorded; retrying", { queue: batch.queue, messageId: msg.id, error: String(err) });
       msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts) });
     }
   }

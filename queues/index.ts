@@ -1,4 +1,5 @@
-import { boolVar } from "../lib/config";
+import { config } from "../lib/config";
+import { log } from "../lib/log";
 import { outboxMail } from "../lib/mail";
 import { mailSender } from "../lib/mail-sender";
 import { orderStores, shardNames } from "../lib/order-store";
@@ -19,6 +20,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
   switch (batch.queue) {
     case "breakwater-orders":
     case "breakwater-notifications": {
+      const cfg = config(env);
       const store = orderStores(env);
       try {
         if (batch.queue === "breakwater-orders")
@@ -32,14 +34,14 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
         else
           await consumeNotifications(batch, {
             mail: outboxMail(store),
-            sender: mailSender(env, boolVar(env.DEV_AUTH)),
-            baseUrl: env.PUBLIC_BASE_URL,
-            webhooks: env.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined) : null,
-            webhookUrl: env.ORGANIZER_WEBHOOK_URL || null,
+            sender: mailSender(env, cfg.DEV_AUTH),
+            baseUrl: cfg.PUBLIC_BASE_URL,
+            webhooks: cfg.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, cfg.QSTASH_URL) : null,
+            webhookUrl: cfg.ORGANIZER_WEBHOOK_URL ?? null,
             organizers: {
               kv: env.CATALOG_KV,
               organizerOf: catalogOrganizerOf(env.CATALOG_DB),
-              publisher: qstashPublisher(env.QSTASH_TOKEN, env.QSTASH_URL || undefined),
+              publisher: qstashPublisher(env.QSTASH_TOKEN, cfg.QSTASH_URL),
             },
             deadLetter,
           });
@@ -56,9 +58,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
       return consumeDeadLetters(batch, env.CATALOG_DB);
     default:
       // A queue bound in wrangler.toml without a consumer here: keep its messages (they reach its DLQ).
-      console.error(
-        JSON.stringify({ level: "error", msg: "batch from an unknown queue; retrying", queue: batch.queue, size: batch.messages.length }),
-      );
+      log.error("batch from an unknown queue; retrying", { queue: batch.queue, size: batch.messages.length });
       batch.retryAll({ delaySeconds: 60 });
   }
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { buyerNoticeMessage } from "../lib/buyer-notices";
+import { log } from "../lib/log";
 import { confirmationMail, type MailAdapter } from "../lib/mail";
 import { MailRejectedError, type MailSender } from "../lib/mail-sender";
 import { cancellationNotice, orderConfirmation, type Rendered, refundNotice } from "../lib/mail-templates";
@@ -155,12 +156,12 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
  */
 async function sendMail(deps: NotificationsConsumerDeps, id: string, userId: string, rendered: Rendered): Promise<void> {
   if (!deps.sender) {
-    console.warn(JSON.stringify({ level: "warn", msg: "mail not configured; not sent", mailId: id }));
+    log.warn("mail not configured; not sent", { mailId: id });
     return;
   }
   const address = /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(userId) ? userId : null;
   if (!address && deps.sender.name !== "dev-mailbox") {
-    console.warn(JSON.stringify({ level: "warn", msg: "buyer has no e-mail address; mail not sent", mailId: id, userId }));
+    log.warn("buyer has no e-mail address; mail not sent", { mailId: id, userId });
     return;
   }
   await deps.sender.send({ id, to: address ?? `${userId} (no address)`, ...rendered });

@@ -1,5 +1,6 @@
 import { type AnalyticsEvent, analyticsEvent } from "../lib/analytics-event";
 import { chunk } from "../lib/chunk";
+import { log } from "../lib/log";
 import { type OrderMessage, orderMessage } from "../lib/order";
 import type { OrderStore } from "../lib/order-rows";
 import { shardFor } from "../lib/shards";
@@ -42,16 +43,7 @@ export function followUps(order: OrderMessage, shard: string): { notification: N
 }
 
 function logStored(order: OrderMessage, shard: string, result: "inserted" | "exists"): void {
-  console.log(
-    JSON.stringify({
-      level: "info",
-      msg: "order stored",
-      orderId: order.orderId,
-      shard,
-      result,
-      traceId: order.traceparent?.split("-")[1],
-    }),
-  );
+  log.info("order stored", { orderId: order.orderId, shard, result, traceId: order.traceparent?.split("-")[1] });
 }
 
 /**

@@ -1,4 +1,7 @@
+import { type Config, config } from "../lib/config";
+import { log } from "../lib/log";
 import { metrics } from "../lib/metrics";
+import { ApiError, problemResponse } from "../lib/problem";
 import { handleQueue } from "../queues";
 import { app } from "./app";
 import { answerCachedRead } from "./cached-reads";
@@ -15,14 +18,22 @@ export { WaitingRoom } from "../durable-objects/waiting-room";
  */
 export default {
   fetch(req, env, ctx) {
+    let cfg: Config;
+    try {
+      cfg = config(env);
+    } catch (err) {
+      // A malformed var fails every request loudly (logged, 500 problem) rather than running on a fallback.
+      log.error("configuration invalid", { error: String(err) });
+      return problemResponse(new ApiError("internal_error", "The service is misconfigured."), crypto.randomUUID());
+    }
     // TELEMETRY=off (a benchmark switch) turns every metric update into a no-op, on both paths.
-    metrics.enabled = env.TELEMETRY !== "off";
+    metrics.enabled = cfg.TELEMETRY === "on";
     try {
       const cached = answerCachedRead(req, env, ctx);
       if (cached) return cached;
     } catch (err) {
       // Never an answer of its own: the router answers (and, if it fails too, with a problem document).
-      console.error(JSON.stringify({ level: "error", msg: "cached read failed; answering through the router", error: String(err) }));
+      log.error("cached read failed; answering through the router", { error: String(err) });
     }
     return app.fetch(req, env, ctx);
   },

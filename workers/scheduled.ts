@@ -1,7 +1,8 @@
 import { and, gte, lte } from "drizzle-orm";
 import { catalogDb, eventDocFromRow, publishListAndVersions, publishPopular, republishChangedEvents } from "../lib/catalog";
 import { events as eventsTable, reconciliationRuns } from "../lib/db/catalog-schema";
-import { metrics } from "../lib/metrics";
+import { log } from "../lib/log";
+import { metric } from "../lib/metric-catalog";
 import { orderStores, shardNames } from "../lib/order-store";
 import { type ReconciliationResult, reconcileEvent } from "../lib/reconcile";
 import { activityScores, rollUp } from "../lib/rollups";
@@ -29,7 +30,7 @@ export async function reconcileActiveEvents(env: Env, now: Date): Promise<Reconc
       const r = await reconcileEvent({ inventory: env.INVENTORY, stores }, eventDocFromRow(row), { now: now.getTime() });
       results.push(r);
       if (r.missing.length || r.extra.length || r.duplicated.length) {
-        console.error(JSON.stringify({ level: "error", msg: "reconciliation found discrepancies", ...r }));
+        log.error("reconciliation found discrepancies", { ...r });
         await db.insert(reconciliationRuns).values({ id: crypto.randomUUID(), ranAt: now.toISOString(), ...r });
       }
     }
@@ -37,19 +38,9 @@ export async function reconcileActiveEvents(env: Env, now: Date): Promise<Reconc
     await resolver.close();
   }
   const sum = (k: "missing" | "extra" | "duplicated") => results.reduce((n, x) => n + x[k].length, 0);
-  metrics.set(
-    "breakwater_reconciliation_discrepancies",
-    { kind: "missing" },
-    sum("missing"),
-    "Discrepancies found by the last reconciliation",
-  );
-  metrics.set("breakwater_reconciliation_discrepancies", { kind: "extra" }, sum("extra"), "Discrepancies found by the last reconciliation");
-  metrics.set(
-    "breakwater_reconciliation_discrepancies",
-    { kind: "duplicated" },
-    sum("duplicated"),
-    "Discrepancies found by the last reconciliation",
-  );
+  metric.reconciliationDiscrepancies.set({ kind: "missing" }, sum("missing"));
+  metric.reconciliationDiscrepancies.set({ kind: "extra" }, sum("extra"));
+  metric.reconciliationDiscrepancies.set({ kind: "duplicated" }, sum("duplicated"));
   return results;
 }
 
@@ -75,11 +66,11 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
     const started = Date.now();
     try {
       await run();
-      metrics.observe("breakwater_cron_step_duration_ms", { step: name }, Date.now() - started, "Cron step duration (ms)");
+      metric.cronStepDurationMs.observe({ step: name }, Date.now() - started);
     } catch (err) {
       failures.push(err);
-      metrics.inc("breakwater_cron_failures_total", { step: name }, 1, "Cron steps that failed");
-      console.error(JSON.stringify({ level: "error", msg: "cron step failed", step: name, error: String(err) }));
+      metric.cronFailures.inc({ step: name });
+      log.error("cron step failed", { step: name, error: String(err) });
     }
   }
   if (failures.length) throw new AggregateError(failures, `${failures.length} cron step(s) failed`);

@@ -1,19 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { Registry } from "../../lib/metrics";
+import { type MetricSpec, Registry } from "../../lib/metrics";
+
+const C: MetricSpec = { name: "c_total", type: "counter", labels: ["layer"], help: "a counter" };
+const D: MetricSpec = { name: "d_ms", type: "histogram", labels: ["route"], help: "a histogram" };
 
 describe("Registry: series resolved once", () => {
   it("count into the same series as inc/observe, and find it again after a reset", () => {
     const r = new Registry();
-    const hits = r.counterSeries("c_total", { layer: "micro" }, "help");
+    const hits = r.counterSeries(C, { layer: "micro" });
     hits.inc();
     hits.inc(2);
-    r.inc("c_total", { layer: "micro" });
+    r.inc(C, { layer: "micro" });
     expect(r.value("c_total", { layer: "micro" })).toBe(4);
     expect(r.render()).toContain('c_total{layer="micro"} 4');
+    expect(r.render()).toContain("# HELP c_total a counter");
 
-    const ms = r.histogramSeries("d_ms", { route: "/x" }, "help");
+    const ms = r.histogramSeries(D, { route: "/x" });
     ms.observe(3);
-    r.observe("d_ms", { route: "/x" }, 40);
+    r.observe(D, { route: "/x" }, 40);
     const text = r.render();
     expect(text).toContain('d_ms_bucket{route="/x",le="2"} 0');
     expect(text).toContain('d_ms_bucket{route="/x",le="5"} 1');
@@ -32,7 +36,7 @@ describe("Registry: series resolved once", () => {
 
   it("do nothing while the registry is disabled", () => {
     const r = new Registry();
-    const hits = r.counterSeries("c_total", {});
+    const hits = r.counterSeries(C, {});
     r.enabled = false;
     hits.inc();
     r.enabled = true;

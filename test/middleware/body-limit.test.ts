@@ -71,17 +71,21 @@ describe("bodyLimit", () => {
     expect((await send(a, "/echo", { method: "GET", env: limit })).status).toBe(200);
   });
 
-  it("uses the option's default, then 64 KiB, when MAX_BODY_BYTES is unset or malformed", async () => {
-    const withDefault = app({ defaultMaxBytes: 20 }).a;
-    for (const value of [undefined, "", "lots", "1.5"]) {
-      const e = { MAX_BODY_BYTES: value as string };
-      expect((await send(withDefault, "/echo", { method: "POST", body: "x".repeat(20), env: e })).status, String(value)).toBe(200);
-      await expectTooLarge(await send(withDefault, "/echo", { method: "POST", body: "x".repeat(21), env: e }));
-    }
+  it("takes 64 KiB when MAX_BODY_BYTES is unset, a fixed option over the var, and refuses a malformed var loudly", async () => {
     const plain = app().a;
-    const e = { MAX_BODY_BYTES: undefined as unknown as string };
-    expect((await send(plain, "/echo", { method: "POST", body: "x".repeat(65_536), env: e })).status).toBe(200);
-    await expectTooLarge(await send(plain, "/echo", { method: "POST", body: "x".repeat(65_537), env: e }));
+    for (const value of [undefined, ""]) {
+      const e = { MAX_BODY_BYTES: value as unknown as string };
+      expect((await send(plain, "/echo", { method: "POST", body: "x".repeat(65_536), env: e })).status, String(value)).toBe(200);
+      await expectTooLarge(await send(plain, "/echo", { method: "POST", body: "x".repeat(65_537), env: e }));
+    }
+    const fixed = app({ maxBytes: 20 }).a;
+    expect((await send(fixed, "/echo", { method: "POST", body: "x".repeat(20), env: { MAX_BODY_BYTES: "5" } })).status).toBe(200);
+    await expectTooLarge(await send(fixed, "/echo", { method: "POST", body: "x".repeat(21), env: { MAX_BODY_BYTES: "5" } }));
+    for (const value of ["lots", "1.5"]) {
+      const res = await send(plain, "/echo", { method: "POST", body: "x", env: { MAX_BODY_BYTES: value } });
+      expect(res.status, value).toBe(500);
+      expect(((await res.json()) as { code: string }).code).toBe("internal_error");
+    }
   });
 
   it("follows a change of MAX_BODY_BYTES between requests", async () => {

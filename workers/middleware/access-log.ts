@@ -1,6 +1,8 @@
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
+import { config } from "../../lib/config";
 import { memoized } from "../../lib/memoized";
+import { metric } from "../../lib/metric-catalog";
 import { metrics } from "../../lib/metrics";
 import { recordSpan } from "../../lib/otel";
 import type { TraceContext } from "../../lib/trace";
@@ -49,19 +51,13 @@ export interface RequestRecord {
  * closed sets: route patterns, status codes, and the methods workerd parses (it refuses any other).
  */
 const requestsOf = memoized((route: string) =>
-  memoized((status: number) =>
-    memoized((method: string) =>
-      metrics.counterSeries("breakwater_http_requests_total", { method, route, status }, "HTTP requests by route and status"),
-    ),
-  ),
+  memoized((status: number) => memoized((method: string) => metric.httpRequests.series({ method, route, status }))),
 );
 /** The request duration histogram of a route, resolved once. */
-const durationOf = memoized((route: string) =>
-  metrics.histogramSeries("breakwater_http_request_duration_ms", { route }, "HTTP request duration (ms)"),
-);
+const durationOf = memoized((route: string) => metric.httpRequestDurationMs.series({ route }));
 
 /** Bindings the request recorder reads. */
-type RecorderEnv = Pick<Env, "REQUEST_LOG" | "METRICS_AE" | "OTEL_EXPORTER_OTLP_ENDPOINT" | "TELEMETRY">;
+type RecorderEnv = Partial<Pick<Env, "METRICS_AE">>;
 
 /** Makes the span of a record that has only `spanFrom`, once (a no-op for records that came with theirs). */
 function spanOf(env: RecorderEnv, r: RequestRecord): void {
@@ -90,7 +86,8 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
         blobs: [route, r.method, String(status), r.cacheStatus ?? ""],
         doubles: [durationMs, 1],
       });
-    const otlp = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const cfg = config(env);
+    const otlp = cfg.OTEL_EXPORTER_OTLP_ENDPOINT;
     if (otlp) spanOf(env, r);
     if (otlp && r.trace) {
       const end = Date.now();
@@ -110,8 +107,8 @@ export function requestRecorder(write: (line: string) => void = (line) => consol
       });
       if (flush) ctx.waitUntil(flush);
     }
-    if (policyFor !== env.REQUEST_LOG) {
-      policyFor = env.REQUEST_LOG;
+    if (policyFor !== cfg.REQUEST_LOG) {
+      policyFor = cfg.REQUEST_LOG;
       policy = logPolicy(policyFor);
     }
     if (!policy(status)) return;

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import { MAX_TOKEN_LIFETIME_SECONDS, type Role, verifyToken } from "../../lib/auth";
-import { intVar } from "../../lib/config";
+import { config } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
 import type { AppEnv } from "../types";
 
@@ -21,10 +21,11 @@ export const auth = (...roles: Role[]): MiddlewareHandler<AppEnv> => {
     if (!header) throw new ApiError("unauthorized", "Send Authorization: Bearer <token>.", { headers: CHALLENGE });
     const match = BEARER.exec(header);
     if (!match?.[1]) throw new ApiError("unauthorized", "The Authorization header is not a bearer token.", { headers: CHALLENGE });
+    const cfg = config(c.env);
     const principal = await verifyToken(match[1], {
       secret: c.env.JWT_SECRET,
-      jwksUrl: c.env.JWKS_URL || undefined,
-      maxLifetimeSeconds: intVar(c.env.MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, 60),
+      jwksUrl: cfg.JWKS_URL,
+      maxLifetimeSeconds: cfg.MAX_TOKEN_LIFETIME_SECONDS,
     }).catch((err: unknown) => {
       // RFC 7235 §3.1: every 401 names the scheme, forged and expired tokens included.
       if (err instanceof ApiError && err.code === "unauthorized") throw new ApiError("unauthorized", err.message, { headers: CHALLENGE });

@@ -1,13 +1,13 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit as honoBodyLimit } from "hono/body-limit";
-import { intVar } from "../../lib/config";
+import { config } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
 import type { AppEnv } from "../types";
 
 /** Options of {@link bodyLimit}. */
 export interface BodyLimitOptions {
-  /** Used when MAX_BODY_BYTES is unset. */
-  defaultMaxBytes?: number;
+  /** A fixed limit in place of the configured MAX_BODY_BYTES. */
+  maxBytes?: number;
 }
 
 /**
@@ -21,7 +21,7 @@ export const bodyLimit = (opts: BodyLimitOptions = {}): MiddlewareHandler<AppEnv
   };
   return async function bodyLimit(c, next) {
     if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.method === "OPTIONS") return next();
-    const max = intVar(c.env.MAX_BODY_BYTES, opts.defaultMaxBytes ?? 65_536, 1);
+    const max = opts.maxBytes ?? config(c.env).MAX_BODY_BYTES;
     let limiter = limiters.get(max);
     if (!limiter) {
       limiter = honoBodyLimit({ maxSize: max, onError });

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { listVar } from "../../lib/config";
+import { config } from "../../lib/config";
 import type { AppEnv } from "../types";
 
 /** Options of {@link cors}. */
@@ -27,7 +27,7 @@ export const cors = (opts: CorsOptions): MiddlewareHandler<AppEnv> => {
   const allowOrigin = (origin: string, setting: string | undefined): string | null => {
     if (setting !== parsedFor) {
       parsedFor = setting;
-      const list = listVar(setting);
+      const list = (setting ?? "").split(",").map((s) => s.trim());
       allowAll = list.includes("*");
       allowed = new Set(list);
     }
@@ -37,7 +37,7 @@ export const cors = (opts: CorsOptions): MiddlewareHandler<AppEnv> => {
   return async function cors(c, next) {
     const origin = c.req.header("Origin");
     if (!origin) return next();
-    const allow = allowOrigin(origin, c.env.CORS_ORIGINS);
+    const allow = allowOrigin(origin, config(c.env).CORS_ORIGINS);
     if (c.req.method === "OPTIONS" && c.req.header("Access-Control-Request-Method")) {
       const headers: Record<string, string> = {
         "Access-Control-Allow-Methods": methods,

@@ -1,5 +1,6 @@
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { log } from "../../lib/log";
 import { ApiError, problemResponse } from "../../lib/problem";
 import type { AppEnv } from "../types";
 
@@ -22,16 +23,7 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   if (err instanceof ApiError) apiError = err;
   else if (err instanceof HTTPException) apiError = fromHttpException(err);
   else {
-    console.error(
-      JSON.stringify({
-        level: "error",
-        msg: "unhandled",
-        requestId: c.get("requestId"),
-        route: c.req.path,
-        error: String(err),
-        stack: err.stack,
-      }),
-    );
+    log.error("unhandled", { requestId: c.get("requestId"), route: c.req.path, error: String(err), stack: err.stack });
     apiError = new ApiError("internal_error", "Something went wrong. Quote the requestId when you report it.");
   }
   return problemResponse(apiError, requestIdOf(c));

@@ -1,4 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
+import { config as appConfig } from "../../lib/config";
+import { metric } from "../../lib/metric-catalog";
 import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import {
@@ -194,7 +196,7 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
   };
 
   return async function rateLimit(c, next) {
-    const config = rateLimitConfig(c.env.RATE_LIMITS);
+    const config = rateLimitConfig(appConfig(c.env).RATE_LIMITS);
     if (!config.enabled) return next();
     const r = resolve(config);
     const checks: Check[] = [];
@@ -215,12 +217,12 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
       blockedItems.push(rateLimitItem(chk.name, { allowed: false, remaining: 0, resetSeconds: s, retryAfterSeconds: s, windowSeconds: s }));
     }
     if (waitMs > 0) {
-      metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "blocked_cached" }, 1, "Rate-limit decisions");
+      metric.ratelimitDecisions.inc({ route, result: "blocked_cached" });
       throw refuse(r.policyHeader, blockedItems, waitMs / 1000);
     }
 
     const store = opts.store ? opts.store(c.env) : defaultStore(c.env, config.store);
-    metrics.inc("breakwater_ratelimit_do_calls_total", { route }, checks.length, "Calls to the rate-limit store");
+    metric.ratelimitDoCalls.inc({ route }, checks.length);
     // An async wrapper, so a store that throws synchronously is a failed call, not an escaped error.
     const settled = await Promise.allSettled(checks.map(async (chk) => withTimeout(store.check(chk.key, chk.policy), timeoutMs)));
 
@@ -243,13 +245,13 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
       }
     });
     if (refused) {
-      metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "refused" }, 1, "Rate-limit decisions");
+      metric.ratelimitDecisions.inc({ route, result: "refused" });
       throw refuse(r.policyHeader, items, refusedFor);
     }
     if (errors.length) {
-      metrics.inc("breakwater_ratelimit_errors_total", { route }, errors.length, "Rate-limit store calls that failed");
+      metric.ratelimitErrors.inc({ route }, errors.length);
       const result = failure === "open" ? "failed_open" : "failed_closed";
-      metrics.inc("breakwater_ratelimit_decisions_total", { route, result }, 1, "Rate-limit decisions");
+      metric.ratelimitDecisions.inc({ route, result });
       log(
         JSON.stringify({
           level: "warn",
@@ -262,7 +264,7 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
         }),
       );
       if (failure === "closed") throw new ApiError("overloaded", "Rate limiting is unavailable; retry shortly.", { retryAfterSeconds: 1 });
-    } else metrics.inc("breakwater_ratelimit_decisions_total", { route, result: "allowed" }, 1, "Rate-limit decisions");
+    } else metric.ratelimitDecisions.inc({ route, result: "allowed" });
 
     await next();
     c.res.headers.set("RateLimit-Policy", r.policyHeader);

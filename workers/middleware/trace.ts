@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from "hono";
+import { config } from "../../lib/config";
 import { childSpan, formatTraceparent, parseTraceparent, type TraceContext } from "../../lib/trace";
 import type { AppEnv } from "../types";
 
@@ -29,10 +30,10 @@ const isPublicAnswer = (headers: Headers): boolean => headers.get("Cache-Control
 
 /** This request's span under the caller's `traceparent` (or a new trace); undefined with TELEMETRY=off. */
 export function requestSpan(
-  env: Pick<Env, "TELEMETRY">,
+  env: object,
   traceparent: string | null | undefined,
 ): { span: TraceContext; parentSpanId: string | undefined; header: string } | undefined {
-  if (env.TELEMETRY === "off") return undefined;
+  if (config(env).TELEMETRY === "off") return undefined;
   const parent = parseTraceparent(traceparent);
   const span = childSpan(parent);
   return { span, parentSpanId: parent?.spanId, header: formatTraceparent(span) };

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { issueToken, ROLES } from "../../lib/auth";
-import { boolVar } from "../../lib/config";
+import { config } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
@@ -27,7 +27,7 @@ describeRoute({
 devAuth.post(
   "/v1/auth/dev-token",
   async (c, next) => {
-    if (!boolVar(c.env.DEV_AUTH)) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
+    if (!config(c.env).DEV_AUTH) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
     await next();
   },
   validate("json", devTokenInput),

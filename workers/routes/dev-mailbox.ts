@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { boolVar } from "../../lib/config";
+import { config } from "../../lib/config";
 import { devMailbox, keptMailSchema } from "../../lib/mail-sender";
 import { esc } from "../../lib/mail-templates";
 import { ApiError } from "../../lib/problem";
@@ -13,8 +13,8 @@ export const devMailboxPage = new Hono<AppEnv>();
 /** Mails render in sandboxed frames: no scripts, no requests out of the page but images. */
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self' data:; frame-ancestors 'none'";
 
-const onlyDev = (devAuth: string | undefined, method: string, path: string) => {
-  if (!boolVar(devAuth)) throw new ApiError("not_found", `No route for ${method} ${path}.`);
+const onlyDev = (env: object, method: string, path: string) => {
+  if (!config(env).DEV_AUTH) throw new ApiError("not_found", `No route for ${method} ${path}.`);
 };
 
 describeRoute({
@@ -26,7 +26,7 @@ describeRoute({
   errors: ["not_found"],
 });
 devMailboxPage.get("/dev/mailbox.json", async (c) => {
-  onlyDev(c.env.DEV_AUTH, c.req.method, c.req.path);
+  onlyDev(c.env, c.req.method, c.req.path);
   return c.json({ mails: await devMailbox(c.env.CATALOG_KV).list() }, 200, { "Cache-Control": "no-store" });
 });
 
@@ -39,7 +39,7 @@ describeRoute({
   errors: ["not_found"],
 });
 devMailboxPage.get("/dev/mailbox", async (c) => {
-  onlyDev(c.env.DEV_AUTH, c.req.method, c.req.path);
+  onlyDev(c.env, c.req.method, c.req.path);
   const mails = await devMailbox(c.env.CATALOG_KV).list();
   const items = mails.map(
     (m) =>

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { createEvent, invalidateEvent, kvKeys, readEvent, readEventList, updateEvent } from "../../lib/catalog";
 import { createEventInput, eventSchema, eventSummarySchema, updateEventInput } from "../../lib/event-schema";
+import { log } from "../../lib/log";
 import { ApiError } from "../../lib/problem";
 import { CATALOG_CACHE, CATALOG_ROUTES, catalogDeps, principalOf, readContext, sendCached } from "../http";
 import { auth } from "../middleware/auth";
@@ -73,15 +74,11 @@ events.get(CATALOG_ROUTES.list, async (c) => {
   } catch (err) {
     // The primary list failed (KV and D1): serve the popular-events list the cron published.
     const popular = await rc.deps.kv.get(kvKeys.popular).catch(() => null);
-    console.error(
-      JSON.stringify({
-        level: "error",
-        msg: "event list failed; serving popular events",
-        requestId: c.get("requestId"),
-        error: String(err),
-        fallback: popular !== null,
-      }),
-    );
+    log.error("event list failed; serving popular events", {
+      requestId: c.get("requestId"),
+      error: String(err),
+      fallback: popular !== null,
+    });
     if (popular === null) throw new ApiError("overloaded", "The event list is temporarily unavailable.", { retryAfterSeconds: 5 });
     c.set("cacheStatus", "fallback:popular");
     return c.body(popular, 200, {

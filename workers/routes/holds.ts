@@ -5,7 +5,8 @@ import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
 import { getHold, type HoldDeps, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
-import { metrics } from "../../lib/metrics";
+import { log } from "../../lib/log";
+import { metric } from "../../lib/metric-catalog";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
 import { checkQueuePass } from "../../lib/waiting-room";
@@ -56,8 +57,8 @@ const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => (
   analytics: (e) =>
     waitUntil(
       sendAnalytics(env.ANALYTICS_QUEUE, [e]).catch((err: unknown) => {
-        metrics.inc("breakwater_analytics_send_failures_total", { kind: e.kind }, 1, "Analytics events that could not be queued");
-        console.error(JSON.stringify({ level: "warn", msg: "analytics event not queued", kind: e.kind, error: String(err) }));
+        metric.analyticsSendFailures.inc({ kind: e.kind });
+        log.warn("analytics event not queued", { kind: e.kind, error: String(err) });
       }),
     ),
 });

@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
+import { config } from "../../lib/config";
 import { orderStores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payment-methods";
 import type { PaymentProvider } from "../../lib/payments";
@@ -96,7 +97,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
       { errors: [{ path: "payment.method", message: input.payment.method === "card" ? "not enabled" : "unknown method" }] },
     );
   const deps = checkoutDeps(c, provider);
-  if (c.env.CHECKOUT_WRITE === "sync") {
+  if (config(c.env).CHECKOUT_WRITE === "sync") {
     // Comparison mode: the order is also written to its shard before the answer (no write-behind).
     const shards = shardNames(c.env);
     const stores = orderStores(c.env);
