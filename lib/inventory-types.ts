@@ -1,3 +1,4 @@
+import { z } from "zod";
 import type { ErrorCode } from "./problem";
 
 /**
@@ -21,23 +22,25 @@ export interface InventoryConfig {
   holdSeconds: number;
 }
 
-/** Hold states of API.md. */
-export type HoldStatus = "active" | "checking_out" | "expired" | "released" | "sold";
+/** Hold states of the API. */
+export const holdStatus = z.enum(["active", "checking_out", "expired", "released", "sold"]);
+export type HoldStatus = z.output<typeof holdStatus>;
 
-/** A hold as the API shows it. */
-export interface HoldView {
-  id: string;
-  eventId: string;
-  sectionId: string;
-  seats: string[];
-  quantity: number;
-  total: number;
-  currency: string;
-  expiresAt: string;
-  status: HoldStatus;
+/** The API's `hold`: the one schema of the hold document (routes, DO answers and docs derive from it). */
+export const holdSchema = z.object({
+  id: z.string(),
+  eventId: z.string(),
+  sectionId: z.string(),
+  seats: z.array(z.string()),
+  quantity: z.number().int(),
+  total: z.number().int(),
+  currency: z.string(),
+  expiresAt: z.string(),
+  status: holdStatus,
   /** Set once sold. */
-  orderId?: string;
-}
+  orderId: z.string().optional(),
+});
+export type HoldView = z.output<typeof holdSchema>;
 
 /** Counts of one DO (seated section or GA shard). Invariant: available + held + sold = capacity. */
 export interface InventoryCounts {

@@ -78,7 +78,7 @@ export function buildApp(): Hono<AppEnv> {
   app.route("/", stats);
   app.route("/", rehearsal);
 
-  app.notFound(notFound);
+  app.notFound(notFound(() => app.routes));
   app.onError(onError);
   return app;
 }

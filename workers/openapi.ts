@@ -14,6 +14,8 @@ export interface HeaderDoc {
 }
 
 export interface RouteDoc {
+  /** Unique name of the operation (client generators name their methods after it). */
+  operationId: string;
   method: "get" | "post" | "put" | "patch" | "delete";
   /** Hono path, e.g. `/v1/events/:id`. */
   path: string;
@@ -33,6 +35,7 @@ const routes: RouteDoc[] = [];
 
 /** Registers a route in the document. Call once per route at module load. */
 export function describeRoute(doc: RouteDoc): void {
+  if (routes.some((r) => r.operationId === doc.operationId)) throw new Error(`operationId ${doc.operationId} is used twice`);
   routes.push(doc);
 }
 
@@ -73,9 +76,12 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
       };
     }
     const errorStatuses = new Map<number, string[]>();
-    for (const code of new Set([
+    // Answers every route of its kind can give: a bad path id, query or body is 400; a body route also
+    // refuses other media types (415) and oversize bodies (413); a route with auth answers 401.
+    for (const code of new Set<keyof typeof codeToStatus>([
       ...(r.errors ?? []),
-      ...(r.body ? (["validation_failed"] as const) : []),
+      ...(r.body || r.query || pathParams(r.path).length ? (["validation_failed"] as const) : []),
+      ...(r.body ? (["unsupported_media_type", "payload_too_large"] as const) : []),
       ...(r.auth ? (["unauthorized"] as const) : []),
     ])) {
       const status = codeToStatus[code];
@@ -89,9 +95,10 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
       };
     paths[oaPath] ??= {};
     (paths[oaPath] as Record<string, unknown>)[r.method] = {
+      operationId: r.operationId,
       summary: r.summary,
       tags: r.tags,
-      ...(r.auth ? { security: [{ bearer: [] }], "x-roles": r.auth.length ? r.auth : ["any"] } : {}),
+      ...(r.auth ? { security: [{ bearer: [] }], "x-roles": r.auth.length ? r.auth : ["any"] } : { security: [] }),
       ...(parameters.length ? { parameters } : {}),
       ...(r.body ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(r.body, "input") } } } } : {}),
       responses,

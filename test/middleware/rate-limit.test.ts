@@ -21,7 +21,7 @@ function app(opts: Partial<RateLimitOptions> = {}) {
   a.post("/hold", rateLimit({ route: "holds", policy: small, ...opts }), (c) => c.json({ ok: true }, 201));
   a.post("/order", rateLimit({ route: "orders", policy: small, ...opts }), (c) => c.json({ ok: true }, 201));
   a.onError(onError);
-  a.notFound(notFound);
+  a.notFound(notFound(() => a.routes));
   return a;
 }
 

@@ -57,3 +57,29 @@ describe("/metrics", () => {
     expect(text).toMatch(/breakwater_http_requests_total\{method="GET",route="\/healthz",status="200"\} \d+/);
   });
 });
+
+describe("a known path with a wrong method", () => {
+  it("answers 405 method_not_allowed with Allow listing the path's methods, and changes nothing", async () => {
+    const before = await call("/v1/events");
+    for (const [method, path, allow] of [
+      ["PUT", "/v1/events", "GET, HEAD, OPTIONS, POST"],
+      ["DELETE", "/v1/events/evt_anything", "GET, HEAD, OPTIONS, PATCH"],
+      ["POST", "/v1/holds/hld_x", "DELETE, GET, HEAD, OPTIONS"],
+      ["PATCH", "/healthz", "GET, HEAD, OPTIONS"],
+    ] as const) {
+      const res = await call(path, { method, headers: { Authorization: `Bearer ${await tokenFor("admin-405", "admin")}` } });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get("Allow"), `${method} ${path}`).toBe(allow);
+      expect(res.headers.get("Content-Type")).toContain("application/problem+json");
+      expect(((await res.json()) as { code: string }).code).toBe("method_not_allowed");
+    }
+    expect(await (await call("/v1/events")).json()).toEqual(await before.json());
+  });
+
+  it("still answers 404 for a path no route has", async () => {
+    const res = await call("/v1/nothing-here", { method: "DELETE" });
+    expect(res.status).toBe(404);
+    expect(res.headers.get("Allow")).toBeNull();
+    expect(((await res.json()) as { code: string }).code).toBe("not_found");
+  });
+});

@@ -29,6 +29,56 @@ export const onError: ErrorHandler<AppEnv> = (err, c) => {
   return problemResponse(apiError, requestIdOf(c));
 };
 
-/** 404 problem for unknown routes. */
-export const notFound: NotFoundHandler<AppEnv> = (c) =>
-  problemResponse(new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`), requestIdOf(c));
+/** A route as the router lists it (`app.routes`). */
+export interface KnownRoute {
+  method: string;
+  path: string;
+}
+
+/** A matcher for a Hono path pattern (`/v1/events/:id`, `:id{[0-9]+}`, `*`). */
+const patternOf = (path: string): RegExp =>
+  new RegExp(
+    `^${path
+      .split("/")
+      .map((part) => {
+        const custom = /^:\w+\{(.+)\}$/.exec(part);
+        if (custom) return `(?:${custom[1]})`;
+        if (part.startsWith(":")) return "[^/]+";
+        if (part === "*") return ".*";
+        return part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      })
+      .join("/")}/?$`,
+  );
+
+/**
+ * Answers a request no route took: 405 `method_not_allowed` with `Allow` when its path is a known route's
+ * (RFC 9110 §15.5.6), else 404. `routes` is read on the first miss, once every route is mounted.
+ */
+export const notFound = (routes: () => readonly KnownRoute[]): NotFoundHandler<AppEnv> => {
+  let table: { pattern: RegExp; methods: Set<string> }[] | undefined;
+  const build = () => {
+    const byPath = new Map<string, Set<string>>();
+    for (const r of routes()) {
+      if (r.method === "ALL" || r.path === "*" || r.path === "/*") continue;
+      const set = byPath.get(r.path) ?? new Set<string>();
+      set.add(r.method);
+      if (r.method === "GET") set.add("HEAD");
+      byPath.set(r.path, set);
+    }
+    return [...byPath].map(([path, methods]) => ({ pattern: patternOf(path), methods }));
+  };
+  return function notFound(c) {
+    table ??= build();
+    const allowed = new Set<string>();
+    for (const t of table) if (t.pattern.test(c.req.path)) for (const m of t.methods) allowed.add(m);
+    if (allowed.size > 0) {
+      allowed.add("OPTIONS");
+      const allow = [...allowed].sort().join(", ");
+      return problemResponse(
+        new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}; use ${allow}.`, { headers: { Allow: allow } }),
+        requestIdOf(c),
+      );
+    }
+    return problemResponse(new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`), requestIdOf(c));
+  };
+};

@@ -31,6 +31,7 @@ const deadLetterSchema = z.object({
 export const admin = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "listDeadLetters",
   method: "get",
   path: "/v1/admin/dead-letters",
   summary: "Messages that exhausted their retries (admin)",
@@ -46,6 +47,7 @@ admin.get("/v1/admin/dead-letters", auth("admin"), validate("query", listQuery),
 });
 
 describeRoute({
+  operationId: "replayDeadLetters",
   method: "post",
   path: "/v1/admin/dead-letters/replay",
   summary: "Send dead letters back to their queue (admin); consumers are idempotent",

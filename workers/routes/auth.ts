@@ -16,6 +16,7 @@ const devTokenInput = z.strictObject({
 export const devAuth = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "createDevToken",
   method: "post",
   path: "/v1/auth/dev-token",
   summary: "Issue a token for any user and role (DEV_AUTH only; 404 otherwise)",

@@ -21,6 +21,7 @@ const sectionAvailability = z.object({
 export const availability = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "getAvailability",
   method: "get",
   path: "/v1/events/:id/availability",
   summary: "Places available, held and sold per section (lags the truth by about a second)",

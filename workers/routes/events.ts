@@ -18,6 +18,7 @@ const idParam = z.object({ id: z.string().max(64) });
 export const events = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "createEvent",
   method: "post",
   path: "/v1/events",
   summary: "Create an event (organizer)",
@@ -38,6 +39,7 @@ events.post("/v1/events", auth("organizer", "admin"), idempotency(), validate("j
 });
 
 describeRoute({
+  operationId: "updateEvent",
   method: "patch",
   path: "/v1/events/:id",
   summary: "Change an event's name, venue or dates (its organizer or an admin)",
@@ -55,6 +57,7 @@ events.patch("/v1/events/:id", auth("organizer", "admin"), validate("param", idP
 });
 
 describeRoute({
+  operationId: "listEvents",
   method: "get",
   path: "/v1/events",
   summary: "Upcoming events (cached)",
@@ -90,6 +93,7 @@ events.get(CATALOG_ROUTES.list, async (c) => {
 });
 
 describeRoute({
+  operationId: "getEvent",
   method: "get",
   path: "/v1/events/:id",
   summary: "One event with its sections (cached)",

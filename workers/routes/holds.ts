@@ -5,6 +5,7 @@ import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
 import { getHold, type HoldDeps, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
+import { holdSchema } from "../../lib/inventory-types";
 import { log } from "../../lib/log";
 import { metric } from "../../lib/metric-catalog";
 import { ApiError } from "../../lib/problem";
@@ -17,20 +18,6 @@ import { rateLimit } from "../middleware/rate-limit";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
-
-const holdStatus = z.enum(["active", "checking_out", "expired", "released", "sold"]);
-const holdSchema = z.object({
-  id: z.string(),
-  eventId: z.string(),
-  sectionId: z.string(),
-  seats: z.array(z.string()),
-  quantity: z.number().int(),
-  total: z.number().int(),
-  currency: z.string(),
-  expiresAt: z.string(),
-  status: holdStatus,
-  orderId: z.string().optional(),
-});
 
 /** POST /v1/events/:id/holds body. */
 export const holdInput = z
@@ -64,6 +51,7 @@ const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => (
 });
 
 describeRoute({
+  operationId: "createHold",
   method: "post",
   path: "/v1/events/:id/holds",
   summary: "Hold seats or places (buyer)",
@@ -126,6 +114,7 @@ holds.post(
 );
 
 describeRoute({
+  operationId: "getHold",
   method: "get",
   path: "/v1/holds/:id",
   summary: "One of your holds",
@@ -144,6 +133,7 @@ holds.get("/v1/holds/:id", auth("buyer"), validate("param", holdParam), async (c
 });
 
 describeRoute({
+  operationId: "releaseHold",
   method: "delete",
   path: "/v1/holds/:id",
   summary: "Release one of your holds; its seats return to sale",
@@ -167,6 +157,7 @@ const seatMapCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, 
 
 const seatSchema = z.object({ id: z.string(), row: z.string(), number: z.number().int(), status: z.enum(["available", "held", "sold"]) });
 describeRoute({
+  operationId: "getSeatMap",
   method: "get",
   path: "/v1/events/:id/sections/:sectionId/seats",
   summary: "Seat map of a seated section (lags by up to a second)",

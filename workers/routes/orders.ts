@@ -2,6 +2,7 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
 import { config } from "../../lib/config";
+import { orderSchema, pendingOrderSchema } from "../../lib/order";
 import { orderStores, shardNames } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payment-methods";
 import type { PaymentProvider } from "../../lib/payments";
@@ -31,22 +32,6 @@ export const orderInput = z.strictObject({
   }),
 });
 
-const ticketSchema = z.object({ id: z.string(), seat: z.string(), code: z.string() });
-/** The API's `order`. */
-export const orderSchema = z.object({
-  id: z.string(),
-  status: z.enum(["paid", "pending"]).describe("pending: a card payment Stripe has not settled yet (202); tickets come once paid"),
-  eventId: z.string(),
-  sectionId: z.string(),
-  holdId: z.string(),
-  seats: z.array(z.string()),
-  quantity: z.number().int(),
-  total: z.number().int(),
-  currency: z.string(),
-  tickets: z.array(ticketSchema),
-  createdAt: z.string(),
-});
-
 const orderParam = z.object({ id: z.string().max(200) });
 const listQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(100).default(50) });
 
@@ -69,6 +54,7 @@ export function checkoutDeps(c: Context<AppEnv>, provider: PaymentProvider): Che
 export const orders = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "createOrder",
   method: "post",
   path: "/v1/orders",
   summary: "Pay for a hold (buyer). Answers at once; storage and notifications follow through queues.",
@@ -77,10 +63,11 @@ describeRoute({
   body: orderInput,
   headers: [{ name: "Idempotency-Key", description: "≤ 255 chars; replays the first response" }],
   responses: {
-    201: { description: "Paid", schema: z.object({ order: orderSchema }) },
+    201: { description: "Paid", schema: z.object({ order: orderSchema }), headers: ["Location"] },
+    200: { description: "The hold was already paid: its order, as first answered", schema: z.object({ order: orderSchema }) },
     202: {
       description: "Card payment accepted by Stripe but not settled yet (order pending; its webhook settles it)",
-      schema: z.object({ order: orderSchema }),
+      schema: z.object({ order: pendingOrderSchema }),
     },
   },
   errors: ["not_found", "payment_declined", "hold_expired", "idempotency_conflict", "idempotency_mismatch", "rate_limited", "overloaded"],
@@ -121,6 +108,7 @@ orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempot
 });
 
 describeRoute({
+  operationId: "listOrders",
   method: "get",
   path: "/v1/orders",
   summary: "Your orders, newest first (from your order shard: complete once the queue has drained, usually within seconds)",
@@ -139,12 +127,18 @@ orders.get("/v1/orders", auth("buyer"), validate("query", listQuery), async (c) 
 });
 
 describeRoute({
+  operationId: "getOrder",
   method: "get",
   path: "/v1/orders/:id",
   summary: "One of your orders (readable as soon as POST /v1/orders answered)",
   tags: ["orders"],
   auth: ["buyer"],
-  responses: { 200: { description: "The order", schema: z.object({ order: orderSchema }) } },
+  responses: {
+    200: {
+      description: "The order (pending until its card payment settles)",
+      schema: z.object({ order: z.union([orderSchema, pendingOrderSchema]) }),
+    },
+  },
   errors: ["not_found"],
 });
 orders.get("/v1/orders/:id", auth("buyer"), validate("param", orderParam), async (c) => {

@@ -20,6 +20,7 @@ const webhookAnswer = z.object({
 });
 
 describeRoute({
+  operationId: "receiveStripeWebhook",
   method: "post",
   path: "/v1/webhooks/stripe",
   summary:

@@ -57,6 +57,7 @@ const deps = (c: Context<AppEnv>): QueueDeps => ({
 });
 
 describeRoute({
+  operationId: "joinQueue",
   method: "post",
   path: "/v1/events/:id/queue",
   summary: `Join the event's waiting room (buyer). ${ROOM_RULES} Sending a valid X-Queue-Ticket of yours for this event keeps it instead of queueing again.`,
@@ -83,6 +84,7 @@ queue.post(
 );
 
 describeRoute({
+  operationId: "pollQueue",
   method: "get",
   path: "/v1/events/:id/queue",
   summary:

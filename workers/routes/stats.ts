@@ -40,6 +40,7 @@ const reconciliationSchema = z.object({
 export const stats = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "getEventStats",
   method: "get",
   path: "/v1/events/:id/stats",
   summary: "Sales, funnel and orders per minute of an event (its organizer or an admin)",
@@ -82,6 +83,7 @@ stats.get("/v1/events/:id/stats", auth("organizer", "admin"), validate("param", 
 });
 
 describeRoute({
+  operationId: "getReconciliation",
   method: "get",
   path: "/v1/admin/reconciliation",
   summary: "Discrepancies found by the cron reconciliation, newest first (admin)",
@@ -100,6 +102,7 @@ stats.get("/v1/admin/reconciliation", auth("admin"), async (c) => {
 });
 
 describeRoute({
+  operationId: "reconcileEvent",
   method: "post",
   path: "/v1/admin/reconciliation/:id",
   summary: "Reconcile one event now: its Inventory DOs' sales against the order shards (admin)",

@@ -10,6 +10,7 @@ import { docsPage } from "./docs-page";
 export const system = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "getHealth",
   method: "get",
   path: "/healthz",
   summary: "Liveness",
@@ -20,6 +21,7 @@ system.get("/healthz", (c) => c.json({ ok: true as const }));
 
 let openApiBody: string | undefined;
 describeRoute({
+  operationId: "getOpenApiDocument",
   method: "get",
   path: "/openapi.json",
   summary: "This document",
@@ -32,6 +34,7 @@ system.get("/openapi.json", (c) => {
 });
 
 describeRoute({
+  operationId: "getApiReference",
   method: "get",
   path: "/docs",
   summary: "Rendered API reference",
@@ -45,6 +48,7 @@ system.get("/docs", (c) =>
 );
 
 describeRoute({
+  operationId: "getMetrics",
   method: "get",
   path: "/metrics",
   summary: "Prometheus metrics of the answering isolate (admin)",
