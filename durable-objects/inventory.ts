@@ -42,20 +42,20 @@ interface HoldRow extends Record<string, SqlStorageValue> {
 }
 
 /** The payment idempotency key of a checkout attempt: a retried attempt never reuses a voided key. */
-export const paymentKey = (holdId: string, attempt: number): string => `${orderIdForHold(holdId)}:${attempt}`;
+const paymentKey = (holdId: string, attempt: number): string => `${orderIdForHold(holdId)}:${attempt}`;
 
 /** Queueing delay above which a request counts as an overload signal (ms). */
-export const OVERLOAD_DELAY_MS = 250;
+const OVERLOAD_DELAY_MS = 250;
 /** Snapshots are published at most this often (ms). */
-export const PUBLISH_INTERVAL_MS = 1_000;
+const PUBLISH_INTERVAL_MS = 1_000;
 /** A checkout with no outcome after this long is presumed dead: its charge is voided and the hold reopened (ms). */
-export const CHECKOUT_TIMEOUT_MS = 120_000;
+const CHECKOUT_TIMEOUT_MS = 120_000;
 /** Outbox: orders not confirmed as queued after this long are re-sent by the alarm (ms). */
-export const OUTBOX_RESEND_MS = 5_000;
+const OUTBOX_RESEND_MS = 5_000;
 /** After a failed payment the hold lives at least this much longer, so the buyer can retry (ms). */
-export const CHECKOUT_ABORT_GRACE_MS = 60_000;
+const CHECKOUT_ABORT_GRACE_MS = 60_000;
 /** Most seats one hold may name. */
-export const MAX_SEATS_PER_HOLD = 50;
+const MAX_SEATS_PER_HOLD = 50;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);

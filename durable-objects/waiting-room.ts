@@ -26,7 +26,7 @@ import {
 import { type HealthSignal, healthSignal, nextRate, ratePolicy } from "../lib/waiting-room-rate";
 
 /** How often the watermark moves (the alarm period). */
-export const TICK_MS = 1_000;
+const TICK_MS = 1_000;
 /** Longest time one tick may account for: after a long gap (eviction, late alarm) no burst of admissions. */
 export const MAX_TICK_GAP_MS = 2_000;
 /** The rate is adjusted at most once per this many ms, so a doubled alarm run does not step twice. */

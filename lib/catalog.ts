@@ -166,7 +166,7 @@ export async function findEventRow(db: CatalogDb, id: string): Promise<schema.Ev
 }
 
 /** One row of the public event list. */
-export const summaryOf = (r: schema.EventRow): EventSummary => ({
+const summaryOf = (r: schema.EventRow): EventSummary => ({
   id: r.id,
   name: r.name,
   venue: r.venue,
@@ -178,7 +178,7 @@ export const summaryOf = (r: schema.EventRow): EventSummary => ({
 });
 
 /** Serialized body of GET /v1/events/:id. */
-export const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc });
+const eventBody = (doc: EventDoc): string => JSON.stringify({ event: doc });
 
 /**
  * Writes the event's KV document, then republishes the list and the version manifest (after the document,
@@ -248,7 +248,7 @@ export async function publishListAndVersions(deps: CatalogDeps): Promise<void> {
 }
 
 /** Most events in the version manifest (about 40 bytes each); events beyond it fall back to the plain TTL. */
-export const VERSIONS_LIMIT = 20_000;
+const VERSIONS_LIMIT = 20_000;
 
 /** Upcoming events (those that have not started), the filter of the list and of the manifest. */
 const upcoming = () => gt(schema.events.startsAt, new Date().toISOString());
@@ -270,10 +270,10 @@ function versionsBody(rows: { id: string; version: number }[]): string {
 }
 
 /** Most events in the public list. */
-export const LIST_LIMIT = 200;
+const LIST_LIMIT = 200;
 
 /** Rebuilds `events:list` from D1: upcoming events, soonest sale first. */
-export async function publishEventList(deps: CatalogDeps): Promise<string> {
+async function publishEventList(deps: CatalogDeps): Promise<string> {
   const body = listBody(await listQuery(deps.db));
   await deps.kv.put(kvKeys.list, body);
   return body;
@@ -287,7 +287,7 @@ const listQuery = (db: CatalogDb) =>
 const listBody = (rows: schema.EventRow[]): string => JSON.stringify({ events: rows.reverse().map(summaryOf) });
 
 /** Most events in the popular list. */
-export const POPULAR_LIMIT = 20;
+const POPULAR_LIMIT = 20;
 
 /**
  * Publishes the popular-events list to KV: upcoming events ranked by recent activity (holds and orders,
@@ -304,8 +304,8 @@ export async function publishPopular(deps: CatalogDeps, scores: Map<string, numb
 }
 
 /** Micro-cache TTLs of the catalog (documented staleness). */
-export const CATALOG_MICRO_TTL_MS = 1_000;
-export const CATALOG_EDGE_TTL_SECONDS = 5;
+const CATALOG_MICRO_TTL_MS = 1_000;
+const CATALOG_EDGE_TTL_SECONDS = 5;
 
 let edgeCache: Cache | undefined;
 /** The shared catalog cache of this isolate. */
@@ -359,7 +359,7 @@ const eventVersionOf = (body: string): number | undefined => {
  * The version manifest through the same cache (one refresh per isolate per second at most, coalesced),
  * parsed once per body. Not counted as a catalog read: it serves reads, it is not one.
  */
-export async function eventVersions(ctx: ReadContext): Promise<Map<string, number> | null> {
+async function eventVersions(ctx: ReadContext): Promise<Map<string, number> | null> {
   const { value } = await catalogCache.get(
     catalogSource(ctx, kvKeys.versions, cachePaths.versions, {
       // Built from D1 when KV has none yet (before the first organizer change or cron run); republished in

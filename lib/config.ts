@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { MAX_TOKEN_LIFETIME_SECONDS } from "./auth";
 
 /**
  * The Worker's configuration: every string var of wrangler.toml, parsed once per `env` object by one zod
@@ -51,7 +52,9 @@ export const configSchema = z.object({
   ),
   FAULT_INJECTION: opt(flag.default(false)).describe("Enables the admin fault API for rehearsals (npm run drop). Never on in production."),
   JWKS_URL: opt(url.optional()).describe("JWKS of an identity provider; RS256/ES256/EdDSA tokens are verified against it."),
-  MAX_TOKEN_LIFETIME_SECONDS: opt(int(60, 31_536_000).default(86_400)).describe("Tokens whose exp lies further ahead are refused."),
+  MAX_TOKEN_LIFETIME_SECONDS: opt(int(60, 31_536_000).default(MAX_TOKEN_LIFETIME_SECONDS)).describe(
+    "Tokens whose exp lies further ahead are refused.",
+  ),
 });
 
 /** The parsed configuration. */

@@ -21,7 +21,7 @@ const MARKUP = /<[A-Za-z!/?]/;
  * A name shown to people: trimmed, `min`..`max` characters, well-formed UTF-16 (a lone surrogate would be
  * stored altered), no control or bidi-override characters, no HTML tags.
  */
-export const displayText = (max: number) =>
+const displayText = (max: number) =>
   z
     .string()
     .trim()
@@ -35,16 +35,16 @@ export const displayText = (max: number) =>
 /** The hold lifetime when an event does not set one, in seconds. */
 export const DEFAULT_EVENT_HOLD_SECONDS = 600;
 /** Largest seated section (seats); larger venues split into more sections. */
-export const MAX_SEATED_SECTION_SEATS = 20_000;
+const MAX_SEATED_SECTION_SEATS = 20_000;
 /** Largest GA section. */
-export const MAX_GA_CAPACITY = 1_000_000;
+const MAX_GA_CAPACITY = 1_000_000;
 /** Most capacity shards one GA section may have. */
-export const MAX_GA_SHARDS = 64;
+const MAX_GA_SHARDS = 64;
 
 /** Default number of GA capacity shards: one per 2,500 places, 1 to 16. */
 export const defaultGaShards = (capacity: number): number => Math.min(16, Math.max(1, Math.ceil(capacity / 2_500)));
 
-export const seatedSectionInput = z.strictObject({
+const seatedSectionInput = z.strictObject({
   id: sectionId,
   name: displayText(100),
   kind: z.literal("seated"),
@@ -55,7 +55,7 @@ export const seatedSectionInput = z.strictObject({
     .max(200),
 });
 
-export const gaSectionInput = z.strictObject({
+const gaSectionInput = z.strictObject({
   id: sectionId,
   name: displayText(100),
   kind: z.literal("ga"),
@@ -129,7 +129,7 @@ export const updateEventInput = z
 export type UpdateEventInput = z.output<typeof updateEventInput>;
 
 /** A section as stored and served. */
-export const sectionSchema = z.object({
+const sectionSchema = z.object({
   id: z.string(),
   name: z.string(),
   kind: z.enum(["seated", "ga"]),

@@ -43,7 +43,7 @@ export function inventoryStub(ns: InventoryNamespace, loc: InventoryLocation): I
 export const ledgerStub = (ns: LedgerNamespace, userId: string): LedgerStub => ns.get(ns.idFromName(userId));
 
 /** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
-export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
+function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
   const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
   const cfg: InventoryConfig = {
     eventId: event.id,
@@ -61,7 +61,7 @@ export function inventoryConfig(event: EventDoc, section: Section, shard: number
 }
 
 /** Event fields the Inventory DOs forward to the WaitingRoom DO. */
-export const inventoryEvent = (event: EventDoc): EventRouting => ({
+const inventoryEvent = (event: EventDoc): EventRouting => ({
   id: event.id,
   sections: event.sections,
   waitingRoom: event.waitingRoom,
@@ -77,7 +77,7 @@ export const reservationKey = (holdId: string): string => holdId.split(".")[0] a
  * after that.
  */
 const emptyShards = new Map<string, number>();
-export const EMPTY_SHARD_TTL_MS = 2_000;
+const EMPTY_SHARD_TTL_MS = 2_000;
 
 /** Forgets what this isolate remembers about empty shards (tests). */
 export const forgetEmptyShards = (): void => emptyShards.clear();

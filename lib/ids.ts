@@ -17,7 +17,7 @@ export function randomToken(n = 20): string {
 export const newId = (prefix: string, n = 20): string => `${prefix}_${randomToken(n)}`;
 
 /** Ids the server issues: prefix, underscore, base32 body. */
-export const idPattern = (prefix: string): RegExp => new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{8,40}$`);
+const idPattern = (prefix: string): RegExp => new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{8,40}$`);
 
 /** Event ids. */
 export const EVENT_ID = idPattern("evt");

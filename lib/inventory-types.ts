@@ -1,5 +1,4 @@
 import { z } from "zod";
-import type { ErrorCode } from "./problem";
 
 /**
  * The contract between the edge and the Inventory Durable Objects, and the snapshots they publish.
@@ -23,7 +22,7 @@ export interface InventoryConfig {
 }
 
 /** Hold states of the API. */
-export const holdStatus = z.enum(["active", "checking_out", "expired", "released", "sold"]);
+const holdStatus = z.enum(["active", "checking_out", "expired", "released", "sold"]);
 export type HoldStatus = z.output<typeof holdStatus>;
 
 /** The API's `hold`: the one schema of the hold document (routes, DO answers and docs derive from it). */
@@ -86,11 +85,4 @@ export interface AvailabilitySnapshot {
 /** Places of GA shard `shard` of `shards` for a section of `capacity`: the remainder goes to the first shards. */
 export function gaShardCapacity(capacity: number, shards: number, shard: number): number {
   return Math.floor(capacity / shards) + (shard < capacity % shards ? 1 : 0);
-}
-
-/** Failure of an inventory operation (crosses RPC as data, not as an exception). */
-export interface InventoryFailure {
-  ok: false;
-  code: ErrorCode;
-  detail: string;
 }

@@ -49,9 +49,9 @@ interface Entry {
 }
 
 /** Default lifetime of a fetched set: 10 minutes. */
-export const JWKS_TTL_MS = 600_000;
+const JWKS_TTL_MS = 600_000;
 /** Default least time between two fetches of one set: 30 s. */
-export const JWKS_REFETCH_INTERVAL_MS = 30_000;
+const JWKS_REFETCH_INTERVAL_MS = 30_000;
 const FETCH_TIMEOUT_MS = 5_000;
 
 /** Builds a key-set cache (one per isolate in production: {@link sharedJwksCache}). */

@@ -4,11 +4,11 @@
  * payment tokens; ids and error texts are fine.
  */
 
-export type LogLevel = "info" | "warn" | "error";
+type LogLevel = "info" | "warn" | "error";
 export type LogFields = Record<string, unknown>;
 
 /** Writes one entry. */
-export function write(level: LogLevel, msg: string, fields: LogFields = {}): void {
+function write(level: LogLevel, msg: string, fields: LogFields = {}): void {
   const line = JSON.stringify({ level, msg, ...fields });
   if (level === "info") console.log(line);
   else console.error(line);

@@ -20,7 +20,7 @@ export interface MetricSpec {
 }
 
 /** The label values of a metric whose labels are `L`. */
-export type LabelValues<L extends string> = { readonly [K in L]: string | number };
+type LabelValues<L extends string> = { readonly [K in L]: string | number };
 
 const DEFAULT_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 

@@ -9,11 +9,11 @@ import { z } from "zod";
 const id = z.string().min(1).max(200);
 
 /** A ticket as the order shows it (`code` is the signed QR payload, lib/tickets.ts). */
-export const ticketSchema = z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) });
+const ticketSchema = z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) });
 export type Ticket = z.output<typeof ticketSchema>;
 
 /** Order states of the API. */
-export const orderStatus = z.enum(["paid"]);
+const orderStatus = z.enum(["paid"]);
 
 /** The API's `order` (POST /v1/orders, GET /v1/orders/:id, GET /v1/orders). */
 export const orderSchema = z.object({
@@ -65,21 +65,6 @@ export const orderMessage = orderSchema
       ctx.addIssue({ code: "custom", path: ["seats"], message: `${o.seats.length} seat(s) for quantity ${o.quantity}` });
   });
 export type OrderMessage = z.output<typeof orderMessage>;
-
-/** The API's order of an order message (what a shard stores and returns). */
-export const orderOfMessage = (m: OrderMessage): Order => ({
-  id: m.orderId,
-  status: "paid",
-  eventId: m.eventId,
-  sectionId: m.sectionId,
-  holdId: m.holdId,
-  seats: m.seats,
-  quantity: m.quantity,
-  total: m.total,
-  currency: m.currency,
-  tickets: m.tickets,
-  createdAt: m.paidAt,
-});
 
 /** A recorded order, as checkout stores it in the Inventory DO before answering. */
 export interface StoredOrder {

@@ -31,7 +31,7 @@ const attr = (key: string, v: string | number) => ({
 const nanos = (ms: number) => `${BigInt(Math.round(ms * 1000)) * 1000n}`;
 
 /** The OTLP/HTTP JSON body of a batch of spans. */
-export function otlpBody(spans: SpanRecord[], service = "breakwater"): Record<string, unknown> {
+function otlpBody(spans: SpanRecord[], service = "breakwater"): Record<string, unknown> {
   return {
     resourceSpans: [
       {

@@ -19,5 +19,3 @@ export function paymentProvider(method: string, env: object): PaymentProvider | 
   return null;
 }
 
-/** Payment methods this server knows, configured or not (for error messages). */
-export const PAYMENT_METHODS = ["sandbox", "card"] as const;

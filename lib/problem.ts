@@ -82,7 +82,7 @@ export interface FieldIssue {
 }
 
 /** The JSON body of every error response. */
-export interface ProblemDocument {
+interface ProblemDocument {
   type: string;
   title: string;
   status: number;
@@ -116,13 +116,8 @@ export class ApiError extends Error {
   }
 }
 
-/** True for values that are ApiError, including ones that crossed an RPC boundary (by name and code). */
-export function isApiError(err: unknown): err is ApiError {
-  return err instanceof ApiError;
-}
-
 /** The body of a problem response. */
-export function problemDocument(err: ApiError, requestId: string): ProblemDocument {
+function problemDocument(err: ApiError, requestId: string): ProblemDocument {
   const doc: ProblemDocument = {
     type: `https://breakwater.dev/problems/${err.code.replaceAll("_", "-")}`,
     title: titles[err.code],

@@ -44,7 +44,7 @@ export interface RateLimitDecision {
 }
 
 /** One step of {@link Gcra.check}: the decision and the TAT to store (µs; undefined: no state). */
-export interface GcraStep {
+interface GcraStep {
   decision: RateLimitDecision;
   tat: number | undefined;
   /** Whether `tat` differs from the one passed in (a store writes only then). */
@@ -73,7 +73,7 @@ const US_PER_S = 1_000_000;
 const MAX_TOLERANCE_US = 1e15;
 
 /** Why a policy is unusable, or null when it is fine. */
-export function policyProblem(p: RateLimitPolicy): string | null {
+function policyProblem(p: RateLimitPolicy): string | null {
   if (!Number.isInteger(p.limit) || p.limit < 1 || p.limit > 1_000_000) return "limit must be an integer from 1 to 1000000";
   if (!Number.isInteger(p.periodSeconds) || p.periodSeconds < 1 || p.periodSeconds > 86_400)
     return "periodSeconds must be an integer from 1 to 86400";
@@ -128,7 +128,7 @@ export function gcra(policy: RateLimitPolicy): Gcra {
 // Policies per route and the RATE_LIMITS var
 
 /** The route groups that are rate limited. */
-export const RATE_LIMITED_ROUTES = ["holds", "orders", "queue"] as const;
+const RATE_LIMITED_ROUTES = ["holds", "orders", "queue"] as const;
 /** Name of a rate-limited route group: picks its policy and labels its metrics. */
 export type RateLimitedRoute = (typeof RATE_LIMITED_ROUTES)[number];
 
@@ -319,7 +319,7 @@ export interface RateLimitStore {
 }
 
 /** The narrow Limiter stub a {@link limiterStore} needs. */
-export interface LimiterStub {
+interface LimiterStub {
   check(key: string, policy: RateLimitPolicy, nowMs?: number, cost?: number): Promise<RateLimitDecision>;
 }
 

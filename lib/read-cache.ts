@@ -94,7 +94,7 @@ interface Entry {
 }
 
 /** 64-bit FNV-1a of a string, as 16 hex digits. Fast and stable; used for ETags, not for security. */
-export function fnv64(s: string): string {
+function fnv64(s: string): string {
   let h1 = 0x811c9dc5;
   let h2 = 0x01000193 ^ s.length;
   for (let i = 0; i < s.length; i++) {
@@ -106,7 +106,7 @@ export function fnv64(s: string): string {
 }
 
 /** Wraps a serialized body with its ETag. */
-export const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
+const withEtag = (body: string): CachedBody => ({ body, etag: `"${fnv64(body)}"` });
 
 /** The lookups counter of one layer, resolved once per layer. */
 const lookupsOf = memoized((layer: CacheLayer) => metric.cacheLookups.series({ layer }));

@@ -27,7 +27,7 @@ export async function rollUp(d1: D1Database, from: Date, to: Date): Promise<numb
 }
 
 /** One minute of an event's sales. */
-export interface MinuteFigures {
+interface MinuteFigures {
   minute: string;
   orders: number;
   tickets: number;

@@ -41,7 +41,7 @@ export const PAYMENT_KEY_METADATA = "breakwater_payment_key";
 const clients = new Map<string, Stripe>();
 
 /** The SDK client for `settings`: fetch HTTP client, no SDK retries (chargeWithPolicy retries and counts every attempt). */
-export function stripeClient(secretKey: string, apiUrl: string | null): Stripe {
+function stripeClient(secretKey: string, apiUrl: string | null): Stripe {
   const id = `${secretKey}\n${apiUrl ?? ""}`;
   let client = clients.get(id);
   if (!client) {
@@ -84,7 +84,7 @@ function unavailable(err: unknown): PaymentUnavailableError | null {
 }
 
 /** The outcome a PaymentIntent's status means for a checkout. */
-export function intentOutcome(pi: Pick<Stripe.PaymentIntent, "id" | "status" | "last_payment_error">): ChargeResult {
+function intentOutcome(pi: Pick<Stripe.PaymentIntent, "id" | "status" | "last_payment_error">): ChargeResult {
   switch (pi.status) {
     case "succeeded":
       return { status: "succeeded", chargeId: pi.id };

@@ -21,7 +21,7 @@ export interface TicketOrder {
 }
 
 /** What a ticket code proves (the signed payload; short keys keep the QR code small). */
-export const ticketClaims = z.object({
+const ticketClaims = z.object({
   /** Ticket id. */
   t: z.string().min(1),
   /** Order id. */
@@ -36,11 +36,11 @@ export type TicketClaims = z.output<typeof ticketClaims>;
 const PURPOSE = "ticket";
 
 /** The seats tickets are issued for: the held seats, or numbered GA places when the section has none. */
-export const ticketSeats = (o: Pick<TicketOrder, "sectionId" | "seats" | "quantity">): string[] =>
+const ticketSeats = (o: Pick<TicketOrder, "sectionId" | "seats" | "quantity">): string[] =>
   o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `${o.sectionId}/GA-${i + 1}`);
 
 /** The id of the `index`-th (0-based) ticket of an order: derived, so issuing again yields the same ids. */
-export const ticketId = (orderId: string, index: number): string => `tkt_${orderId.slice(4, 24)}_${index + 1}`;
+const ticketId = (orderId: string, index: number): string => `tkt_${orderId.slice(4, 24)}_${index + 1}`;
 
 /**
  * Issues the signed tickets of an order. Deterministic: the same order gives the same ids and codes, so a

@@ -22,7 +22,7 @@ import { z } from "zod";
  */
 
 /** Width of an arrival bucket (ms). Order inside a bucket is round-robin over isolates. */
-export const BUCKET_MS = 1_000;
+const BUCKET_MS = 1_000;
 /** The bucket of every ticket issued before the sale opens. */
 export const PRE_BUCKET = -1;
 /**

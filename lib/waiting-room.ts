@@ -23,8 +23,8 @@ import { type ArrivalReport, bucketOf, PRE_BUCKET, placeTicket, type RoomState, 
  */
 
 /** Signing purposes. */
-export const TICKET_PURPOSE = "queue-ticket";
-export const PASS_PURPOSE = "queue-pass";
+const TICKET_PURPOSE = "queue-ticket";
+const PASS_PURPOSE = "queue-pass";
 /** How long a pass admits its holder to the holds of its event. */
 export const PASS_TTL_MS = 10 * 60_000;
 /** How long a ticket stays valid after the later of its arrival and the sale's opening. */
@@ -48,10 +48,10 @@ export const ticketPayloadSchema = z.strictObject({
 export type QueueTicket = z.output<typeof ticketPayloadSchema>;
 
 /** A pass's signed payload. */
-export const passPayloadSchema = z.strictObject({ e: z.string().regex(EVENT_ID), u: userId, exp: z.number().int() });
+const passPayloadSchema = z.strictObject({ e: z.string().regex(EVENT_ID), u: userId, exp: z.number().int() });
 
 /** Why a token was refused. */
-export type TokenRefusal = "invalid" | "expired" | "other_user" | "other_event";
+type TokenRefusal = "invalid" | "expired" | "other_user" | "other_event";
 
 /** Result of checking a pass. */
 export type PassCheck = { ok: true; expiresAt: number } | { ok: false; reason: TokenRefusal };
@@ -119,7 +119,7 @@ let isolateId: string | undefined;
  * This isolate's id in tickets and arrival reports: random, drawn on first use (workerd forbids random
  * values at module scope, outside a handler).
  */
-export function isolateIdentity(): string {
+function isolateIdentity(): string {
   isolateId ??= randomToken(16);
   return isolateId;
 }
@@ -189,7 +189,7 @@ export class ArrivalCounter {
 }
 
 /** The isolate's counter. */
-export const arrivals = new ArrivalCounter();
+const arrivals = new ArrivalCounter();
 
 // ───────────────────────────── the room state through the micro-cache ─────────────────────────────
 
@@ -203,7 +203,7 @@ const flushing = new Set<string>();
 const FLUSH_DELAY_MS = 1_050;
 
 /** What reading the room needs. */
-export interface RoomDeps {
+interface RoomDeps {
   rooms: Env["WAITING_ROOM"];
   waitUntil: (p: Promise<unknown>) => void;
   /** Arrival counter (default: the isolate's). */
@@ -211,7 +211,7 @@ export interface RoomDeps {
 }
 
 /** The event fields sent to the room. */
-export const roomEvent = (event: EventRouting): EventRouting => ({
+const roomEvent = (event: EventRouting): EventRouting => ({
   id: event.id,
   sections: event.sections,
   waitingRoom: event.waitingRoom,
@@ -223,7 +223,7 @@ export const roomEvent = (event: EventRouting): EventRouting => ({
  * coalesced) sends this isolate's unsent arrival counts with it. If the room cannot be reached, the last
  * state is served for a second before trying again; with none, 503 `overloaded`.
  */
-export async function readRoomState(deps: RoomDeps, event: EventRouting): Promise<RoomState> {
+async function readRoomState(deps: RoomDeps, event: EventRouting): Promise<RoomState> {
   const counter = deps.counter ?? arrivals;
   const known = lastGood.get(event.id);
   if (known && known.failedUntil > Date.now()) return known.state;
@@ -310,7 +310,7 @@ export interface QueueStatus {
  * before the opening, even without the ticket, answers the same ticket, so one account holds one place in
  * the shuffle however often it joins.
  */
-export interface PreQueueTickets {
+interface PreQueueTickets {
   /** The kept ticket of `userId` for `eventId`, or null. */
   get(userId: string, eventId: string): Promise<string | null>;
   /** Keeps `ticket` unless one is kept already; returns the kept one. */

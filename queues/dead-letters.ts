@@ -13,7 +13,7 @@ export const QUEUES = {
   "breakwater-notifications": "NOTIFICATIONS_QUEUE",
   "breakwater-analytics": "ANALYTICS_QUEUE",
 } as const satisfies Record<string, keyof Env>;
-export type QueueName = keyof typeof QUEUES;
+type QueueName = keyof typeof QUEUES;
 /** The producer bindings of the queues. */
 export type QueueBinding = (typeof QUEUES)[QueueName];
 
@@ -82,7 +82,7 @@ export async function listDeadLetters(
 }
 
 /** At most this many dead letters are replayed per call (the admin repeats the call for more). */
-export const REPLAY_MAX = 1000;
+const REPLAY_MAX = 1000;
 /** Rows per statement and messages per `sendBatch`: D1 binds ≤ 100 parameters, Queues take ≤ 100 messages. */
 const REPLAY_CHUNK = 90;
 /** Bytes per `sendBatch` (Queues: 256 KB per batch), with room for per-message overhead. */

@@ -14,7 +14,7 @@ export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> 
 }
 
 /** The messages that follow a stored order: the buyer's confirmation and the `order.paid` analytics event. */
-export function followUps(order: OrderMessage, shard: string): { notification: NotificationMessage; event: AnalyticsEvent } {
+function followUps(order: OrderMessage, shard: string): { notification: NotificationMessage; event: AnalyticsEvent } {
   return {
     notification: {
       v: 1,

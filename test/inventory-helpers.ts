@@ -6,7 +6,7 @@ import { inventoryStub } from "../lib/holds";
 import type { EventBody } from "./helpers";
 
 /** Counts an Inventory DO keeps, recounted from its tables. */
-export interface Recount {
+interface Recount {
   capacity: number;
   counters: { held: number; sold: number };
   seatsByStatus: Record<string, number>;
@@ -15,7 +15,7 @@ export interface Recount {
 }
 
 /** Recounts one Inventory DO from its SQLite tables. */
-export function recount(eventId: string, sectionId: string, shard: number): Promise<Recount | null> {
+function recount(eventId: string, sectionId: string, shard: number): Promise<Recount | null> {
   const stub = inventoryStub(env.INVENTORY, { eventId, sectionId, shard });
   return runInDurableObject(stub, (_inst: Inventory, state) => {
     const sql = state.storage.sql;

@@ -27,7 +27,7 @@ import type { AppEnv } from "./types";
  * it; the access log wraps everything that can fail; CORS answers preflights before auth; the body limit
  * runs before any route reads a body.
  */
-export function buildApp(): Hono<AppEnv> {
+function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", requestId());
   app.use("*", trace());

@@ -7,7 +7,7 @@ import { codeToStatus } from "../lib/problem";
  * registers its routes with {@link describeRoute} next to the handler; `/openapi.json` renders them.
  */
 
-export interface HeaderDoc {
+interface HeaderDoc {
   name: string;
   required?: boolean;
   description: string;
@@ -40,7 +40,7 @@ export function describeRoute(doc: RouteDoc): void {
 }
 
 /** The problem document schema (RFC 9457 with our `code` and `requestId`). */
-export const problemSchema = z.object({
+const problemSchema = z.object({
   type: z.string(),
   title: z.string(),
   status: z.number().int(),

@@ -8,12 +8,12 @@ import { type ReconciliationResult, reconcileEvent } from "../lib/reconcile";
 import { activityScores, rollUp } from "../lib/rollups";
 
 /** Minutes of raw events each rollup run recomputes (late queue deliveries are caught). */
-export const ROLLUP_LOOKBACK_MINUTES = 10;
+const ROLLUP_LOOKBACK_MINUTES = 10;
 /** Events reconciled per run at most. */
-export const RECONCILE_LIMIT = 50;
+const RECONCILE_LIMIT = 50;
 
 /** Reconciles the events on sale (sale opened, show not long over) and records any discrepancy. */
-export async function reconcileActiveEvents(env: Env, now: Date): Promise<ReconciliationResult[]> {
+async function reconcileActiveEvents(env: Env, now: Date): Promise<ReconciliationResult[]> {
   const db = catalogDb(env.CATALOG_DB);
   const rows = await db
     .select()

@@ -2,7 +2,7 @@ import type { Principal } from "../lib/auth";
 import type { TraceContext } from "../lib/trace";
 
 /** Per-request values set by middleware. */
-export interface AppVariables {
+interface AppVariables {
   requestId: string;
   /** Set by `auth()`; routes behind it can rely on it. */
   principal: Principal;

@@ -18,10 +18,10 @@
 import { type Dispatcher, Pool } from "undici";
 
 /** Hard limits of one run. */
-export const LIMITS = { maxRate: 200_000, maxDurationSec: 600, maxRequests: 10_000_000 } as const;
+const LIMITS = { maxRate: 200_000, maxDurationSec: 600, maxRequests: 10_000_000 } as const;
 
 /** What request `i` sends besides its URL. */
-export interface RequestSpec {
+interface RequestSpec {
   method?: Dispatcher.HttpMethod;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
@@ -62,7 +62,7 @@ export interface LoadOptions {
 }
 
 /** Latency distribution in milliseconds. */
-export interface Latency {
+interface Latency {
   p50: number;
   p90: number;
   p95: number;
@@ -120,7 +120,7 @@ export interface LoadResult {
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
 
 /** Throws unless `url` is http(s) on a loopback address: this generator never points at anything else. */
-export function assertLoopback(url: string): URL {
+function assertLoopback(url: string): URL {
   const u = new URL(url);
   if ((u.protocol !== "http:" && u.protocol !== "https:") || !LOOPBACK.test(u.hostname))
     throw new Error(`loadgen: only loopback targets are allowed, not ${u.origin}`);
@@ -128,7 +128,7 @@ export function assertLoopback(url: string): URL {
 }
 
 /** Latency summary of the first `n` values of `values` (sorted in place). */
-export function summarize(values: Float64Array, n: number): Latency {
+function summarize(values: Float64Array, n: number): Latency {
   if (n === 0) return { p50: 0, p90: 0, p95: 0, p99: 0, p999: 0, max: 0, mean: 0 };
   const sorted = values.subarray(0, n).sort();
   const at = (p: number) => sorted[Math.min(n - 1, Math.floor(p * n))] ?? 0;

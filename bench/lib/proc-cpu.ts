@@ -20,7 +20,7 @@ export function cpuSeconds(pid: number): number | undefined {
 }
 
 /** Processes whose parent is `ppid` and whose command name is `comm` (e.g. the workerd that miniflare started). */
-export function childrenNamed(ppid: number, comm: string): number[] {
+function childrenNamed(ppid: number, comm: string): number[] {
   const out: number[] = [];
   let entries: string[];
   try {
@@ -43,7 +43,7 @@ export function childrenNamed(ppid: number, comm: string): number[] {
 }
 
 /** Node processes running `script` with `PORT=<port>` in their environment (how bench servers are told apart). */
-export function nodeServing(script: string, port: number): number[] {
+function nodeServing(script: string, port: number): number[] {
   const out: number[] = [];
   for (const e of readdirSync("/proc")) {
     if (!/^\d+$/.test(e)) continue;

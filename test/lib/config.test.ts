@@ -58,11 +58,7 @@ describe("configuration: parsed once from Env by one schema", () => {
   });
 
   it("answers every request with a 500 problem while a var is malformed, and logs why", async () => {
-    const res = await worker.fetch(new Request("https://x/healthz"), { ...env, CHECKOUT_WRITE: "later" }, {
-      waitUntil() {},
-      passThroughOnException() {},
-      props: {},
-    } as unknown as ExecutionContext);
+    const res = await worker.fetch(new Request("https://x/healthz"), { ...env, CHECKOUT_WRITE: "later" }, createExecutionContext());
     expect(res.status).toBe(500);
     expect(res.headers.get("Content-Type")).toContain("application/problem+json");
     expect(((await res.json()) as { code: string }).code).toBe("internal_error");

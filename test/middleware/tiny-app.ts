@@ -12,7 +12,7 @@ import type { AppEnv } from "../../workers/types";
 export function tinyApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.onError(onError);
-  app.notFound(notFound);
+  app.notFound(notFound(() => app.routes));
   return app;
 }
 

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { configMarkdown } from "../../lib/config";
 import { METRIC_CATALOG, metric, metricsMarkdown } from "../../lib/metric-catalog";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -35,5 +36,12 @@ describe("metric names and labels are stable and documented", () => {
       expect(m.name).toMatch(/^breakwater_[a-z0-9_]+$/);
       if (m.type === "counter") expect(m.name).toMatch(/_total$/);
     }
+  });
+});
+
+describe("configuration vars are documented", () => {
+  it("lists every var of lib/config.ts with its default in the README", () => {
+    const squash = (t: string) => t.replace(/[ \t]+/g, " ").replace(/ ?\| ?/g, "|");
+    expect(squash(readFileSync(path.join(root, "README.md"), "utf8"))).toContain(squash(configMarkdown()));
   });
 });

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from "hono";
-import { MAX_TOKEN_LIFETIME_SECONDS, type Role, verifyToken } from "../../lib/auth";
+import { type Role, verifyToken } from "../../lib/auth";
 import { config } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
 import type { AppEnv } from "../types";

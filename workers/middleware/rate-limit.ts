@@ -1,7 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { config as appConfig } from "../../lib/config";
 import { metric } from "../../lib/metric-catalog";
-import { metrics } from "../../lib/metrics";
 import { ApiError } from "../../lib/problem";
 import {
   clientIpKey,

@@ -5,12 +5,12 @@ import { ApiError, type FieldIssue } from "../../lib/problem";
 import type { AppEnv } from "../types";
 
 /** zod issues as `{ path, message }` pairs for the problem document. */
-export function fieldIssues(error: z.ZodError): FieldIssue[] {
+function fieldIssues(error: z.ZodError): FieldIssue[] {
   return error.issues.slice(0, 50).map((i) => ({ path: i.path.map(String).join(".") || "(root)", message: i.message }));
 }
 
 /** Parses `value` with `schema` or throws 400 `validation_failed` listing every issue. */
-export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw new ApiError("validation_failed", `The ${what} is not valid.`, { errors: fieldIssues(r.error) });
   return r.data;

@@ -20,7 +20,7 @@ import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
 
 /** POST /v1/events/:id/holds body. */
-export const holdInput = z
+const holdInput = z
   .strictObject({
     sectionId: z.string().regex(SECTION_ID),
     seats: z.array(z.string().min(1).max(80)).min(1).max(50).optional().describe("Named seats (seated sections), ids from the seat map"),

@@ -20,7 +20,7 @@ import { describeRoute } from "../openapi";
 import type { AppEnv } from "../types";
 
 /** POST /v1/orders body. */
-export const orderInput = z.strictObject({
+const orderInput = z.strictObject({
   holdId: z.string().min(1).max(200),
   payment: z.strictObject({
     method: z.string().min(1).max(32).describe('"sandbox" (local default) or "card" (Stripe; only when the server has its key)'),
