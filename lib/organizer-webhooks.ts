@@ -21,8 +21,7 @@ import type { WebhookPublisher } from "./webhooks";
 
 /** The event types an organizer can subscribe to. */
 export const ORGANIZER_EVENT_TYPES = ["order.paid", "order.refunded", "ticket.checked_in", "event.sold_out", "event.cancelled"] as const;
-export const organizerEventType = z.enum(ORGANIZER_EVENT_TYPES);
-export type OrganizerEventType = z.output<typeof organizerEventType>;
+const organizerEventType = z.enum(ORGANIZER_EVENT_TYPES);
 
 /** `PUT /v1/organizers/me/webhook` body. */
 export const organizerWebhookInput = z.strictObject({
@@ -39,7 +38,7 @@ export const organizerWebhookInput = z.strictObject({
 export type OrganizerWebhookInput = z.output<typeof organizerWebhookInput>;
 
 /** The stored settings (the secret is answered once, when it is made). */
-export const organizerWebhookSchema = z.object({
+const organizerWebhookSchema = z.object({
   url: z.string(),
   events: z.array(organizerEventType),
   secret: z.string(),
@@ -98,11 +97,11 @@ export async function sendOrganizerEvent(queue: Queue, events: OrganizerEventMes
 }
 
 /** The delivered body of an event. */
-export const deliveryBody = (m: OrganizerEventMessage): string =>
+const deliveryBody = (m: OrganizerEventMessage): string =>
   JSON.stringify({ id: m.id, type: m.type, createdAt: m.occurredAt, eventId: m.eventId, data: m.data });
 
 /** `Breakwater-Signature` of `body` at `timestamp` (unix seconds). */
-export async function signDelivery(secret: string, body: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
+async function signDelivery(secret: string, body: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${timestamp}.${body}`)));
   return `t=${timestamp},v1=${[...mac].map((b) => b.toString(16).padStart(2, "0")).join("")}`;

@@ -18,4 +18,3 @@ export function paymentProvider(method: string, env: object): PaymentProvider | 
   }
   return null;
 }
-

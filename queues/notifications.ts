@@ -14,7 +14,7 @@ import type { WebhookPublisher } from "../lib/webhooks";
 import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
 /** One paid order to confirm to its buyer and announce to its organizer. */
-export const orderConfirmationMessage = z.object({
+const orderConfirmationMessage = z.object({
   v: z.literal(1),
   kind: z.literal("order.confirmation"),
   orderId: z.string().min(1),
@@ -57,7 +57,7 @@ export interface NotificationsConsumerDeps {
 }
 
 /** The `order.paid` organizer event of a confirmation. */
-export const orderPaidEvent = (n: OrderConfirmationMessage, occurredAt: string): OrganizerEventMessage => ({
+const orderPaidEvent = (n: OrderConfirmationMessage, occurredAt: string): OrganizerEventMessage => ({
   v: 1,
   kind: "organizer.event",
   id: `order.paid:${n.orderId}`,
@@ -70,7 +70,7 @@ export const orderPaidEvent = (n: OrderConfirmationMessage, occurredAt: string):
 });
 
 /** The organizer webhook body of a paid order. */
-export const orderPaidWebhook = (n: OrderConfirmationMessage): Record<string, unknown> => ({
+const orderPaidWebhook = (n: OrderConfirmationMessage): Record<string, unknown> => ({
   type: "order.paid",
   orderId: n.orderId,
   eventId: n.eventId,

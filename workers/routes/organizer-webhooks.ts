@@ -14,6 +14,7 @@ export const organizerWebhooks = new Hono<AppEnv>();
 const settingsSchema = z.object({ url: z.string(), events: z.array(z.enum(ORGANIZER_EVENT_TYPES)) });
 
 describeRoute({
+  operationId: "setOrganizerWebhook",
   method: "put",
   path: "/v1/organizers/me/webhook",
   summary:
@@ -34,6 +35,7 @@ organizerWebhooks.put("/v1/organizers/me/webhook", auth("organizer"), validate("
 });
 
 describeRoute({
+  operationId: "getOrganizerWebhook",
   method: "get",
   path: "/v1/organizers/me/webhook",
   summary: "Your webhook endpoint and event types (organizer); the secret is not shown again",
