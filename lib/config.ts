@@ -38,7 +38,7 @@ export const configSchema = z.object({
       .regex(/^(all|errors|off|0?\.\d+|1(\.0+)?)$/, 'one of "all", "errors", "off" or a sample rate in (0, 1]')
       .default("all"),
   ).describe('"all": one JSON line per request; "errors": 4xx/5xx only; a number in (0,1]: sampled.'),
-  CORS_ORIGINS: opt(z.string().default("*")).describe('Allowed origins, comma-separated, or "*".'),
+  CORS_ORIGINS: z.string().default("*").describe('Allowed origins, comma-separated, or "*"; empty: no cross-origin requests.'),
   RATE_LIMITS: opt(z.string().default("")).describe('Rate-limit overrides (lib/rate-limit.ts): "" defaults, "off" none, or JSON.'),
   TELEMETRY: opt(z.enum(["on", "off"]).default("on")).describe('"off" turns metrics and tracing off (benchmarks only).'),
   OTEL_EXPORTER_OTLP_ENDPOINT: opt(url.optional()).describe("OTLP/HTTP JSON endpoint for request spans."),
@@ -51,6 +51,9 @@ export const configSchema = z.object({
     "Secret: the e-mail API key; unset, mail goes to the local mailbox (DEV_AUTH) or nowhere.",
   ),
   FAULT_INJECTION: opt(flag.default(false)).describe("Enables the admin fault API for rehearsals (npm run drop). Never on in production."),
+  STRIPE_API_URL: opt(url.optional()).describe("Another Stripe API base (tests: a loopback stand-in); unset: Stripe's."),
+  STRIPE_SECRET_KEY: opt(z.string().optional()).describe("Secret: Stripe's secret key; unset, card payments are off."),
+  STRIPE_WEBHOOK_SECRET: opt(z.string().optional()).describe("Secret: the signing secret of the Stripe webhook endpoint."),
   JWKS_URL: opt(url.optional()).describe("JWKS of an identity provider; RS256/ES256/EdDSA tokens are verified against it."),
   MAX_TOKEN_LIFETIME_SECONDS: opt(int(60, 31_536_000).default(MAX_TOKEN_LIFETIME_SECONDS)).describe(
     "Tokens whose exp lies further ahead are refused.",

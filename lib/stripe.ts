@@ -1,5 +1,6 @@
 import Stripe from "stripe";
 import { z } from "zod";
+import { config } from "./config";
 import type { ChargeAmount, ChargeRequest, ChargeResult, PaymentProvider } from "./payments";
 import { PaymentUnavailableError } from "./payments";
 
@@ -13,14 +14,6 @@ import { PaymentUnavailableError } from "./payments";
  * (`verifyStripeEvent`, used by `POST /v1/webhooks/stripe`).
  */
 
-/** Stripe's settings in the Worker's environment. Secrets are optional: without the key, cards are off. */
-const stripeEnv = z.object({
-  STRIPE_SECRET_KEY: z.string().optional().catch(undefined),
-  STRIPE_WEBHOOK_SECRET: z.string().optional().catch(undefined),
-  /** Another API base (`http://127.0.0.1:12111` in tests: the loopback stand-in); empty: Stripe's. */
-  STRIPE_API_URL: z.string().optional().catch(undefined),
-});
-
 /** Stripe settings, read from the environment once per call site. */
 export interface StripeSettings {
   secretKey: string | null;
@@ -30,7 +23,7 @@ export interface StripeSettings {
 
 /** Reads the Stripe settings; an empty value counts as absent. */
 export function stripeSettings(env: object): StripeSettings {
-  const e = stripeEnv.parse(env);
+  const e = config(env);
   return { secretKey: e.STRIPE_SECRET_KEY || null, webhookSecret: e.STRIPE_WEBHOOK_SECRET || null, apiUrl: e.STRIPE_API_URL || null };
 }
 

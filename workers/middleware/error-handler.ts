@@ -52,7 +52,7 @@ const patternOf = (path: string): RegExp =>
 
 /**
  * Answers a request no route took: 405 `method_not_allowed` with `Allow` when its path is a known route's
- * (RFC 9110 §15.5.6), else 404. `routes` is read on the first miss, once every route is mounted.
+ * (RFC 9110 §15.5.6; a plain OPTIONS gets 204 with `Allow`), else 404. `routes` is read on the first miss, once every route is mounted.
  */
 export const notFound = (routes: () => readonly KnownRoute[]): NotFoundHandler<AppEnv> => {
   let table: { pattern: RegExp; methods: Set<string> }[] | undefined;
@@ -74,6 +74,8 @@ export const notFound = (routes: () => readonly KnownRoute[]): NotFoundHandler<A
     if (allowed.size > 0) {
       allowed.add("OPTIONS");
       const allow = [...allowed].sort().join(", ");
+      // OPTIONS that is not a CORS preflight asks which methods the path takes (RFC 9110 §9.3.7).
+      if (c.req.method === "OPTIONS") return new Response(null, { status: 204, headers: { Allow: allow, "X-Request-Id": requestIdOf(c) } });
       return problemResponse(
         new ApiError("method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}; use ${allow}.`, { headers: { Allow: allow } }),
         requestIdOf(c),
