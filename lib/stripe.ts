@@ -1,5 +1,4 @@
 import Stripe from "stripe";
-import { z } from "zod";
 import { config } from "./config";
 import type { ChargeAmount, ChargeRequest, ChargeResult, PaymentProvider } from "./payments";
 import { PaymentUnavailableError } from "./payments";
