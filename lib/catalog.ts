@@ -16,7 +16,6 @@ import {
 import { EVENT_ID, newId } from "./ids";
 import { log } from "./log";
 import { metric } from "./metric-catalog";
-import { metrics } from "./metrics";
 import { ApiError } from "./problem";
 import { type CachedBody, type CacheLayer, parsedBody, ReadThroughCache, type ReadThroughSource } from "./read-cache";
 
@@ -195,7 +194,7 @@ export async function publishEvent(deps: CatalogDeps, doc: EventDoc): Promise<vo
  * otherwise answer 500 for an event that exists. The failure is logged and counted
  * (`breakwater_catalog_publish_failures_total`); {@link republishChangedEvents} (cron) writes it again.
  */
-export async function publishAfterChange(deps: CatalogDeps, doc: EventDoc): Promise<boolean> {
+async function publishAfterChange(deps: CatalogDeps, doc: EventDoc): Promise<boolean> {
   try {
     await publishEvent(deps, doc);
     return true;
@@ -207,9 +206,9 @@ export async function publishAfterChange(deps: CatalogDeps, doc: EventDoc): Prom
 }
 
 /** How far back the cron looks for changed events whose KV document may be missing or stale. */
-export const REPUBLISH_LOOKBACK_MS = 3_600_000;
+const REPUBLISH_LOOKBACK_MS = 3_600_000;
 /** Most events the cron checks per run. */
-export const REPUBLISH_LIMIT = 200;
+const REPUBLISH_LIMIT = 200;
 
 /**
  * The cron's repair of the per-event KV documents: for events changed in the last

@@ -69,7 +69,7 @@ export function openFaults(now = Date.now()): Partial<Record<FaultName, FaultWin
 }
 
 /** The error an injection point throws. */
-export class InjectedFault extends Error {
+class InjectedFault extends Error {
   constructor(name: FaultName, what: string) {
     super(`${what} (injected fault: ${name})`);
     this.name = "InjectedFault";

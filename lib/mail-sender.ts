@@ -41,7 +41,7 @@ export class MailRejectedError extends Error {
 }
 
 /** Mail settings (lib/config.ts; MAIL_API_KEY is an optional secret). */
-export function mailSettings(env: object): { apiKey: string | null; apiUrl: string; from: string } {
+function mailSettings(env: object): { apiKey: string | null; apiUrl: string; from: string } {
   const c = config(env);
   return { apiKey: c.MAIL_API_KEY ?? null, apiUrl: c.MAIL_API_URL, from: c.MAIL_FROM };
 }

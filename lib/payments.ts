@@ -86,7 +86,7 @@ export interface SandboxLedgerStore {
 }
 
 /** KV key prefix of the sandbox's durable ledger. */
-export const SANDBOX_LEDGER_PREFIX = "sandbox:charge:";
+const SANDBOX_LEDGER_PREFIX = "sandbox:charge:";
 
 /**
  * The sandbox ledger in a KV namespace (CATALOG_KV), one key per charge with the charge as metadata too,

@@ -37,7 +37,7 @@ export type OrderConfirmationMessage = z.output<typeof orderConfirmationMessage>
  * organizer's webhook (`organizer.event`: refunds, check-ins, cancellations, sold out; lib/organizer-webhooks),
  * or a notice to a buyer (`buyer.notice`: refund, cancellation; lib/buyer-notices).
  */
-export const notificationMessage = z.discriminatedUnion("kind", [orderConfirmationMessage, organizerEventMessage, buyerNoticeMessage]);
+const notificationMessage = z.discriminatedUnion("kind", [orderConfirmationMessage, organizerEventMessage, buyerNoticeMessage]);
 export type NotificationMessage = z.output<typeof notificationMessage>;
 
 /** What the notifications consumer needs. */

@@ -38,7 +38,7 @@ export const readContext = (c: Context<AppEnv>): ReadContext => {
 export const principalOf = (c: Context<AppEnv>): Principal => c.get("principal");
 
 /** True when `If-None-Match` names `etag` (or is `*`). */
-function etagMatches(header: string | undefined, etag: string): boolean {
+export function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === "*") return true;
   return header.split(",").some((t) => t.trim().replace(/^W\//, "") === etag);

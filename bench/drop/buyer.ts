@@ -9,7 +9,7 @@ import type { DropClient, Send, Sent } from "./client.ts";
 import type { Seen } from "./history.ts";
 
 /** How a buyer pays. */
-export type PayPlan = "ok" | "decline_then_ok" | "slow" | "walk_away" | "greedy";
+type PayPlan = "ok" | "decline_then_ok" | "slow" | "walk_away" | "greedy";
 
 /** What a buyer is, drawn from the seed. */
 export interface BuyerPlan {
@@ -51,7 +51,7 @@ export interface SaleContext {
 }
 
 /** mulberry32: a small seeded PRNG (repeatable buyer decisions). */
-export function mulberry32(seed: number): () => number {
+function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -23,7 +23,7 @@
  */
 import { type FaultRecord, type FinalState, type History, orderIdOfCharge, type RequestRecord } from "./history.ts";
 
-export type Rule =
+type Rule =
   | "seat_sold_twice"
   | "capacity"
   | "sold_count"
@@ -41,7 +41,7 @@ export type Rule =
   | "dropped_connection";
 
 /** One invariant that does not hold, with its counterexample. */
-export interface Violation {
+interface Violation {
   rule: Rule;
   message: string;
   buyers: string[];
@@ -69,16 +69,16 @@ export interface Verdict {
  * time and the time the buyer learned of its admission: polling and a loaded server blur the latter, so
  * the bound is loose; {@link JOIN_GAP_MS} inversions are the sharp test).
  */
-export const MIN_FIFO_RHO = 0.5;
+const MIN_FIFO_RHO = 0.5;
 /**
  * A definite inversion: buyer A joined more than this before B (the queue orders by arrival second), yet
  * B's admitting answer had arrived before A's poll that still answered "waiting" was even sent.
  */
-export const JOIN_GAP_MS = 2_000;
+const JOIN_GAP_MS = 2_000;
 /** The pre-queue is drawn at random: a ρ above this says it was not shuffled. */
-export const MAX_PRESALE_RHO = 0.5;
+const MAX_PRESALE_RHO = 0.5;
 /** Below this many buyers a rank correlation says nothing; not judged. */
-export const MIN_RANKED = 30;
+const MIN_RANKED = 30;
 /** Counterexamples kept per rule (the counts are complete). */
 const KEEP_PER_RULE = 5;
 /** A dropped connection this soon around a kill window is the kill's (ms). */
@@ -132,7 +132,7 @@ export function spearman(xs: number[], ys: number[]): number {
 const fmt = (ms: number) => `${ms >= 0 ? "+" : "-"}${(Math.abs(ms) / 1000).toFixed(3)}s`;
 
 /** One line of a timeline. */
-export function describeRequest(r: RequestRecord): string {
+function describeRequest(r: RequestRecord): string {
   const what = r.error
     ? `no answer: ${r.error}`
     : `${r.status}${r.code ? ` ${r.code}` : ""}${r.retryAfter !== undefined ? ` Retry-After ${r.retryAfter}` : ""}`;

@@ -23,7 +23,7 @@ export interface Series {
 }
 
 /** Latency percentiles of one step (ms). */
-export interface StepFigures {
+interface StepFigures {
   requests: number;
   p50: number;
   p99: number;

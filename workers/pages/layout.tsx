@@ -2,7 +2,7 @@
 import type { Child } from "hono/jsx";
 
 /** Which part of the site a page belongs to: its header links and the role its scripts sign in as. */
-export type Area = "buyer" | "organizer";
+type Area = "buyer" | "organizer";
 
 /** Props of {@link Layout}. */
 export interface LayoutProps {

@@ -3,7 +3,7 @@ import { CATALOG_CACHE, type CachePolicy, etagMatches } from "../http";
 import type { AppEnv } from "../types";
 
 /** A rendered page: its HTML and a strong ETag of it. */
-export interface Page {
+interface Page {
   html: string;
   etag: string;
 }
@@ -12,7 +12,7 @@ export interface Page {
  * What the pages may load: their own module scripts and stylesheet, the API on this origin, and images
  * from here, `data:` or `blob:` (ticket QR codes are fetched with the buyer's token and shown from a blob).
  */
-export const PAGE_CSP =
+const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
@@ -27,7 +27,7 @@ function fnv1a(text: string): string {
 }
 
 /** A page from its HTML (the doctype added here: JSX cannot write it). */
-export function pageOf(html: string): Page {
+function pageOf(html: string): Page {
   const full = `<!doctype html>${html}`;
   return { html: full, etag: `"pg-${fnv1a(full)}-${full.length.toString(36)}"` };
 }

@@ -18,6 +18,7 @@ const onlyDev = (env: object, method: string, path: string) => {
 };
 
 describeRoute({
+  operationId: "listDevMail",
   method: "get",
   path: "/dev/mailbox.json",
   summary: "Mail kept by the local mailbox, newest first (DEV_AUTH only; 404 otherwise)",
@@ -31,6 +32,7 @@ devMailboxPage.get("/dev/mailbox.json", async (c) => {
 });
 
 describeRoute({
+  operationId: "getDevMailbox",
   method: "get",
   path: "/dev/mailbox",
   summary: "The local mailbox as a page (DEV_AUTH only; 404 otherwise)",

@@ -43,6 +43,7 @@ const faultView = () =>
 export const rehearsal = new Hono<AppEnv>();
 
 describeRoute({
+  operationId: "listFaults",
   method: "get",
   path: "/v1/admin/faults",
   summary: "Open fault windows (admin; only where FAULT_INJECTION is on, else 404)",
@@ -56,6 +57,7 @@ rehearsal.get("/v1/admin/faults", faultsEnabled, auth("admin"), (c) =>
 );
 
 describeRoute({
+  operationId: "setFault",
   method: "put",
   path: "/v1/admin/faults",
   summary:
@@ -78,6 +80,7 @@ rehearsal.put("/v1/admin/faults", faultsEnabled, auth("admin"), validate("json",
 });
 
 describeRoute({
+  operationId: "listSandboxCharges",
   method: "get",
   path: "/v1/admin/payments/sandbox/charges",
   summary: "Every charge the sandbox payment provider made, from its durable ledger, with refunds (admin)",
