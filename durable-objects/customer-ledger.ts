@@ -4,6 +4,21 @@ import { fail, type Outcome, ok } from "../lib/problem";
 /** A place a buyer holds or bought, as the ledger counts it. */
 export type LedgerState = "held" | "checking_out" | "sold" | "released";
 
+/**
+ * A hold's state as its Inventory DO settles it into the ledger. `version` grows with every change the
+ * DO makes, so a settlement that arrives after a newer one changes nothing.
+ */
+export interface LedgerSettlement {
+  /** The reservation key (the hold id's random part, see `reservationKey`). */
+  holdKey: string;
+  eventId: string;
+  quantity: number;
+  state: LedgerState;
+  /** The hold's expiry (epoch ms): a `held` reservation counts until then (+ slack). */
+  expiresAt: number;
+  version: number;
+}
+
 /** What `beginIdempotent` found for a key. */
 export type IdempotencyBegin =
   | { kind: "new" }
@@ -21,7 +36,8 @@ export const RESERVATION_SLACK_MS = 5_000;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS reservations (
   hold_id TEXT PRIMARY KEY, event_id TEXT NOT NULL, quantity INTEGER NOT NULL,
-  state TEXT NOT NULL CHECK (state IN ('held','checking_out','sold','released')), expires_at INTEGER);
+  state TEXT NOT NULL CHECK (state IN ('held','checking_out','sold','released')), expires_at INTEGER,
+  version INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS reservations_event ON reservations(event_id, state);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('in_flight','done')),
@@ -33,6 +49,8 @@ CREATE TABLE IF NOT EXISTS pre_queue (event_id TEXT PRIMARY KEY, ticket TEXT NOT
 const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
   // Response headers replayed with the stored answer (JSON pairs, e.g. Location).
   { table: "idempotency", column: "headers", ddl: "ALTER TABLE idempotency ADD COLUMN headers TEXT" },
+  // Version of the Inventory DO's last settlement of a reservation (settle()).
+  { table: "reservations", column: "version", ddl: "ALTER TABLE reservations ADD COLUMN version INTEGER NOT NULL DEFAULT 0" },
 ];
 
 /**
@@ -84,6 +102,28 @@ export class CustomerLedger extends DurableObject<Env> {
     );
     this.scheduleCleanup(now);
     return ok({ used: used + quantity, limit });
+  }
+
+  /**
+   * The owning Inventory DO's word on a hold: the reservation takes the hold's state (and, when held, its
+   * expiry) unless a newer settlement was applied already. Creates the reservation if it lapsed meanwhile.
+   */
+  settle(s: LedgerSettlement): void {
+    const expiresAt = s.expiresAt + RESERVATION_SLACK_MS;
+    this.sql.exec(
+      `INSERT INTO reservations (hold_id, event_id, quantity, state, expires_at, version) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (hold_id) DO UPDATE SET state = excluded.state, quantity = excluded.quantity,
+         expires_at = CASE WHEN excluded.state = 'held' THEN excluded.expires_at ELSE reservations.expires_at END,
+         version = excluded.version
+       WHERE reservations.version < excluded.version`,
+      s.holdKey,
+      s.eventId,
+      s.quantity,
+      s.state,
+      expiresAt,
+      s.version,
+    );
+    this.scheduleCleanup(Date.now());
   }
 
   /** Moves a reservation along with its hold. `expiresAt` applies to `held` (e.g. after a failed checkout). */

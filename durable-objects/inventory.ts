@@ -1,8 +1,10 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
+import { config } from "../lib/config";
 import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
+import { ledgerStub, reservationKey } from "../lib/holds";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
@@ -10,6 +12,7 @@ import type { Order, OrderMessage, RefundRecord, StoredOrder } from "../lib/orde
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import { parseTraceparent } from "../lib/trace";
+import type { LedgerSettlement } from "./customer-ledger";
 
 /** What an Inventory DO publishes to: the event's WaitingRoom DO. */
 interface InventoryReportSink {
@@ -49,11 +52,29 @@ const OVERLOAD_DELAY_MS = 250;
 /** Snapshots are published at most this often (ms). */
 const PUBLISH_INTERVAL_MS = 1_000;
 /** A checkout with no outcome after this long is presumed dead: its charge is voided and the hold reopened (ms). */
-const CHECKOUT_TIMEOUT_MS = 120_000;
-/** Outbox: orders not confirmed as queued after this long are re-sent by the alarm (ms). */
+export const CHECKOUT_TIMEOUT_MS = 120_000;
+/** Outbox: an order the edge did not hand to the queue is sent by the alarm this long after it was recorded (ms). */
 const OUTBOX_RESEND_MS = 5_000;
+/**
+ * Outbox: a sent order whose shard has not confirmed it is sent again after this long, doubling per
+ * attempt up to {@link OUTBOX_RESEND_MAX_MS} (a queue keeps messages in memory locally, and any hop can
+ * lose one; the consumer is idempotent, so a second copy changes nothing).
+ */
+const OUTBOX_CONFIRM_MS = 30_000;
+const OUTBOX_RESEND_MAX_MS = 600_000;
 /** After a failed payment the hold lives at least this much longer, so the buyer can retry (ms). */
-const CHECKOUT_ABORT_GRACE_MS = 60_000;
+export const CHECKOUT_ABORT_GRACE_MS = 60_000;
+/** A ledger settlement that failed is retried this long after (ms). */
+const LEDGER_RETRY_MS = 1_000;
+
+/** The delay before the `attempts`-th re-send of an unconfirmed order (1-based). */
+const outboxResendDelay = (attempts: number): number => Math.min(OUTBOX_CONFIRM_MS * 2 ** Math.max(0, attempts - 1), OUTBOX_RESEND_MAX_MS);
+
+/** Checkout timings (CHECKOUT_TIMEOUT_SECONDS / CHECKOUT_GRACE_SECONDS; tests and local runs shorten them). */
+function checkoutTimings(env: object): { timeoutMs: number; graceMs: number } {
+  const c = config(env);
+  return { timeoutMs: c.CHECKOUT_TIMEOUT_SECONDS * 1000, graceMs: c.CHECKOUT_GRACE_SECONDS * 1000 };
+}
 /** Most seats one hold may name. */
 const MAX_SEATS_PER_HOLD = 50;
 
@@ -74,6 +95,9 @@ CREATE TABLE IF NOT EXISTS orders (
   id TEXT PRIMARY KEY, hold_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, body TEXT NOT NULL, message TEXT NOT NULL,
   created_at INTEGER NOT NULL, enqueued_at INTEGER);
 CREATE INDEX IF NOT EXISTS orders_unsent ON orders(enqueued_at) WHERE enqueued_at IS NULL;
+CREATE TABLE IF NOT EXISTS order_outbox (order_id TEXT PRIMARY KEY, due_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS order_outbox_due ON order_outbox(due_at);
+CREATE TABLE IF NOT EXISTS ledger_sync (hold_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS refunds (
   idempotency_key TEXT PRIMARY KEY, hold_id TEXT NOT NULL, provider TEXT NOT NULL, reason TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('pending','refunded','nothing_to_refund')), charge_id TEXT,
@@ -102,8 +126,12 @@ export class Inventory extends DurableObject<Env> {
   private counts: InventoryCounts = { capacity: 0, available: 0, held: 0, sold: 0 };
   /** Alarm time we last set (null: none). */
   private alarmAt: number | null = null;
+  /** A change not yet published (kept durably too, as meta 'unpublished', so a restart publishes it). */
   private dirty = false;
   private lastPublishAt = 0;
+  /** Version of the last ledger settlement noted (meta 'ledger_version'): the ledger applies only newer ones. */
+  private ledgerVersion = 0;
+  private readonly timings: { timeoutMs: number; graceMs: number };
   // Health window (since the last publish).
   private delays: number[] = [];
   private holdsInWindow = 0;
@@ -113,14 +141,43 @@ export class Inventory extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.timings = checkoutTimings(env);
     void ctx.blockConcurrencyWhile(async () => {
+      // An object nobody has initialized (a crafted id, a read of a section never sold) writes nothing:
+      // its tables are created by the first write call (ensure).
+      if (!this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length) return;
       this.sql.exec(SCHEMA);
-      const cfg = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'config'").toArray()[0];
-      if (cfg) this.config = JSON.parse(cfg.v) as InventoryConfig;
-      const ev = this.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'event'").toArray()[0];
-      if (ev) this.event = JSON.parse(ev.v) as EventRouting;
+      this.migrateOutbox();
+      const meta = new Map(
+        this.sql
+          .exec<{ k: string; v: string }>("SELECT k, v FROM meta")
+          .toArray()
+          .map((r) => [r.k, r.v]),
+      );
+      const cfg = meta.get("config");
+      if (cfg) this.config = JSON.parse(cfg) as InventoryConfig;
+      const ev = meta.get("event");
+      if (ev) this.event = JSON.parse(ev) as EventRouting;
+      this.ledgerVersion = Number(meta.get("ledger_version") ?? 0);
       this.loadCounts();
       this.alarmAt = await ctx.storage.getAlarm();
+      // A change made before a restart and never published: publish it now, not at the next change.
+      if (meta.has("unpublished")) {
+        this.dirty = true;
+        this.scheduleAlarm(Date.now());
+      }
+    });
+  }
+
+  /** Orders recorded before the outbox table existed and never handed to the queue go into it (once). */
+  private migrateOutbox(): void {
+    if (this.sql.exec("SELECT 1 FROM meta WHERE k = 'outbox_v2'").toArray().length) return;
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        "INSERT OR IGNORE INTO order_outbox (order_id, due_at, attempts) SELECT id, created_at + ?, 0 FROM orders WHERE enqueued_at IS NULL",
+        OUTBOX_RESEND_MS,
+      );
+      this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('outbox_v2', '1')");
     });
   }
 
@@ -187,14 +244,19 @@ export class Inventory extends DurableObject<Env> {
 
   /** The hold if `userId` owns it (another user's hold is "not found"). Expires it first when due. */
   getHold(holdId: string, userId: string): Outcome<HoldView> {
+    if (!this.config) return fail("not_found", "No such hold.");
     this.expireDue(Date.now());
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     return ok(this.view(row));
   }
 
-  /** Releases an active hold of `userId`; releasing an already released or expired hold is a no-op. */
-  release(holdId: string, userId: string): Outcome<HoldView> {
+  /**
+   * Releases an active hold of `userId`; releasing an already released or expired hold is a no-op. The
+   * buyer's CustomerLedger is settled before the answer (so a new hold right after counts correctly).
+   */
+  async release(holdId: string, userId: string): Promise<Outcome<HoldView>> {
+    if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
     this.expireDue(now);
     const row = this.holdRow(holdId);
@@ -205,6 +267,7 @@ export class Inventory extends DurableObject<Env> {
       this.ctx.storage.transactionSync(() => this.releaseRow(row, "released"));
       this.markDirty(now);
     }
+    await this.settleLedger(holdId);
     return ok(this.view(this.holdRow(holdId) as HoldRow));
   }
 
@@ -216,8 +279,9 @@ export class Inventory extends DurableObject<Env> {
    * `hold_expired`; a sold one returns its view with `status: "sold"` (the caller replays the order).
    * `paymentKey` is the idempotency key for this attempt's charge.
    */
-  beginCheckout(holdId: string, userId: string, paymentMethod: string): Outcome<{ hold: HoldView; paymentKey: string }> {
+  async beginCheckout(holdId: string, userId: string, paymentMethod: string): Promise<Outcome<{ hold: HoldView; paymentKey: string }>> {
     this.stallIfFaulted();
+    if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
     this.expireDue(now);
     const row = this.holdRow(holdId);
@@ -233,15 +297,21 @@ export class Inventory extends DurableObject<Env> {
         return ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) });
       case "active": {
         const attempt = row.checkout_attempt + 1;
-        this.sql.exec(
-          "UPDATE holds SET status = 'checking_out', checkout_at = ?, payment_method = ?, checkout_attempt = ? WHERE id = ?",
-          now,
-          paymentMethod,
-          attempt,
-          holdId,
-        );
-        this.scheduleAlarm(now + CHECKOUT_TIMEOUT_MS);
-        return ok({ hold: this.view(this.holdRow(holdId) as HoldRow), paymentKey: paymentKey(holdId, attempt) });
+        this.ctx.storage.transactionSync(() => {
+          this.sql.exec(
+            "UPDATE holds SET status = 'checking_out', checkout_at = ?, payment_method = ?, checkout_attempt = ? WHERE id = ?",
+            now,
+            paymentMethod,
+            attempt,
+            holdId,
+          );
+          this.noteLedger(holdId);
+        });
+        this.scheduleAlarm(now + this.timings.timeoutMs);
+        const hold = this.view(this.holdRow(holdId) as HoldRow);
+        // The ledger must count the places as in checkout before any charge: a hold in checkout never expires.
+        await this.settleLedger(holdId);
+        return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
       }
     }
   }
@@ -252,6 +322,7 @@ export class Inventory extends DurableObject<Env> {
    */
   completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string): Outcome<StoredOrder> {
     this.stallIfFaulted();
+    if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
     // A payment settled later (card webhook) completes only the attempt it paid for, and never one whose
@@ -279,6 +350,9 @@ export class Inventory extends DurableObject<Env> {
         JSON.stringify(order.message),
         order.createdAt,
       );
+      // Outbox: the order stays here until its shard confirms it (confirmStored).
+      this.sql.exec("INSERT OR IGNORE INTO order_outbox (order_id, due_at, attempts) VALUES (?, ?, 0)", order.id, now + OUTBOX_RESEND_MS);
+      this.noteLedger(holdId);
     });
     this.counts.held -= row.quantity;
     this.counts.sold += row.quantity;
@@ -289,14 +363,28 @@ export class Inventory extends DurableObject<Env> {
     return ok(order);
   }
 
-  /** Ends a failed checkout: the hold is active again and lives at least {@link CHECKOUT_ABORT_GRACE_MS} more. */
-  abortCheckout(holdId: string): Outcome<HoldView> {
+  /**
+   * Ends a failed checkout: the hold is active again and lives at least a grace period more (so the buyer
+   * can retry), but never past its creation + holdSeconds + one grace period, however many payments
+   * fail. The buyer's CustomerLedger is settled before the answer. Idempotent.
+   */
+  async abortCheckout(holdId: string): Promise<Outcome<HoldView>> {
+    if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
-    if (row.status !== "checking_out") return ok(this.view(row));
-    const expiresAt = Math.max(row.expires_at, Date.now() + CHECKOUT_ABORT_GRACE_MS);
-    this.sql.exec("UPDATE holds SET status = 'active', expires_at = ? WHERE id = ?", expiresAt, holdId);
-    this.scheduleAlarm(expiresAt);
+    if (row.status === "checking_out") {
+      const now = Date.now();
+      const cap = row.created_at + this.cfg().holdSeconds * 1000 + this.timings.graceMs;
+      const expiresAt = Math.min(Math.max(row.expires_at, now + this.timings.graceMs), cap);
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec("UPDATE holds SET status = 'active', expires_at = ? WHERE id = ?", expiresAt, holdId);
+        this.noteLedger(holdId);
+      });
+      this.scheduleAlarm(expiresAt);
+      // Past its cap already: it expires now, not at the next call.
+      this.expireDue(now);
+    }
+    await this.settleLedger(holdId);
     return ok(this.view(this.holdRow(holdId) as HoldRow));
   }
 
@@ -339,23 +427,46 @@ export class Inventory extends DurableObject<Env> {
 
   /** An order recorded here, if `userId` owns it. */
   getOrder(orderId: string, userId: string): Outcome<StoredOrder> {
+    if (!this.config) return fail("not_found", "No such order.");
     const order = this.orderRow(orderId);
     if (!order || order.userId !== userId) return fail("not_found", "No such order.");
     return ok(order);
   }
 
-  /** Orders recorded here that were not yet handed to the orders queue (outbox). */
+  /** Orders recorded here whose shard has not confirmed them yet (the outbox), oldest first. */
   unsentOrders(limit = 100): StoredOrder[] {
+    if (!this.config) return [];
     return this.sql
-      .exec<{ id: string }>("SELECT id FROM orders WHERE enqueued_at IS NULL ORDER BY created_at LIMIT ?", limit)
+      .exec<{ id: string }>("SELECT o.id FROM order_outbox b JOIN orders o ON o.id = b.order_id ORDER BY o.created_at LIMIT ?", limit)
       .toArray()
       .map((r) => this.orderRow(r.id) as StoredOrder);
   }
 
-  /** Marks orders as handed to the queue. */
+  /**
+   * Marks orders as handed to the queue. They stay in the outbox until their shard confirms them; an
+   * unconfirmed one is sent again after {@link OUTBOX_CONFIRM_MS}.
+   */
   markOrdersSent(ids: string[]): void {
+    if (!this.config) return;
     const now = Date.now();
-    for (const id of ids) this.sql.exec("UPDATE orders SET enqueued_at = ? WHERE id = ? AND enqueued_at IS NULL", now, id);
+    this.ctx.storage.transactionSync(() => {
+      for (const id of ids) {
+        this.sql.exec("UPDATE orders SET enqueued_at = ? WHERE id = ? AND enqueued_at IS NULL", now, id);
+        this.sql.exec(
+          "UPDATE order_outbox SET due_at = ?, attempts = attempts + 1 WHERE order_id = ? AND attempts = 0",
+          now + outboxResendDelay(1),
+          id,
+        );
+      }
+    });
+  }
+
+  /** The shard has these orders (the orders consumer confirms back): they leave the outbox. Idempotent. */
+  confirmStored(ids: string[]): void {
+    if (!this.config) return;
+    this.ctx.storage.transactionSync(() => {
+      for (const id of ids) this.sql.exec("DELETE FROM order_outbox WHERE order_id = ?", id);
+    });
   }
 
   /**
@@ -363,6 +474,7 @@ export class Inventory extends DurableObject<Env> {
    * retried by the alarm until the provider confirms them.
    */
   recordRefund(r: Omit<RefundRecord, "attempts">): void {
+    this.cfg();
     const now = Date.now();
     this.sql.exec(
       `INSERT INTO refunds (idempotency_key, hold_id, provider, reason, status, charge_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -382,6 +494,7 @@ export class Inventory extends DurableObject<Env> {
 
   /** Refunds recorded here. */
   refunds(): RefundRecord[] {
+    if (!this.config) return [];
     return this.sql
       .exec<{
         idempotency_key: string;
@@ -406,6 +519,7 @@ export class Inventory extends DurableObject<Env> {
 
   /** Every order recorded here with its time (reconciliation). */
   orderRecords(): { id: string; createdAt: number }[] {
+    if (!this.config) return [];
     return this.sql
       .exec<{ id: string; created_at: number }>("SELECT id, created_at FROM orders ORDER BY created_at")
       .toArray()
@@ -414,6 +528,7 @@ export class Inventory extends DurableObject<Env> {
 
   /** Every order id recorded here (reconciliation). */
   orderIds(): string[] {
+    if (!this.config) return [];
     return this.sql
       .exec<{ id: string }>("SELECT id FROM orders ORDER BY created_at")
       .toArray()
@@ -424,12 +539,14 @@ export class Inventory extends DurableObject<Env> {
 
   /** Current counts (after expiring what is due). */
   snapshot(): InventoryCounts {
+    if (!this.config) return { ...this.counts };
     this.expireDue(Date.now());
     return { ...this.counts };
   }
 
   /** Seat map of a seated section: every seat with its status. */
   seatMap(): { id: string; row: string; number: number; status: "available" | "held" | "sold" }[] {
+    if (!this.config) return [];
     this.expireDue(Date.now());
     return this.sql
       .exec<{ id: string; row: string; number: number; status: "available" | "held" | "sold" }>(
@@ -443,22 +560,27 @@ export class Inventory extends DurableObject<Env> {
     const sorted = [...this.delays].sort((a, b) => a - b);
     const p95 = sorted.length ? (sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))] as number) : 0;
     const seconds = Math.max(0.001, (Date.now() - this.windowStart) / 1000);
-    const activeHolds = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM holds WHERE status IN ('active','checking_out')").one().n;
+    const activeHolds = !this.config
+      ? 0
+      : this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM holds WHERE status IN ('active','checking_out')").one().n;
     return { holdLatencyP95Ms: p95, holdsPerSecond: this.holdsInWindow / seconds, overloads: this.overloadsInWindow, activeHolds };
   }
 
   // ───────────────────────────── alarm ─────────────────────────────
 
   /**
-   * Expires due holds, publishes the snapshot when it changed, re-sends orders the queue may not have
-   * (outbox), resolves checkouts that never finished (voiding their charge), retries pending refunds,
-   * then reschedules. Each step is idempotent, so a repeated alarm is harmless.
+   * Expires due holds, publishes the snapshot when it changed, settles the buyers' ledgers, (re-)sends
+   * orders their shard has not confirmed (outbox), resolves checkouts that never finished (voiding their
+   * charge), retries pending refunds, then reschedules. Each step is idempotent, so a repeated alarm is
+   * harmless.
    */
   override async alarm(): Promise<void> {
     const now = Date.now();
     this.alarmAt = null;
+    if (!this.config) return;
     this.expireDue(now);
     if (this.dirty && now - this.lastPublishAt >= PUBLISH_INTERVAL_MS - 50) await this.publish();
+    await this.settleLedger();
     await this.flushOutbox(now);
     await this.flushAnalytics();
     await this.resolveStuckCheckouts(now);
@@ -466,19 +588,36 @@ export class Inventory extends DurableObject<Env> {
     this.rescheduleAlarm();
   }
 
-  /** Sends orders recorded more than OUTBOX_RESEND_MS ago and not yet marked as queued. */
+  /**
+   * Sends the outbox's due orders: never sent by the edge ({@link OUTBOX_RESEND_MS} after recording), or
+   * sent and not confirmed by their shard (again after {@link outboxResendDelay}). A failed send is
+   * tried again by the next alarm.
+   */
   private async flushOutbox(now: number): Promise<void> {
     const due = this.sql
-      .exec<{ id: string; message: string }>(
-        "SELECT id, message FROM orders WHERE enqueued_at IS NULL AND created_at <= ? ORDER BY created_at LIMIT 100",
-        now - OUTBOX_RESEND_MS,
+      .exec<{ id: string; message: string; attempts: number }>(
+        "SELECT o.id, o.message, b.attempts FROM order_outbox b JOIN orders o ON o.id = b.order_id WHERE b.due_at <= ? ORDER BY b.due_at LIMIT 100",
+        now,
       )
       .toArray();
     if (!due.length) return;
     try {
       // Messages were validated (orderMessage) when the checkout built them, before they were stored here.
       await this.env.ORDERS_QUEUE.sendBatch(due.map((d) => ({ body: JSON.parse(d.message) as unknown, contentType: "json" as const })));
-      this.markOrdersSent(due.map((d) => d.id));
+      const sentAt = Date.now();
+      this.ctx.storage.transactionSync(() => {
+        for (const d of due) {
+          this.sql.exec("UPDATE orders SET enqueued_at = coalesce(enqueued_at, ?) WHERE id = ?", sentAt, d.id);
+          // A confirmation that arrived meanwhile deleted the row: nothing to update.
+          this.sql.exec(
+            "UPDATE order_outbox SET attempts = attempts + 1, due_at = ? WHERE order_id = ?",
+            sentAt + outboxResendDelay(d.attempts + 1),
+            d.id,
+          );
+        }
+      });
+      const resent = due.filter((d) => d.attempts > 0).length;
+      if (resent) console.log(JSON.stringify({ level: "warn", msg: "outbox re-sent orders their shard has not confirmed", count: resent }));
     } catch (err) {
       log.error("outbox send failed; will retry", { count: due.length, error: String(err) });
     }
@@ -501,7 +640,7 @@ export class Inventory extends DurableObject<Env> {
     const stuck = this.sql
       .exec<HoldRow & { payment_method: string | null }>(
         "SELECT * FROM holds WHERE status = 'checking_out' AND checkout_at <= ? LIMIT 20",
-        now - CHECKOUT_TIMEOUT_MS,
+        now - this.timings.timeoutMs,
       )
       .toArray();
     for (const row of stuck) {
@@ -514,7 +653,7 @@ export class Inventory extends DurableObject<Env> {
         status: "pending",
         chargeId: null,
       });
-      if (await this.tryRefund(key)) this.abortCheckout(row.id);
+      if (await this.tryRefund(key)) await this.abortCheckout(row.id);
     }
   }
 
@@ -574,14 +713,16 @@ export class Inventory extends DurableObject<Env> {
 
   /** First call initializes the DO with its section's seats/capacity; later calls must agree. */
   private ensure(config: InventoryConfig, event: EventRouting): void {
-    this.event = event;
     if (this.config) {
+      this.event = event;
       const c = this.config;
       if (c.eventId !== config.eventId || c.sectionId !== config.sectionId || c.shard !== config.shard)
         throw new Error(`inventory ${inventoryName(c)} called as ${inventoryName(config)}`);
       return;
     }
     this.ctx.storage.transactionSync(() => {
+      this.sql.exec(SCHEMA);
+      this.sql.exec("INSERT INTO meta (k, v) VALUES ('outbox_v2', '1')");
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('config', ?)", JSON.stringify(config));
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('event', ?)", JSON.stringify(event));
       let capacity = config.capacity;
@@ -596,6 +737,7 @@ export class Inventory extends DurableObject<Env> {
       this.sql.exec("INSERT INTO counters (id, capacity, held, sold) VALUES (0, ?, 0, 0)", capacity);
     });
     this.config = config;
+    this.event = event;
     this.loadCounts();
   }
 
@@ -668,6 +810,7 @@ export class Inventory extends DurableObject<Env> {
   /** Returns a hold's places to sale (inside a transaction). */
   private releaseRow(row: HoldRow, status: "released" | "expired"): void {
     this.sql.exec("UPDATE holds SET status = ? WHERE id = ? AND status = 'active'", status, row.id);
+    this.noteLedger(row.id);
     this.sql.exec("UPDATE seats SET status = 'available', hold_id = NULL WHERE hold_id = ? AND status = 'held'", row.id);
     this.sql.exec("UPDATE counters SET held = held - ? WHERE id = 0", row.quantity);
     this.counts.held -= row.quantity;
@@ -720,11 +863,66 @@ export class Inventory extends DurableObject<Env> {
     if (delay > OVERLOAD_DELAY_MS) this.overloadsInWindow++;
   }
 
-  /** Notes a change; the alarm publishes it within about a second. */
+  /** Notes a change (durably: a restart publishes it too); the alarm publishes it within about a second. */
   private markDirty(now: number): void {
     if (this.dirty) return;
     this.dirty = true;
+    this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('unpublished', '1')");
     this.scheduleAlarm(Math.max(now + 50, this.lastPublishAt + PUBLISH_INTERVAL_MS));
+  }
+
+  /**
+   * Notes (inside the transaction that changed it) that the buyer's CustomerLedger must learn a hold's new
+   * state. {@link settleLedger} sends it; until the ledger has it the note stays, and the alarm retries.
+   */
+  private noteLedger(holdId: string): void {
+    this.ledgerVersion++;
+    this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('ledger_version', ?)", String(this.ledgerVersion));
+    this.sql.exec(
+      "INSERT INTO ledger_sync (hold_id, version) VALUES (?, ?) ON CONFLICT (hold_id) DO UPDATE SET version = excluded.version",
+      holdId,
+      this.ledgerVersion,
+    );
+  }
+
+  /**
+   * Tells the buyers' CustomerLedgers the current state of holds noted by {@link noteLedger} (one hold, or
+   * up to 100): every path that reopens, expires, releases or sells a hold ends here, so a ledger entry
+   * never outlives its hold. The version makes a late, older settlement harmless. Failures stay noted.
+   */
+  private async settleLedger(holdId?: string): Promise<void> {
+    const notes = (
+      holdId
+        ? this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
+        : this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT 100")
+    ).toArray();
+    const eventId = this.cfg().eventId;
+    await Promise.all(
+      notes.map(async (note) => {
+        const row = this.holdRow(note.hold_id);
+        if (!row) {
+          this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ?", note.hold_id);
+          return;
+        }
+        const settlement: LedgerSettlement = {
+          holdKey: reservationKey(row.id),
+          eventId,
+          quantity: row.quantity,
+          state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
+          expiresAt: row.expires_at,
+          version: note.version,
+        };
+        try {
+          await ledgerStub(this.env.CUSTOMER_LEDGER, row.user_id).settle(settlement);
+          this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", note.hold_id, note.version);
+        } catch (err) {
+          console.error(
+            JSON.stringify({ level: "error", msg: "ledger settlement failed; will retry", holdId: row.id, error: String(err) }),
+          );
+          this.scheduleAlarm(Date.now() + LEDGER_RETRY_MS);
+        }
+      }),
+    );
   }
 
   private scheduleAlarm(at: number): void {
@@ -739,12 +937,13 @@ export class Inventory extends DurableObject<Env> {
     const candidates: number[] = [];
     if (next !== null) candidates.push(next);
     if (this.dirty) candidates.push(this.lastPublishAt + PUBLISH_INTERVAL_MS);
-    if (this.sql.exec("SELECT 1 FROM orders WHERE enqueued_at IS NULL LIMIT 1").toArray().length)
-      candidates.push(Date.now() + OUTBOX_RESEND_MS);
+    const outboxDue = this.sql.exec<{ t: number | null }>("SELECT min(due_at) AS t FROM order_outbox").one().t;
+    if (outboxDue !== null) candidates.push(Math.max(outboxDue, Date.now() + 100));
+    if (this.sql.exec("SELECT 1 FROM ledger_sync LIMIT 1").toArray().length) candidates.push(Date.now() + LEDGER_RETRY_MS);
     const oldestCheckout = this.sql
       .exec<{ t: number | null }>("SELECT min(checkout_at) AS t FROM holds WHERE status = 'checking_out'")
       .one().t;
-    if (oldestCheckout !== null) candidates.push(oldestCheckout + CHECKOUT_TIMEOUT_MS);
+    if (oldestCheckout !== null) candidates.push(oldestCheckout + this.timings.timeoutMs);
     if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));
   }
@@ -766,6 +965,7 @@ export class Inventory extends DurableObject<Env> {
       // The WaitingRoom DO's side of this contract is `reportInventory(event, report)` (lib/inventory-types).
       const room = this.env.WAITING_ROOM.get(this.env.WAITING_ROOM.idFromName(cfg.eventId)) as unknown as InventoryReportSink;
       await room.reportInventory(event, report);
+      if (!this.dirty) this.sql.exec("DELETE FROM meta WHERE k = 'unpublished'");
     } catch (err) {
       this.dirty = true;
       log.error("inventory publish failed", { inventory: inventoryName(cfg), error: String(err) });

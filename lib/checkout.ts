@@ -1,14 +1,5 @@
 import { orderIdForHold, parseLocatedId } from "./hold-id";
-import {
-  doCallError,
-  type HoldDeps,
-  holdLocation,
-  type InventoryStub,
-  inventoryStub,
-  ledgerStub,
-  locationOf,
-  reservationKey,
-} from "./holds";
+import { doCallError, type HoldDeps, holdLocation, type InventoryStub, inventoryStub, locationOf } from "./holds";
 import type { HoldView } from "./inventory-types";
 import { log } from "./log";
 import { metric } from "./metric-catalog";
@@ -30,6 +21,9 @@ import { ApiError, type Outcome, unwrap } from "./problem";
  * No charge without tickets (invariant 2): a charge whose order cannot be recorded is voided; a charge
  * whose outcome is unknown (timeout, outage) is voided too; a void that fails is recorded in the DO and
  * retried by its alarm; and a checkout whose edge died is resolved by the DO after CHECKOUT_TIMEOUT_MS.
+ *
+ * The buyer's CustomerLedger follows the hold through the Inventory DO, which settles it on every change
+ * (checkout, reopen, sale, release, expiry), so an edge that dies mid-checkout cannot leave it behind.
  */
 
 /** What checkout needs besides the DOs. */
@@ -42,7 +36,10 @@ export interface CheckoutDeps extends HoldDeps {
   enqueueOrder: (message: OrderMessage) => Promise<void>;
   /** Keeps background work alive after the response. */
   waitUntil: (p: Promise<unknown>) => void;
-  /** Wait for the hand-off (`enqueueOrder`) before answering instead of in the background (comparison mode). */
+  /**
+   * Wait for the hand-off (`enqueueOrder`) before answering instead of in the background (comparison
+   * mode, where `enqueueOrder` writes the shard itself: the order then leaves the DO's outbox at once).
+   */
   awaitHandOff?: boolean;
   /** W3C traceparent of the request, carried into the order message. */
   traceparent?: string;
@@ -84,9 +81,6 @@ export async function checkout(
     const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
     return { order: stored.body, created: false };
   }
-  const ledger = ledgerStub(deps.ledger, userId);
-  const key = reservationKey(input.holdId);
-  await ledger.setState(key, "checking_out");
 
   let outcome: ChargeOutcome;
   try {
@@ -97,12 +91,12 @@ export async function checkout(
     );
   } catch (err) {
     // Breaker open (nothing was charged) or a programming error: reopen the hold and surface it.
-    await reopen(inv, ledger, input.holdId, key);
+    await reopen(inv, input.holdId);
     throw err;
   }
 
   if (outcome.status === "declined") {
-    await reopen(inv, ledger, input.holdId, key);
+    await reopen(inv, input.holdId);
     metric.checkouts.inc({ result: "declined" });
     throw new ApiError("payment_declined", `The payment was declined (${outcome.reason}). The hold is still yours; try another card.`);
   }
@@ -110,7 +104,7 @@ export async function checkout(
     // The provider may have charged: void this attempt's key. Reopen the hold only once the refund is
     // settled or durably recorded; otherwise the hold stays in checkout and the DO resolves it.
     if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown", { amount: hold.total, currency: hold.currency }))
-      await reopen(inv, ledger, input.holdId, key);
+      await reopen(inv, input.holdId);
     metric.checkouts.inc({ result: "provider_unavailable" });
     throw new ApiError("overloaded", "The payment provider is unavailable; you were not charged. Please retry.", { retryAfterSeconds: 5 });
   }
@@ -122,9 +116,20 @@ export async function checkout(
 
   const stored = await recordPaidOrder(deps, inv, { holdId: input.holdId, userId, hold, payKey, chargeId: outcome.chargeId });
   if (!stored) {
-    // Charged but the order could not be recorded: refund. If the DO is unreachable the hold stays in
-    // checkout and the DO voids the charge itself when the checkout times out.
-    await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded", { amount: hold.total, currency: hold.currency });
+    // Charged but the order could not be recorded: refund, then reopen the hold (the buyer may retry).
+    // If the DO is unreachable the hold stays in checkout; the DO voids the charge itself and reopens
+    // the hold when the checkout times out.
+    if (await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded", { amount: hold.total, currency: hold.currency }))
+      await reopen(inv, input.holdId).catch((err: unknown) =>
+        console.error(
+          JSON.stringify({
+            level: "error",
+            msg: "reopen after refund failed; the DO's checkout timeout reopens",
+            holdId: input.holdId,
+            error: String(err),
+          }),
+        ),
+      );
     metric.checkouts.inc({ result: "refunded" });
     throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
   }
@@ -226,12 +231,11 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     }
   }
   if (!message || !completed?.ok) return null;
-  const ledger = ledgerStub(deps.ledger, userId);
   const handOff = (async () => {
-    await ledger.setState(reservationKey(holdId), "sold");
     try {
       await deps.enqueueOrder(message);
-      await inv.markOrdersSent([orderId]);
+      if (deps.awaitHandOff) await inv.confirmStored([orderId]);
+      else await inv.markOrdersSent([orderId]);
     } catch (err) {
       // The DO's outbox re-sends it.
       metric.queueSendFailures.inc({ queue: "orders" });
@@ -295,7 +299,7 @@ async function applySettlement(deps: CheckoutDeps, inv: InventoryStub, orderId: 
   );
   if (settled.outcome === "failed") {
     if (target.state !== "awaiting" || !target.userId) return "ignored";
-    await reopen(inv, ledgerStub(deps.ledger, target.userId), holdId, reservationKey(holdId));
+    await reopen(inv, holdId);
     return "reopened";
   }
   if (target.state === "sold") return "already_paid";
@@ -319,10 +323,9 @@ async function applySettlement(deps: CheckoutDeps, inv: InventoryStub, orderId: 
   return "refunded";
 }
 
-/** Puts a hold back to active after a checkout that did not charge, and its reservation back to held. */
-async function reopen(inv: InventoryStub, ledger: ReturnType<typeof ledgerStub>, holdId: string, key: string) {
-  const back = await doCall<Outcome<HoldView>>("inventory", () => inv.abortCheckout(holdId));
-  if (back.ok) await ledger.setState(key, "held", Date.parse(back.value.expiresAt));
+/** Puts a hold back to active after a checkout that did not charge (the DO settles the buyer's ledger). */
+async function reopen(inv: InventoryStub, holdId: string): Promise<void> {
+  await doCall<Outcome<HoldView>>("inventory", () => inv.abortCheckout(holdId));
 }
 
 /**

@@ -31,6 +31,12 @@ export const configSchema = z.object({
   ),
   SHARD_BACKEND: opt(z.enum(["d1", "postgres"]).default("d1")).describe("Order shard backend."),
   PG_SHARD_URLS: opt(list.default([])).describe("Postgres connection strings, one per shard (local; production uses Hyperdrive)."),
+  CHECKOUT_TIMEOUT_SECONDS: opt(int(1, 3_600).default(120)).describe(
+    "A checkout with no outcome after this long is presumed dead: its charge is voided and its hold reopened.",
+  ),
+  CHECKOUT_GRACE_SECONDS: opt(int(1, 3_600).default(60)).describe(
+    "A failed payment gives the hold this much more, never past its creation + holdSeconds + this.",
+  ),
   MAX_BODY_BYTES: opt(int(1, 10_485_760).default(65_536)).describe("Largest request body accepted (413 above)."),
   REQUEST_LOG: opt(
     z

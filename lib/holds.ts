@@ -43,7 +43,7 @@ export function inventoryStub(ns: InventoryNamespace, loc: InventoryLocation): I
 export const ledgerStub = (ns: LedgerNamespace, userId: string): LedgerStub => ns.get(ns.idFromName(userId));
 
 /** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
-function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
+export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
   const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
   const cfg: InventoryConfig = {
     eventId: event.id,
@@ -61,7 +61,7 @@ function inventoryConfig(event: EventDoc, section: Section, shard: number): Inve
 }
 
 /** Event fields the Inventory DOs forward to the WaitingRoom DO. */
-const inventoryEvent = (event: EventDoc): EventRouting => ({
+export const inventoryEvent = (event: EventDoc): EventRouting => ({
   id: event.id,
   sections: event.sections,
   waitingRoom: event.waitingRoom,
@@ -197,6 +197,17 @@ export async function placeHold(
   return unwrap(failure);
 }
 
+/**
+ * Whether `loc` names an Inventory DO of `event`: its section exists and the shard is one of the section's
+ * (a crafted id naming anything else must not reach, and so create, a Durable Object).
+ */
+export function isInventoryOf(event: Pick<EventDoc, "id" | "sections">, loc: InventoryLocation): boolean {
+  if (loc.eventId !== event.id) return false;
+  const section = event.sections.find((s) => s.id === loc.sectionId);
+  if (!section) return false;
+  return loc.shard < (section.kind === "ga" ? (section.shards ?? 1) : 1);
+}
+
 /** The location in a hold or order id, or 404 (an id the server never issued cannot exist). */
 export function locationOf(prefix: "hld" | "ord", id: string): InventoryLocation {
   const loc = parseLocatedId(prefix, id);
@@ -226,7 +237,7 @@ export async function releaseHold(deps: HoldDeps, holdId: string, userId: string
   } catch (err) {
     doCallError(err, "inventory");
   }
-  await ledgerStub(deps.ledger, userId).setState(reservationKey(holdId), "released");
+  // The Inventory DO settled the buyer's ledger before answering.
   if (view.status === "released")
     deps.analytics?.(
       analyticsEvent({

@@ -128,7 +128,7 @@ export function gcra(policy: RateLimitPolicy): Gcra {
 // Policies per route and the RATE_LIMITS var
 
 /** The route groups that are rate limited. */
-const RATE_LIMITED_ROUTES = ["holds", "orders", "queue"] as const;
+const RATE_LIMITED_ROUTES = ["holds", "orders", "queue", "reads"] as const;
 /** Name of a rate-limited route group: picks its policy and labels its metrics. */
 export type RateLimitedRoute = (typeof RATE_LIMITED_ROUTES)[number];
 
@@ -149,6 +149,9 @@ export const rateLimitPolicies: Readonly<Record<RateLimitedRoute, Readonly<Route
   orders: { user: { limit: 10, periodSeconds: 60, burst: 3 }, ip: { limit: 300, periodSeconds: 60, burst: 50 } },
   // Joining once and polling every few seconds stays far below this.
   queue: { user: { limit: 60, periodSeconds: 60, burst: 10 }, ip: { limit: 3_000, periodSeconds: 60, burst: 300 } },
+  // A buyer's reads and releases of their own holds and orders (each costs an Inventory DO call): a page
+  // polling a hold every few seconds stays far below this; a scan of crafted ids does not.
+  reads: { user: { limit: 120, periodSeconds: 60, burst: 30 }, ip: { limit: 3_000, periodSeconds: 60, burst: 300 } },
 };
 
 /** Where the TATs live: Limiter Durable Objects (default) or the optional shared Upstash Redis tier. */
@@ -180,6 +183,7 @@ const configSchema = z.strictObject({
   holds: routeOverrideSchema.optional(),
   orders: routeOverrideSchema.optional(),
   queue: routeOverrideSchema.optional(),
+  reads: routeOverrideSchema.optional(),
 });
 
 /** Readable issues; for "a policy or false" it reports what is wrong with the policy, not "invalid input". */
@@ -201,7 +205,7 @@ function describeIssues(issues: readonly z.core.$ZodIssue[], prefix: PropertyKey
  * Parses `RATE_LIMITS`: `""` (or unset) → the defaults in code; `"off"` → no limits (benchmarks of the
  * layers behind); otherwise JSON such as
  * `{"holds":{"user":{"limit":10,"periodSeconds":60,"burst":3},"ip":false},"store":"upstash"}` — routes
- * `holds`, `orders`, `queue`; dimensions `user`, `ip` (a policy, or `false` for off); `store`
+ * `holds`, `orders`, `queue`, `reads`; dimensions `user`, `ip` (a policy, or `false` for off); `store`
  * `durable-object` (default) or `upstash`. Anything else throws {@link RateLimitConfigError}.
  */
 export function parseRateLimits(value: string | undefined): RateLimitConfig {

@@ -1,4 +1,6 @@
 import { config } from "../lib/config";
+import { parseLocatedId } from "../lib/hold-id";
+import { inventoryStub } from "../lib/holds";
 import { log } from "../lib/log";
 import { outboxMail } from "../lib/mail";
 import { mailSender } from "../lib/mail-sender";
@@ -10,6 +12,20 @@ import type { DeadLetterSink } from "./consume";
 import { consumeDeadLetters, recordDeadLetter } from "./dead-letters";
 import { consumeNotifications } from "./notifications";
 import { consumeOrders } from "./orders";
+
+/** Confirms stored orders to the Inventory DOs that recorded them (one call per DO). */
+async function confirmStored(inventory: Env["INVENTORY"], orderIds: string[]): Promise<void> {
+  const byObject = new Map<string, { loc: NonNullable<ReturnType<typeof parseLocatedId>>; ids: string[] }>();
+  for (const id of orderIds) {
+    const loc = parseLocatedId("ord", id);
+    if (!loc) continue;
+    const key = `${loc.eventId}:${loc.sectionId}:${loc.shard}`;
+    const entry = byObject.get(key) ?? { loc, ids: [] };
+    entry.ids.push(id);
+    byObject.set(key, entry);
+  }
+  await Promise.all([...byObject.values()].map(({ loc, ids }) => inventoryStub(inventory, loc).confirmStored(ids)));
+}
 
 /**
  * The Worker's `queue()` handler: one consumer per queue, chosen by `batch.queue`. The order stores are
@@ -30,6 +46,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
             notifications: env.NOTIFICATIONS_QUEUE,
             analytics: env.ANALYTICS_QUEUE,
             deadLetter,
+            confirmStored: (ids) => confirmStored(env.INVENTORY, ids),
           });
         else
           await consumeNotifications(batch, {

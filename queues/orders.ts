@@ -72,6 +72,11 @@ export interface OrdersConsumerDeps {
   analytics: Queue;
   /** Records a message that can never succeed (invalid) as a dead letter at once. */
   deadLetter: DeadLetterSink;
+  /**
+   * Tells the Inventory DOs that recorded these orders that their shard has them, so they leave the DO's
+   * outbox (which re-sends an order until this confirmation arrives).
+   */
+  confirmStored: (orderIds: string[]) => Promise<void>;
 }
 
 interface Pending {
@@ -89,7 +94,9 @@ interface Pending {
  * are retried with exponential backoff and full jitter (after max_retries Queues moves them to the
  * dead-letter queue). The follow-up messages of the stored orders go out in two `sendBatch` calls, and
  * only then are those orders acknowledged; if that hand-off fails they are retried too (their rows are
- * already there, so the retry only re-sends, and the downstream consumers deduplicate).
+ * already there, so the retry only re-sends, and the downstream consumers deduplicate). Stored orders are
+ * confirmed back to their Inventory DOs; a failed confirmation is logged and the DO's outbox sends the
+ * order again later, which only confirms it again.
  */
 export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDeps): Promise<void> {
   const byShard = new Map<string, Pending[]>();
@@ -128,6 +135,18 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
   } catch (err) {
     for (const p of stored) retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard: p.shard, step: "hand-off" }, err);
     return;
+  }
+  try {
+    await deps.confirmStored([...new Set(stored.map((p) => p.order.orderId))]);
+  } catch (err) {
+    console.error(
+      JSON.stringify({
+        level: "warn",
+        msg: "stored orders not confirmed to their inventory; its outbox re-sends them",
+        count: stored.length,
+        error: String(err),
+      }),
+    );
   }
   for (const p of stored) acknowledge(batch.queue, p.msg);
 }

@@ -1,7 +1,9 @@
 import type { Context } from "hono";
 import type { Principal } from "../lib/auth";
-import { type CatalogDeps, catalogDb, type ReadContext } from "../lib/catalog";
+import { type CatalogDeps, catalogDb, getEventDoc, type ReadContext } from "../lib/catalog";
+import { isInventoryOf, locationOf } from "../lib/holds";
 import { memoized } from "../lib/memoized";
+import { ApiError } from "../lib/problem";
 import type { CachedBody, CacheLayer } from "../lib/read-cache";
 import { HIT_LAYERS } from "../lib/read-cache";
 import type { AppEnv } from "./types";
@@ -33,6 +35,16 @@ export const readContext = (c: Context<AppEnv>): ReadContext => {
     waitUntil: (p) => c.executionCtx.waitUntil(p),
   };
 };
+
+/**
+ * 404 unless a hold or order id names an Inventory DO of an existing event, section and shard (from the
+ * cached catalog), so a crafted id never addresses, and creates, a Durable Object.
+ */
+export async function requireKnownLocation(c: Context<AppEnv>, prefix: "hld" | "ord", id: string): Promise<void> {
+  const loc = locationOf(prefix, id);
+  const event = await getEventDoc(readContext(c), loc.eventId);
+  if (!event || !isInventoryOf(event, loc)) throw new ApiError("not_found", prefix === "hld" ? "No such hold." : "No such order.");
+}
 
 /** The signed-in caller (routes behind `auth()`). */
 export const principalOf = (c: Context<AppEnv>): Principal => c.get("principal");

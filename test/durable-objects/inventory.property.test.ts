@@ -84,7 +84,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
     saleStartsAt: new Date(0).toISOString(),
   };
 
-  await runInDurableObject(stub, (inst: Inventory, state) => {
+  await runInDurableObject(stub, async (inst: Inventory, state) => {
     const sql = state.storage.sql;
     inst.init(cfg, event);
     const model: ModelHold[] = [];
@@ -124,7 +124,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
         case "release": {
           const h = model[op.pick % Math.max(1, model.length)];
           if (!h) break;
-          const r = inst.release(h.id, op.asOwner ? h.user : "intruder");
+          const r = await inst.release(h.id, op.asOwner ? h.user : "intruder");
           if (!op.asOwner) {
             expect(r.ok).toBe(false);
             break;
@@ -144,7 +144,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
         case "checkout": {
           const h = model[op.pick % Math.max(1, model.length)];
           if (!h) break;
-          const begun = inst.beginCheckout(h.id, h.user, "sandbox");
+          const begun = await inst.beginCheckout(h.id, h.user, "sandbox");
           if (h.status !== "active") {
             if (h.status === "sold") expect(begun.ok && begun.value.hold.status === "sold").toBe(true);
             else expect(begun.ok ? "ok" : begun.code).toBe("hold_expired");
@@ -161,7 +161,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
             expect(inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user)).ok).toBe(true);
             h.status = "sold";
           } else {
-            const back = inst.abortCheckout(h.id);
+            const back = await inst.abortCheckout(h.id);
             expect(back.ok && back.value.status).toBe("active");
           }
           break;

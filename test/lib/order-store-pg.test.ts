@@ -154,6 +154,7 @@ describe("PostgreSQL order shards (real server, two databases)", () => {
         notifications: recordingQueue(),
         analytics: recordingQueue(),
         deadLetter: async () => {},
+        confirmStored: async () => {},
       });
       outcomes.push(o[0]?.acked ? "ack" : o[0]?.retry ? "retry" : "none");
       expect(await count(owner, msg.orderId)).toBe(attempt === 1 ? 0 : 1);

@@ -23,6 +23,7 @@ const deps = (over: Partial<OrdersConsumerDeps> = {}): OrdersConsumerDeps => ({
   notifications: recordingQueue(),
   analytics: recordingQueue(),
   deadLetter: async () => {},
+  confirmStored: async () => {},
   ...over,
 });
 /** Buyers owned by `shard`. */

@@ -11,7 +11,7 @@ import { metric } from "../../lib/metric-catalog";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
 import { checkQueuePass } from "../../lib/waiting-room";
-import { principalOf, readContext, SNAPSHOT_CACHE, sendCached } from "../http";
+import { principalOf, readContext, requireKnownLocation, SNAPSHOT_CACHE, sendCached } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { rateLimit } from "../middleware/rate-limit";
@@ -121,9 +121,10 @@ describeRoute({
   tags: ["holds"],
   auth: ["buyer"],
   responses: { 200: { description: "The hold", schema: z.object({ hold: holdSchema }) } },
-  errors: ["not_found"],
+  errors: ["not_found", "rate_limited"],
 });
-holds.get("/v1/holds/:id", auth("buyer"), validate("param", holdParam), async (c) => {
+holds.get("/v1/holds/:id", auth("buyer"), rateLimit({ route: "reads" }), validate("param", holdParam), async (c) => {
+  await requireKnownLocation(c, "hld", c.req.valid("param").id);
   const hold = await getHold(
     deps(c.env, (p) => c.executionCtx.waitUntil(p)),
     c.req.valid("param").id,
@@ -141,9 +142,10 @@ describeRoute({
   auth: ["buyer"],
   headers: [idempotencyHeader],
   responses: { 204: { description: "Released" } },
-  errors: ["not_found", "hold_not_active"],
+  errors: ["not_found", "hold_not_active", "rate_limited"],
 });
-holds.delete("/v1/holds/:id", auth("buyer"), idempotency(), validate("param", holdParam), async (c) => {
+holds.delete("/v1/holds/:id", auth("buyer"), rateLimit({ route: "reads" }), idempotency(), validate("param", holdParam), async (c) => {
+  await requireKnownLocation(c, "hld", c.req.valid("param").id);
   await releaseHold(
     deps(c.env, (p) => c.executionCtx.waitUntil(p)),
     c.req.valid("param").id,

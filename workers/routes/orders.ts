@@ -11,7 +11,7 @@ import { shardFor } from "../../lib/shards";
 import { issueTickets } from "../../lib/tickets";
 import { formatTraceparent, type TraceContext } from "../../lib/trace";
 import { sendOrder, storeOrder } from "../../queues/orders";
-import { principalOf } from "../http";
+import { principalOf, requireKnownLocation } from "../http";
 import { auth } from "../middleware/auth";
 import { idempotency } from "../middleware/idempotency";
 import { rateLimit } from "../middleware/rate-limit";
@@ -74,6 +74,7 @@ describeRoute({
 });
 orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempotency(), validate("json", orderInput), async (c) => {
   const input = c.req.valid("json");
+  await requireKnownLocation(c, "hld", input.holdId);
   const provider = paymentProvider(input.payment.method, c.env);
   if (!provider)
     throw new ApiError(
@@ -139,9 +140,10 @@ describeRoute({
       schema: z.object({ order: z.union([orderSchema, pendingOrderSchema]) }),
     },
   },
-  errors: ["not_found"],
+  errors: ["not_found", "rate_limited"],
 });
-orders.get("/v1/orders/:id", auth("buyer"), validate("param", orderParam), async (c) => {
+orders.get("/v1/orders/:id", auth("buyer"), rateLimit({ route: "reads" }), validate("param", orderParam), async (c) => {
+  await requireKnownLocation(c, "ord", c.req.valid("param").id);
   const order = await getOrder({ inventory: c.env.INVENTORY, ledger: c.env.CUSTOMER_LEDGER }, c.req.valid("param").id, principalOf(c).sub);
   return c.json({ order }, 200, { "Cache-Control": "private, no-store" });
 });
