@@ -1,4 +1,6 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import net from "node:net";
+import path from "node:path";
 
 /** A free TCP port on the loopback interface. */
 export const freePort = (): Promise<number> =>
@@ -21,3 +23,81 @@ export const testServerVars = (extra: Record<string, string> = {}): Record<strin
   QSTASH_NEXT_SIGNING_KEY: "x",
   ...extra,
 });
+
+/** A `node scripts/serve.ts` process (`npm run serve`), in its own process group with its workerd. */
+export interface ServeProcess {
+  url: string;
+  child: ChildProcess;
+  /** Everything it printed. */
+  output: () => string;
+  /** Resolves with the exit code (or the signal's name) once the process has exited. */
+  exited: Promise<number | string>;
+  /** Sends a signal to the whole group: the Node process and its workerd (SIGKILL: a crash of the runtime). */
+  signal: (sig: NodeJS.Signals) => void;
+}
+
+/**
+ * Starts `scripts/serve.ts` as its own process on `port` with state in `stateDir` (BUILD=0: the node
+ * project's global setup built the bundle), resolving once it says it serves. `env` adds variables
+ * (declared [vars] of wrangler.toml may be overridden from the environment).
+ */
+export async function spawnServe(opts: { port: number; stateDir: string; env?: Record<string, string> }): Promise<ServeProcess> {
+  const root = path.resolve(import.meta.dirname, "..", "..");
+  const child = spawn(process.execPath, [path.join(root, "scripts", "serve.ts")], {
+    cwd: root,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env,
+      PORT: String(opts.port),
+      STATE_DIR: opts.stateDir,
+      BUILD: "0",
+      CRON: "off",
+      ...testServerVars(),
+      ...opts.env,
+    },
+  });
+  let out = "";
+  child.stdout?.on("data", (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr?.on("data", (c: Buffer) => {
+    out += c.toString();
+  });
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? "unknown")));
+  const pid = child.pid;
+  if (pid === undefined) throw new Error("serve.ts did not start");
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // Already gone.
+    }
+  };
+  const deadline = Date.now() + 90_000;
+  while (!out.includes("Breakwater is serving")) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`serve.ts exited while starting:\n${out}`);
+    if (Date.now() > deadline) {
+      signal("SIGKILL");
+      throw new Error(`serve.ts did not start in time:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `http://127.0.0.1:${opts.port}`, child, output: () => out, exited, signal };
+}
+
+/** Polls `fn` every `everyMs` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number, everyMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not reached in ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
