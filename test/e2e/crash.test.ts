@@ -178,6 +178,24 @@ describe("crash during a checkout storm (SIGKILL, restart on the same state)", (
     ).catch((err: unknown) => {
       throw new Error(`${String(err)}; last seen: ${seen}`);
     });
+    // Reconciliation (the admin route, every order judged: graceMs=0) finds nothing missing or doubled.
+    const admin = await tokenFor("crash-admin", "admin");
+    const rec = await req(`/v1/admin/reconciliation/${eventId}?graceMs=0`, { method: "POST", token: admin });
+    expect(rec.status).toBe(200);
+    const reconciled = await json<{
+      soldInInventory: number;
+      storedInShards: number;
+      missing: string[];
+      extra: string[];
+      duplicated: string[];
+    }>(rec);
+    expect(reconciled).toMatchObject({
+      soldInInventory: drained.orders,
+      storedInShards: drained.orders,
+      missing: [],
+      extra: [],
+      duplicated: [],
+    });
     // Every order answered before the crash is among the sold ones (some more may have been sold whose
     // answer the crash cut).
     for (const b of answeredOrders) expect((await holdState(b)).status).toBe("sold");
