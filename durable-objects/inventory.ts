@@ -358,6 +358,9 @@ export class Inventory extends DurableObject<Env> {
     this.counts.sold += row.quantity;
     this.markDirty(now);
     this.scheduleAlarm(now + OUTBOX_RESEND_MS);
+    // The ledger counts the places either way (in checkout or sold): settle it now without holding the
+    // answer; the note stays for the alarm if this does not land.
+    void this.settleLedger(holdId);
     const traceparent = typeof order.message.traceparent === "string" ? order.message.traceparent : undefined;
     log.info("order recorded", { orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId });
     return ok(order);
