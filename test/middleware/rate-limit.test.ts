@@ -170,6 +170,35 @@ describe("rateLimit: refusals", () => {
   });
 });
 
+describe("rateLimit: the client address", () => {
+  it("puts requests without CF-Connecting-IP (local runs) in one shared address bucket", async () => {
+    const a = app({ policy: { ip: { limit: 2, periodSeconds: 60 } } });
+    // No other test of this file uses the `holds:ip:local` bucket: it fills after two requests from anyone.
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await send(a, { user: unique("no-ip") })).status);
+    expect(statuses).toEqual([201, 201, 429]);
+    // A request with an address is not in that bucket.
+    expect((await send(a, { user: unique("no-ip"), ip: ipOf() })).status).toBe(201);
+  });
+
+  it("skips the address limit when clientIp gives none, keeping the buyer limit", async () => {
+    const a = app({
+      clientIp: () => undefined,
+      policy: { user: { limit: 1, periodSeconds: 60, burst: 1 }, ip: { limit: 1, periodSeconds: 60 } },
+    });
+    const ip = ipOf();
+    // Two buyers from one address: an address limit of 1 would refuse the second.
+    for (let i = 0; i < 2; i++) {
+      const res = await send(a, { user: unique("skip-ip"), ip });
+      expect(res.status).toBe(201);
+      expect(Object.keys(sfItems(res.headers.get("RateLimit")))).toEqual(["holds-user"]);
+    }
+    const user = unique("skip-ip");
+    expect((await send(a, { user })).status).toBe(201);
+    expect((await send(a, { user })).status).toBe(429);
+  });
+});
+
 describe("rateLimit: configuration per route", () => {
   it("applies RATE_LIMITS overrides to their route only, and false switches a dimension off", async () => {
     const a = app();
