@@ -1,4 +1,4 @@
-import { runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -7,6 +7,7 @@ import { ROLES, type Role } from "../../lib/auth";
 import { ledgerStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { b64url } from "../../lib/signing";
+import { app } from "../../workers/app";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
 
@@ -121,7 +122,14 @@ const OWNED_BODIES: Record<string, (f: Fixtures) => unknown> = {
  * Routes that need what the suite cannot do generically, each with the reason. `skip` names the cases left
  * out; every other case still runs for the route.
  */
-const SPECIAL: Record<string, { skip: "allowed role"[]; why: string }> = {
+const SPECIAL: Record<string, { skip?: "allowed role"[]; env?: Partial<Env>; why: string }> = {
+  // The fault API exists only where FAULT_INJECTION is on (404 otherwise, before auth): probe it switched on.
+  "get /v1/admin/faults": { env: { FAULT_INJECTION: "true" }, why: "exists only with FAULT_INJECTION on" },
+  "put /v1/admin/faults": {
+    env: { FAULT_INJECTION: "true" },
+    skip: ["allowed role"],
+    why: "exists only with FAULT_INJECTION on; the allowed call opens a fault window",
+  },
   // An admin with an empty body replays every dead letter of every queue: a real action, not a probe.
   "post /v1/admin/dead-letters/replay": { skip: ["allowed role"], why: "the allowed call replays all dead letters" },
   // An admin's call reconciles the event's inventory against the order shards and may repair it.
@@ -157,11 +165,27 @@ const urlOf = (op: Operation, f: Fixtures) =>
     (_, segment: string) => `${segment}/${encodeURIComponent(PARAMETERS[segment]?.(f) ?? "unknown")}`,
   );
 
+/** The bindings of operations in {@link SPECIAL} that need their own, one object each (configuration is parsed per object). */
+const specialEnvs = new Map(Object.entries(SPECIAL).flatMap(([name, s]) => (s.env ? [[name, { ...env, ...s.env }] as const] : [])));
+
 /** Sends `op` with `authorization` (none when undefined) and, for operations with a body, `body` ({} by default). */
-function request(op: Operation, f: Fixtures, authorization: string | undefined, body: unknown = {}): Promise<Response> {
-  const headers: Record<string, string> = {};
-  if (authorization !== undefined) headers.Authorization = authorization;
-  return call(urlOf(op, f), { method: op.method.toUpperCase(), headers, ...(op.hasBody ? { json: body } : {}) });
+async function request(op: Operation, f: Fixtures, authorization: string | undefined, body: unknown = {}): Promise<Response> {
+  const headers = new Headers();
+  if (authorization !== undefined) headers.set("Authorization", authorization);
+  const method = op.method.toUpperCase();
+  const ownEnv = specialEnvs.get(op.name);
+  if (!ownEnv) return call(urlOf(op, f), { method, headers, ...(op.hasBody ? { json: body } : {}) });
+  // The Hono app itself, with this operation's bindings.
+  if (op.hasBody) headers.set("Content-Type", "application/json");
+  const ctx = createExecutionContext();
+  const req = new Request(`https://breakwater.test${urlOf(op, f)}`, {
+    method,
+    headers,
+    ...(op.hasBody ? { body: JSON.stringify(body) } : {}),
+  });
+  const res = await app.fetch(req, ownEnv, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -304,7 +328,7 @@ for (const op of exercisable) {
         expect(await stateOf(f)).toEqual(before);
       });
 
-    if (!special?.skip.includes("allowed role"))
+    if (!special?.skip?.includes("allowed role"))
       it(`lets a token of each allowed role (${allowed.join(", ")}) past auth`, async () => {
         const roleRefusal = refused.length
           ? ((await (
