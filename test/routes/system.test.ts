@@ -1,7 +1,9 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { app } from "../../workers/app";
 import { registeredRoutes } from "../../workers/openapi";
 import { pages as pageRoutes } from "../../workers/routes/pages";
+import { SCALAR_SCRIPT } from "../../workers/routes/system";
 import { call, tokenFor } from "../helpers";
 
 describe("/openapi.json", () => {
@@ -37,11 +39,18 @@ describe("/openapi.json", () => {
     expect(registeredRoutes().length).toBe(documented.size);
   });
 
-  it("renders /docs", async () => {
+  it("renders /docs with Scalar's reference, its script served from our own static files", async () => {
     const res = await call("/docs");
     expect(res.status).toBe(200);
     expect(res.headers.get("Content-Type")).toContain("text/html");
-    expect(await res.text()).toContain("/openapi.json");
+    const html = await res.text();
+    expect(html).toContain("/openapi.json");
+    expect(html).toContain(`src="${SCALAR_SCRIPT}"`);
+    expect(html).not.toMatch(/src="https?:/);
+    // Static files are answered by the asset layer in front of the Worker (wrangler.toml [assets]).
+    const script = await env.ASSETS.fetch(`https://breakwater.test${SCALAR_SCRIPT}`);
+    expect(script.status).toBe(200);
+    expect((await script.text()).length).toBeGreaterThan(100_000);
   });
 });
 
