@@ -2,12 +2,13 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLocatedId } from "../../lib/hold-id";
-import { inventoryStub } from "../../lib/holds";
+import { inventoryStub, ledgerStub, reservationKey } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { shardFor } from "../../lib/shards";
 import { verifyToken } from "../../lib/signing";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
+import { eventually } from "../queues/helpers";
 
 interface OrderBody {
   id: string;
@@ -83,14 +84,55 @@ describe("POST /v1/orders (errors)", () => {
     const owner = await tokenFor("ord-4", "buyer");
     const holdId = await holdFor(owner);
     const thief = await tokenFor("ord-thief", "buyer");
-    expect((await pay(thief, holdId)).status).toBe(404);
-    expect((await pay(owner, "hld_nope")).status).toBe(404);
+    const codeOf = async (res: Response) => [res.status, ((await res.json()) as Problem).code];
+    expect(await codeOf(await pay(thief, holdId))).toEqual([404, "not_found"]);
+    expect(await codeOf(await pay(owner, "hld_nope"))).toEqual([404, "not_found"]);
     const bad = await call("/v1/orders", { method: "POST", token: owner, json: { holdId, payment: { method: "sandbox" } } });
-    expect(bad.status).toBe(400);
+    expect(await codeOf(bad)).toEqual([400, "validation_failed"]);
     const method = await call("/v1/orders", { method: "POST", token: owner, json: { holdId, payment: { method: "bitcoin", token: "x" } } });
-    expect(method.status).toBe(400);
-    expect((await call(`/v1/orders/${holdId.replace("hld_", "ord_")}`, { token: thief })).status).toBe(404);
+    expect(await codeOf(method)).toEqual([400, "validation_failed"]);
     expect(sandboxLedger()).toEqual([]);
+    // The hold is still the owner's, untouched by the thief's try.
+    expect(((await (await call(`/v1/holds/${holdId}`, { token: owner })).json()) as { hold: { status: string } }).hold.status).toBe(
+      "active",
+    );
+  });
+
+  it("shows a real, paid order only to its owner", async () => {
+    const owner = await tokenFor("ord-owner", "buyer");
+    const paid = await pay(owner, await holdFor(owner));
+    expect(paid.status).toBe(201);
+    const { order } = (await paid.json()) as { order: OrderBody };
+    const thief = await tokenFor("ord-reader", "buyer");
+    const stolen = await call(`/v1/orders/${order.id}`, { token: thief });
+    expect([stolen.status, ((await stolen.json()) as Problem).code]).toEqual([404, "not_found"]);
+    const own = await call(`/v1/orders/${order.id}`, { token: owner });
+    expect(own.status).toBe(200);
+    expect(((await own.json()) as { order: OrderBody }).order.id).toBe(order.id);
+  });
+});
+
+describe("per-customer limit after a sale", () => {
+  it("counts sold places: hold, pay, then a hold past the limit is 422 limit_exceeded", async () => {
+    const limited = await createEvent(organizer, { perCustomerLimit: 2 });
+    const user = "ord-limit";
+    const t = await tokenFor(user, "buyer");
+    const held = await call(`/v1/events/${limited.id}/holds`, { method: "POST", token: t, json: { sectionId: "floor", quantity: 2 } });
+    expect(held.status).toBe(201);
+    const holdId = ((await held.json()) as { hold: { id: string } }).hold.id;
+    expect((await pay(t, holdId)).status).toBe(201);
+    // Wait until the ledger has the sale (not just the checkout), then try one more place.
+    const ledger = ledgerStub(env.CUSTOMER_LEDGER, user);
+    await eventually(async () =>
+      runInDurableObject(ledger, (_l, state) =>
+        state.storage.sql
+          .exec<{ state: string }>("SELECT state FROM reservations WHERE hold_id = ?", reservationKey(holdId))
+          .toArray()
+          .some((r) => r.state === "sold"),
+      ),
+    );
+    const more = await call(`/v1/events/${limited.id}/holds`, { method: "POST", token: t, json: { sectionId: "floor", quantity: 1 } });
+    expect([more.status, ((await more.json()) as Problem).code]).toEqual([422, "limit_exceeded"]);
   });
 });
 
