@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { forgetEmptyShards, inventoryStub, ledgerStub } from "../../lib/holds";
 import type { HoldView } from "../../lib/inventory-types";
+import { sha256Hex } from "../../lib/signing";
 import { issuePass } from "../../lib/waiting-room";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
@@ -142,17 +143,35 @@ describe("Idempotency-Key on holds", () => {
     expect(await expectInventoryInvariants(ev)).toMatchObject({ a: { held: 1 } });
   });
 
-  it("answers 409 to a concurrent duplicate", async () => {
+  it("answers 409 idempotency_conflict while the first request under the key is in flight, then replays it", async () => {
     const ev = await createEvent(organizer);
     const t = await buyer("kim");
-    const results = await Promise.all(
-      Array.from({ length: 5 }, () => hold(ev.id, t, { sectionId: "floor", quantity: 1 }, { "Idempotency-Key": "same" })),
+    const body = { sectionId: "floor", quantity: 1 };
+    // The first request under the key is running (its record is in flight in the buyer's ledger).
+    const ledger = ledgerStub(env.CUSTOMER_LEDGER, "kim");
+    const fingerprint = await sha256Hex(`POST /v1/events/${ev.id}/holds\n${JSON.stringify(body)}`);
+    expect(await ledger.beginIdempotent("same", fingerprint)).toEqual({ kind: "new" });
+    const during = await hold(ev.id, t, body, { "Idempotency-Key": "same" });
+    expect([during.status, ((await during.json()) as Problem).code]).toEqual([409, "idempotency_conflict"]);
+    expect((await expectInventoryInvariants(ev)).floor?.held).toBe(0);
+    // That request died without an answer: the key may run again, once; concurrent duplicates get 409 or
+    // the replay of that one hold, never a second hold.
+    await ledger.abandonIdempotent("same");
+    const results = await Promise.all(Array.from({ length: 5 }, () => hold(ev.id, t, body, { "Idempotency-Key": "same" })));
+    const answers = await Promise.all(
+      results.map(async (r) => ({
+        status: r.status,
+        replayed: r.headers.get("Idempotency-Replayed"),
+        body: (await r.json()) as { hold?: HoldView; code?: string },
+      })),
     );
-    const statuses = results.map((r) => r.status).sort();
-    expect(statuses.filter((s) => s === 201).length).toBeGreaterThanOrEqual(1);
-    expect(statuses.every((s) => s === 201 || s === 409)).toBe(true);
-    const totals = await expectInventoryInvariants(ev);
-    expect(totals.floor?.held).toBe(1);
+    const created = answers.filter((a) => a.status === 201 && a.replayed !== "true");
+    expect(created).toHaveLength(1);
+    for (const a of answers.filter((x) => x !== created[0])) {
+      if (a.status === 201) expect([a.replayed, a.body.hold?.id]).toEqual(["true", created[0]?.body.hold?.id]);
+      else expect([a.status, a.body.code]).toEqual([409, "idempotency_conflict"]);
+    }
+    expect((await expectInventoryInvariants(ev)).floor?.held).toBe(1);
   });
 });
 
