@@ -67,7 +67,8 @@ function ttfb(agent: http.Agent, base: string, path: string): Promise<{ ms: numb
   });
 }
 
-const bw = await startBreakwater(PORT, { ASSETS, CRON: "off" });
+// A loaded machine can take more than the default minute to build and start the server.
+const bw = await startBreakwater(PORT, { ASSETS, CRON: "off" }, 256, 240_000);
 try {
   const ids = await seedEvents(bw, EVENTS);
   const order = byPopularity(ids);
