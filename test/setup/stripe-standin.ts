@@ -302,7 +302,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
             },
           },
         ];
-      if (refunds.some((r) => r.payment_intent === pi.id))
+      const back = refunds.filter((r) => r.payment_intent === pi.id).reduce((n, r) => n + r.amount, 0);
+      const amount = form.has("amount") ? Number(form.get("amount")) : pi.amount_received - back;
+      if (back >= pi.amount_received)
         return [
           400,
           {
@@ -313,7 +315,19 @@ export default async function setup(project: TestProject): Promise<() => Promise
             },
           },
         ];
-      const refund = newRefund(pi, metadataOf(form));
+      if (!Number.isInteger(amount) || amount <= 0 || back + amount > pi.amount_received)
+        return [
+          400,
+          {
+            error: {
+              type: "invalid_request_error",
+              code: "amount_too_large",
+              param: "amount",
+              message: `Refund amount (${amount}) is greater than the unrefunded amount on the charge (${pi.amount_received - back}).`,
+            },
+          },
+        ];
+      const refund = { ...newRefund(pi, metadataOf(form)), amount };
       refunds.push(refund);
       return [200, refund];
     }
