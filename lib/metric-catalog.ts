@@ -128,6 +128,16 @@ export const metric = {
     help: "Catalog KV publishes that failed after a saved change (the cron republishes)",
     labels: [],
   }),
+  deadLettersLastResort: counter({
+    name: "breakwater_dead_letters_last_resort_total",
+    help: "Dead letters parked in KV because D1 could not take them (moved into D1 by the cron)",
+    labels: ["queue"],
+  }),
+  deadLettersLost: counter({
+    name: "breakwater_dead_letters_lost_total",
+    help: "Dead letters that neither D1 nor the KV last resort took on their last attempts (body in the log)",
+    labels: ["queue"],
+  }),
 } as const;
 
 type AnyHandle = Counter<string> | Gauge<string> | Histogram<string>;

@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import { queueRetryDelaySeconds } from "../lib/backoff";
+import { DEFAULT_QUEUE_RETRY, ORDERS_QUEUE_RETRY, type QueueRetryPolicy, queueRetryDelaySeconds } from "../lib/backoff";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
 
@@ -33,9 +33,13 @@ export async function parseOrDeadLetter<S extends z.ZodType>(
   return null;
 }
 
-/** Retries a message later with exponential backoff and full jitter, logging why and counting it. */
+/** The retry policy of a queue: orders wait longer, so a shard outage is outlasted rather than raced through. */
+export const retryPolicyFor = (queue: string): QueueRetryPolicy =>
+  queue === "breakwater-orders" ? ORDERS_QUEUE_RETRY : DEFAULT_QUEUE_RETRY;
+
+/** Retries a message later with exponential backoff and jitter (the queue's policy), logging why and counting it. */
 export function retryLater(queue: string, msg: Message, context: Record<string, unknown>, err: unknown): void {
-  const delaySeconds = queueRetryDelaySeconds(msg.attempts);
+  const delaySeconds = queueRetryDelaySeconds(msg.attempts, { policy: retryPolicyFor(queue) });
   log.error("message failed; retrying", { queue, messageId: msg.id, attempts: msg.attempts, delaySeconds, ...context, error: String(err) });
   count(queue, "retried");
   msg.retry({ delaySeconds });

@@ -5,6 +5,7 @@ import { chunk } from "../lib/chunk";
 import { countingD1 } from "../lib/d1-counter";
 import { type DeadLetterRow, deadLetters } from "../lib/db/catalog-schema";
 import { log } from "../lib/log";
+import { metric } from "../lib/metric-catalog";
 import { count } from "./consume";
 
 /** The queues Breakwater consumes, by name, and the binding that produces to each. */
@@ -48,11 +49,39 @@ export async function recordDeadLetter(
   log.error("dead letter", { queue: originalQueue(queue), messageId: msg.id, attempts: msg.attempts, error: error.slice(0, 300) });
 }
 
+/** `max_retries` of the `*-dlq` consumers (wrangler.toml): past it the platform drops the message. */
+export const DLQ_MAX_RETRIES = 10;
+/** From this attempt on, a dead letter that D1 cannot take goes to the last-resort sink instead. */
+export const LAST_RESORT_FROM_ATTEMPT = 7;
+/** KV key prefix of the last-resort sink. */
+export const LAST_RESORT_PREFIX = "dead-letter:";
+
+/** What the DLQ consumer writes to: D1 (the admin routes' table) and, as a last resort, KV. */
+export interface DeadLetterStores {
+  catalog: D1Database;
+  lastResort: Pick<KVNamespace, "put">;
+}
+
+/** A dead letter parked in the last-resort sink. */
+interface ParkedDeadLetter {
+  queue: string;
+  id: string;
+  body: unknown;
+  attempts: number;
+  error: string;
+  parkedAt: string;
+}
+
 /**
  * Consumer of the `*-dlq` queues: records every message for the admin routes, then acknowledges it. A
- * message whose record fails is retried with backoff (the DLQ consumers have their own max_retries).
+ * message whose record fails is retried with backoff (the DLQ consumers have their own max_retries); from
+ * attempt {@link LAST_RESORT_FROM_ATTEMPT} on it is parked in KV instead (the cron moves it into D1 once
+ * D1 is back), counted in `breakwater_dead_letters_last_resort_total` and logged. Only when KV refuses it
+ * too on the last attempt is it counted in `breakwater_dead_letters_lost_total`, with its body in the log
+ * (docs/prometheus-alerts.yml alerts on both): nothing is dropped silently.
  */
-export async function consumeDeadLetters(batch: MessageBatch, catalog: D1Database): Promise<void> {
+export async function consumeDeadLetters(batch: MessageBatch, stores: DeadLetterStores): Promise<void> {
+  const catalog = stores.catalog;
   for (const msg of batch.messages) {
     try {
       await recordDeadLetter(
@@ -63,10 +92,61 @@ export async function consumeDeadLetters(batch: MessageBatch, catalog: D1Databas
       );
       msg.ack();
     } catch (err) {
-      log.error("dead letter could not be recorded; retrying", { queue: batch.queue, messageId: msg.id, error: String(err) });
+      if (msg.attempts >= LAST_RESORT_FROM_ATTEMPT && (await park(stores.lastResort, batch.queue, msg, String(err)))) {
+        msg.ack();
+        continue;
+      }
+      if (msg.attempts >= DLQ_MAX_RETRIES) {
+        metric.deadLettersLost.inc({ queue: originalQueue(batch.queue) });
+        log.error("dead letter could not be recorded or parked: it may be lost", {
+          queue: batch.queue,
+          messageId: msg.id,
+          attempts: msg.attempts,
+          error: String(err),
+          body: msg.body,
+        });
+      } else log.error("dead letter could not be recorded; retrying", { queue: batch.queue, messageId: msg.id, error: String(err) });
       msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts) });
     }
   }
+}
+
+/** Parks a dead letter in the last-resort sink; false when that fails too. */
+async function park(sink: Pick<KVNamespace, "put">, queue: string, msg: Message, error: string): Promise<boolean> {
+  const parked: ParkedDeadLetter = {
+    queue: originalQueue(queue),
+    id: msg.id,
+    body: msg.body,
+    attempts: msg.attempts,
+    error: `D1 unavailable for the dead letter: ${error}`.slice(0, 2000),
+    parkedAt: new Date().toISOString(),
+  };
+  try {
+    await sink.put(`${LAST_RESORT_PREFIX}${parked.queue}:${msg.id}`, JSON.stringify(parked));
+  } catch (kvErr) {
+    log.error("dead letter could not be parked in KV", { queue, messageId: msg.id, error: String(kvErr) });
+    return false;
+  }
+  metric.deadLettersLastResort.inc({ queue: parked.queue });
+  log.error("dead letter parked in the last-resort sink (KV)", { queue: parked.queue, messageId: msg.id });
+  return true;
+}
+
+/**
+ * Moves dead letters parked in KV into D1 (cron): each is recorded like any dead letter (idempotent per
+ * queue and id), then deleted from KV. At most `limit` per run. Returns how many moved.
+ */
+export async function rescueParkedDeadLetters(env: Pick<Env, "CATALOG_DB" | "CATALOG_KV">, limit = 100): Promise<number> {
+  const { keys } = await env.CATALOG_KV.list({ prefix: LAST_RESORT_PREFIX, limit });
+  let moved = 0;
+  for (const { name } of keys) {
+    const parked = await env.CATALOG_KV.get<ParkedDeadLetter>(name, "json");
+    if (parked)
+      await recordDeadLetter(env.CATALOG_DB, parked.queue, { id: parked.id, body: parked.body, attempts: parked.attempts }, parked.error);
+    await env.CATALOG_KV.delete(name);
+    moved++;
+  }
+  return moved;
 }
 
 /** Dead letters, newest first. */

@@ -72,7 +72,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
     case "breakwater-orders-dlq":
     case "breakwater-notifications-dlq":
     case "breakwater-analytics-dlq":
-      return consumeDeadLetters(batch, env.CATALOG_DB);
+      return consumeDeadLetters(batch, { catalog: env.CATALOG_DB, lastResort: env.CATALOG_KV });
     default:
       // A queue bound in wrangler.toml without a consumer here: keep its messages (they reach its DLQ).
       log.error("batch from an unknown queue; retrying", { queue: batch.queue, size: batch.messages.length });

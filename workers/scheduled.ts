@@ -6,6 +6,7 @@ import { metric } from "../lib/metric-catalog";
 import { orderStores, shardNames } from "../lib/order-store";
 import { type ReconciliationResult, reconcileEvent } from "../lib/reconcile";
 import { activityScores, rollUp } from "../lib/rollups";
+import { rescueParkedDeadLetters } from "../queues/dead-letters";
 
 /** Minutes of raw events each rollup run recomputes (late queue deliveries are caught). */
 const ROLLUP_LOOKBACK_MINUTES = 10;
@@ -60,6 +61,7 @@ export async function handleScheduled(controller: ScheduledController, env: Env,
     ["event-list", () => publishListAndVersions(deps)],
     ["popular", async () => publishPopular(deps, await activityScores(db, now))],
     ["reconciliation", () => reconcileActiveEvents(env, now)],
+    ["dead-letter-rescue", () => rescueParkedDeadLetters(env)],
   ];
   const failures: unknown[] = [];
   for (const [name, run] of steps) {

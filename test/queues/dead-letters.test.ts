@@ -39,7 +39,7 @@ describe("dead-letter queues", () => {
       },
     } as unknown as D1Database;
     const { batch, outcomes } = recordingBatch("breakwater-orders-dlq", [{ x: 1 }], 2);
-    await consumeDeadLetters(batch, failing);
+    await consumeDeadLetters(batch, { catalog: failing, lastResort: env.CATALOG_KV });
     expect(outcomes[0]?.acked).toBe(false);
     expect(outcomes[0]?.retry?.delaySeconds).toBeGreaterThanOrEqual(1);
     expect(outcomes[0]?.retry?.delaySeconds).toBeLessThanOrEqual(4);
