@@ -364,11 +364,14 @@ export function check(history: History, final: FinalState): Verdict {
       lastWaiting: waiting.at(-1)?.start ?? join.start,
     });
   }
-  const after = joined.filter((j) => j.joinStart >= history.openAt);
+  // A buyer's admission happened between its last "waiting" poll and its admitting answer; the midpoint
+  // estimates it. Buyers whose interval spans a kill learned of it only after the restart: not ranked.
+  const spansKill = (j: Admission) => kills.some((k) => j.lastWaiting <= k.end && j.admittedAt >= k.start);
+  const after = joined.filter((j) => j.joinStart >= history.openAt && !spansKill(j));
   const pre = joined.filter((j) => j.joinEnd < history.openAt);
   const rhoAfter = spearman(
     after.map((j) => j.joinedAt),
-    after.map((j) => j.admittedAt),
+    after.map((j) => (j.lastWaiting + j.admittedAt) / 2),
   );
   const rhoPre = spearman(
     pre.map((j) => j.joinedAt),
