@@ -222,6 +222,12 @@ const runName = `drop-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 
 const serverLog = path.join(outDir, `${runName}.server.log`);
 const server = opts.url ? undefined : new Server(await freePort(), mkdtempSync(path.join(os.tmpdir(), "bw-drop-")));
 const logFd = server ? openSync(serverLog, "a") : -1;
+// The server leads its own process group (so the kill fault takes workerd with it), so a Ctrl-C at the
+// terminal does not reach it: stop it here.
+for (const sig of ["SIGINT", "SIGTERM"] as const)
+  process.once(sig, () => {
+    void server?.stop().finally(() => process.exit(130));
+  });
 let exitCode = 1;
 try {
   if (server) {
