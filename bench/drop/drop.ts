@@ -226,7 +226,10 @@ const logFd = server ? openSync(serverLog, "a") : -1;
 // terminal does not reach it: stop it here.
 for (const sig of ["SIGINT", "SIGTERM"] as const)
   process.once(sig, () => {
-    void server?.stop().finally(() => process.exit(130));
+    void server
+      ?.stop()
+      .then(() => rmSync(server.stateDir, { recursive: true, force: true }))
+      .finally(() => process.exit(130));
   });
 let exitCode = 1;
 try {
