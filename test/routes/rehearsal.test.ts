@@ -45,7 +45,7 @@ beforeEach(() => {
 afterEach(() => clearFaults());
 
 describe("fault API", () => {
-  it("does not exist without FAULT_INJECTION (the default): 404 for everyone, admin included, and nothing opens", async () => {
+  it("does not exist without FAULT_INJECTION (the default): 404 to an admin (401/403 to others, as every admin route), and nothing opens", async () => {
     expect(env.FAULT_INJECTION).not.toBe("true");
     for (const [method, json] of [
       ["GET", undefined],
@@ -55,6 +55,8 @@ describe("fault API", () => {
       expect(res.status).toBe(404);
       expect(((await res.json()) as Problem).code).toBe("not_found");
     }
+    expect((await call("/v1/admin/faults", { token: buyer })).status).toBe(403);
+    expect((await call("/v1/admin/faults")).status).toBe(401);
     expect(faultWindow("payments")).toBeUndefined();
   });
 

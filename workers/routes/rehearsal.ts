@@ -27,7 +27,7 @@ const chargeSchema = z.object({
   refundedAt: z.string().optional(),
 });
 
-/** 404 unless FAULT_INJECTION is on: in a default deployment the fault routes do not exist. */
+/** 404 unless FAULT_INJECTION is on: in a default deployment the fault routes do nothing (after auth: 401/403 as for every admin route). */
 const faultsEnabled = createMiddleware<AppEnv>(async function faultsEnabled(c, next) {
   if (!faultInjectionEnabled(c.env)) throw new ApiError("not_found", "Not found.");
   await next();
@@ -52,7 +52,7 @@ describeRoute({
   responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
   errors: ["not_found"],
 });
-rehearsal.get("/v1/admin/faults", faultsEnabled, auth("admin"), (c) =>
+rehearsal.get("/v1/admin/faults", auth("admin"), faultsEnabled, (c) =>
   c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" }),
 );
 
@@ -70,7 +70,7 @@ describeRoute({
   responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
   errors: ["not_found", "validation_failed"],
 });
-rehearsal.put("/v1/admin/faults", faultsEnabled, auth("admin"), validate("json", faultInput), (c) => {
+rehearsal.put("/v1/admin/faults", auth("admin"), faultsEnabled, validate("json", faultInput), (c) => {
   const { name, seconds, delayMs } = c.req.valid("json");
   setFault(name, {
     until: Date.now() + seconds * 1000,
