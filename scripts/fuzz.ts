@@ -19,6 +19,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import fc from "fast-check";
+import { mulberry32 } from "../bench/lib/zipf.ts";
 
 /** A JSON Schema node as zod's toJSONSchema writes them (the parts the fuzzer reads). */
 export interface Schema {
@@ -75,16 +76,8 @@ export interface FuzzReport {
 
 // ───────────────────────────── a seeded random source ─────────────────────────────
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The fuzzer's seeded random source (the benches' mulberry32). */
+const rng = mulberry32;
 
 type Rand = () => number;
 const pick = <T>(r: Rand, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;

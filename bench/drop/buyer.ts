@@ -5,6 +5,8 @@
  * some walk away and let the hold expire), then reads its order. Every retry follows Retry-After.
  * Decisions come from the buyer's own seeded random source, so a seed gives the same buyers.
  */
+
+import { mulberry32 } from "../lib/zipf.ts";
 import type { DropClient, Send, Sent } from "./client.ts";
 import type { Seen } from "./history.ts";
 
@@ -48,18 +50,6 @@ export interface SaleContext {
   deadline: number;
   now: () => number;
   live: { arrived: number; joined: number; admitted: number; held: number; paid: number; tickets: number; soldOut: boolean };
-}
-
-/** mulberry32: a small seeded PRNG (repeatable buyer decisions). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 /** A standard normal draw (Box–Muller). */

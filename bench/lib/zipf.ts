@@ -6,7 +6,7 @@
  */
 
 /** A seeded uniform generator in [0, 1) (mulberry32: small, fast, good enough for load shapes). */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -128,8 +128,10 @@ describe("orders consumer", () => {
       const [outcome] = outcomes;
       if (attempt < 3) {
         expect(outcome?.acked).toBe(false);
-        expect(outcome?.retry?.delaySeconds).toBeGreaterThanOrEqual(1);
-        expect(outcome?.retry?.delaySeconds).toBeLessThanOrEqual(2 ** attempt);
+        // Orders wait at least half of each ceiling (5 s doubling to 10 min: ORDERS_QUEUE_RETRY).
+        const ceiling = Math.min(600, 5 * 2 ** (attempt - 1));
+        expect(outcome?.retry?.delaySeconds).toBeGreaterThanOrEqual(ceiling / 2);
+        expect(outcome?.retry?.delaySeconds).toBeLessThanOrEqual(ceiling);
         expect(await totalRows(msg.orderId)).toBe(0);
       } else {
         expect(outcome).toEqual({ acked: true });
@@ -233,15 +235,15 @@ describe("dead letters of the orders queue", () => {
   it("a message that keeps failing is retried with growing backoff, lands in the DLQ, shows in the admin route, and a replay after the fix stores it once", async () => {
     const msg = orderMsg(`${freshTag()}-dlq`, 500);
     const broken = (s: string) => flakyStore(realStore(s), () => true);
-    // max_retries = 8 (wrangler.toml): 9 deliveries, each retried with full jitter under a doubling cap.
+    // max_retries = 8 (wrangler.toml): 9 deliveries, each waiting at least half of a doubling ceiling.
     const ceilings: number[] = [];
     for (let attempt = 1; attempt <= 9; attempt++) {
       const { batch, outcomes } = recordingBatch("breakwater-orders", [msg], attempt);
       await consumeOrders(batch, deps({ store: broken }));
       expect(outcomes[0]?.acked).toBe(false);
       const delay = outcomes[0]?.retry?.delaySeconds ?? 0;
-      expect(delay).toBeGreaterThanOrEqual(1);
-      ceilings.push(Math.min(300, 2 * 2 ** (attempt - 1)));
+      ceilings.push(Math.min(600, 5 * 2 ** (attempt - 1)));
+      expect(delay).toBeGreaterThanOrEqual((ceilings[attempt - 1] as number) / 2);
       expect(delay).toBeLessThanOrEqual(ceilings[attempt - 1] as number);
     }
     expect(await totalRows(msg.orderId)).toBe(0);
