@@ -137,12 +137,12 @@ export async function checkout(
   return { order: stored.body, created: true };
 }
 
-/** The order of a checkout whose payment the provider has not settled yet (no tickets until it has). */
-function pendingView(holdId: string, hold: HoldView): PendingOrder {
+/** The order document of a hold's checkout: `paid` with its tickets, or `pending` (none until settled). */
+function orderOf<S extends "paid" | "pending">(holdId: string, hold: HoldView, status: S, tickets: Ticket[], createdAt: string) {
   const loc = holdLocation(holdId);
   return {
     id: orderIdForHold(holdId),
-    status: "pending",
+    status,
     eventId: loc.eventId,
     sectionId: loc.sectionId,
     holdId,
@@ -150,10 +150,13 @@ function pendingView(holdId: string, hold: HoldView): PendingOrder {
     quantity: hold.quantity,
     total: hold.total,
     currency: hold.currency,
-    tickets: [],
-    createdAt: new Date().toISOString(),
+    tickets,
+    createdAt,
   };
 }
+
+/** The order of a checkout whose payment the provider has not settled yet (no tickets until it has). */
+const pendingView = (holdId: string, hold: HoldView): PendingOrder => orderOf(holdId, hold, "pending", [], new Date().toISOString());
 
 /** A payment the provider made for a checkout attempt. */
 interface PaidAttempt {
@@ -180,19 +183,7 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     seats: hold.seats,
     quantity: hold.quantity,
   });
-  const order: Order = {
-    id: orderId,
-    status: "paid",
-    eventId: loc.eventId,
-    sectionId: loc.sectionId,
-    holdId,
-    seats: hold.seats,
-    quantity: hold.quantity,
-    total: hold.total,
-    currency: hold.currency,
-    tickets,
-    createdAt,
-  };
+  const order: Order = orderOf(holdId, hold, "paid", tickets, createdAt);
   // Validated once, here: the DO stores it, the outbox re-sends it and sync mode stores it as is.
   const parsed = orderMessage.safeParse({
     v: 1,

@@ -2,8 +2,8 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { afterAll, describe, expect, it } from "vitest";
+import { launchChromium } from "./helpers";
 
 /**
  * A small drop (`npm run drop` with 1,000 buyers, 300 seats and the faults below: a slow Inventory DO
@@ -18,7 +18,6 @@ import { afterAll, describe, expect, it } from "vitest";
  */
 const FAULTS = ["inventory_slow", "payments", "shard_writes"];
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const root = path.resolve(import.meta.dirname, "..", "..");
 const out = mkdtempSync(path.join(os.tmpdir(), "bw-drop-test-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
@@ -91,20 +90,7 @@ describe("npm run drop (small, with faults)", () => {
 
     const html = path.join(root, String(last.report));
     expect(existsSync(html)).toBe(true);
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium`);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1040, height: 900 } });
       const requests: string[] = [];

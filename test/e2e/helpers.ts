@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { type Browser, chromium } from "playwright-core";
 
 /** A free TCP port on the loopback interface. */
 export const freePort = (): Promise<number> =>
@@ -100,4 +102,28 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined>, t
     if (Date.now() > deadline) throw new Error(`${what}: not reached in ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** Debian's Chromium (`.ci/run` installs it); CHROMIUM_PATH overrides. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+/**
+ * Launches headless Chromium for a browser test. The flags keep it off the network (this machine's closed
+ * network refuses its background connections) and runnable as root; never a downloaded browser.
+ */
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
 }

@@ -1,24 +1,21 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort, testServerVars } from "./helpers";
+import { freePort, launchChromium, testServerVars } from "./helpers";
 
 /**
  * The operations page in a real browser: Debian's Chromium driven by Playwright, against the local
  * server (workerd via miniflare), while a short load runs. Keeps a screenshot in test-results/.
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-
 let server: Awaited<ReturnType<typeof startServer>>;
 let browser: Browser;
 let stateDir: string;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
   stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-"));
   server = await startServer({
     port: await freePort(),
@@ -28,19 +25,7 @@ beforeAll(async () => {
     build: false,
     vars: testServerVars(),
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 afterAll(async () => {

@@ -1,11 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import AxeBuilder from "@axe-core/playwright";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort, testServerVars } from "./helpers";
+import { freePort, launchChromium, testServerVars } from "./helpers";
 
 /**
  * The storefront and the organizer console in a real browser (Debian's Chromium through Playwright)
@@ -18,7 +18,6 @@ import { freePort, testServerVars } from "./helpers";
  * (SCREENSHOTS_DIR, default test-results/screenshots; docs/screenshots holds the committed set).
  */
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SHOTS = process.env.SCREENSHOTS_DIR ?? "test-results/screenshots";
 const WIDTHS = [390, 1280] as const;
 
@@ -28,22 +27,9 @@ let stateDir: string;
 const axeReport: Record<string, { id: string; impact: string | null | undefined; nodes: number }[]> = {};
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
   stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-web-"));
   server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, build: false, vars: testServerVars() });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
 
