@@ -86,6 +86,8 @@ export interface MicroCacheOptions {
    * one stuck fill cannot hold a key hostage.
    */
   coalesceMaxMs?: number;
+  /** The clock, in milliseconds (default `Date.now`; tests pass a manual one). */
+  now?: () => number;
 }
 
 interface Entry {
@@ -117,12 +119,16 @@ export class ReadThroughCache {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Flight>();
 
-  constructor(private readonly opts: MicroCacheOptions) {}
+  private readonly now: () => number;
+
+  constructor(private readonly opts: MicroCacheOptions) {
+    this.now = opts.now ?? Date.now;
+  }
 
   /** The value of `key` when this isolate holds it within its lifetime; not counted. */
   peek(key: string): CachedBody | undefined {
     const hit = this.entries.get(key);
-    return hit?.value && hit.expires > Date.now() ? hit.value : undefined;
+    return hit?.value && hit.expires > this.now() ? hit.value : undefined;
   }
 
   /**
@@ -148,7 +154,7 @@ export class ReadThroughCache {
 
   /** The value of `src.key` and the layer that answered. */
   async get(src: ReadThroughSource): Promise<{ value: CachedBody | null; layer: CacheLayer }> {
-    const now = Date.now();
+    const now = this.now();
     const hit = this.entries.get(src.key);
     if (hit) {
       if (hit.expires > now) return this.count(src, { value: hit.value, layer: "micro" });
@@ -205,7 +211,7 @@ export class ReadThroughCache {
 
   /** Another lifetime for an entry whose version was confirmed current. */
   private renew(entry: Entry): void {
-    entry.expires = Date.now() + this.opts.ttlMs;
+    entry.expires = this.now() + this.opts.ttlMs;
   }
 
   /**
@@ -228,7 +234,7 @@ export class ReadThroughCache {
       const oldest = this.entries.keys().next();
       if (!oldest.done) this.entries.delete(oldest.value);
     }
-    this.entries.set(key, { value, expires: Date.now() + (value ? this.opts.ttlMs : this.opts.negativeTtlMs) });
+    this.entries.set(key, { value, expires: this.now() + (value ? this.opts.ttlMs : this.opts.negativeTtlMs) });
     return value;
   }
 

@@ -2,7 +2,11 @@ import { describe, expect, it } from "vitest";
 import { metrics } from "../../lib/metrics";
 import { parsedBody, ReadThroughCache, type ReadThroughSource } from "../../lib/read-cache";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A manual clock: `advance` moves time on, so lifetimes lapse exactly when a test says (no sleeps). */
+function manualClock() {
+  let t = 1_000_000;
+  return { now: () => t, advance: (ms: number) => void (t += ms) };
+}
 
 /** A source whose KV answers `body()` (a new string each time, as KV and the Cache API hand back) and counts its calls. */
 function kvSource(key: string, state: { kvCalls: number }, body: () => string): ReadThroughSource {
@@ -30,12 +34,13 @@ function source(key: string, state: { version: number; kvCalls: number; current:
 
 describe("ReadThroughCache with a version check", () => {
   it("renews an entry past its lifetime while its version is current, without another fill", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = { version: 1, kvCalls: 0, current: async () => true };
     const src = source("k1", state);
     expect((await cache.get(src)).layer).toBe("kv");
     expect((await cache.get(src)).layer).toBe("micro");
-    await sleep(30);
+    clock.advance(30);
     const validatedBefore = metrics.value("breakwater_cache_lookups_total", { layer: "validated" });
     const renewed = await cache.get(src);
     expect(renewed.layer).toBe("validated");
@@ -47,14 +52,15 @@ describe("ReadThroughCache with a version check", () => {
   });
 
   it("fills again once the version has moved on", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = { version: 1, kvCalls: 0, current: async () => true };
     const src = source("k2", state);
     await cache.get(src);
     state.version = 2;
     // Within its lifetime the old body is still served (the documented staleness).
     expect((await cache.get(src)).value?.body).toBe('{"v":1}');
-    await sleep(30);
+    clock.advance(30);
     const next = await cache.get(src);
     expect(next.layer).toBe("kv");
     expect(next.value).toMatchObject({ body: '{"v":2}', version: 2 });
@@ -62,7 +68,8 @@ describe("ReadThroughCache with a version check", () => {
   });
 
   it("treats a failing version check as 'not current' and fills", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = {
       version: 1,
       kvCalls: 0,
@@ -72,13 +79,14 @@ describe("ReadThroughCache with a version check", () => {
     };
     const src = source("k3", state);
     await cache.get(src);
-    await sleep(30);
+    clock.advance(30);
     expect((await cache.get(src)).layer).toBe("kv");
     expect(state.kvCalls).toBe(2);
   });
 
   it("does not count reads marked uncounted", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 10, now: clock.now });
     const state = { version: 1, kvCalls: 0, current: async () => true };
     const before = metrics.sum("breakwater_cache_lookups_total");
     await cache.get({ ...source("k4", state), counted: false });
@@ -92,7 +100,8 @@ describe("ReadThroughCache refills", () => {
   const unversioned = (key: string, state: { body: string; kvCalls: number }) => kvSource(key, state, () => state.body);
 
   it("keep the held value, parse included, when the body came back unchanged", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = { body: '{"v":{"evt_a":1}}', kvCalls: 0 };
     const src = unversioned("r1", state);
     let parses = 0;
@@ -102,7 +111,7 @@ describe("ReadThroughCache refills", () => {
     };
     const first = await cache.get(src);
     const parsed = parsedBody(first.value as NonNullable<typeof first.value>, parse);
-    await sleep(30);
+    clock.advance(30);
     const again = await cache.get(src);
     expect(again.layer).toBe("kv");
     expect(state.kvCalls).toBe(2);
@@ -114,13 +123,14 @@ describe("ReadThroughCache refills", () => {
   });
 
   it("serve a changed body at once, with its own parse", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = { body: '{"v":{"evt_a":1}}', kvCalls: 0 };
     const src = unversioned("r2", state);
     const first = await cache.get(src);
     parsedBody(first.value as NonNullable<typeof first.value>, JSON.parse);
     state.body = '{"v":{"evt_a":2}}';
-    await sleep(30);
+    clock.advance(30);
     const next = await cache.get(src);
     expect(next.value).not.toBe(first.value);
     expect(next.value?.body).toBe('{"v":{"evt_a":2}}');
@@ -130,11 +140,12 @@ describe("ReadThroughCache refills", () => {
   });
 
   it("give the requests that waited on an unchanged refill the held value", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 10, now: clock.now });
     const state = { body: '{"events":[]}', kvCalls: 0 };
     const src = unversioned("r3", state);
     const first = await cache.get(src);
-    await sleep(30);
+    clock.advance(30);
     const reads = await Promise.all(Array.from({ length: 5 }, () => cache.get(src)));
     expect(state.kvCalls).toBe(2);
     expect(reads.map((r) => r.layer).sort()).toEqual(["coalesced", "coalesced", "coalesced", "coalesced", "kv"]);
@@ -142,12 +153,13 @@ describe("ReadThroughCache refills", () => {
   });
 
   it("replace a changed key in place: a full cache drops no other key for it", async () => {
-    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 2 });
+    const clock = manualClock();
+    const cache = new ReadThroughCache({ ttlMs: 20, negativeTtlMs: 20, maxEntries: 2, now: clock.now });
     const other = { version: 1, kvCalls: 0, current: async () => true };
     const state = { body: '{"x":1}', kvCalls: 0 };
     await cache.get(source("r4-other", other));
     await cache.get(unversioned("r4", state));
-    await sleep(30);
+    clock.advance(30);
     state.body = '{"x":2}';
     expect((await cache.get(unversioned("r4", state))).value?.body).toBe('{"x":2}');
     // Still held (past its lifetime, its version confirmed), so not read from KV again.
