@@ -5,7 +5,12 @@ import { parsedBody, ReadThroughCache, type ReadThroughSource } from "../../lib/
 /** A manual clock: `advance` moves time on, so lifetimes lapse exactly when a test says (no sleeps). */
 function manualClock() {
   let t = 1_000_000;
-  return { now: () => t, advance: (ms: number) => void (t += ms) };
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 /** A source whose KV answers `body()` (a new string each time, as KV and the Cache API hand back) and counts its calls. */
