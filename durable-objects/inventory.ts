@@ -103,6 +103,10 @@ CREATE TABLE IF NOT EXISTS refunds (
   status TEXT NOT NULL CHECK (status IN ('pending','refunded','nothing_to_refund')), charge_id TEXT,
   attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS provider_events (id TEXT PRIMARY KEY, signature TEXT NOT NULL, outcome TEXT NOT NULL, received_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ticket_marks (
+  ticket_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('void','used')),
+  at INTEGER NOT NULL, by TEXT);
+CREATE INDEX IF NOT EXISTS ticket_marks_order ON ticket_marks(order_id);
 `;
 
 /**
