@@ -218,6 +218,14 @@ export class WaitingRoom extends DurableObject<Env> {
     }
   }
 
+  /**
+   * The Inventory DOs of this event that reported sales (reconciliation asks only these, plus the owners of
+   * orders found in the shards).
+   */
+  soldLocations(): { sectionId: string; shard: number }[] {
+    return [...this.reports.values()].filter((r) => r.sold > 0).map((r) => ({ sectionId: r.sectionId, shard: r.shard }));
+  }
+
   /** Availability per section, from the latest reports (a shard that never reported is fully available). */
   availability(event: Pick<EventDoc, "id" | "sections">): AvailabilitySnapshot {
     return aggregateAvailability(event, this.reports.values());

@@ -43,6 +43,11 @@ const MAX_GA_SHARDS = 64;
 
 /** Default number of GA capacity shards: one per 2,500 places, 1 to 16. */
 export const defaultGaShards = (capacity: number): number => Math.min(16, Math.max(1, Math.ceil(capacity / 2_500)));
+/**
+ * Most Inventory Durable Objects one event may have (a seated section is one, a GA section one per shard):
+ * bounds what one request can create and what reconciliation walks per event.
+ */
+const MAX_INVENTORY_OBJECTS = 256;
 
 const seatedSectionInput = z.strictObject({
   id: sectionId,
@@ -114,6 +119,13 @@ export const createEventInput = z
         ctx.addIssue({ code: "custom", path: ["sections", i, "shards"], message: "shards may not exceed capacity" });
       }
     });
+    const objects = ev.sections.reduce((n, s) => n + (s.kind === "ga" ? (s.shards ?? defaultGaShards(s.capacity)) : 1), 0);
+    if (objects > MAX_INVENTORY_OBJECTS)
+      ctx.addIssue({
+        code: "custom",
+        path: ["sections"],
+        message: `${objects} inventory objects (one per seated section, one per GA shard); at most ${MAX_INVENTORY_OBJECTS}`,
+      });
   });
 export type CreateEventInput = z.output<typeof createEventInput>;
 

@@ -91,3 +91,9 @@ export const reconciliationRuns = sqliteTable("reconciliation_runs", {
   extra: text("extra", { mode: "json" }).$type<string[]>().notNull(),
   duplicated: text("duplicated", { mode: "json" }).$type<string[]>().notNull(),
 });
+
+/** Small state the cron keeps between runs (e.g. where reconciliation stopped: key `reconcile_cursor`). */
+export const cronState = sqliteTable("cron_state", {
+  k: text("k").primaryKey(),
+  v: text("v").notNull(),
+});

@@ -298,6 +298,17 @@ describe("malformed requests get a 4xx problem and write nothing", () => {
       }),
     },
     {
+      name: "more Inventory DOs than an event may have (100 GA sections x 64 shards)",
+      status: 400,
+      code: "validation_failed",
+      init: async () => ({
+        token: organizer,
+        json: eventInput({
+          sections: Array.from({ length: 100 }, (_, i) => ({ id: `s${i}`, name: `S${i}`, kind: "ga", price: 1, capacity: 64, shards: 64 })),
+        }),
+      }),
+    },
+    {
       name: "oversized body",
       status: 413,
       code: "payload_too_large",

@@ -34,6 +34,7 @@ const reconciliationSchema = z.object({
   missing: z.array(z.string()),
   extra: z.array(z.string()),
   duplicated: z.array(z.string()),
+  objectsAsked: z.number().int().describe("Inventory DOs asked for their sales (here: every DO of the event)"),
 });
 
 /** Organizer statistics and the reconciliation report. */
