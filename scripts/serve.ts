@@ -11,7 +11,9 @@
  * serve the static files (see {@link ServeOptions.assets}),
  * BUILD=0 to reuse the last bundle, INSPECTOR_PORT to open workerd's V8 inspector (CPU and heap profiles),
  * CRON=off to not run the cron trigger (read benchmarks: locally its D1 and Durable Object work shares the
- * one JavaScript thread with the requests being measured; on Cloudflare it runs in its own invocation).
+ * one JavaScript thread with the requests being measured; on Cloudflare it runs in its own invocation),
+ * DRAIN_SECONDS (30): on SIGTERM or SIGINT the server stops accepting connections and lets the requests in
+ * flight finish, for at most this long, before it exits (a second signal exits at once).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -122,7 +124,12 @@ export function buildBundle(configPath = defaultConfigPath, bundleDir = defaultB
 /** Builds the bundle, starts workerd, applies migrations, then opens the port. Returns the URL and a stop function. */
 export async function startServer(
   opts: ServeOptions = {},
-): Promise<{ url: string; mf: Miniflare; applied: string[]; stop: () => Promise<void> }> {
+): Promise<{
+  url: string;
+  mf: Miniflare;
+  applied: string[];
+  stop: (opts?: { drainMs?: number; onDraining?: () => void }) => Promise<void>;
+}> {
   const port = opts.port ?? 8787;
   const host = opts.host ?? "127.0.0.1";
   const stateDir = path.resolve(opts.stateDir ?? path.join(root, ".wrangler", "state"));
@@ -189,11 +196,50 @@ export async function startServer(
     url: `http://${host}:${port}`,
     mf,
     applied,
-    stop: async () => {
+    stop: async (stopOpts = {}) => {
       if (timer) clearInterval(timer);
+      if (stopOpts.drainMs && !(await drainWorkerd(stopOpts.drainMs, stopOpts.onDraining)))
+        console.warn(`requests still in flight after ${stopOpts.drainMs} ms; stopping anyway`);
       await mf.dispose();
     },
   };
+}
+
+/** The workerd processes this process started (Miniflare runs one). `ps -A -o` works on Linux and macOS. */
+function workerdChildren(): number[] {
+  const out = execFileSync("ps", ["-A", "-o", "pid=,ppid=,comm="], { encoding: "utf8" });
+  return out
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, ppid, comm]) => Number(ppid) === process.pid && path.basename(comm ?? "") === "workerd")
+    .map(([pid]) => Number(pid));
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Graceful stop: workerd, sent SIGTERM, closes its listening sockets at once and exits when the requests in
+ * flight have been answered. Miniflare would dispose of it with SIGKILL (a checkout in flight gets a reset
+ * socket), so it is signalled first and waited for, at most `timeoutMs`. (Miniflare restarts a workerd that
+ * exits on its own; the dispose that follows stops that one.) Returns whether every request finished.
+ */
+async function drainWorkerd(timeoutMs: number, onDraining?: () => void): Promise<boolean> {
+  const pids = workerdChildren();
+  for (const pid of pids) process.kill(pid, "SIGTERM");
+  onDraining?.();
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(isAlive)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
 }
 
 /** Demo event name; `--seed` creates it once. */
@@ -280,10 +326,22 @@ if (isMain) {
     console.log(`Demo event: ${server.url}/events/${id}   (API: ${server.url}/v1/events/${id})`);
     console.log(`  availability: ${server.url}/v1/events/${id}/availability   docs: ${server.url}/docs   operations: ${server.url}/ops`);
   }
-  const shutdown = async () => {
-    await server.stop();
+  let stopping = false;
+  const shutdown = async (sig: NodeJS.Signals) => {
+    if (stopping) process.exit(130); // a second signal: do not wait
+    stopping = true;
+    const drainMs = Number(process.env.DRAIN_SECONDS ?? 30) * 1000;
+    await server.stop({
+      drainMs,
+      onDraining: () => console.log(`${sig}: no new connections; finishing the requests in flight (at most ${drainMs / 1000} s)`),
+    });
+    console.log("stopped");
     process.exit(0);
   };
-  process.on("SIGINT", shutdown);
-  process.on("SIGTERM", shutdown);
+  // Miniflare's exit hook stops workerd at once on these signals (and exits 143): ours drains first. Its
+  // hook on "exit" stays, so workerd never outlives this process.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.removeAllListeners(sig);
+    process.on(sig, shutdown);
+  }
 }

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort, testServerVars } from "./helpers";
+import { freePort, spawnServe, testServerVars, until } from "./helpers";
 
 /** The local server (`npm start`, `npm run serve`) answers only once its databases have their schema. */
 
@@ -39,5 +39,75 @@ describe("scripts/serve.ts", () => {
     answers.push({ status: after.status, body: await after.text() });
     expect(answers[0]).toEqual({ status: 200, body: '{"events":[]}' });
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+  });
+
+  it("drains on SIGTERM: a checkout in flight gets its answer, a later request is not served, then it exits 0", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(path.join(os.tmpdir(), "bw-drain-"));
+    const serve = await spawnServe({ port, stateDir: dir });
+    try {
+      const base = serve.url;
+      const post = (p: string, body: unknown, token?: string) =>
+        fetch(base + p, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify(body),
+        });
+      const tokenOf = async (sub: string, role: string) =>
+        ((await (await post("/v1/auth/dev-token", { sub, role })).json()) as { token: string }).token;
+      const organizer = await tokenOf("drain-org", "organizer");
+      const buyer = await tokenOf("drain-buyer", "buyer");
+      const now = Date.now();
+      const created = await post(
+        "/v1/events",
+        {
+          name: "Drain",
+          venue: "Hall",
+          startsAt: new Date(now + 86_400_000).toISOString(),
+          saleStartsAt: new Date(now - 60_000).toISOString(),
+          currency: "EUR",
+          perCustomerLimit: 2,
+          sections: [{ id: "f", name: "Floor", kind: "ga", price: 100, capacity: 10 }],
+        },
+        organizer,
+      );
+      const eventId = ((await created.json()) as { event: { id: string } }).event.id;
+      const held = await post(`/v1/events/${eventId}/holds`, { sectionId: "f", quantity: 1 }, buyer);
+      const holdId = ((await held.json()) as { hold: { id: string } }).hold.id;
+      // tok_slow: the sandbox takes 2 s to charge.
+      const checkout = post("/v1/orders", { holdId, payment: { method: "sandbox", token: "tok_slow" } }, buyer).then(
+        async (res) => ({ status: res.status, body: await res.text() }),
+        (err: unknown) => ({ status: 0, body: String((err as { cause?: unknown }).cause ?? err) }),
+      );
+      // Signal only once the checkout is inside the server (its hold is checking out).
+      await until(
+        "checkout in flight",
+        async () => {
+          const res = await fetch(`${base}/v1/holds/${holdId}`, { headers: { Authorization: `Bearer ${buyer}` } });
+          return ((await res.json()) as { hold: { status: string } }).hold.status === "checking_out" ? true : undefined;
+        },
+        10_000,
+        20,
+      );
+      serve.child.kill("SIGTERM"); // the Node process only, as `kill <pid>` of `npm run serve` does
+      await until(
+        "signal noticed",
+        async () => (serve.output().includes("finishing the requests in flight") ? true : undefined),
+        10_000,
+        20,
+      );
+      // A request sent after the signal is not served (workerd no longer accepts; it is reset at exit).
+      const late = fetch(`${base}/healthz`).then(
+        (res) => `answered ${res.status}`,
+        () => "not served",
+      );
+      const answer = await checkout;
+      expect(answer.status, answer.body).toBe(201);
+      expect(await late).toBe("not served");
+      expect(await serve.exited).toBe(0);
+    } finally {
+      serve.signal("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
