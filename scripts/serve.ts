@@ -122,9 +122,7 @@ export function buildBundle(configPath = defaultConfigPath, bundleDir = defaultB
 }
 
 /** Builds the bundle, starts workerd, applies migrations, then opens the port. Returns the URL and a stop function. */
-export async function startServer(
-  opts: ServeOptions = {},
-): Promise<{
+export async function startServer(opts: ServeOptions = {}): Promise<{
   url: string;
   mf: Miniflare;
   applied: string[];
