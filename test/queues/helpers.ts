@@ -53,6 +53,18 @@ export async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000)
   }
 }
 
+/**
+ * Waits until the orders queue has delivered what was sent before this call: sends a fresh sentinel order
+ * behind it and polls until the sentinel is stored. (A check that something did *not* happen needs this
+ * rather than a sleep: on a loaded machine a sleep can end before the consumer has run.)
+ */
+export async function ordersQueueSettled(): Promise<void> {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const sentinel = orderMsg(`sentinel-${tag}`, 1, {}, tag);
+  await env.ORDERS_QUEUE.send(sentinel, { contentType: "json" });
+  await eventually(async () => (await totalRows(sentinel.orderId)) === 1);
+}
+
 /** What a consumer did with one hand-made message. */
 export interface Outcome {
   acked: boolean;

@@ -8,7 +8,17 @@ import { shardFor } from "../../lib/shards";
 import { consumeOrders, type OrdersConsumerDeps, sendOrder } from "../../queues/orders";
 import worker from "../../workers/index";
 import { call, tokenFor } from "../helpers";
-import { eventually, flakyStore, freshTag, orderMsg, recordingBatch, recordingQueue, rowsPerShard, totalRows } from "./helpers";
+import {
+  eventually,
+  flakyStore,
+  freshTag,
+  orderMsg,
+  ordersQueueSettled,
+  recordingBatch,
+  recordingQueue,
+  rowsPerShard,
+  totalRows,
+} from "./helpers";
 
 const SHARDS = ["SHARD_0", "SHARD_1"];
 const realStore = (shard: string): OrderStore => new D1OrderStore(shard, env[shard as "SHARD_0"]);
@@ -271,7 +281,7 @@ describe("dead letters of the orders queue", () => {
     expect(((await again.json()) as { replayed: string[] }).replayed).toEqual([]);
     // Even the same message delivered once more (at least once) leaves a single row.
     await env.ORDERS_QUEUE.send(msg, { contentType: "json" });
-    await new Promise((r) => setTimeout(r, 1500));
+    await ordersQueueSettled();
     expect(await rowsPerShard(msg.orderId)).toEqual({
       SHARD_0: shardFor(msg.userId, SHARDS) === "SHARD_0" ? 1 : 0,
       SHARD_1: shardFor(msg.userId, SHARDS) === "SHARD_1" ? 1 : 0,

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { recordDeadLetter } from "../../queues/dead-letters";
 import { call, tokenFor } from "../helpers";
-import { eventually, freshTag, orderMsg, totalRows } from "../queues/helpers";
+import { eventually, freshTag, orderMsg, ordersQueueSettled, totalRows } from "../queues/helpers";
 
 interface DeadLetterBody {
   id: string;
@@ -98,7 +98,7 @@ describe("POST /v1/admin/dead-letters/replay", () => {
     // Replaying again sends nothing: they are no longer dead.
     const again = await replay(admin, { ids: after.map((d) => d.id) });
     expect(await again.json()).toEqual({ replayed: [] });
-    await new Promise((r) => setTimeout(r, 1000));
+    await ordersQueueSettled();
     for (const o of orders) expect(await totalRows(o.orderId)).toBe(1);
   });
 
