@@ -8,9 +8,19 @@ import { ledgerStub, reservationKey } from "../lib/holds";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
-import type { Order, OrderMessage, RefundRecord, StoredOrder } from "../lib/order";
+import type { Order, OrderMessage, RefundRecord, StoredOrder, TicketStatus } from "../lib/order";
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
+import {
+  type CheckInResult,
+  type CheckInRow,
+  checkIn,
+  checkInList,
+  ownTicket,
+  type TicketView,
+  ticketStatuses,
+  withTicketStatus,
+} from "../lib/ticket-status";
 import { parseTraceparent } from "../lib/trace";
 import type { LedgerSettlement } from "./customer-ledger";
 
@@ -437,7 +447,7 @@ export class Inventory extends DurableObject<Env> {
     if (!this.config) return fail("not_found", "No such order.");
     const order = this.orderRow(orderId);
     if (!order || order.userId !== userId) return fail("not_found", "No such order.");
-    return ok(order);
+    return ok({ ...order, body: withTicketStatus(this.sql, order.body) });
   }
 
   /** Orders recorded here whose shard has not confirmed them yet (the outbox), oldest first. */
@@ -540,6 +550,28 @@ export class Inventory extends DurableObject<Env> {
       .exec<{ id: string }>("SELECT id FROM orders ORDER BY created_at")
       .toArray()
       .map((r) => r.id);
+  }
+
+  // ───────────────────────────── RPC: tickets (lib/ticket-status.ts) ─────────────────────────────
+
+  /** A ticket of an order recorded here, if `userId` bought it (null otherwise). */
+  getTicket(orderId: string, ticketId: string, userId: string): TicketView | null {
+    return this.config ? (ownTicket(this.sql, orderId, ticketId, userId) ?? null) : null;
+  }
+
+  /** Checks a ticket in (`by`: the organizer or admin); exactly once, however many gates scan it at once. */
+  checkIn(orderId: string, ticketId: string, by: string): CheckInResult {
+    return this.config ? checkIn(this.sql, orderId, ticketId, by, Date.now()) : { result: "not_found" };
+  }
+
+  /** A page of the check-in list (tickets of the orders recorded here, with their status). */
+  checkInList(afterOrderId: string, limit: number): { rows: CheckInRow[]; next: string | null } {
+    return this.config ? checkInList(this.sql, afterOrderId, limit) : { rows: [], next: null };
+  }
+
+  /** The status of the marked tickets of these orders (absent: valid). */
+  ticketStatuses(orderIds: string[]): Record<string, TicketStatus> {
+    return this.config ? ticketStatuses(this.sql, orderIds) : {};
   }
 
   // ───────────────────────────── RPC: reads ─────────────────────────────

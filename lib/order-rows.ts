@@ -85,7 +85,9 @@ export function toView(
     quantity: r.quantity,
     total: r.total,
     currency: r.currency,
-    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code })),
+    // The shard does not see check-ins or voids: GET /v1/orders overlays each ticket's status from the
+    // Inventory DO that keeps it (lib/ticket-status.ts).
+    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code, status: "valid" as const })),
     createdAt: new Date(r.paidAt).toISOString(),
   };
 }

@@ -8,8 +8,18 @@ import { z } from "zod";
 
 const id = z.string().min(1).max(200);
 
-/** A ticket as the order shows it (`code` is the signed QR payload, lib/tickets.ts). */
-const ticketSchema = z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) });
+/** A ticket's state: `void` once refunded, `used` once checked in (lib/ticket-status.ts keeps it). */
+export const ticketStatus = z.enum(["valid", "void", "used"]);
+export type TicketStatus = z.output<typeof ticketStatus>;
+
+/** A ticket as issued and stored in the shards (`code` is the signed QR payload, lib/tickets.ts). */
+const issuedTicketSchema = z.object({ id: z.string().min(1), seat: z.string().min(1), code: z.string().min(1) });
+
+/**
+ * A ticket as the order shows it: as issued, with its status. The status lives in the Inventory DO that
+ * recorded the order (its `ticket_marks`); the queue message and the shards carry the ticket without it.
+ */
+const ticketSchema = issuedTicketSchema.extend({ status: ticketStatus });
 export type Ticket = z.output<typeof ticketSchema>;
 
 /** Order states of the API. */
@@ -47,6 +57,7 @@ export type PendingOrder = z.output<typeof pendingOrderSchema>;
 export const orderMessage = orderSchema
   .pick({ eventId: true, sectionId: true, holdId: true, seats: true, quantity: true, total: true, currency: true, tickets: true })
   .extend({
+    tickets: z.array(issuedTicketSchema).min(1),
     v: z.literal(1),
     kind: z.literal("order.paid"),
     orderId: id,

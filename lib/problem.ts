@@ -21,6 +21,8 @@ export type ErrorCode =
   | "hold_not_active"
   | "payment_declined"
   | "idempotency_conflict"
+  | "already_checked_in"
+  | "ticket_void"
   | "idempotency_mismatch"
   | "rate_limited"
   | "overloaded"
@@ -44,6 +46,8 @@ export const codeToStatus = {
   hold_not_active: 409,
   payment_declined: 402,
   idempotency_conflict: 409,
+  already_checked_in: 409,
+  ticket_void: 410,
   idempotency_mismatch: 422,
   rate_limited: 429,
   overloaded: 503,
@@ -67,6 +71,8 @@ const titles: Record<ErrorCode, string> = {
   hold_not_active: "The hold is not active",
   payment_declined: "The payment was declined",
   idempotency_conflict: "A request with this Idempotency-Key is in flight",
+  already_checked_in: "The ticket was already checked in",
+  ticket_void: "The ticket is void",
   idempotency_mismatch: "This Idempotency-Key was used with a different request",
   rate_limited: "Too many requests",
   overloaded: "The service is overloaded",
@@ -91,6 +97,8 @@ interface ProblemDocument {
   requestId: string;
   errors?: FieldIssue[];
   retryAfterSeconds?: number;
+  /** Extension members of the code (RFC 9457 §3.2), e.g. `checkedInAt` of `already_checked_in`. */
+  [extension: string]: unknown;
 }
 
 /** An error with a code of API.md. Throw it from anywhere; it becomes a problem response. */
@@ -100,11 +108,17 @@ export class ApiError extends Error {
   readonly errors?: FieldIssue[];
   readonly retryAfterSeconds?: number;
   readonly headers?: Record<string, string>;
+  readonly extensions?: Record<string, string>;
 
   constructor(
     code: ErrorCode,
     detail?: string,
-    extra: { errors?: FieldIssue[]; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+    extra: {
+      errors?: FieldIssue[];
+      retryAfterSeconds?: number;
+      headers?: Record<string, string>;
+      extensions?: Record<string, string>;
+    } = {},
   ) {
     super(detail ?? titles[code]);
     this.name = "ApiError";
@@ -113,12 +127,14 @@ export class ApiError extends Error {
     this.errors = extra.errors;
     this.retryAfterSeconds = extra.retryAfterSeconds;
     this.headers = extra.headers;
+    this.extensions = extra.extensions;
   }
 }
 
 /** The body of a problem response. */
 function problemDocument(err: ApiError, requestId: string): ProblemDocument {
   const doc: ProblemDocument = {
+    ...err.extensions,
     type: `https://breakwater.dev/problems/${err.code.replaceAll("_", "-")}`,
     title: titles[err.code],
     status: err.status,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type InventoryLocation, parseLocatedId } from "./hold-id";
 import type { Ticket } from "./order";
 import { signToken, verifyToken } from "./signing";
 
@@ -39,8 +40,36 @@ const PURPOSE = "ticket";
 const ticketSeats = (o: Pick<TicketOrder, "sectionId" | "seats" | "quantity">): string[] =>
   o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `${o.sectionId}/GA-${i + 1}`);
 
-/** The id of the `index`-th (0-based) ticket of an order: derived, so issuing again yields the same ids. */
-const ticketId = (orderId: string, index: number): string => `tkt_${orderId.slice(4, 24)}_${index + 1}`;
+/**
+ * The id of the `index`-th (0-based) ticket of an order: derived, so issuing again yields the same ids.
+ * Located like the order id (`tkt_<the order's random part>_<n>.<eventId>.<sectionId>.<shard>`), so a
+ * read goes straight to the Inventory DO that recorded the order: `ord_abc.evt_x.a.0` → `tkt_abc_1.evt_x.a.0`.
+ */
+export function ticketIdFor(orderId: string, index: number): string {
+  const dot = orderId.indexOf(".");
+  return `tkt_${orderId.slice(4, dot)}_${index + 1}${orderId.slice(dot)}`;
+}
+
+const TICKET_ID = /^tkt_([0-9a-hjkmnp-tv-z]{20})_([1-9]\d{0,3})(\..+)$/;
+
+/** Where a ticket id points: its order and that order's Inventory DO. */
+export interface TicketLocation extends InventoryLocation {
+  orderId: string;
+}
+
+/**
+ * The order (and its Inventory DO) of a ticket id, or null when the id is not one the server issues (the
+ * order id it names must itself be a valid located order id). Ids of tickets issued before ticket ids
+ * were located (`tkt_<random>_<n>`) have no location: null.
+ */
+export function parseTicketId(ticketId: string): TicketLocation | null {
+  if (ticketId.length > 200) return null;
+  const m = TICKET_ID.exec(ticketId);
+  if (!m) return null;
+  const orderId = `ord_${m[1]}${m[3]}`;
+  const loc = parseLocatedId("ord", orderId);
+  return loc ? { ...loc, orderId } : null;
+}
 
 /**
  * Issues the signed tickets of an order. Deterministic: the same order gives the same ids and codes, so a
@@ -49,9 +78,9 @@ const ticketId = (orderId: string, index: number): string => `tkt_${orderId.slic
 export async function issueTickets(secret: string, order: TicketOrder): Promise<Ticket[]> {
   return Promise.all(
     ticketSeats(order).map(async (seat, i) => {
-      const id = ticketId(order.orderId, i);
+      const id = ticketIdFor(order.orderId, i);
       const claims: TicketClaims = { t: id, o: order.orderId, e: order.eventId, s: seat };
-      return { id, seat, code: await signToken(secret, PURPOSE, claims) };
+      return { id, seat, code: await signToken(secret, PURPOSE, claims), status: "valid" as const };
     }),
   );
 }

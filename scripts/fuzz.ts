@@ -267,7 +267,7 @@ async function setUp(base: string, secret?: string): Promise<Fixtures> {
     ).hold.id;
   const holdId = await hold(tokens.buyer);
   const paid = await hold(tokens.buyer);
-  const { order } = await json<{ order: { id: string } }>(
+  const { order } = await json<{ order: { id: string; tickets: { id: string; code: string }[] } }>(
     await fetch(`${base}/v1/orders`, post({ holdId: paid, payment: { method: "sandbox", token: "tok_ok" } }, tokens.buyer)),
     "order",
   );
@@ -292,12 +292,15 @@ async function setUp(base: string, secret?: string): Promise<Fixtures> {
       "PUT /v1/organizers/me/webhook": { url: "https://hooks.example.com/breakwater", events: ["order.paid"] },
       "POST /v1/admin/dead-letters/replay": { queue: "breakwater-orders", ids: ["dl-1"] },
       "PUT /v1/admin/faults": { name: "payments", seconds: 10 },
+      "POST /v1/events/{id}/check-ins": { code: order.tickets[0]?.code ?? "" },
     },
     params: {
       "*": { id: event.id, sectionId: "a" },
       "GET /v1/holds/{id}": { id: holdId },
       "DELETE /v1/holds/{id}": { id: holdId },
       "GET /v1/orders/{id}": { id: order.id },
+      "GET /v1/tickets/{id}": { id: order.tickets[0]?.id ?? "" },
+      "GET /v1/tickets/{id}/qr.svg": { id: order.tickets[0]?.id ?? "" },
     },
   };
 }

@@ -20,6 +20,7 @@ import { queue } from "./routes/queue";
 import { rehearsal } from "./routes/rehearsal";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
+import { tickets } from "./routes/tickets";
 import type { AppEnv } from "./types";
 
 /**
@@ -72,6 +73,7 @@ function buildApp(): Hono<AppEnv> {
   app.route("/", availability);
   app.route("/", queue);
   app.route("/", orders);
+  app.route("/", tickets);
   app.route("/", paymentWebhooks);
   app.route("/", organizerWebhooks);
   app.route("/", admin);

@@ -26,7 +26,8 @@ export interface RouteDoc {
   body?: z.ZodType;
   query?: z.ZodType;
   headers?: HeaderDoc[];
-  responses: Record<number, { description: string; schema?: z.ZodType; headers?: string[] }>;
+  /** `mediaType`: a response that is not JSON (an SVG, a CSV), documented as a string of that type. */
+  responses: Record<number, { description: string; schema?: z.ZodType; headers?: string[]; mediaType?: string }>;
   /** Problem codes this route may answer with. */
   errors?: (keyof typeof codeToStatus)[];
 }
@@ -73,6 +74,7 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
       responses[status] = {
         description: resp.description,
         ...(resp.schema ? { content: { "application/json": { schema: jsonSchema(resp.schema, "output") } } } : {}),
+        ...(resp.mediaType ? { content: { [resp.mediaType]: { schema: { type: "string" } } } } : {}),
       };
     }
     const errorStatuses = new Map<number, string[]>();

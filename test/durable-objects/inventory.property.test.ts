@@ -28,7 +28,7 @@ const SEAT_IDS = ROWS.flatMap((r) => Array.from({ length: r.seats }, (_, i) => `
 /** A recorded order for the model: the DO stores and returns it, it never reads its fields. */
 const storedOrder = (id: string, holdId: string, userId: string): StoredOrder => {
   const createdAt = new Date().toISOString();
-  const tickets = [{ id: `${id}-t0`, seat: "GA-1", code: "c" }];
+  const tickets = [{ id: `${id}-t0`, seat: "GA-1", code: "c", status: "valid" as const }];
   const doc = { eventId: "evt", sectionId: "sec", holdId, seats: [], quantity: 1, total: 0, currency: "EUR", tickets };
   return {
     id,

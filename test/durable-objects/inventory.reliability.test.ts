@@ -30,7 +30,7 @@ const deps = (over: Partial<CheckoutDeps> = {}): CheckoutDeps => ({
   policy: { timeoutMs: 1_000, retries: 0, backoffBaseMs: 1, backoffCapMs: 1 },
   issueTickets: async (o) =>
     (o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `GA-${i + 1}`)).map(
-      (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}` }),
+      (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}`, status: "valid" }),
     ),
   enqueueOrder: async () => {},
   waitUntil: () => {},

@@ -22,7 +22,7 @@ function deps(over: Partial<CheckoutDeps> = {}): CheckoutDeps {
     policy: { timeoutMs: 1_000, retries: 1, backoffBaseMs: 1, backoffCapMs: 5 },
     issueTickets: async (o) =>
       (o.seats.length ? o.seats : Array.from({ length: o.quantity }, (_, i) => `GA-${i + 1}`)).map(
-        (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}` }),
+        (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}`, status: "valid" }),
       ),
     enqueueOrder: async (m) => {
       sent.push(m);
@@ -163,7 +163,7 @@ describe("checkout", () => {
       issueTickets: async (o) => {
         // Something moves the hold out of checkout behind our back: completeCheckout must refuse.
         await runInDurableObject(stub, (inst: Inventory) => inst.abortCheckout(hold.id));
-        return [{ id: "t", seat: "x", code: "c" }].map((t) => ({ ...t, id: `${o.orderId}-t` }));
+        return [{ id: "t", seat: "x", code: "c", status: "valid" as const }].map((t) => ({ ...t, id: `${o.orderId}-t` }));
       },
     });
     const e = await errorOf(checkout(sabotage, "co-6", { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } }));

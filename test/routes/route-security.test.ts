@@ -275,6 +275,10 @@ describe("the route list from /openapi.json", () => {
     expect(byName.get("get /v1/orders/{id}")).toEqual(["buyer"]);
     expect(byName.get("post /v1/events")).toEqual(["organizer", "admin"]);
     expect(byName.get("get /metrics")).toEqual(["admin"]);
+    expect(byName.get("get /v1/tickets/{id}")).toEqual(["buyer"]);
+    expect(byName.get("get /v1/tickets/{id}/qr.svg")).toEqual(["buyer"]);
+    expect(byName.get("post /v1/events/{id}/check-ins")).toEqual(["organizer", "admin"]);
+    expect(byName.get("get /v1/events/{id}/check-ins.csv")).toEqual(["organizer", "admin"]);
     expect(protectedOps.length).toBeGreaterThanOrEqual(16);
     expect(exercisable.filter((op) => ownedInPath(op) && admitsBuyer(op)).length).toBeGreaterThanOrEqual(3);
   });

@@ -1,5 +1,6 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
+import { withLiveTicketStatus } from "../../lib/check-in";
 import { type CheckoutDeps, checkout, getOrder } from "../../lib/checkout";
 import { config } from "../../lib/config";
 import { orderSchema, pendingOrderSchema } from "../../lib/order";
@@ -123,7 +124,7 @@ orders.get("/v1/orders", auth("buyer"), validate("query", listQuery), async (c) 
   const shard = shardFor(userId, shardNames(c.env));
   const stores = orderStores(c.env);
   c.executionCtx.waitUntil(stores.close());
-  const list = await stores(shard).listOrders(userId, c.req.valid("query").limit);
+  const list = await withLiveTicketStatus(c.env.INVENTORY, await stores(shard).listOrders(userId, c.req.valid("query").limit));
   return c.json({ orders: list }, 200, { "Cache-Control": "private, no-store" });
 });
 
