@@ -1,5 +1,6 @@
 import { sign, verify, verifyWithJwks } from "hono/utils/jwt/jwt";
 import { z } from "zod";
+import { hmacKey } from "./hmac";
 import { type JwksCache, JwksUnavailableError, sharedJwksCache } from "./jwks";
 import { ApiError } from "./problem";
 
@@ -34,16 +35,6 @@ export interface AuthConfig {
 
 /** Default of `MAX_TOKEN_LIFETIME_SECONDS`: one day. A stolen token must not stay good for years. */
 export const MAX_TOKEN_LIFETIME_SECONDS = 86_400;
-
-const keyCache = new Map<string, Promise<CryptoKey>>();
-function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = keyCache.get(secret);
-  if (!key) {
-    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
-    keyCache.set(secret, key);
-  }
-  return key;
-}
 
 /**
  * A small memory of tokens already verified in this isolate, so a buyer polling or retrying does not pay

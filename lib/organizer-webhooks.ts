@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { catalogDb, findEventRow } from "./catalog";
+import { hmacSha256 } from "./hmac";
 import { log } from "./log";
 import { b64url } from "./signing";
 import type { WebhookPublisher } from "./webhooks";
@@ -102,8 +103,7 @@ const deliveryBody = (m: OrganizerEventMessage): string =>
 
 /** `Breakwater-Signature` of `body` at `timestamp` (unix seconds). */
 async function signDelivery(secret: string, body: string, timestamp = Math.floor(Date.now() / 1000)): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${timestamp}.${body}`)));
+  const mac = await hmacSha256(secret, `${timestamp}.${body}`);
   return `t=${timestamp},v1=${[...mac].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 

@@ -3,6 +3,7 @@ import { BreakerOpenError, CircuitBreaker } from "./circuit-breaker";
 import { faultWindow } from "./faults";
 import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
+import { withTimeout } from "./timeout";
 
 /**
  * Payment providers behind one interface. Every charge carries an idempotency key (the order id), so a
@@ -232,22 +233,6 @@ export interface PaymentPolicy {
 /** Defaults: 8 s per attempt (tok_slow takes 2 s), two retries. */
 export const DEFAULT_PAYMENT_POLICY: PaymentPolicy = { timeoutMs: 8_000, retries: 2, backoffBaseMs: 100, backoffCapMs: 1_000 };
 
-async function withTimeout<T>(ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const ctrl = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      ctrl.abort();
-      reject(new PaymentUnavailableError(`payment provider timed out after ${ms} ms`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([fn(ctrl.signal), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Breakers per provider name, per isolate. */
 const breakers = new Map<string, CircuitBreaker>();
 /** The breaker guarding a provider. */
@@ -283,7 +268,12 @@ export async function chargeWithPolicy(
     if (attempt > 0) await sleep(backoffDelay(attempt - 1, { base: policy.backoffBaseMs, cap: policy.backoffCapMs }));
     try {
       const result = await breaker.run(
-        () => withTimeout(policy.timeoutMs, (signal) => provider.charge({ ...req, signal })),
+        () =>
+          withTimeout(
+            policy.timeoutMs,
+            (signal) => provider.charge({ ...req, signal }),
+            () => new PaymentUnavailableError(`payment provider timed out after ${policy.timeoutMs} ms`),
+          ),
         (err) => providerFault && err instanceof PaymentUnavailableError,
       );
       metric.payments.inc({ provider: provider.name, outcome: result.status });

@@ -1,3 +1,5 @@
+import { cachedHmacKey, hmacKey } from "./hmac";
+
 /**
  * Compact signed tokens (HMAC-SHA-256) for everything the platform signs: waiting-room tickets and
  * passes, ticket QR codes, replayable ids. A token is `base64url(payload JSON).base64url(mac)`; each use
@@ -6,7 +8,6 @@
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const keys = new Map<string, Promise<CryptoKey>>();
 
 /** base64url without padding. */
 export function b64url(bytes: Uint8Array): string {
@@ -26,32 +27,24 @@ export function fromB64url(s: string): Uint8Array {
 
 /** The HMAC key for one purpose, derived from the platform secret (cached per isolate). */
 function purposeKey(secret: string, purpose: string): Promise<CryptoKey> {
-  const id = `${purpose}\u0000${secret}`;
-  let key = keys.get(id);
-  if (!key) {
-    key = (async () => {
-      const root = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-      const derived = await crypto.subtle.sign("HMAC", root, enc.encode(`breakwater:${purpose}`));
-      return crypto.subtle.importKey("raw", derived, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
-    })();
-    keys.set(id, key);
-  }
-  return key;
+  return cachedHmacKey(`${purpose}\u0000${secret}`, async () =>
+    crypto.subtle.sign("HMAC", await hmacKey(secret), enc.encode(`breakwater:${purpose}`)),
+  );
 }
 
 /** Signs a JSON payload for `purpose`. */
-export async function signToken(secret: string, purpose: string, payload: unknown): Promise<string> {
+export async function signPayload(secret: string, purpose: string, payload: unknown): Promise<string> {
   const body = b64url(enc.encode(JSON.stringify(payload)));
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await purposeKey(secret, purpose), enc.encode(body)));
   return `${body}.${b64url(mac)}`;
 }
 
 /**
- * Verifies a token made by {@link signToken} for `purpose` and returns its payload (unvalidated: parse it
+ * Verifies a token made by {@link signPayload} for `purpose` and returns its payload (unvalidated: parse it
  * with a schema), or null when it is malformed, forged, or for another purpose. Constant-time compare is
  * done by `crypto.subtle.verify`.
  */
-export async function verifyToken(secret: string, purpose: string, token: string): Promise<unknown | null> {
+export async function verifyPayload(secret: string, purpose: string, token: string): Promise<unknown | null> {
   if (token.length > 4096) return null;
   const dot = token.indexOf(".");
   if (dot <= 0 || dot !== token.lastIndexOf(".")) return null;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { type InventoryLocation, parseLocatedId } from "./hold-id";
 import type { Ticket } from "./order";
-import { signToken, verifyToken } from "./signing";
+import { signPayload, verifyPayload } from "./signing";
 
 /**
  * Tickets: one per seat (general admission: one per numbered place `<section>/GA-<n>`). A ticket's `code`
@@ -80,7 +80,7 @@ export async function issueTickets(secret: string, order: TicketOrder): Promise<
     ticketSeats(order).map(async (seat, i) => {
       const id = ticketIdFor(order.orderId, i);
       const claims: TicketClaims = { t: id, o: order.orderId, e: order.eventId, s: seat };
-      return { id, seat, code: await signToken(secret, PURPOSE, claims), status: "valid" as const };
+      return { id, seat, code: await signPayload(secret, PURPOSE, claims), status: "valid" as const };
     }),
   );
 }
@@ -90,7 +90,7 @@ export async function issueTickets(secret: string, order: TicketOrder): Promise<
  * another secret or for another purpose (a waiting-room pass is not a ticket).
  */
 export async function verifyTicketCode(secret: string, code: string): Promise<TicketClaims | null> {
-  const payload = await verifyToken(secret, PURPOSE, code);
+  const payload = await verifyPayload(secret, PURPOSE, code);
   const parsed = ticketClaims.safeParse(payload);
   return parsed.success ? parsed.data : null;
 }

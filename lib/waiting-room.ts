@@ -5,7 +5,7 @@ import { log } from "./log";
 import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
 import { parsedBody, ReadThroughCache } from "./read-cache";
-import { hash32, signToken, verifyToken } from "./signing";
+import { hash32, signPayload, verifyPayload } from "./signing";
 import { type ArrivalReport, bucketOf, PRE_BUCKET, placeTicket, type RoomState, SETTLE_MS } from "./waiting-room-order";
 
 /**
@@ -59,7 +59,7 @@ export type PassCheck = { ok: true; expiresAt: number } | { ok: false; reason: T
 export type TicketCheck = { ok: true; ticket: QueueTicket } | { ok: false; reason: TokenRefusal };
 
 /** Signs a ticket. */
-export const signTicket = (secret: string, ticket: QueueTicket): Promise<string> => signToken(secret, TICKET_PURPOSE, ticket);
+export const signTicket = (secret: string, ticket: QueueTicket): Promise<string> => signPayload(secret, TICKET_PURPOSE, ticket);
 
 /** Signs a pass for `userId` on `eventId`, valid {@link PASS_TTL_MS} from `now`. */
 export async function issuePass(
@@ -69,7 +69,7 @@ export async function issuePass(
   now = Date.now(),
 ): Promise<{ pass: string; expiresAt: number }> {
   const exp = now + PASS_TTL_MS;
-  return { pass: await signToken(secret, PASS_PURPOSE, { e: eventId, u: userId, exp }), expiresAt: exp };
+  return { pass: await signPayload(secret, PASS_PURPOSE, { e: eventId, u: userId, exp }), expiresAt: exp };
 }
 
 /**
@@ -77,7 +77,7 @@ export async function issuePass(
  * issued to `userId` for `eventId`.
  */
 export async function checkQueuePass(secret: string, pass: string, userId: string, eventId: string, now = Date.now()): Promise<PassCheck> {
-  const parsed = passPayloadSchema.safeParse(await verifyToken(secret, PASS_PURPOSE, pass));
+  const parsed = passPayloadSchema.safeParse(await verifyPayload(secret, PASS_PURPOSE, pass));
   if (!parsed.success) return { ok: false, reason: "invalid" };
   const p = parsed.data;
   if (p.e !== eventId) return { ok: false, reason: "other_event" };
@@ -102,7 +102,7 @@ export async function checkQueueTicket(
   event: Pick<EventDoc, "id" | "saleStartsAt">,
   now = Date.now(),
 ): Promise<TicketCheck> {
-  const parsed = ticketPayloadSchema.safeParse(await verifyToken(secret, TICKET_PURPOSE, token));
+  const parsed = ticketPayloadSchema.safeParse(await verifyPayload(secret, TICKET_PURPOSE, token));
   if (!parsed.success) return { ok: false, reason: "invalid" };
   const t = parsed.data;
   if (t.e !== event.id) return { ok: false, reason: "other_event" };

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { csvField, csvLine } from "../../lib/check-in";
-import { b64url, signToken } from "../../lib/signing";
+import { b64url, signPayload } from "../../lib/signing";
 import { issueTickets, parseTicketId, ticketIdFor, verifyTicketCode } from "../../lib/tickets";
 
 const secret = env.SIGNING_SECRET;
@@ -82,8 +82,8 @@ describe("verifyTicketCode", () => {
     );
     expect(await verifyTicketCode(secret, `${forgedBody}.${mac}`)).toBeNull(); // another seat, same signature
     expect(await verifyTicketCode("another-secret-0123456789abcdef", code)).toBeNull();
-    expect(await verifyTicketCode(secret, await signToken(secret, "pass", { t: "x", o: "y", e: "z", s: "w" }))).toBeNull();
-    expect(await verifyTicketCode(secret, await signToken(secret, "ticket", { t: "x" }))).toBeNull(); // signed, not a ticket
+    expect(await verifyTicketCode(secret, await signPayload(secret, "pass", { t: "x", o: "y", e: "z", s: "w" }))).toBeNull();
+    expect(await verifyTicketCode(secret, await signPayload(secret, "ticket", { t: "x" }))).toBeNull(); // signed, not a ticket
     for (const junk of ["", ".", "abc", `${code}.x`, "x".repeat(5000)]) expect(await verifyTicketCode(secret, junk)).toBeNull();
   });
 });

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { InventoryReport } from "../../lib/inventory-types";
-import { b64url, fromB64url, signToken } from "../../lib/signing";
+import { b64url, fromB64url, signPayload } from "../../lib/signing";
 import {
   ArrivalCounter,
   checkQueuePass,
@@ -286,7 +286,7 @@ describe("queue tickets and passes", () => {
     expect(await refusal(alter(token, { u: "mallory" }), "mallory")).toBe("invalid");
     expect(await refusal(`${token}x`)).toBe("invalid");
     expect(await refusal("not-a-token")).toBe("invalid");
-    expect(await refusal(await signToken(secret, "queue-pass", ticket))).toBe("invalid");
+    expect(await refusal(await signPayload(secret, "queue-pass", ticket))).toBe("invalid");
     expect(await refusal(await signTicket(secret, { ...ticket, t: now + 3_600_000 }))).toBe("invalid");
     expect(await refusal(token, "mallory")).toBe("other_user");
     expect(await refusal(token, "alice", { ...event, id: "evt_bbbbbbbbbbbbbbbbbbbb" })).toBe("other_event");
@@ -304,7 +304,7 @@ describe("queue tickets and passes", () => {
     expect(await verifyQueuePass(secret, alter(pass, { exp: now + 86_400_000 }), "alice", event.id, now)).toBe(false);
     expect(await verifyQueuePass(secret, alter(pass, { u: "bob" }), "bob", event.id, now)).toBe(false);
     expect(await verifyQueuePass("another-secret-0123456789abcdef", pass, "alice", event.id, now)).toBe(false);
-    const forged = await signToken("another-secret-0123456789abcdef", "queue-pass", { e: event.id, u: "alice", exp: now + 60_000 });
+    const forged = await signPayload("another-secret-0123456789abcdef", "queue-pass", { e: event.id, u: "alice", exp: now + 60_000 });
     expect(await verifyQueuePass(secret, forged, "alice", event.id, now)).toBe(false);
     expect(await verifyQueuePass(secret, await signTicket(secret, ticket), "alice", event.id, now)).toBe(false);
     expect(await verifyQueuePass(secret, "", "alice", event.id, now)).toBe(false);

@@ -5,7 +5,7 @@ import type { WaitingRoom } from "../../durable-objects/waiting-room";
 import { type EventDoc, eventSchema } from "../../lib/event-schema";
 import type { InventoryReport } from "../../lib/inventory-types";
 import { metrics } from "../../lib/metrics";
-import { b64url, fromB64url, signToken } from "../../lib/signing";
+import { b64url, fromB64url, signPayload } from "../../lib/signing";
 import { clearRoomCache, type QueueStatus, signTicket, ticketPayloadSchema, verifyQueuePass } from "../../lib/waiting-room";
 import { SETTLE_MS } from "../../lib/waiting-room-order";
 import { call, createEvent, type Problem, tokenFor } from "../helpers";
@@ -269,7 +269,7 @@ describe("GET /v1/events/:id/queue (errors and security)", () => {
     const payload = JSON.parse(new TextDecoder().decode(fromB64url(ticket.split(".")[0] as string))) as Record<string, unknown>;
 
     const cases: [string, string, string, string][] = [
-      ["forged", ev.id, alice, await signToken("not-the-platform-secret-0123456789", "queue-ticket", payload)],
+      ["forged", ev.id, alice, await signPayload("not-the-platform-secret-0123456789", "queue-ticket", payload)],
       ["altered arrival", ev.id, alice, alter(ticket, { t: 0, k: -1, s: 0 })],
       ["altered owner", ev.id, await buyer("sec-mallory"), alter(ticket, { u: "sec-mallory" })],
       ["transferred", ev.id, await buyer("sec-mallory"), ticket],
@@ -280,7 +280,7 @@ describe("GET /v1/events/:id/queue (errors and security)", () => {
         alice,
         await signTicket(env.SIGNING_SECRET, { ...ticketPayloadSchema.parse(payload), t: Date.now() - 7 * 3_600_000 }),
       ],
-      ["a pass", ev.id, alice, await signToken(env.SIGNING_SECRET, "queue-pass", { e: ev.id, u: "sec-alice", exp: Date.now() + 60_000 })],
+      ["a pass", ev.id, alice, await signPayload(env.SIGNING_SECRET, "queue-pass", { e: ev.id, u: "sec-alice", exp: Date.now() + 60_000 })],
       ["truncated", ev.id, alice, ticket.slice(0, -3)],
     ];
     for (const [what, eventId, token, t] of cases) {

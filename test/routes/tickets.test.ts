@@ -4,7 +4,7 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Inventory } from "../../durable-objects/inventory";
 import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox } from "../../lib/payments";
-import { b64url, signToken } from "../../lib/signing";
+import { b64url, signPayload } from "../../lib/signing";
 import { parseTicketId } from "../../lib/tickets";
 import { app } from "../../workers/app";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
@@ -205,8 +205,8 @@ describe("POST /v1/events/:id/check-ins", () => {
     const forged = `${b64url(new TextEncoder().encode(JSON.stringify(claims)))}.${mac}`;
     for (const code of [
       forged,
-      await signToken("another-secret-0123456789abcdef", "ticket", claims),
-      await signToken(env.SIGNING_SECRET, "queue-pass", claims),
+      await signPayload("another-secret-0123456789abcdef", "ticket", claims),
+      await signPayload(env.SIGNING_SECRET, "queue-pass", claims),
       "not-a-code",
     ]) {
       const res = await checkIn(code);
@@ -214,7 +214,7 @@ describe("POST /v1/events/:id/check-ins", () => {
     }
     // Signed by us but naming an order that does not exist (a ticket never sold): 404.
     const ghostOrder = order.id.replace(/^ord_[0-9a-z]{20}/, `ord_${"0".repeat(20)}`);
-    const ghost = await signToken(env.SIGNING_SECRET, "ticket", {
+    const ghost = await signPayload(env.SIGNING_SECRET, "ticket", {
       t: t1.id.replace(/^tkt_[0-9a-z]{20}/, `tkt_${"0".repeat(20)}`),
       o: ghostOrder,
       e: ev.id,

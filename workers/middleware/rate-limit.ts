@@ -21,6 +21,7 @@ import {
   routePolicy,
 } from "../../lib/rate-limit";
 import { type UpstashEnv, upstashStoreFromEnv } from "../../lib/rate-limit-upstash";
+import { withTimeout } from "../../lib/timeout";
 import type { AppEnv } from "../types";
 
 /**
@@ -115,15 +116,6 @@ interface Resolved {
 }
 
 const defaultClientIp = (c: Context<AppEnv>): string => c.req.header("CF-Connecting-IP") ?? "local";
-
-/** Rejects when `p` takes longer than `ms`. */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`rate-limit store timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** The default store of `kind` for `env`, built once per binding / credentials. */
 function storeFactory(): (env: Env, kind: RateLimitStoreKind) => RateLimitStore {
@@ -223,7 +215,15 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
     const store = opts.store ? opts.store(c.env) : defaultStore(c.env, config.store);
     metric.ratelimitDoCalls.inc({ route }, checks.length);
     // An async wrapper, so a store that throws synchronously is a failed call, not an escaped error.
-    const settled = await Promise.allSettled(checks.map(async (chk) => withTimeout(store.check(chk.key, chk.policy), timeoutMs)));
+    const settled = await Promise.allSettled(
+      checks.map(async (chk) =>
+        withTimeout(
+          timeoutMs,
+          () => store.check(chk.key, chk.policy),
+          () => new Error(`rate-limit store timed out after ${timeoutMs} ms`),
+        ),
+      ),
+    );
 
     const items: string[] = [];
     let refused = false;
