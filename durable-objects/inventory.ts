@@ -554,8 +554,8 @@ export class Inventory extends DurableObject<Env> {
 
   // ───────────────────────────── RPC: tickets (lib/ticket-status.ts) ─────────────────────────────
 
-  /** A ticket of an order recorded here, if `userId` bought it (null otherwise). */
-  getTicket(orderId: string, ticketId: string, userId: string): TicketView | null {
+  /** A ticket of an order recorded here, if `userId` bought it (null otherwise; `userId` null: a signed link). */
+  getTicket(orderId: string, ticketId: string, userId: string | null): TicketView | null {
     return this.config ? (ownTicket(this.sql, orderId, ticketId, userId) ?? null) : null;
   }
 

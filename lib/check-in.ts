@@ -25,8 +25,11 @@ async function doCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A buyer's own ticket with its status; 404 for an id the server never issued, another buyer's ticket, or none. */
-export async function getTicket(inventory: InventoryNamespace, ticketId: string, userId: string): Promise<TicketView> {
+/**
+ * A buyer's own ticket with its status; 404 for an id the server never issued, another buyer's ticket, or
+ * none. `userId` null: any buyer's (the caller checked a signed QR-code link for this ticket id).
+ */
+export async function getTicket(inventory: InventoryNamespace, ticketId: string, userId: string | null): Promise<TicketView> {
   const loc = parseTicketId(ticketId);
   if (!loc) throw new ApiError("not_found", "No such ticket.");
   const ticket = await doCall(() => inventoryStub(inventory, loc).getTicket(loc.orderId, ticketId, userId));

@@ -27,18 +27,28 @@ export function money(minor: number, currency: string): string {
 const page = (title: string, inner: string): string =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${esc(title)}</title></head><body style="font-family:sans-serif">${inner}</body></html>`;
 
-/** The link to a ticket's QR code. */
-export const qrLink = (baseUrl: string, ticketId: string): string =>
-  `${baseUrl.replace(/\/$/, "")}/v1/tickets/${encodeURIComponent(ticketId)}/qr.svg`;
+/**
+ * The link to a ticket's QR code. With `sig` (lib/tickets.ts qrLinkSignature) it opens without the buyer's
+ * token, as a link in a mail must; without it the API asks for the token.
+ */
+export const qrLink = (baseUrl: string, ticketId: string, sig?: string): string =>
+  `${baseUrl.replace(/\/$/, "")}/v1/tickets/${encodeURIComponent(ticketId)}/qr.svg${sig ? `?sig=${encodeURIComponent(sig)}` : ""}`;
 
-/** Order confirmation: the tickets, each with a link to its QR code. */
+/** Order confirmation: the tickets, each with a link to its QR code (signed when the ticket has `sig`). */
 export function orderConfirmation(
-  o: { orderId: string; eventId: string; eventName?: string; total: number; currency: string; tickets: { id: string; seat: string }[] },
+  o: {
+    orderId: string;
+    eventId: string;
+    eventName?: string;
+    total: number;
+    currency: string;
+    tickets: { id: string; seat: string; sig?: string }[];
+  },
   baseUrl: string,
 ): Rendered {
   const what = o.eventName ?? o.eventId;
   const subject = `Your tickets for ${what}`;
-  const lines = o.tickets.map((t) => `- ${t.seat}: ${qrLink(baseUrl, t.id)}`);
+  const lines = o.tickets.map((t) => `- ${t.seat}: ${qrLink(baseUrl, t.id, t.sig)}`);
   const text = [
     "Thank you for your order.",
     "",
@@ -47,7 +57,9 @@ export function orderConfirmation(
     "Your tickets (show the QR code at the gate):",
     ...lines,
   ].join("\n");
-  const rows = o.tickets.map((t) => `<li>${esc(t.seat)}: <a href="${esc(qrLink(baseUrl, t.id))}">QR code of ticket ${esc(t.id)}</a></li>`);
+  const rows = o.tickets.map(
+    (t) => `<li>${esc(t.seat)}: <a href="${esc(qrLink(baseUrl, t.id, t.sig))}">QR code of ticket ${esc(t.id)}</a></li>`,
+  );
   const html = page(
     subject,
     `<h1>Thank you for your order</h1><p>Order <code>${esc(o.orderId)}</code> for <strong>${esc(what)}</strong>: ${o.tickets.length} ticket(s), total ${esc(money(o.total, o.currency))}.</p><p>Your tickets (show the QR code at the gate):</p><ul>${rows.join("")}</ul>`,

@@ -96,10 +96,13 @@ function findTicket(sql: SqlStorage, orderId: string, ticketId: string): { view:
   };
 }
 
-/** A ticket for its owner: undefined when it is not here or `userId` did not buy it (the caller answers 404). */
-export function ownTicket(sql: SqlStorage, orderId: string, ticketId: string, userId: string): TicketView | undefined {
+/**
+ * A ticket for its owner: undefined when it is not here or `userId` did not buy it (the caller answers 404).
+ * `userId` null: the caller proved access otherwise (a signed QR-code link, lib/tickets.ts).
+ */
+export function ownTicket(sql: SqlStorage, orderId: string, ticketId: string, userId: string | null): TicketView | undefined {
   const found = findTicket(sql, orderId, ticketId);
-  return found && found.userId === userId ? found.view : undefined;
+  return found && (userId === null || found.userId === userId) ? found.view : undefined;
 }
 
 /**

@@ -94,3 +94,19 @@ export async function verifyTicketCode(secret: string, code: string): Promise<Ti
   const parsed = ticketClaims.safeParse(payload);
   return parsed.success ? parsed.data : null;
 }
+
+/** Purpose of a QR-code link signature (a ticket code signature does not open a link, nor the reverse). */
+const QR_LINK_PURPOSE = "ticket-qr";
+
+/**
+ * The `sig` of a ticket's QR-code link (`/v1/tickets/:id/qr.svg?sig=…`), for the order confirmation mail: a
+ * mail client cannot send the buyer's bearer token, so the link itself proves the right to that one QR
+ * code (what the mail holds anyway). It opens no other route and changes nothing.
+ */
+export const qrLinkSignature = (secret: string, ticketId: string): Promise<string> => signPayload(secret, QR_LINK_PURPOSE, { t: ticketId });
+
+/** Whether `sig` was made by {@link qrLinkSignature} for this ticket id. */
+export async function verifyQrLinkSignature(secret: string, ticketId: string, sig: string): Promise<boolean> {
+  const payload = await verifyPayload(secret, QR_LINK_PURPOSE, sig);
+  return z.object({ t: z.literal(ticketId) }).safeParse(payload).success;
+}

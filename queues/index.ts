@@ -53,6 +53,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
             mail: outboxMail(store),
             sender: mailSender(env, cfg.DEV_AUTH),
             baseUrl: cfg.PUBLIC_BASE_URL,
+            signingSecret: env.SIGNING_SECRET,
             webhooks: cfg.ORGANIZER_WEBHOOK_URL ? qstashPublisher(env.QSTASH_TOKEN, cfg.QSTASH_URL) : null,
             webhookUrl: cfg.ORGANIZER_WEBHOOK_URL ?? null,
             organizers: {

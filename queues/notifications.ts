@@ -10,6 +10,7 @@ import {
   type OrganizerEventMessage,
   organizerEventMessage,
 } from "../lib/organizer-webhooks";
+import { qrLinkSignature } from "../lib/tickets";
 import type { WebhookPublisher } from "../lib/webhooks";
 import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
@@ -48,6 +49,8 @@ export interface NotificationsConsumerDeps {
   sender: MailSender | null;
   /** Public base URL of the API, for links in mails (QR codes). */
   baseUrl: string;
+  /** SIGNING_SECRET: signs the mail's QR-code links, which open without the buyer's token. */
+  signingSecret: string;
   /** Null when no webhook URL is configured. */
   webhooks: WebhookPublisher | null;
   webhookUrl: string | null;
@@ -120,7 +123,13 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
             `order.confirmation:${n.orderId}`,
             n.userId,
             orderConfirmation(
-              { orderId: n.orderId, eventId: n.eventId, total: n.total, currency: n.currency, tickets: n.ticketList },
+              {
+                orderId: n.orderId,
+                eventId: n.eventId,
+                total: n.total,
+                currency: n.currency,
+                tickets: await Promise.all(n.ticketList.map(async (t) => ({ ...t, sig: await qrLinkSignature(deps.signingSecret, t.id) }))),
+              },
               deps.baseUrl,
             ),
           );

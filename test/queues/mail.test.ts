@@ -48,6 +48,7 @@ describe("mail templates", () => {
     expect(m.html).toContain("&lt;script&gt;");
     expect(money(500, "JPY")).toBe("500 JPY");
     expect(qrLink("https://x.example", "a/b")).toBe("https://x.example/v1/tickets/a%2Fb/qr.svg");
+    expect(qrLink("https://x.example/", "t", "ab.c+d")).toBe("https://x.example/v1/tickets/t/qr.svg?sig=ab.c%2Bd");
   });
 });
 
@@ -61,7 +62,15 @@ describe("buyer mail through the notifications queue (local mailbox)", () => {
     const mail = await waitForMail(`order.confirmation:${order.id}`);
     expect(mail).toBeDefined();
     expect(mail?.to).toBe("mail-buyer-1 (no address)");
-    for (const ticket of order.tickets) expect(mail?.html).toContain(`/v1/tickets/${ticket.id}/qr.svg`);
+    for (const ticket of order.tickets) expect(mail?.html).toContain(`/v1/tickets/${ticket.id}/qr.svg?sig=`);
+    // The links open in a mail client, which sends no token: each link's signature opens its QR code.
+    const links = [...(mail?.text ?? "").matchAll(/https?:\/\/\S+\/qr\.svg\?sig=\S+/g)].map((m) => new URL(m[0]));
+    expect(links).toHaveLength(order.tickets.length);
+    for (const link of links) {
+      const qr = await call(link.pathname + link.search);
+      expect(qr.status, link.pathname).toBe(200);
+      expect(qr.headers.get("Content-Type")).toBe("image/svg+xml; charset=utf-8");
+    }
     expect(mail?.text).toContain("160.00 EUR");
 
     const page = await call("/dev/mailbox");
@@ -161,6 +170,7 @@ describe("the HTTP e-mail API sender", () => {
       webhookUrl: null,
       organizers,
       baseUrl: "https://t.example",
+      signingSecret: env.SIGNING_SECRET,
     };
     const down = recordingBatch("breakwater-notifications", [notice], 1);
     await consumeNotifications(down.batch, { ...base, sender: fakeApi(503).sender, deadLetter: async () => {} });

@@ -81,6 +81,7 @@ describe("notifications consumer", () => {
       organizers,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       deadLetter: async () => {},
     });
     expect(outcomes).toEqual([{ acked: true }]);
@@ -112,6 +113,7 @@ describe("notifications consumer", () => {
       organizers,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       deadLetter: async () => {},
     });
     expect(outcomes).toEqual([{ acked: true }]);
@@ -130,6 +132,7 @@ describe("notifications consumer", () => {
       organizers,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       deadLetter: async () => {},
     };
     const first = recordingBatch("breakwater-notifications", [note("ord_n3")], 1);
@@ -162,6 +165,7 @@ describe("notifications consumer", () => {
       mail,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       webhooks: null,
       webhookUrl: null,
       organizers,

@@ -64,6 +64,7 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       organizers: noOrganizer,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       deadLetter: async () => {},
     };
     const batch = batchOf([note("ord_wh1"), note("ord_wh1")], outcomes);
@@ -90,6 +91,7 @@ describe("notifications: confirmation mail and organizer webhook through QStash"
       organizers: noOrganizer,
       sender: null,
       baseUrl: "https://tickets.example",
+      signingSecret: env.SIGNING_SECRET,
       deadLetter: async () => {},
     });
     expect([...outcomes.values()]).toEqual(["retry"]);

@@ -5,7 +5,7 @@ import type { Inventory } from "../../durable-objects/inventory";
 import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox } from "../../lib/payments";
 import { b64url, signPayload } from "../../lib/signing";
-import { parseTicketId } from "../../lib/tickets";
+import { parseTicketId, qrLinkSignature } from "../../lib/tickets";
 import { app } from "../../workers/app";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { eventually } from "../queues/helpers";
@@ -165,6 +165,26 @@ describe("GET /v1/tickets/:id/qr.svg", () => {
     const other = await call(`/v1/tickets/${encodeURIComponent(id)}/qr.svg`, { token: await tokenFor("tkt-qr-other", "buyer") });
     expect(other.status).toBe(404);
     expect((await call(`/v1/tickets/${encodeURIComponent(id)}/qr.svg`)).status).toBe(401);
+  });
+
+  it("opens without a token through a signed link (the mail's) for that ticket only", async () => {
+    const buyer = await tokenFor("tkt-qr-link", "buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 });
+    const [a, b] = order.tickets as [OrderBody["tickets"][0], OrderBody["tickets"][0]];
+    const qr = (ticketId: string, sig: string) => call(`/v1/tickets/${encodeURIComponent(ticketId)}/qr.svg?sig=${encodeURIComponent(sig)}`);
+    const sigA = await qrLinkSignature(env.SIGNING_SECRET, a.id);
+    const ok = await qr(a.id, sigA);
+    expect(ok.status).toBe(200);
+    // The same symbol as the owner gets with the token.
+    const owned = await call(`/v1/tickets/${encodeURIComponent(a.id)}/qr.svg`, { token: buyer });
+    expect(await ok.text()).toBe(await owned.text());
+    // A's signature does not open B; a tampered, foreign-secret or ticket-code signature opens nothing.
+    expect((await qr(b.id, sigA)).status).toBe(404);
+    expect((await qr(a.id, `${sigA.slice(0, -2)}AA`)).status).toBe(404);
+    expect((await qr(a.id, await qrLinkSignature("another-secret-0123456789abcdef", a.id))).status).toBe(404);
+    expect((await qr(a.id, a.code)).status).toBe(404);
+    // It opens only the QR code: the ticket itself still needs the owner's token.
+    expect((await call(`/v1/tickets/${encodeURIComponent(a.id)}?sig=${encodeURIComponent(sigA)}`)).status).toBe(401);
   });
 });
 

@@ -1,4 +1,4 @@
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { getEventDoc } from "../../lib/catalog";
 import { announceCheckIn, CHECK_IN_COLUMNS, checkInCode, checkInCsv, getTicket } from "../../lib/check-in";
@@ -10,7 +10,7 @@ import { ticketStatus } from "../../lib/order";
 import { catalogOrganizerOf } from "../../lib/organizer-webhooks";
 import { ApiError } from "../../lib/problem";
 import { qrSvg } from "../../lib/qr";
-import { parseTicketId } from "../../lib/tickets";
+import { parseTicketId, verifyQrLinkSignature } from "../../lib/tickets";
 import { principalOf, readContext } from "../http";
 import { auth } from "../middleware/auth";
 import { rateLimit } from "../middleware/rate-limit";
@@ -71,28 +71,52 @@ tickets.get("/v1/tickets/:id", auth("buyer"), rateLimit({ route: "reads" }), val
   return c.json({ ticket }, 200, { "Cache-Control": "private, no-store" });
 });
 
+const qrQuery = z.strictObject({
+  sig: z
+    .string()
+    .min(1)
+    .max(1024)
+    .optional()
+    .describe("The signature of a QR-code link from the order confirmation mail: opens this ticket's QR code without a token"),
+});
+
+/** Bearer auth as a buyer, unless the request carries a QR-code link's `sig` (checked by the handler). */
+const buyerOrSignedLink: MiddlewareHandler<AppEnv> = (c, next) => (c.req.query("sig") !== undefined ? next() : auth("buyer")(c, next));
+
 describeRoute({
   operationId: "getTicketQrCode",
   method: "get",
   path: "/v1/tickets/:id/qr.svg",
-  summary: "The QR code of one of your tickets (SVG; its text is the ticket's signed code)",
+  summary:
+    "The QR code of one of your tickets (SVG; its text is the ticket's signed code). With the buyer's token, or with the `sig` of the link in the order confirmation mail instead",
   tags: ["tickets"],
   auth: ["buyer"],
+  query: qrQuery,
   responses: { 200: { description: "image/svg+xml", mediaType: "image/svg+xml" } },
   errors: ["not_found", "rate_limited", "overloaded"],
 });
-tickets.get("/v1/tickets/:id/qr.svg", auth("buyer"), rateLimit({ route: "reads" }), validate("param", ticketParam), async (c) => {
-  const { id } = c.req.valid("param");
-  await requireKnownTicket(c, id);
-  const ticket = await getTicket(c.env.INVENTORY, id, principalOf(c).sub);
-  // The code never changes (a void or used ticket keeps its code): the buyer's browser may keep it.
-  return c.body(qrSvg(ticket.code), 200, {
-    "Content-Type": "image/svg+xml; charset=utf-8",
-    "Cache-Control": "private, max-age=3600",
-    // Served as a document it must not run anything (qrcode-generator draws rects and paths only).
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-  });
-});
+tickets.get(
+  "/v1/tickets/:id/qr.svg",
+  buyerOrSignedLink,
+  rateLimit({ route: "reads" }),
+  validate("param", ticketParam),
+  validate("query", qrQuery),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { sig } = c.req.valid("query");
+    if (sig !== undefined && !(await verifyQrLinkSignature(c.env.SIGNING_SECRET, id, sig)))
+      throw new ApiError("not_found", "No such ticket.");
+    await requireKnownTicket(c, id);
+    const ticket = await getTicket(c.env.INVENTORY, id, sig !== undefined ? null : principalOf(c).sub);
+    // The code never changes (a void or used ticket keeps its code): the buyer's browser may keep it.
+    return c.body(qrSvg(ticket.code), 200, {
+      "Content-Type": "image/svg+xml; charset=utf-8",
+      "Cache-Control": "private, max-age=3600",
+      // Served as a document it must not run anything (qrcode-generator draws rects and paths only).
+      "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    });
+  },
+);
 
 describeRoute({
   operationId: "checkInTicket",
