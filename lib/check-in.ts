@@ -3,6 +3,7 @@ import type { EventDoc } from "./event-schema";
 import { inventoryName, parseLocatedId } from "./hold-id";
 import { doCallError, type InventoryNamespace, inventoryStub, isInventoryOf } from "./holds";
 import { log } from "./log";
+import { metric } from "./metric-catalog";
 import type { Order, TicketStatus } from "./order";
 import { type OrganizerEventMessage, sendOrganizerEvent } from "./organizer-webhooks";
 import { ApiError } from "./problem";
@@ -80,12 +81,14 @@ export async function checkInCode(
   by: string,
 ): Promise<CheckedIn> {
   const claims = await verifyTicketCode(deps.secret, code);
-  if (!claims || claims.e !== event.id) throw new ApiError("not_found", "No ticket of this event has this code.");
-  const loc = parseTicketId(claims.t);
-  if (!loc || loc.orderId !== claims.o || !isInventoryOf(event, loc))
+  const loc = claims && claims.e === event.id ? parseTicketId(claims.t) : null;
+  if (!claims || !loc || loc.orderId !== claims.o || !isInventoryOf(event, loc)) {
+    metric.checkIns.inc({ result: "not_found" });
     throw new ApiError("not_found", "No ticket of this event has this code.");
+  }
   const stub = inventoryStub(deps.inventory, loc);
   const r = await doCall<CheckInResult>(async () => (await stub.checkIn(claims.o, claims.t, by)) as CheckInResult);
+  metric.checkIns.inc({ result: r.result === "void" ? "ticket_void" : r.result });
   switch (r.result) {
     case "checked_in":
       return { ticket: r.ticket, checkedInAt: r.checkedInAt };
@@ -126,6 +129,7 @@ export async function announceCheckIn(queue: Queue, c: CheckedIn, by: string, pa
       return;
     } catch (err) {
       if (attempt >= 4) {
+        metric.checkInWebhooksLost.inc({});
         log.error("ticket.checked_in webhook not queued", { delivery: message.id, eventId: message.eventId, error: String(err) });
         return;
       }

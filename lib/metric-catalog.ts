@@ -33,6 +33,16 @@ export const metric = {
     help: "Hold attempts by result (created or an error code) and section kind",
     labels: ["result", "kind"],
   }),
+  checkIns: counter({
+    name: "breakwater_check_ins_total",
+    help: "Ticket check-ins at the gates by result: checked_in, already_checked_in, ticket_void, not_found (a forged code, another event's, or a ticket never sold)",
+    labels: ["result"],
+  }),
+  checkInWebhooksLost: counter({
+    name: "breakwater_check_in_webhooks_lost_total",
+    help: "ticket.checked_in webhooks the notifications queue refused four times (the check-in stands; the delivery is in the error log)",
+    labels: [],
+  }),
   doOverloads: counter({
     name: "breakwater_do_overloads_total",
     help: "Durable Object calls refused as overloaded or reset",

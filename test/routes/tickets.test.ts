@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Inventory } from "../../durable-objects/inventory";
 import { inventoryStub } from "../../lib/holds";
+import { metrics } from "../../lib/metrics";
 import { resetBreakers, resetSandbox } from "../../lib/payments";
 import { b64url, signPayload } from "../../lib/signing";
 import { parseTicketId, qrLinkSignature } from "../../lib/tickets";
@@ -193,8 +194,12 @@ describe("POST /v1/events/:id/check-ins", () => {
     const buyer = await tokenFor("tkt-gates", "buyer");
     const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
     const code = order.tickets[0]?.code ?? "";
+    const counted = (result: string) => metrics.sum("breakwater_check_ins_total", { result });
+    const before = { checkedIn: counted("checked_in"), already: counted("already_checked_in") };
     // The event's organizer scans the same code at 20 gates at once.
     const answers = await Promise.all(Array.from({ length: 20 }, () => checkIn(code)));
+    expect(counted("checked_in") - before.checkedIn).toBe(1);
+    expect(counted("already_checked_in") - before.already).toBe(19);
     const statuses = answers.map((r) => r.status);
     expect(statuses.filter((s) => s === 200)).toHaveLength(1);
     expect(statuses.filter((s) => s === 409)).toHaveLength(19);
