@@ -24,6 +24,8 @@ export interface RouteDoc {
   /** Roles allowed; empty array = any signed-in user; undefined = public. */
   auth?: Role[];
   body?: z.ZodType;
+  /** Path parameters' schema (an object keyed by the `:names` of the path). */
+  params?: z.ZodType;
   query?: z.ZodType;
   headers?: HeaderDoc[];
   /** `mediaType`: a response that is not JSON (an SVG, a CSV), documented as a string of that type. */
@@ -61,7 +63,13 @@ export function buildOpenApi(serverUrl: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     const oaPath = r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
-    const parameters: unknown[] = pathParams(r.path).map((name) => ({ name, in: "path", required: true, schema: { type: "string" } }));
+    const ps = r.params ? (jsonSchema(r.params, "input") as { properties?: Record<string, unknown> }).properties : undefined;
+    const parameters: unknown[] = pathParams(r.path).map((name) => ({
+      name,
+      in: "path",
+      required: true,
+      schema: ps?.[name] ?? { type: "string" },
+    }));
     for (const h of r.headers ?? [])
       parameters.push({ name: h.name, in: "header", required: !!h.required, description: h.description, schema: { type: "string" } });
     if (r.query) {

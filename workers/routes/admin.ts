@@ -1,9 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { listDeadLetters, QUEUES, replayDeadLetters } from "../../queues/dead-letters";
-import { auth } from "../middleware/auth";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const queueName = z.enum(Object.keys(QUEUES) as [keyof typeof QUEUES, ...(keyof typeof QUEUES)[]]);
@@ -30,33 +28,35 @@ const deadLetterSchema = z.object({
 /** Operations for admins: dead letters. */
 export const admin = new Hono<AppEnv>();
 
-describeRoute({
-  operationId: "listDeadLetters",
-  method: "get",
-  path: "/v1/admin/dead-letters",
-  summary: "Messages that exhausted their retries (admin)",
-  tags: ["operations"],
-  auth: ["admin"],
-  query: listQuery,
-  responses: { 200: { description: "Dead letters, newest first", schema: z.object({ deadLetters: z.array(deadLetterSchema) }) } },
-});
-admin.get("/v1/admin/dead-letters", auth("admin"), validate("query", listQuery), async (c) => {
-  const q = c.req.valid("query");
-  const rows = await listDeadLetters(c.env.CATALOG_DB, { ...q });
-  return c.json({ deadLetters: rows }, 200, { "Cache-Control": "no-store" });
-});
+route(
+  admin,
+  {
+    operationId: "listDeadLetters",
+    method: "get",
+    path: "/v1/admin/dead-letters",
+    summary: "Messages that exhausted their retries (admin)",
+    tags: ["operations"],
+    auth: ["admin"],
+    query: listQuery,
+    responses: { 200: { description: "Dead letters, newest first", schema: z.object({ deadLetters: z.array(deadLetterSchema) }) } },
+  },
+  async (c, { query }) => {
+    const rows = await listDeadLetters(c.env.CATALOG_DB, { ...query });
+    return c.json({ deadLetters: rows }, 200, { "Cache-Control": "no-store" });
+  },
+);
 
-describeRoute({
-  operationId: "replayDeadLetters",
-  method: "post",
-  path: "/v1/admin/dead-letters/replay",
-  summary: "Send dead letters back to their queue (admin); consumers are idempotent",
-  tags: ["operations"],
-  auth: ["admin"],
-  body: replayInput,
-  responses: { 200: { description: "Replayed ids", schema: z.object({ replayed: z.array(z.string()) }) } },
-});
-admin.post("/v1/admin/dead-letters/replay", auth("admin"), validate("json", replayInput), async (c) => {
-  const replayed = await replayDeadLetters(c.env, c.req.valid("json"));
-  return c.json({ replayed });
-});
+route(
+  admin,
+  {
+    operationId: "replayDeadLetters",
+    method: "post",
+    path: "/v1/admin/dead-letters/replay",
+    summary: "Send dead letters back to their queue (admin); consumers are idempotent",
+    tags: ["operations"],
+    auth: ["admin"],
+    body: replayInput,
+    responses: { 200: { description: "Replayed ids", schema: z.object({ replayed: z.array(z.string()) }) } },
+  },
+  async (c, { json }) => c.json({ replayed: await replayDeadLetters(c.env, json) }),
+);

@@ -1,10 +1,10 @@
 import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { issueToken, ROLES } from "../../lib/auth";
 import { config } from "../../lib/config";
 import { ApiError } from "../../lib/problem";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const devTokenInput = z.strictObject({
@@ -15,22 +15,24 @@ const devTokenInput = z.strictObject({
 /** `POST /v1/auth/dev-token`: only when DEV_AUTH is on (local runs); otherwise the route does not exist. */
 export const devAuth = new Hono<AppEnv>();
 
-describeRoute({
-  operationId: "createDevToken",
-  method: "post",
-  path: "/v1/auth/dev-token",
-  summary: "Issue a token for any user and role (DEV_AUTH only; 404 otherwise)",
-  tags: ["auth"],
-  body: devTokenInput,
-  responses: { 200: { description: "A one-hour HS256 token", schema: z.object({ token: z.string() }) } },
-  errors: ["not_found"],
+/** The route exists only while DEV_AUTH is on. */
+const devAuthOn = createMiddleware<AppEnv>(async (c, next) => {
+  if (!config(c.env).DEV_AUTH) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
+  await next();
 });
-devAuth.post(
-  "/v1/auth/dev-token",
-  async (c, next) => {
-    if (!config(c.env).DEV_AUTH) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
-    await next();
+
+route(
+  devAuth,
+  {
+    operationId: "createDevToken",
+    method: "post",
+    path: "/v1/auth/dev-token",
+    summary: "Issue a token for any user and role (DEV_AUTH only; 404 otherwise)",
+    tags: ["auth"],
+    before: [devAuthOn],
+    body: devTokenInput,
+    responses: { 200: { description: "A one-hour HS256 token", schema: z.object({ token: z.string() }) } },
+    errors: ["not_found"],
   },
-  validate("json", devTokenInput),
-  async (c) => c.json({ token: await issueToken(c.req.valid("json"), c.env.JWT_SECRET) }),
+  async (c, { json }) => c.json({ token: await issueToken(json, c.env.JWT_SECRET) }),
 );

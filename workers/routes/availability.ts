@@ -5,8 +5,7 @@ import { getEventDoc } from "../../lib/catalog";
 import { EVENT_ID } from "../../lib/ids";
 import { ApiError } from "../../lib/problem";
 import { readContext, SNAPSHOT_CACHE, sendCached } from "../http";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const sectionAvailability = z.object({
@@ -20,24 +19,23 @@ const sectionAvailability = z.object({
 /** GET /v1/events/:id/availability: snapshots published by the Inventory DOs, never computed per request. */
 export const availability = new Hono<AppEnv>();
 
-describeRoute({
-  operationId: "getAvailability",
-  method: "get",
-  path: "/v1/events/:id/availability",
-  summary: "Places available, held and sold per section (lags the truth by about a second)",
-  tags: ["catalog"],
-  headers: [{ name: "If-None-Match", description: "ETag of a copy you hold; 304 when unchanged" }],
-  responses: {
-    200: { description: "Snapshot", schema: z.object({ eventId: z.string(), asOf: z.string(), sections: z.array(sectionAvailability) }) },
-    304: { description: "Not modified" },
+route(
+  availability,
+  {
+    operationId: "getAvailability",
+    method: "get",
+    path: "/v1/events/:id/availability",
+    summary: "Places available, held and sold per section (lags the truth by about a second)",
+    tags: ["catalog"],
+    params: z.object({ id: z.string().regex(EVENT_ID, "not an event id") }),
+    headers: [{ name: "If-None-Match", description: "ETag of a copy you hold; 304 when unchanged" }],
+    responses: {
+      200: { description: "Snapshot", schema: z.object({ eventId: z.string(), asOf: z.string(), sections: z.array(sectionAvailability) }) },
+      304: { description: "Not modified" },
+    },
+    errors: ["not_found"],
   },
-  errors: ["not_found"],
-});
-availability.get(
-  "/v1/events/:id/availability",
-  validate("param", z.object({ id: z.string().regex(EVENT_ID, "not an event id") })),
-  async (c) => {
-    const { id } = c.req.valid("param");
+  async (c, { param: { id } }) => {
     const rc = readContext(c);
     const event = await getEventDoc(rc, id);
     if (!event) throw new ApiError("not_found", `No event ${id}.`);

@@ -3,9 +3,7 @@ import { z } from "zod";
 import { findOrganizerWebhook, ORGANIZER_EVENT_TYPES, organizerWebhookInput, saveOrganizerWebhook } from "../../lib/organizer-webhooks";
 import { ApiError } from "../../lib/problem";
 import { principalOf } from "../http";
-import { auth } from "../middleware/auth";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 /** Each organizer's own webhook endpoint. */
@@ -13,39 +11,45 @@ export const organizerWebhooks = new Hono<AppEnv>();
 
 const settingsSchema = z.object({ url: z.string(), events: z.array(z.enum(ORGANIZER_EVENT_TYPES)) });
 
-describeRoute({
-  operationId: "setOrganizerWebhook",
-  method: "put",
-  path: "/v1/organizers/me/webhook",
-  summary:
-    "Set your webhook endpoint (organizer). Answers a new signing secret, shown only here; each delivery carries Breakwater-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + '.' + body)> and is retried through QStash. Setting it again replaces it and rotates the secret.",
-  tags: ["organizers"],
-  auth: ["organizer"],
-  body: organizerWebhookInput,
-  responses: {
-    200: {
-      description: "Saved",
-      schema: settingsSchema.extend({ secret: z.string().describe("whsec_…: verify deliveries with it; never shown again") }),
+route(
+  organizerWebhooks,
+  {
+    operationId: "setOrganizerWebhook",
+    method: "put",
+    path: "/v1/organizers/me/webhook",
+    summary:
+      "Set your webhook endpoint (organizer). Answers a new signing secret, shown only here; each delivery carries Breakwater-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + '.' + body)> and is retried through QStash. Setting it again replaces it and rotates the secret.",
+    tags: ["organizers"],
+    auth: ["organizer"],
+    body: organizerWebhookInput,
+    responses: {
+      200: {
+        description: "Saved",
+        schema: settingsSchema.extend({ secret: z.string().describe("whsec_…: verify deliveries with it; never shown again") }),
+      },
     },
   },
-});
-organizerWebhooks.put("/v1/organizers/me/webhook", auth("organizer"), validate("json", organizerWebhookInput), async (c) => {
-  const hook = await saveOrganizerWebhook(c.env.CATALOG_KV, principalOf(c).sub, c.req.valid("json"));
-  return c.json({ url: hook.url, events: hook.events, secret: hook.secret }, 200, { "Cache-Control": "no-store" });
-});
+  async (c, { json }) => {
+    const hook = await saveOrganizerWebhook(c.env.CATALOG_KV, principalOf(c).sub, json);
+    return c.json({ url: hook.url, events: hook.events, secret: hook.secret }, 200, { "Cache-Control": "no-store" });
+  },
+);
 
-describeRoute({
-  operationId: "getOrganizerWebhook",
-  method: "get",
-  path: "/v1/organizers/me/webhook",
-  summary: "Your webhook endpoint and event types (organizer); the secret is not shown again",
-  tags: ["organizers"],
-  auth: ["organizer"],
-  responses: { 200: { description: "The endpoint", schema: settingsSchema } },
-  errors: ["not_found"],
-});
-organizerWebhooks.get("/v1/organizers/me/webhook", auth("organizer"), async (c) => {
-  const hook = await findOrganizerWebhook(c.env.CATALOG_KV, principalOf(c).sub);
-  if (!hook) throw new ApiError("not_found", "No webhook endpoint is set; PUT one.");
-  return c.json({ url: hook.url, events: hook.events }, 200, { "Cache-Control": "private, no-store" });
-});
+route(
+  organizerWebhooks,
+  {
+    operationId: "getOrganizerWebhook",
+    method: "get",
+    path: "/v1/organizers/me/webhook",
+    summary: "Your webhook endpoint and event types (organizer); the secret is not shown again",
+    tags: ["organizers"],
+    auth: ["organizer"],
+    responses: { 200: { description: "The endpoint", schema: settingsSchema } },
+    errors: ["not_found"],
+  },
+  async (c) => {
+    const hook = await findOrganizerWebhook(c.env.CATALOG_KV, principalOf(c).sub);
+    if (!hook) throw new ApiError("not_found", "No webhook endpoint is set; PUT one.");
+    return c.json({ url: hook.url, events: hook.events }, 200, { "Cache-Control": "private, no-store" });
+  },
+);

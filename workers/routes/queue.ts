@@ -6,10 +6,7 @@ import { EVENT_ID } from "../../lib/ids";
 import { ApiError } from "../../lib/problem";
 import { joinQueue, pollQueue, type QueueDeps } from "../../lib/waiting-room";
 import { principalOf, readContext } from "../http";
-import { auth } from "../middleware/auth";
-import { rateLimit } from "../middleware/rate-limit";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const eventParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id") });
@@ -56,51 +53,52 @@ const deps = (c: Context<AppEnv>): QueueDeps => ({
   },
 });
 
-describeRoute({
-  operationId: "joinQueue",
-  method: "post",
-  path: "/v1/events/:id/queue",
-  summary: `Join the event's waiting room (buyer). ${ROOM_RULES} Sending a valid X-Queue-Ticket of yours for this event keeps it instead of queueing again.`,
-  tags: ["waiting room"],
-  auth: ["buyer"],
-  headers: [{ name: "X-Queue-Ticket", description: "Optional: your ticket, to keep your place on a repeated join" }],
-  responses: { 202: { description: "Queued (or admitted at once)", schema: queueStatus } },
-  errors: ["not_found", "rate_limited", "overloaded"],
-});
-queue.post(
-  "/v1/events/:id/queue",
-  auth("buyer"),
-  rateLimit({ route: "queue" }),
-  validate("param", eventParam),
-  validate("header", optionalTicketHeader),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    const event = await getEventDoc(readContext(c), id);
-    if (!event) throw new ApiError("not_found", `No event ${id}.`);
-    const existing = c.req.valid("header")["x-queue-ticket"];
-    const status = await joinQueue(deps(c), event, principalOf(c).sub, Date.now(), existing);
+route(
+  queue,
+  {
+    operationId: "joinQueue",
+    method: "post",
+    path: "/v1/events/:id/queue",
+    summary: `Join the event's waiting room (buyer). ${ROOM_RULES} Sending a valid X-Queue-Ticket of yours for this event keeps it instead of queueing again.`,
+    tags: ["waiting room"],
+    auth: ["buyer"],
+    rateLimit: "queue",
+    params: eventParam,
+    headerSchema: optionalTicketHeader,
+    headers: [{ name: "X-Queue-Ticket", description: "Optional: your ticket, to keep your place on a repeated join" }],
+    responses: { 202: { description: "Queued (or admitted at once)", schema: queueStatus } },
+    errors: ["not_found", "overloaded"],
+  },
+  async (c, { param, header }) => {
+    const event = await getEventDoc(readContext(c), param.id);
+    if (!event) throw new ApiError("not_found", `No event ${param.id}.`);
+    const status = await joinQueue(deps(c), event, principalOf(c).sub, Date.now(), header["x-queue-ticket"]);
     return c.json(status, 202, { "Cache-Control": "no-store" });
   },
 );
 
-describeRoute({
-  operationId: "pollQueue",
-  method: "get",
-  path: "/v1/events/:id/queue",
-  summary:
-    "Your place in the waiting room, and a pass once admitted (buyer). 400 `validation_failed` when X-Queue-Ticket is " +
-    "missing or not shaped like a ticket; 403 `not_admitted` when it is forged, altered, expired (6 h after the later " +
-    "of joining and the opening), issued to another user, or for another event.",
-  tags: ["waiting room"],
-  auth: ["buyer"],
-  headers: [{ name: "X-Queue-Ticket", required: true, description: "The ticket the join answered" }],
-  responses: { 200: { description: "Waiting or admitted", schema: queueStatus } },
-  errors: ["validation_failed", "not_found", "not_admitted", "overloaded"],
-});
-queue.get("/v1/events/:id/queue", auth("buyer"), validate("param", eventParam), validate("header", ticketHeader), async (c) => {
-  const { id } = c.req.valid("param");
-  const event = await getEventDoc(readContext(c), id);
-  if (!event) throw new ApiError("not_found", `No event ${id}.`);
-  const status = await pollQueue(deps(c), event, principalOf(c).sub, c.req.valid("header")["x-queue-ticket"]);
-  return c.json(status, 200, { "Cache-Control": "no-store" });
-});
+route(
+  queue,
+  {
+    operationId: "pollQueue",
+    method: "get",
+    path: "/v1/events/:id/queue",
+    summary:
+      "Your place in the waiting room, and a pass once admitted (buyer). 400 `validation_failed` when X-Queue-Ticket is " +
+      "missing or not shaped like a ticket; 403 `not_admitted` when it is forged, altered, expired (6 h after the later " +
+      "of joining and the opening), issued to another user, or for another event.",
+    tags: ["waiting room"],
+    auth: ["buyer"],
+    params: eventParam,
+    headerSchema: ticketHeader,
+    headers: [{ name: "X-Queue-Ticket", required: true, description: "The ticket the join answered" }],
+    responses: { 200: { description: "Waiting or admitted", schema: queueStatus } },
+    errors: ["validation_failed", "not_found", "not_admitted", "overloaded"],
+  },
+  async (c, { param, header }) => {
+    const event = await getEventDoc(readContext(c), param.id);
+    if (!event) throw new ApiError("not_found", `No event ${param.id}.`);
+    const status = await pollQueue(deps(c), event, principalOf(c).sub, header["x-queue-ticket"]);
+    return c.json(status, 200, { "Cache-Control": "no-store" });
+  },
+);

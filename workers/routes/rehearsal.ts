@@ -4,9 +4,7 @@ import { z } from "zod";
 import { FAULT_NAMES, faultInjectionEnabled, openFaults, setFault } from "../../lib/faults";
 import { kvSandboxLedger } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
-import { auth } from "../middleware/auth";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const faultWindowSchema = z.object({ until: z.string(), delayMs: z.number().int().optional() });
@@ -42,53 +40,58 @@ const faultView = () =>
  */
 export const rehearsal = new Hono<AppEnv>();
 
-describeRoute({
-  operationId: "listFaults",
-  method: "get",
-  path: "/v1/admin/faults",
-  summary: "Open fault windows (admin; only where FAULT_INJECTION is on, else 404)",
-  tags: ["operations"],
-  auth: ["admin"],
-  responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
-  errors: ["not_found"],
-});
-rehearsal.get("/v1/admin/faults", auth("admin"), faultsEnabled, (c) =>
-  c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" }),
+route(
+  rehearsal,
+  {
+    operationId: "listFaults",
+    method: "get",
+    path: "/v1/admin/faults",
+    summary: "Open fault windows (admin; only where FAULT_INJECTION is on, else 404)",
+    tags: ["operations"],
+    auth: ["admin"],
+    before: [faultsEnabled],
+    responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
+    errors: ["not_found"],
+  },
+  (c) => c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" }),
 );
 
-describeRoute({
-  operationId: "setFault",
-  method: "put",
-  path: "/v1/admin/faults",
-  summary:
-    "Open, move or close one fault window (admin; only where FAULT_INJECTION is on, else 404). payments: the sandbox " +
-    "provider fails like an outage; shard_writes: order-shard writes fail; inventory_slow: each Inventory DO call stalls " +
-    "the object for delayMs. The window lives in the isolate's memory (a restart closes it).",
-  tags: ["operations"],
-  auth: ["admin"],
-  body: faultInput,
-  responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
-  errors: ["not_found", "validation_failed"],
-});
-rehearsal.put("/v1/admin/faults", auth("admin"), faultsEnabled, validate("json", faultInput), (c) => {
-  const { name, seconds, delayMs } = c.req.valid("json");
-  setFault(name, {
-    until: Date.now() + seconds * 1000,
-    ...(name === "inventory_slow" ? { delayMs: delayMs ?? 25 } : {}),
-  });
-  return c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" });
-});
+route(
+  rehearsal,
+  {
+    operationId: "setFault",
+    method: "put",
+    path: "/v1/admin/faults",
+    summary:
+      "Open, move or close one fault window (admin; only where FAULT_INJECTION is on, else 404). payments: the sandbox " +
+      "provider fails like an outage; shard_writes: order-shard writes fail; inventory_slow: each Inventory DO call stalls " +
+      "the object for delayMs. The window lives in the isolate's memory (a restart closes it).",
+    tags: ["operations"],
+    auth: ["admin"],
+    before: [faultsEnabled],
+    body: faultInput,
+    responses: { 200: { description: "Open windows by name", schema: faultsSchema } },
+    errors: ["not_found", "validation_failed"],
+  },
+  (c, { json: { name, seconds, delayMs } }) => {
+    setFault(name, {
+      until: Date.now() + seconds * 1000,
+      ...(name === "inventory_slow" ? { delayMs: delayMs ?? 25 } : {}),
+    });
+    return c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" });
+  },
+);
 
-describeRoute({
-  operationId: "listSandboxCharges",
-  method: "get",
-  path: "/v1/admin/payments/sandbox/charges",
-  summary: "Every charge the sandbox payment provider made, from its durable ledger, with refunds (admin)",
-  tags: ["operations"],
-  auth: ["admin"],
-  responses: { 200: { description: "Charges", schema: z.object({ charges: z.array(chargeSchema) }) } },
-});
-rehearsal.get("/v1/admin/payments/sandbox/charges", auth("admin"), async (c) => {
-  const charges = await kvSandboxLedger(c.env.CATALOG_KV).list();
-  return c.json({ charges }, 200, { "Cache-Control": "no-store" });
-});
+route(
+  rehearsal,
+  {
+    operationId: "listSandboxCharges",
+    method: "get",
+    path: "/v1/admin/payments/sandbox/charges",
+    summary: "Every charge the sandbox payment provider made, from its durable ledger, with refunds (admin)",
+    tags: ["operations"],
+    auth: ["admin"],
+    responses: { 200: { description: "Charges", schema: z.object({ charges: z.array(chargeSchema) }) } },
+  },
+  async (c) => c.json({ charges: await kvSandboxLedger(c.env.CATALOG_KV).list() }, 200, { "Cache-Control": "no-store" }),
+);
