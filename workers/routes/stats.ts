@@ -10,9 +10,7 @@ import { ApiError } from "../../lib/problem";
 import { reconcileEvent } from "../../lib/reconcile";
 import { eventStats } from "../../lib/rollups";
 import { principalOf } from "../http";
-import { auth } from "../middleware/auth";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 const eventParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id") });
@@ -40,95 +38,105 @@ const reconciliationSchema = z.object({
 /** Organizer statistics and the reconciliation report. */
 export const stats = new Hono<AppEnv>();
 
-describeRoute({
-  operationId: "getEventStats",
-  method: "get",
-  path: "/v1/events/:id/stats",
-  summary: "Sales, funnel and orders per minute of an event (its organizer or an admin)",
-  tags: ["organizer"],
-  auth: ["organizer", "admin"],
-  responses: { 200: { description: "Stats (rollups lag by up to a minute; counts by about a second)", schema: statsSchema } },
-  errors: ["not_found"],
-});
-stats.get("/v1/events/:id/stats", auth("organizer", "admin"), validate("param", eventParam), async (c) => {
-  const { id } = c.req.valid("param");
-  const db = catalogDb(c.env.CATALOG_DB);
-  const row = await findEventRow(db, id);
-  const who = principalOf(c);
-  if (!row || (who.role !== "admin" && row.organizerId !== who.sub)) throw new ApiError("not_found", `No event ${id}.`);
-  const event = eventDocFromRow(row);
-  const [snapshot, figures] = await Promise.all([
-    availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event),
-    eventStats(db, id),
-  ]);
-  // Joined and admitted are counted exactly by the WaitingRoom DO (no analytics message per join).
-  if (event.waitingRoom.enabled) {
-    const room = await c.env.WAITING_ROOM.get(c.env.WAITING_ROOM.idFromName(id)).funnel();
-    figures.funnel.joined = room.joined;
-    figures.funnel.admitted = room.admitted;
-  }
-  const sum = (k: "sold" | "held" | "available") => snapshot?.sections.reduce((n, s) => n + s[k], 0) ?? 0;
-  return c.json(
-    {
-      sold: sum("sold"),
-      held: sum("held"),
-      available: snapshot ? sum("available") : event.capacity,
-      revenue: figures.revenue,
-      currency: event.currency,
-      ordersPerMinute: figures.ordersPerMinute,
-      funnel: figures.funnel,
-    },
-    200,
-    { "Cache-Control": "private, max-age=5" },
-  );
-});
+route(
+  stats,
+  {
+    operationId: "getEventStats",
+    method: "get",
+    path: "/v1/events/:id/stats",
+    summary: "Sales, funnel and orders per minute of an event (its organizer or an admin)",
+    tags: ["organizer"],
+    auth: ["organizer", "admin"],
+    params: eventParam,
+    responses: { 200: { description: "Stats (rollups lag by up to a minute; counts by about a second)", schema: statsSchema } },
+    errors: ["not_found"],
+  },
+  async (c, { param: { id } }) => {
+    const db = catalogDb(c.env.CATALOG_DB);
+    const row = await findEventRow(db, id);
+    const who = principalOf(c);
+    if (!row || (who.role !== "admin" && row.organizerId !== who.sub)) throw new ApiError("not_found", `No event ${id}.`);
+    const event = eventDocFromRow(row);
+    const [snapshot, figures] = await Promise.all([
+      availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event),
+      eventStats(db, id),
+    ]);
+    // Joined and admitted are counted exactly by the WaitingRoom DO (no analytics message per join).
+    if (event.waitingRoom.enabled) {
+      const room = await c.env.WAITING_ROOM.get(c.env.WAITING_ROOM.idFromName(id)).funnel();
+      figures.funnel.joined = room.joined;
+      figures.funnel.admitted = room.admitted;
+    }
+    const sum = (k: "sold" | "held" | "available") => snapshot?.sections.reduce((n, s) => n + s[k], 0) ?? 0;
+    return c.json(
+      {
+        sold: sum("sold"),
+        held: sum("held"),
+        available: snapshot ? sum("available") : event.capacity,
+        revenue: figures.revenue,
+        currency: event.currency,
+        ordersPerMinute: figures.ordersPerMinute,
+        funnel: figures.funnel,
+      },
+      200,
+      { "Cache-Control": "private, max-age=5" },
+    );
+  },
+);
 
-describeRoute({
-  operationId: "getReconciliation",
-  method: "get",
-  path: "/v1/admin/reconciliation",
-  summary: "Discrepancies found by the cron reconciliation, newest first (admin)",
-  tags: ["operations"],
-  auth: ["admin"],
-  responses: {
-    200: {
-      description: "Runs with discrepancies",
-      schema: z.object({ runs: z.array(reconciliationSchema.extend({ ranAt: z.string() })) }),
+route(
+  stats,
+  {
+    operationId: "getReconciliation",
+    method: "get",
+    path: "/v1/admin/reconciliation",
+    summary: "Discrepancies found by the cron reconciliation, newest first (admin)",
+    tags: ["operations"],
+    auth: ["admin"],
+    responses: {
+      200: {
+        description: "Runs with discrepancies",
+        schema: z.object({ runs: z.array(reconciliationSchema.omit({ objectsAsked: true }).extend({ ranAt: z.string() })) }),
+      },
     },
   },
-});
-stats.get("/v1/admin/reconciliation", auth("admin"), async (c) => {
-  const runs = await catalogDb(c.env.CATALOG_DB).select().from(reconciliationRuns).orderBy(desc(reconciliationRuns.ranAt)).limit(100);
-  return c.json({ runs: runs.map(({ id: _id, ...r }) => r) }, 200, { "Cache-Control": "no-store" });
-});
+  async (c) => {
+    const runs = await catalogDb(c.env.CATALOG_DB).select().from(reconciliationRuns).orderBy(desc(reconciliationRuns.ranAt)).limit(100);
+    return c.json({ runs: runs.map(({ id: _id, ...r }) => r) }, 200, { "Cache-Control": "no-store" });
+  },
+);
 
-describeRoute({
-  operationId: "reconcileEvent",
-  method: "post",
-  path: "/v1/admin/reconciliation/:id",
-  summary: "Reconcile one event now: its Inventory DOs' sales against the order shards (admin)",
-  tags: ["operations"],
-  auth: ["admin"],
-  query: z.object({ graceMs: z.number().int().optional().describe("Orders younger than this are not judged (default 300000)") }),
-  responses: { 200: { description: "Result", schema: reconciliationSchema } },
-  errors: ["not_found"],
-});
 const reconcileQuery = z.strictObject({
   graceMs: z.coerce
     .number()
     .int()
     .min(0)
     .max(86_400_000)
-    .default(5 * 60_000),
+    .default(5 * 60_000)
+    .describe("Orders younger than this are not judged (default 300000)"),
 });
-stats.post("/v1/admin/reconciliation/:id", auth("admin"), validate("param", eventParam), validate("query", reconcileQuery), async (c) => {
-  const { id } = c.req.valid("param");
-  const row = await findEventRow(catalogDb(c.env.CATALOG_DB), id);
-  if (!row) throw new ApiError("not_found", `No event ${id}.`);
-  const stores = orderStores(c.env);
-  c.executionCtx.waitUntil(stores.close());
-  const result = await reconcileEvent({ inventory: c.env.INVENTORY, stores: shardNames(c.env).map(stores) }, eventDocFromRow(row), {
-    graceMs: c.req.valid("query").graceMs,
-  });
-  return c.json(result);
-});
+route(
+  stats,
+  {
+    operationId: "reconcileEvent",
+    method: "post",
+    path: "/v1/admin/reconciliation/:id",
+    summary: "Reconcile one event now: its Inventory DOs' sales against the order shards (admin)",
+    tags: ["operations"],
+    auth: ["admin"],
+    params: eventParam,
+    query: reconcileQuery,
+    responses: { 200: { description: "Result", schema: reconciliationSchema } },
+    errors: ["not_found"],
+  },
+  async (c, { param: { id }, query }) => {
+    const row = await findEventRow(catalogDb(c.env.CATALOG_DB), id);
+    if (!row) throw new ApiError("not_found", `No event ${id}.`);
+    const stores = orderStores(c.env);
+    c.executionCtx.waitUntil(stores.close());
+    const result = await reconcileEvent({ inventory: c.env.INVENTORY, stores: shardNames(c.env).map(stores) }, eventDocFromRow(row), {
+      graceMs: query.graceMs,
+    });
+    return c.json(result);
+  },
+);
