@@ -127,3 +127,42 @@ export async function launchChromium(): Promise<Browser> {
     ],
   });
 }
+
+/** POSTs JSON to a running server (with a bearer token when given); throws on a non-2xx answer. */
+export async function postJson<T>(base: string, path: string, body: unknown, token?: string): Promise<T> {
+  const res = await fetch(base + path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`POST ${path} → ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+/** A token from the server's DEV_AUTH route. */
+export const devToken = async (base: string, sub: string, role: "buyer" | "organizer" | "admin"): Promise<string> =>
+  (await postJson<{ token: string }>(base, "/v1/auth/dev-token", { sub, role })).token;
+
+/** Creates an event on sale now (one GA section `ga` of `capacity` unless `sections` are given); returns its id. */
+export async function createSaleEvent(
+  base: string,
+  organizerToken: string,
+  over: { name?: string; perCustomerLimit?: number; capacity?: number; sections?: unknown[] } = {},
+): Promise<string> {
+  const now = Date.now();
+  const { event } = await postJson<{ event: { id: string } }>(
+    base,
+    "/v1/events",
+    {
+      name: over.name ?? "E2E",
+      venue: "Loopback",
+      startsAt: new Date(now + 86_400_000).toISOString(),
+      saleStartsAt: new Date(now - 60_000).toISOString(),
+      currency: "EUR",
+      perCustomerLimit: over.perCustomerLimit ?? 4,
+      sections: over.sections ?? [{ id: "ga", name: "GA", kind: "ga", price: 100, capacity: over.capacity ?? 50 }],
+    },
+    organizerToken,
+  );
+  return event.id;
+}

@@ -4,7 +4,7 @@ import path from "node:path";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort, launchChromium, testServerVars } from "./helpers";
+import { createSaleEvent, devToken, freePort, launchChromium, testServerVars } from "./helpers";
 
 /**
  * The operations page in a real browser: Debian's Chromium driven by Playwright, against the local
@@ -33,12 +33,6 @@ afterAll(async () => {
   await server?.stop();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
-
-async function json(url: string, init: RequestInit = {}): Promise<Record<string, unknown>> {
-  const res = await fetch(url, init);
-  if (!res.ok) throw new Error(`${init.method ?? "GET"} ${url} → ${res.status} ${await res.text()}`);
-  return (await res.json()) as Record<string, unknown>;
-}
 
 describe("static files (Workers Static Assets)", () => {
   it("serves the operations page, its script and style, the Grafana dashboard and the storefront's files with their headers", async () => {
@@ -73,25 +67,7 @@ describe("static files (Workers Static Assets)", () => {
 
 describe("operations page", () => {
   it("loads, shows live figures during a short load, and keeps a screenshot", async () => {
-    const { token } = (await json(`${server.url}/v1/auth/dev-token`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sub: "e2e-org", role: "organizer" }),
-    })) as { token: string };
-    const now = Date.now();
-    const { event } = (await json(`${server.url}/v1/events`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-      body: JSON.stringify({
-        name: "E2E",
-        venue: "Loopback",
-        startsAt: new Date(now + 86_400_000).toISOString(),
-        saleStartsAt: new Date(now - 60_000).toISOString(),
-        currency: "EUR",
-        perCustomerLimit: 4,
-        sections: [{ id: "ga", name: "GA", kind: "ga", price: 100, capacity: 50 }],
-      }),
-    })) as { event: { id: string } };
+    const event = { id: await createSaleEvent(server.url, await devToken(server.url, "e2e-org", "organizer")) };
 
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];

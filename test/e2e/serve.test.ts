@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { startServer } from "../../scripts/serve";
-import { freePort, spawnServe, testServerVars, until } from "./helpers";
+import { createSaleEvent, devToken, freePort, postJson, spawnServe, testServerVars, until } from "./helpers";
 
 /** The local server (`npm start`, `npm run serve`) answers only once its databases have their schema. */
 
@@ -47,33 +47,22 @@ describe("scripts/serve.ts", () => {
     const serve = await spawnServe({ port, stateDir: dir });
     try {
       const base = serve.url;
-      const post = (p: string, body: unknown, token?: string) =>
+      const organizer = await devToken(base, "drain-org", "organizer");
+      const buyer = await devToken(base, "drain-buyer", "buyer");
+      const eventId = await createSaleEvent(base, organizer, { name: "Drain", perCustomerLimit: 2, capacity: 10 });
+      const post = (p: string, body: unknown, token: string) =>
         fetch(base + p, {
           method: "POST",
-          headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+          headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
           body: JSON.stringify(body),
         });
-      const tokenOf = async (sub: string, role: string) =>
-        ((await (await post("/v1/auth/dev-token", { sub, role })).json()) as { token: string }).token;
-      const organizer = await tokenOf("drain-org", "organizer");
-      const buyer = await tokenOf("drain-buyer", "buyer");
-      const now = Date.now();
-      const created = await post(
-        "/v1/events",
-        {
-          name: "Drain",
-          venue: "Hall",
-          startsAt: new Date(now + 86_400_000).toISOString(),
-          saleStartsAt: new Date(now - 60_000).toISOString(),
-          currency: "EUR",
-          perCustomerLimit: 2,
-          sections: [{ id: "f", name: "Floor", kind: "ga", price: 100, capacity: 10 }],
-        },
-        organizer,
+      const { hold } = await postJson<{ hold: { id: string } }>(
+        base,
+        `/v1/events/${eventId}/holds`,
+        { sectionId: "ga", quantity: 1 },
+        buyer,
       );
-      const eventId = ((await created.json()) as { event: { id: string } }).event.id;
-      const held = await post(`/v1/events/${eventId}/holds`, { sectionId: "f", quantity: 1 }, buyer);
-      const holdId = ((await held.json()) as { hold: { id: string } }).hold.id;
+      const holdId = hold.id;
       // tok_slow: the sandbox takes 2 s to charge.
       const checkout = post("/v1/orders", { holdId, payment: { method: "sandbox", token: "tok_slow" } }, buyer).then(
         async (res) => ({ status: res.status, body: await res.text() }),
