@@ -19,10 +19,10 @@ import {
   ownTicket,
   type TicketView,
   ticketStatuses,
-  withTicketStatus,
 } from "../lib/ticket-status";
 import { parseTraceparent } from "../lib/trace";
 import type { LedgerSettlement } from "./customer-ledger";
+import * as refunds from "./inventory-refunds";
 
 /** What an Inventory DO publishes to: the event's WaitingRoom DO. */
 interface InventoryReportSink {
@@ -145,6 +145,8 @@ export class Inventory extends DurableObject<Env> {
   private lastPublishAt = 0;
   /** Version of the last ledger settlement noted (meta 'ledger_version'): the ledger applies only newer ones. */
   private ledgerVersion = 0;
+  /** The event was cancelled (table `cancellation`): no more holds or checkouts. */
+  private cancelled = false;
   private readonly timings: { timeoutMs: number; graceMs: number };
   // Health window (since the last publish).
   private delays: number[] = [];
@@ -161,6 +163,8 @@ export class Inventory extends DurableObject<Env> {
       // its tables are created by the first write call (ensure).
       if (!this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length) return;
       this.sql.exec(SCHEMA);
+      this.sql.exec(refunds.REFUNDS_SCHEMA);
+      this.cancelled = refunds.isCancelled(this.sql);
       this.migrateOutbox();
       const meta = new Map(
         this.sql
@@ -212,6 +216,7 @@ export class Inventory extends DurableObject<Env> {
     this.holdsInWindow++;
     this.expireDue(now);
     const cfg = this.cfg();
+    if (this.cancelled) return fail("event_cancelled", "This event is cancelled.");
 
     if (this.sql.exec("SELECT 1 FROM holds WHERE id = ?", req.holdId).toArray().length)
       return fail("validation_failed", "That hold id is already in use.");
@@ -300,6 +305,7 @@ export class Inventory extends DurableObject<Env> {
     this.expireDue(now);
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
+    if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
     switch (row.status) {
       case "expired":
         return fail("hold_expired", "The hold expired before checkout.");
@@ -350,6 +356,7 @@ export class Inventory extends DurableObject<Env> {
       return existing ? ok(existing) : fail("internal_error", "Sold hold without an order.");
     }
     if (row.status !== "checking_out") return fail("hold_not_active", `The hold is ${row.status}, not in checkout.`);
+    if (this.cancelled) return fail("event_cancelled", "This event was cancelled during checkout.");
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE holds SET status = 'sold', order_id = ? WHERE id = ?", order.id, holdId);
@@ -447,7 +454,81 @@ export class Inventory extends DurableObject<Env> {
     if (!this.config) return fail("not_found", "No such order.");
     const order = this.orderRow(orderId);
     if (!order || order.userId !== userId) return fail("not_found", "No such order.");
-    return ok({ ...order, body: withTicketStatus(this.sql, order.body) });
+    return ok({ ...order, body: refunds.currentOrder(this.sql, order.body) });
+  }
+
+  // ───────────────────────────── RPC: refunds and cancellation (inventory-refunds.ts) ─────────────────────────────
+
+  /**
+   * Voids tickets of an order and returns their places to sale in one step, recording the refund
+   * (pending until {@link settleRefund}). The caller checked who may refund it.
+   */
+  refundOrder(orderId: string, ask: refunds.RefundAsk): Outcome<refunds.RefundDone> {
+    if (!this.config) return fail("not_found", "No such order.");
+    const stored = this.orderRow(orderId);
+    const hold = stored ? this.holdRow(stored.holdId) : undefined;
+    if (!stored || !hold) return fail("not_found", "No such order.");
+    const host: refunds.RefundHost = {
+      sql: this.sql,
+      storage: this.ctx.storage,
+      config: this.cfg(),
+      noteLedger: (holdId) => this.noteLedger(holdId),
+      returned: (n) => {
+        this.counts.sold -= n;
+        this.counts.available += n;
+        this.markDirty(Date.now());
+      },
+    };
+    const done = refunds.refundStep(host, stored, paymentKey(hold.id, hold.checkout_attempt), stored.message.payment.provider, ask);
+    if (done.ok && done.value.refundKey) {
+      this.scheduleAlarm(Date.now() + 1_000);
+      void this.settleLedger(hold.id);
+    }
+    return done;
+  }
+
+  /**
+   * Asks the provider for a recorded refund now (outside any transaction) and, once it confirmed, hands
+   * the `order.refunded` message to the orders queue. True when the provider confirmed; otherwise the
+   * alarm retries both.
+   */
+  async settleRefund(key: string): Promise<boolean> {
+    if (!this.config) return false;
+    if (!(await this.tryRefund(key))) return false;
+    await this.sendRefunded([key]);
+    return true;
+  }
+
+  /** The orders consumer stored these refunds in their shard: they leave the refund outbox. */
+  confirmRefunds(keys: string[]): void {
+    if (!this.config) return;
+    refunds.confirmRefunds(this.sql, keys);
+  }
+
+  /**
+   * Cancels this section's sale: holds and checkouts are refused from now on, active holds are released,
+   * and the alarm queues a refund request per recorded order on the refunds queue. Idempotent.
+   */
+  async cancelSales(config: InventoryConfig, event: EventRouting, reason?: string): Promise<refunds.CancellationProgress> {
+    this.ensure(config, event);
+    const now = Date.now();
+    this.expireDue(now);
+    const active = this.sql.exec<HoldRow>("SELECT * FROM holds WHERE status = 'active'").toArray();
+    this.ctx.storage.transactionSync(() => {
+      if (!refunds.recordCancellation(this.sql, reason, now)) return;
+      for (const row of active) this.releaseRow(row, "released");
+    });
+    this.cancelled = true;
+    this.markDirty(now);
+    this.scheduleAlarm(now);
+    await this.settleLedger();
+    return refunds.cancellationProgress(this.sql);
+  }
+
+  /** Cancellation progress (orders to refund, refunded). */
+  cancellationProgress(): refunds.CancellationProgress {
+    if (!this.config) return { cancelled: false, total: 0, refunded: 0 };
+    return refunds.cancellationProgress(this.sql);
   }
 
   /** Orders recorded here whose shard has not confirmed them yet (the outbox), oldest first. */
@@ -624,7 +705,39 @@ export class Inventory extends DurableObject<Env> {
     await this.flushAnalytics();
     await this.resolveStuckCheckouts(now);
     await this.retryRefunds();
+    await this.sendRefunded(refunds.refundOutboxDue(this.sql, Date.now()));
+    await this.queueCancellationRefunds();
     this.rescheduleAlarm();
+  }
+
+  /** Hands settled refunds' `order.refunded` messages to the orders queue (re-sent until the consumer confirms). */
+  private async sendRefunded(keys: string[]): Promise<void> {
+    const messages = keys.flatMap((k) => refunds.refundedMessage(this.sql, k, (id) => this.orderRow(id)) ?? []);
+    if (!messages.length) return;
+    try {
+      await this.env.ORDERS_QUEUE.sendBatch(messages.map((body) => ({ body, contentType: "json" as const })));
+      refunds.markRefundsSent(this.sql, keys, Date.now());
+    } catch (err) {
+      log.error("refund messages not queued; the alarm retries", { count: messages.length, error: String(err) });
+      this.scheduleAlarm(Date.now() + 5_000);
+    }
+  }
+
+  /** After a cancellation: queues refund requests for the recorded orders, 100 per call, from a cursor. */
+  private async queueCancellationRefunds(): Promise<void> {
+    for (let i = 0; i < 10; i++) {
+      const next = refunds.nextCancellationBatch(this.sql, this.cfg().eventId);
+      if (!next) return;
+      try {
+        await this.env.REFUNDS_QUEUE.sendBatch(next.messages.map((body) => ({ body, contentType: "json" as const })));
+        refunds.advanceCancellation(this.sql, next.cursor);
+      } catch (err) {
+        log.error("cancellation refunds not queued; the alarm retries", { error: String(err) });
+        this.scheduleAlarm(Date.now() + 5_000);
+        return;
+      }
+    }
+    this.scheduleAlarm(Date.now() + 100);
   }
 
   /**
@@ -719,7 +832,12 @@ export class Inventory extends DurableObject<Env> {
     this.sql.exec("UPDATE refunds SET attempts = attempts + 1, updated_at = ? WHERE idempotency_key = ?", Date.now(), key);
     try {
       const charge = rec.total !== null && this.config ? { amount: rec.total, currency: this.config.currency } : undefined;
-      const r = await provider.voidCharge(key, undefined, charge);
+      // A refund of some tickets (refund_parts) refunds its amount under its own key; a checkout's void refunds all.
+      const part = refunds.refundPart(this.sql, key);
+      const r =
+        part && charge
+          ? await provider.refund({ refundKey: key, chargeKey: part.chargeKey, amount: part.amount, charge })
+          : await provider.voidCharge(key, undefined, charge);
       this.sql.exec(
         "UPDATE refunds SET status = ?, charge_id = coalesce(?, charge_id), updated_at = ? WHERE idempotency_key = ?",
         r.refunded ? "refunded" : "nothing_to_refund",
@@ -761,6 +879,7 @@ export class Inventory extends DurableObject<Env> {
     }
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(SCHEMA);
+      this.sql.exec(refunds.REFUNDS_SCHEMA);
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('outbox_v2', '1')");
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('config', ?)", JSON.stringify(config));
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('event', ?)", JSON.stringify(event));
@@ -946,7 +1065,7 @@ export class Inventory extends DurableObject<Env> {
         const settlement: LedgerSettlement = {
           holdKey: reservationKey(row.id),
           eventId,
-          quantity: row.quantity,
+          quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
           state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
           expiresAt: row.expires_at,
           version: note.version,
@@ -984,6 +1103,8 @@ export class Inventory extends DurableObject<Env> {
       .one().t;
     if (oldestCheckout !== null) candidates.push(oldestCheckout + this.timings.timeoutMs);
     if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
+    if (this.sql.exec("SELECT 1 FROM refund_parts WHERE confirmed = 0 LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
+    if (this.sql.exec("SELECT 1 FROM cancellation WHERE done = 0").toArray().length) candidates.push(Date.now() + 100);
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));
   }
 

@@ -2,7 +2,15 @@ import { z } from "zod";
 import { chunk } from "./chunk";
 
 /** Kinds of analytics events (the funnel and the sales). */
-const ANALYTICS_KINDS = ["queue.joined", "queue.admitted", "hold.created", "hold.expired", "hold.released", "order.paid"] as const;
+const ANALYTICS_KINDS = [
+  "queue.joined",
+  "queue.admitted",
+  "hold.created",
+  "hold.expired",
+  "hold.released",
+  "order.paid",
+  "order.refunded",
+] as const;
 
 /**
  * One raw analytics event, the message of the analytics queue. `id` makes it idempotent (a redelivery or

@@ -27,7 +27,7 @@ export const buyerNoticeMessage = z.object({
 export type BuyerNoticeMessage = z.input<typeof buyerNoticeMessage>;
 
 /** Queues buyer notices (validated first: a bad producer fails loudly). */
-async function sendBuyerNotice(queue: Queue, notices: BuyerNoticeMessage[]): Promise<void> {
+export async function sendBuyerNotice(queue: Queue, notices: BuyerNoticeMessage[]): Promise<void> {
   if (!notices.length) return;
   await queue.sendBatch(notices.map((n) => ({ body: buyerNoticeMessage.parse(n), contentType: "json" as const })));
 }

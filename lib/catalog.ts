@@ -83,6 +83,7 @@ export function eventDocFromRow(row: schema.EventRow): EventDoc {
     minPrice: row.minPrice,
     capacity: row.capacity,
     sections: row.sections as Section[],
+    status: row.status,
     version: row.version,
     updatedAt: row.updatedAt,
   };
@@ -152,6 +153,29 @@ export async function updateEvent(
     })
     .where(eq(schema.events.id, id))
     .returning();
+  if (!row) throw new ApiError("not_found", `No event ${id}.`);
+  const doc = eventDocFromRow(row);
+  await publishAfterChange(deps, doc);
+  return doc;
+}
+
+/**
+ * Marks an event cancelled (idempotent: a cancelled event is answered as it is), then publishes its read
+ * models like any change. The caller checked who may cancel it.
+ */
+export async function cancelEventInCatalog(deps: CatalogDeps, id: string): Promise<EventDoc> {
+  const current = await findEventRow(deps.db, id);
+  if (!current) throw new ApiError("not_found", `No event ${id}.`);
+  const row =
+    current.status === "cancelled"
+      ? current
+      : (
+          await deps.db
+            .update(schema.events)
+            .set({ status: "cancelled", version: current.version + 1, updatedAt: new Date().toISOString() })
+            .where(eq(schema.events.id, id))
+            .returning()
+        )[0];
   if (!row) throw new ApiError("not_found", `No event ${id}.`);
   const doc = eventDocFromRow(row);
   await publishAfterChange(deps, doc);

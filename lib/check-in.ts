@@ -4,7 +4,7 @@ import { inventoryName, parseLocatedId } from "./hold-id";
 import { doCallError, type InventoryNamespace, inventoryStub, isInventoryOf } from "./holds";
 import { log } from "./log";
 import { metric } from "./metric-catalog";
-import type { Order, TicketStatus } from "./order";
+import { type Order, orderStatusOf, type TicketStatus } from "./order";
 import { type OrganizerEventMessage, sendOrganizerEvent } from "./organizer-webhooks";
 import { ApiError } from "./problem";
 import type { CheckInResult, CheckInRow, TicketView } from "./ticket-status";
@@ -59,7 +59,10 @@ export async function withLiveTicketStatus(inventory: InventoryNamespace, orders
       for (const [ticketId, status] of Object.entries(marked)) statuses.set(ticketId, status);
     }),
   );
-  return orders.map((o) => ({ ...o, tickets: o.tickets.map((t) => ({ ...t, status: statuses.get(t.id) ?? t.status })) }));
+  return orders.map((o) => {
+    const tickets = o.tickets.map((t) => ({ ...t, status: statuses.get(t.id) ?? t.status }));
+    return { ...o, tickets, status: orderStatusOf(tickets) };
+  });
 }
 
 /** A first check-in. */

@@ -166,6 +166,8 @@ export const eventSchema = z.object({
   minPrice: z.number().int(),
   capacity: z.number().int(),
   sections: z.array(sectionSchema),
+  /** `cancelled` after POST /v1/events/:id/cancel (holds and orders answer 409 event_cancelled). */
+  status: z.enum(["scheduled", "cancelled"]),
   version: z.number().int(),
   updatedAt: z.string(),
 });

@@ -117,6 +117,7 @@ export async function placeHold(
   opts: { now?: number; availability?: SectionAvailability } = {},
 ): Promise<HoldView> {
   const now = opts.now ?? Date.now();
+  if (event.status === "cancelled") throw new ApiError("event_cancelled", "This event is cancelled.");
   if (now < Date.parse(event.saleStartsAt)) throw new ApiError("sale_not_started", `The sale opens at ${event.saleStartsAt}.`);
   const section = event.sections.find((s) => s.id === input.sectionId);
   if (!section)

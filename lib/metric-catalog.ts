@@ -60,7 +60,7 @@ export const metric = {
   }),
   refunds: counter({
     name: "breakwater_refunds_total",
-    help: "Charges refunded because no order could be made",
+    help: "Refunds the provider confirmed, by reason (a checkout that could not make its order, an organizer refund, an event cancelled)",
     labels: ["reason"],
   }),
   breakerState: gauge({

@@ -1,4 +1,4 @@
-import type { Order, OrderMessage } from "./order";
+import { type Order, type OrderMessage, type OrderRefundedMessage, orderStatusOf, type TicketStatus } from "./order";
 import { parseTraceparent } from "./trace";
 
 /**
@@ -26,6 +26,11 @@ export interface OrderStore {
    * is read page by page: `after` = the last id of the previous page.
    */
   allOrderIds(page?: { after?: string; limit?: number }): Promise<string[]>;
+  /**
+   * Voids the tickets of a refund (idempotent; the order's status follows from its tickets). `missing` when
+   * the order is not stored yet (its own message is still on the way: the caller retries).
+   */
+  applyRefund(msg: OrderRefundedMessage): Promise<"applied" | "missing">;
   /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
   recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
 }
@@ -73,11 +78,12 @@ export function toView(
     currency: string;
     paidAt: string;
   },
-  tickets: { id: string; seat: string; code: string }[],
+  tickets: { id: string; seat: string; code: string; status?: TicketStatus }[],
 ): StoredOrderRow {
+  const status = orderStatusOf(tickets);
   return {
     id: r.id,
-    status: "paid",
+    status,
     eventId: r.eventId,
     sectionId: r.sectionId,
     holdId: r.holdId,
@@ -85,9 +91,9 @@ export function toView(
     quantity: r.quantity,
     total: r.total,
     currency: r.currency,
-    // The shard does not see check-ins or voids: GET /v1/orders overlays each ticket's status from the
-    // Inventory DO that keeps it (lib/ticket-status.ts).
-    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code, status: "valid" as const })),
+    // Refunds reach the shard (void, through the orders queue); check-ins do not: GET /v1/orders overlays
+    // each ticket's live status from the Inventory DO that keeps it (lib/check-in.ts).
+    tickets: tickets.map((t) => ({ id: t.id, seat: t.seat, code: t.code, status: t.status ?? "valid" })),
     createdAt: new Date(r.paidAt).toISOString(),
   };
 }

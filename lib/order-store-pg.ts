@@ -1,9 +1,9 @@
-import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import * as pg from "./db/shard-schema-pg";
 import { failIfFaulted } from "./faults";
-import type { OrderMessage } from "./order";
+import type { OrderMessage, OrderRefundedMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-rows";
 
 /**
@@ -72,6 +72,18 @@ export class PgOrderStore implements OrderStore {
       .orderBy(asc(pg.orders.id));
     const rows = await (page.limit === undefined ? q : q.limit(page.limit));
     return rows.map((r) => r.id);
+  }
+
+  async applyRefund(msg: OrderRefundedMessage): Promise<"applied" | "missing"> {
+    failIfFaulted("shard_writes", `shard ${this.name} write failed`);
+    return this.db.transaction(async (tx) => {
+      await tx
+        .update(pg.tickets)
+        .set({ status: "void" })
+        .where(and(eq(pg.tickets.orderId, msg.orderId), inArray(pg.tickets.id, msg.tickets)));
+      const found = await tx.select({ id: pg.orders.id }).from(pg.orders).where(eq(pg.orders.id, msg.orderId));
+      return found.length ? "applied" : "missing";
+    });
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {

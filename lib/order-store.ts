@@ -1,11 +1,11 @@
-import { asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { chunk } from "./chunk";
 import { config } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
 import { failIfFaulted } from "./faults";
-import type { OrderMessage } from "./order";
+import type { OrderMessage, OrderRefundedMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, TICKETS_PER_STATEMENT, ticketColumns, toView } from "./order-rows";
 import { PgOrderStore } from "./order-store-pg";
 
@@ -69,6 +69,18 @@ export class D1OrderStore implements OrderStore {
       .orderBy(asc(d1.orders.id));
     const rows = await (page.limit === undefined ? q : q.limit(page.limit));
     return rows.map((r) => r.id);
+  }
+
+  async applyRefund(msg: OrderRefundedMessage): Promise<"applied" | "missing"> {
+    failIfFaulted("shard_writes", `shard ${this.name} write failed`);
+    const [, found] = await this.db.batch([
+      this.db
+        .update(d1.tickets)
+        .set({ status: "void" })
+        .where(and(eq(d1.tickets.orderId, msg.orderId), inArray(d1.tickets.id, msg.tickets))),
+      this.db.select({ id: d1.orders.id }).from(d1.orders).where(eq(d1.orders.id, msg.orderId)),
+    ]);
+    return found.length ? "applied" : "missing";
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {

@@ -22,8 +22,15 @@ const issuedTicketSchema = z.object({ id: z.string().min(1), seat: z.string().mi
 const ticketSchema = issuedTicketSchema.extend({ status: ticketStatus });
 export type Ticket = z.output<typeof ticketSchema>;
 
-/** Order states of the API. */
-const orderStatus = z.enum(["paid"]);
+/** Order states of the API: paid, then partially refunded (some tickets void) or refunded (all void). */
+const orderStatus = z.enum(["paid", "partially_refunded", "refunded"]);
+export type OrderStatus = z.output<typeof orderStatus>;
+
+/** An order's status from its tickets: paid while none is void, refunded once all are, else partially refunded. */
+export function orderStatusOf(tickets: { status?: TicketStatus }[]): OrderStatus {
+  const voided = tickets.filter((t) => t.status === "void").length;
+  return voided === 0 ? "paid" : voided === tickets.length ? "refunded" : "partially_refunded";
+}
 
 /** The API's `order` (POST /v1/orders, GET /v1/orders/:id, GET /v1/orders). */
 export const orderSchema = z.object({
@@ -99,3 +106,40 @@ export interface RefundRecord {
   chargeId: string | null;
   attempts: number;
 }
+
+/**
+ * The orders-queue message of a refund (the shard's copy of the order follows the Inventory DO): the
+ * tickets this refund voided and the follow-ups it owes (buyer notice, `order.refunded` webhook, analytics).
+ * Idempotent per `refundKey`; the shard derives the order's status from its tickets, so messages may
+ * arrive in any order and more than once.
+ */
+export const orderRefundedMessage = z.object({
+  v: z.literal(1),
+  kind: z.literal("order.refunded"),
+  refundKey: id,
+  orderId: id,
+  userId: id,
+  eventId: id,
+  /** Tickets voided by this refund. */
+  tickets: z.array(z.string().min(1)).min(1),
+  /** The order's status after this refund, as the Inventory DO saw it. */
+  status: orderStatus.exclude(["paid"]),
+  amount: z.number().int().nonnegative(),
+  currency: z.string().length(3),
+  /** Why: `organizer` (POST /v1/orders/:id/refund) or `event.cancelled`. */
+  cause: z.enum(["organizer", "event.cancelled"]),
+  reason: z.string().max(500).optional(),
+  refundedAt: z.iso.datetime({ offset: true }),
+});
+export type OrderRefundedMessage = z.output<typeof orderRefundedMessage>;
+
+/** The refunds-queue message: refund what is left of one paid order of a cancelled event. */
+export const refundRequestMessage = z.object({
+  v: z.literal(1),
+  kind: z.literal("order.refund"),
+  orderId: id,
+  eventId: id,
+  cause: z.literal("event.cancelled"),
+  reason: z.string().max(500).optional(),
+});
+export type RefundRequestMessage = z.output<typeof refundRequestMessage>;

@@ -59,6 +59,25 @@ export interface PaymentProvider {
    * false` when there was none. `charge` is the amount of the original request (the card provider needs it).
    */
   voidCharge(idempotencyKey: string, signal?: AbortSignal, charge?: ChargeAmount): Promise<{ refunded: boolean; chargeId?: string }>;
+  /**
+   * Refunds `amount` of the successful charge made under `req.chargeKey`, idempotently per `req.refundKey`:
+   * the same refund key refunds once however often it is sent (an organizer's refund of some tickets; a
+   * charge may carry several). Throws {@link PaymentUnavailableError} when the outcome is unknown (retry
+   * with the same key); `refunded: false` when there is no successful charge under that key.
+   */
+  refund(req: RefundRequest): Promise<{ refunded: boolean; chargeId?: string }>;
+}
+
+/** A refund of part (or all) of a charge. */
+interface RefundRequest {
+  /** Idempotency key of this refund (one per refund, never reused for another amount). */
+  refundKey: string;
+  /** Idempotency key of the charge it refunds (the checkout attempt's payment key). */
+  chargeKey: string;
+  /** The amount to refund (minor units). */
+  amount: number;
+  /** The original charge (a card provider re-derives its request to find it). */
+  charge: ChargeAmount;
 }
 
 // ───────────────────────────── sandbox ─────────────────────────────
@@ -73,6 +92,8 @@ export interface SandboxCharge {
   /** When it was charged, and refunded (ISO). */
   chargedAt?: string;
   refundedAt?: string;
+  /** Refunds of some or all of it (organizer refunds, cancellations), one per refund key. */
+  refunds?: { key: string; amount: number; at: string }[];
 }
 
 /**
@@ -211,6 +232,24 @@ export function sandboxProvider(opts: { slowMs?: number; ledger?: SandboxLedgerS
       if (!c || c.status === "refunded") return { refunded: false };
       c.status = "refunded";
       c.refundedAt = new Date().toISOString();
+      await ledger?.put(c);
+      return { refunded: true, chargeId: c.chargeId };
+    },
+    async refund(req) {
+      outage("refund");
+      const c = await known(req.chargeKey);
+      if (!c) return { refunded: false };
+      const refunds = c.refunds ?? [];
+      if (refunds.some((r) => r.key === req.refundKey)) return { refunded: true, chargeId: c.chargeId };
+      const back = refunds.reduce((n, r) => n + r.amount, 0);
+      if (c.status === "refunded" || back + req.amount > c.amount)
+        throw new Error(`sandbox: refund of ${req.amount} exceeds what is left of ${c.chargeId}`);
+      const at = new Date().toISOString();
+      c.refunds = [...refunds, { key: req.refundKey, amount: req.amount, at }];
+      if (back + req.amount === c.amount) {
+        c.status = "refunded";
+        c.refundedAt = at;
+      }
       await ledger?.put(c);
       return { refunded: true, chargeId: c.chargeId };
     },

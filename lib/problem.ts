@@ -28,7 +28,9 @@ export type ErrorCode =
   | "overloaded"
   | "payload_too_large"
   | "unsupported_media_type"
-  | "internal_error";
+  | "internal_error"
+  | "not_refundable"
+  | "event_cancelled";
 
 /** HTTP status for each code. */
 export const codeToStatus = {
@@ -54,6 +56,8 @@ export const codeToStatus = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   internal_error: 500,
+  not_refundable: 409,
+  event_cancelled: 409,
 } as const satisfies Record<ErrorCode, number>;
 
 const titles: Record<ErrorCode, string> = {
@@ -79,6 +83,8 @@ const titles: Record<ErrorCode, string> = {
   payload_too_large: "The request body is too large",
   unsupported_media_type: "Unsupported media type",
   internal_error: "Internal error",
+  not_refundable: "The ticket cannot be refunded",
+  event_cancelled: "The event is cancelled",
 };
 
 /** One field-level problem, as reported for `validation_failed`. */

@@ -60,7 +60,8 @@ export async function eventStats(db: CatalogDb, eventId: string, minutes = 60, n
     .where(and(eq(analyticsMinute.eventId, eventId), eq(analyticsMinute.kind, "order.paid"), gte(analyticsMinute.minute, since)))
     .orderBy(desc(analyticsMinute.minute));
   return {
-    revenue: by("order.paid")?.amount ?? 0,
+    // Refunds (organizer refunds, cancellations) give money back: revenue is what was kept.
+    revenue: (by("order.paid")?.amount ?? 0) - (by("order.refunded")?.amount ?? 0),
     ordersPerMinute: recent.reverse().map((r) => ({ minute: r.minute, orders: r.count, tickets: r.quantity, revenue: r.amount })),
     funnel: {
       joined: by("queue.joined")?.count ?? 0,

@@ -147,6 +147,19 @@ export function stripeProvider(settings: { secretKey: string; apiUrl: string | n
         throw unavailable(err) ?? err;
       }
     },
+    async refund(req) {
+      try {
+        const pi = await intentOf(req.chargeKey, req.charge);
+        if (pi.status !== "succeeded") return { refunded: false, chargeId: pi.id };
+        await stripe.refunds.create(
+          { payment_intent: pi.id, amount: req.amount, metadata: { [PAYMENT_KEY_METADATA]: req.chargeKey } },
+          { idempotencyKey: req.refundKey },
+        );
+        return { refunded: true, chargeId: pi.id };
+      } catch (err) {
+        throw unavailable(err) ?? err;
+      }
+    },
   };
 }
 

@@ -33,9 +33,12 @@ export async function parseOrDeadLetter<S extends z.ZodType>(
   return null;
 }
 
-/** The retry policy of a queue: orders wait longer, so a shard outage is outlasted rather than raced through. */
+/**
+ * The retry policy of a queue: orders and refunds wait longer, so a shard or payment-provider outage is
+ * outlasted rather than raced through.
+ */
 export const retryPolicyFor = (queue: string): QueueRetryPolicy =>
-  queue === "breakwater-orders" ? ORDERS_QUEUE_RETRY : DEFAULT_QUEUE_RETRY;
+  queue === "breakwater-orders" || queue === "breakwater-refunds" ? ORDERS_QUEUE_RETRY : DEFAULT_QUEUE_RETRY;
 
 /** Retries a message later with exponential backoff and jitter (the queue's policy), logging why and counting it. */
 export function retryLater(queue: string, msg: Message, context: Record<string, unknown>, err: unknown): void {

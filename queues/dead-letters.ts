@@ -13,6 +13,7 @@ export const QUEUES = {
   "breakwater-orders": "ORDERS_QUEUE",
   "breakwater-notifications": "NOTIFICATIONS_QUEUE",
   "breakwater-analytics": "ANALYTICS_QUEUE",
+  "breakwater-refunds": "REFUNDS_QUEUE",
 } as const satisfies Record<string, keyof Env>;
 type QueueName = keyof typeof QUEUES;
 /** The producer bindings of the queues. */

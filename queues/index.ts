@@ -12,6 +12,7 @@ import type { DeadLetterSink } from "./consume";
 import { consumeDeadLetters, recordDeadLetter } from "./dead-letters";
 import { consumeNotifications } from "./notifications";
 import { consumeOrders } from "./orders";
+import { consumeRefunds } from "./refunds";
 
 /** Confirms stored orders to the Inventory DOs that recorded them (one call per DO). */
 async function confirmStored(inventory: Env["INVENTORY"], orderIds: string[]): Promise<void> {
@@ -25,6 +26,20 @@ async function confirmStored(inventory: Env["INVENTORY"], orderIds: string[]): P
     byObject.set(key, entry);
   }
   await Promise.all([...byObject.values()].map(({ loc, ids }) => inventoryStub(inventory, loc).confirmStored(ids)));
+}
+
+/** Confirms refunds stored in their shards to the Inventory DOs that recorded them (one call per DO). */
+async function confirmRefunds(inventory: Env["INVENTORY"], refunds: { orderId: string; refundKey: string }[]): Promise<void> {
+  const byObject = new Map<string, { loc: NonNullable<ReturnType<typeof parseLocatedId>>; keys: string[] }>();
+  for (const r of refunds) {
+    const loc = parseLocatedId("ord", r.orderId);
+    if (!loc) continue;
+    const key = `${loc.eventId}:${loc.sectionId}:${loc.shard}`;
+    const entry = byObject.get(key) ?? { loc, keys: [] };
+    entry.keys.push(r.refundKey);
+    byObject.set(key, entry);
+  }
+  await Promise.all([...byObject.values()].map(({ loc, keys }) => inventoryStub(inventory, loc).confirmRefunds(keys)));
 }
 
 /**
@@ -47,6 +62,7 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
             analytics: env.ANALYTICS_QUEUE,
             deadLetter,
             confirmStored: (ids) => confirmStored(env.INVENTORY, ids),
+            confirmRefunds: (r) => confirmRefunds(env.INVENTORY, r),
           });
         else
           await consumeNotifications(batch, {
@@ -70,9 +86,12 @@ export async function handleQueue(batch: MessageBatch, env: Env, ctx: ExecutionC
     }
     case "breakwater-analytics":
       return consumeAnalytics(batch, { catalog: env.CATALOG_DB, deadLetter });
+    case "breakwater-refunds":
+      return consumeRefunds(batch, { inventory: env.INVENTORY, deadLetter });
     case "breakwater-orders-dlq":
     case "breakwater-notifications-dlq":
     case "breakwater-analytics-dlq":
+    case "breakwater-refunds-dlq":
       return consumeDeadLetters(batch, { catalog: env.CATALOG_DB, lastResort: env.CATALOG_KV });
     default:
       // A queue bound in wrangler.toml without a consumer here: keep its messages (they reach its DLQ).

@@ -1,11 +1,16 @@
+import { z } from "zod";
 import { type AnalyticsEvent, analyticsEvent } from "../lib/analytics-event";
 import { chunk } from "../lib/chunk";
 import { log } from "../lib/log";
-import { type OrderMessage, orderMessage } from "../lib/order";
+import { type OrderMessage, type OrderRefundedMessage, orderMessage, orderRefundedMessage } from "../lib/order";
 import type { OrderStore } from "../lib/order-rows";
 import { shardFor } from "../lib/shards";
 import { acknowledge, count, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
+import { consumeRefundedOrders } from "./order-refunds";
+
+/** The orders queue carries paid orders and their refunds (the shard's copy follows the Inventory DO). */
+const ordersQueueMessage = z.union([orderMessage, orderRefundedMessage]);
 
 /** Sends an order message (validated once, where checkout made it: {@link orderMessage}). */
 export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> {
@@ -77,6 +82,8 @@ export interface OrdersConsumerDeps {
    * outbox (which re-sends an order until this confirmation arrives).
    */
   confirmStored: (orderIds: string[]) => Promise<void>;
+  /** The same for refunds (they leave the DO's refund outbox; without it the outbox re-sends, harmlessly). */
+  confirmRefunds?: (refunds: { orderId: string; refundKey: string }[]) => Promise<void>;
 }
 
 interface Pending {
@@ -100,14 +107,20 @@ interface Pending {
  */
 export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDeps): Promise<void> {
   const byShard = new Map<string, Pending[]>();
+  const refunds: { msg: Message; refund: OrderRefundedMessage }[] = [];
   for (const msg of batch.messages) {
-    const order = await parseOrDeadLetter(orderMessage, batch.queue, msg, deps.deadLetter);
+    const order = await parseOrDeadLetter(ordersQueueMessage, batch.queue, msg, deps.deadLetter);
     if (!order) continue;
+    if (order.kind === "order.refunded") {
+      refunds.push({ msg, refund: order });
+      continue;
+    }
     const shard = shardFor(order.userId, deps.shards);
     byShard.set(shard, [...(byShard.get(shard) ?? []), { msg, order, shard }]);
   }
   const stored: Pending[] = [];
-  await Promise.all(
+  // Paid orders first: a refund in the same batch then finds its order in the shard.
+  const storing = Promise.all(
     [...byShard].map(async ([shard, pending]) => {
       let failure: unknown;
       for (const p of pending) {
@@ -125,6 +138,9 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
       }
     }),
   );
+  await storing;
+  if (refunds.length)
+    await consumeRefundedOrders(batch.queue, refunds, { ...deps, confirmRefunds: deps.confirmRefunds ?? (async () => {}) });
   if (!stored.length) return;
   try {
     const unique = [...new Map(stored.map((p) => [p.order.orderId, followUps(p.order, p.shard)])).values()];

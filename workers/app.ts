@@ -17,6 +17,7 @@ import { organizerWebhooks } from "./routes/organizer-webhooks";
 import { pages } from "./routes/pages";
 import { paymentWebhooks } from "./routes/payment-webhooks";
 import { queue } from "./routes/queue";
+import { refunds } from "./routes/refunds";
 import { rehearsal } from "./routes/rehearsal";
 import { stats } from "./routes/stats";
 import { system } from "./routes/system";
@@ -74,6 +75,7 @@ function buildApp(): Hono<AppEnv> {
   app.route("/", queue);
   app.route("/", orders);
   app.route("/", tickets);
+  app.route("/", refunds);
   app.route("/", paymentWebhooks);
   app.route("/", organizerWebhooks);
   app.route("/", admin);

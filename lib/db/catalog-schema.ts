@@ -23,6 +23,10 @@ export const events = sqliteTable(
     minPrice: integer("min_price").notNull(),
     capacity: integer("capacity").notNull(),
     soldOut: integer("sold_out", { mode: "boolean" }).notNull().default(false),
+    /** `scheduled`, or `cancelled` (POST /v1/events/:id/cancel: no more holds or orders; paid orders refunded). */
+    status: text("status", { enum: ["scheduled", "cancelled"] })
+      .notNull()
+      .default("scheduled"),
     version: integer("version").notNull().default(1),
     createdAt: text("created_at").notNull(),
     updatedAt: text("updated_at").notNull(),

@@ -29,6 +29,10 @@ export const tickets = pgTable(
     orderId: text("order_id").notNull(),
     seat: text("seat").notNull(),
     code: text("code").notNull(),
+    /** `valid`, or `void` once refunded (the Inventory DO owns the state; the orders queue copies refunds here). */
+    status: text("status", { enum: ["valid", "void", "used"] })
+      .notNull()
+      .default("valid"),
   },
   (t) => [index("tickets_order_idx").on(t.orderId)],
 );

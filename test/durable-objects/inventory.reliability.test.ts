@@ -131,6 +131,7 @@ describe("the buyer's ledger follows the hold (#1)", () => {
       name: "sandbox",
       charge: () => new Promise((resolve) => (answer = resolve)),
       voidCharge: async () => ({ refunded: false }),
+      refund: async () => ({ refunded: false }),
     };
     const dead = checkout(
       deps({ provider: hanging, policy: { timeoutMs: 600_000, retries: 0, backoffBaseMs: 1, backoffCapMs: 1 } }),

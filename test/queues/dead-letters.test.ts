@@ -62,7 +62,13 @@ describe("dead-letter queues", () => {
     const analytics = recordingQueue();
     const notifications = recordingQueue();
     const replayed = await replayDeadLetters(
-      { CATALOG_DB: env.CATALOG_DB, ORDERS_QUEUE: recordingQueue(), NOTIFICATIONS_QUEUE: notifications, ANALYTICS_QUEUE: analytics },
+      {
+        CATALOG_DB: env.CATALOG_DB,
+        ORDERS_QUEUE: recordingQueue(),
+        NOTIFICATIONS_QUEUE: notifications,
+        ANALYTICS_QUEUE: analytics,
+        REFUNDS_QUEUE: recordingQueue(),
+      },
       { queue: "breakwater-analytics" },
     );
     const mine = replayed.filter((id) => id.startsWith(`breakwater-analytics:${tag}-`));
@@ -97,7 +103,13 @@ describe("dead-letter queues", () => {
     };
     const ids = Array.from({ length: 150 }, (_, i) => `breakwater-orders:${tag}-${i}`);
     const replayed = await replayDeadLetters(
-      { CATALOG_DB: env.CATALOG_DB, ORDERS_QUEUE: orders, NOTIFICATIONS_QUEUE: recordingQueue(), ANALYTICS_QUEUE: recordingQueue() },
+      {
+        CATALOG_DB: env.CATALOG_DB,
+        ORDERS_QUEUE: orders,
+        NOTIFICATIONS_QUEUE: recordingQueue(),
+        ANALYTICS_QUEUE: recordingQueue(),
+        REFUNDS_QUEUE: recordingQueue(),
+      },
       { ids },
     );
     expect(replayed.sort()).toEqual([...ids].sort());
@@ -112,7 +124,13 @@ describe("dead-letter queues", () => {
     const down = recordingQueue({ fail: () => true });
     await expect(
       replayDeadLetters(
-        { CATALOG_DB: env.CATALOG_DB, ORDERS_QUEUE: down, NOTIFICATIONS_QUEUE: recordingQueue(), ANALYTICS_QUEUE: recordingQueue() },
+        {
+          CATALOG_DB: env.CATALOG_DB,
+          ORDERS_QUEUE: down,
+          NOTIFICATIONS_QUEUE: recordingQueue(),
+          ANALYTICS_QUEUE: recordingQueue(),
+          REFUNDS_QUEUE: recordingQueue(),
+        },
         { ids: [`breakwater-orders:${tag}-o`] },
       ),
     ).rejects.toThrow("queue unavailable");

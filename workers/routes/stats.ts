@@ -8,6 +8,7 @@ import { EVENT_ID } from "../../lib/ids";
 import { orderStores, shardNames } from "../../lib/order-store";
 import { ApiError } from "../../lib/problem";
 import { reconcileEvent } from "../../lib/reconcile";
+import { cancellationProgress } from "../../lib/refunds";
 import { eventStats } from "../../lib/rollups";
 import { principalOf } from "../http";
 import { route } from "../route";
@@ -24,6 +25,10 @@ const statsSchema = z.object({
     z.object({ minute: z.string(), orders: z.number().int(), tickets: z.number().int(), revenue: z.number().int() }),
   ),
   funnel: z.object({ joined: z.number().int(), admitted: z.number().int(), held: z.number().int(), paid: z.number().int() }),
+  cancellation: z
+    .object({ orders: z.number().int(), refunded: z.number().int() })
+    .optional()
+    .describe("A cancelled event's refunds: orders with valid tickets when it was cancelled, and how many are refunded (exact)"),
 });
 const reconciliationSchema = z.object({
   eventId: z.string(),
@@ -57,9 +62,10 @@ route(
     const who = principalOf(c);
     if (!row || (who.role !== "admin" && row.organizerId !== who.sub)) throw new ApiError("not_found", `No event ${id}.`);
     const event = eventDocFromRow(row);
-    const [snapshot, figures] = await Promise.all([
+    const [snapshot, figures, progress] = await Promise.all([
       availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event),
       eventStats(db, id),
+      event.status === "cancelled" ? cancellationProgress(c.env.INVENTORY, event) : null,
     ]);
     // Joined and admitted are counted exactly by the WaitingRoom DO (no analytics message per join).
     if (event.waitingRoom.enabled) {
@@ -77,6 +83,7 @@ route(
         currency: event.currency,
         ordersPerMinute: figures.ordersPerMinute,
         funnel: figures.funnel,
+        ...(progress ? { cancellation: { orders: progress.total, refunded: progress.refunded } } : {}),
       },
       200,
       { "Cache-Control": "private, max-age=5" },

@@ -1,0 +1,1 @@
+ALTER TABLE `events` ADD `status` text DEFAULT 'scheduled' NOT NULL;

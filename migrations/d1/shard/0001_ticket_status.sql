@@ -1,0 +1,1 @@
+ALTER TABLE `tickets` ADD `status` text DEFAULT 'valid' NOT NULL;

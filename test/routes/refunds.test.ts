@@ -1,0 +1,201 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
+import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
+import { expectInventoryInvariants } from "../inventory-helpers";
+import { eventually } from "../queues/helpers";
+
+interface TicketBody {
+  id: string;
+  seat: string;
+  code: string;
+  status?: string;
+}
+interface OrderBody {
+  id: string;
+  status: string;
+  eventId: string;
+  seats: string[];
+  total: number;
+  tickets: TicketBody[];
+}
+
+let organizer: string;
+let ev: EventBody;
+beforeAll(async () => {
+  organizer = await tokenFor("org-refunds", "organizer");
+  ev = await createEvent(organizer, { perCustomerLimit: 2 });
+});
+beforeEach(() => {
+  resetSandbox();
+  resetBreakers();
+});
+
+const hold = (token: string, body: unknown, eventId = ev.id) => call(`/v1/events/${eventId}/holds`, { method: "POST", token, json: body });
+
+/** Holds `body` and pays it; returns the paid order. */
+async function buy(token: string, body: unknown, eventId = ev.id): Promise<OrderBody> {
+  const h = await hold(token, body, eventId);
+  expect(h.status).toBe(201);
+  const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+  const paid = await call("/v1/orders", { method: "POST", token, json: { holdId, payment: { method: "sandbox", token: "tok_ok" } } });
+  expect(paid.status).toBe(201);
+  return ((await paid.json()) as { order: OrderBody }).order;
+}
+
+const refund = (orderId: string, body: unknown = {}, key?: string, token = organizer) =>
+  call(`/v1/orders/${orderId}/refund`, { method: "POST", token, json: body, headers: key ? { "Idempotency-Key": key } : {} });
+
+/** The seat map's status of `seat` (polled: the map is cached for a second). */
+async function seatStatus(seat: string): Promise<string | undefined> {
+  const map = (await (await call(`/v1/events/${ev.id}/sections/a/seats`)).json()) as { seats: { id: string; status: string }[] };
+  return map.seats.find((s) => s.id === seat)?.status;
+}
+
+/** The charge the sandbox made for an order (its idempotency key is `<orderId>:<attempt>`). */
+const chargeOf = (orderId: string) => sandboxLedger().find((c) => c.idempotencyKey.startsWith(`${orderId}:`));
+
+describe("POST /v1/orders/:id/refund", () => {
+  it("refunds a whole order: seats back on sale and sold again, the buyer may buy again, one provider refund, the shard follows", async () => {
+    const first = await tokenFor("refund-buyer-1");
+    const order = await buy(first, { sectionId: "a", seats: ["1-1", "1-2"] });
+    // At the per-customer limit (2): no more holds for this buyer.
+    const over = await hold(first, { sectionId: "a", seats: ["2-1"] });
+    expect([over.status, ((await over.json()) as Problem).code]).toEqual([422, "limit_exceeded"]);
+
+    const res = await refund(order.id, { reason: "changed plans" }, "refund-key-1");
+    expect(res.status).toBe(200);
+    const body = await res.text();
+    const refunded = (JSON.parse(body) as { order: OrderBody }).order;
+    expect(refunded.status).toBe("refunded");
+    expect(refunded.tickets.map((t) => t.status)).toEqual(["void", "void"]);
+    // The same Idempotency-Key answers the same refund, and refunds nothing more.
+    const again = await refund(order.id, { reason: "changed plans" }, "refund-key-1");
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe(body);
+    // Another refund of the void tickets is refused.
+    const twice = await refund(order.id, {}, "refund-key-2");
+    expect([twice.status, ((await twice.json()) as Problem).code]).toEqual([409, "not_refundable"]);
+
+    // The provider refunded the charge exactly once, in full.
+    const charge = chargeOf(order.id);
+    expect(charge?.status).toBe("refunded");
+    expect(charge?.refunds?.map((r) => r.amount)).toEqual([order.total]);
+
+    // The buyer sees it at once.
+    const read = (await (await call(`/v1/orders/${order.id}`, { token: first })).json()) as { order: OrderBody };
+    expect(read.order.status).toBe("refunded");
+
+    // The seats are on sale again (seat map and availability) and another buyer buys one.
+    await eventually(async () => (await seatStatus("1-1")) === "available");
+    const second = await tokenFor("refund-buyer-2");
+    const resold = await buy(second, { sectionId: "a", seats: ["1-1"] });
+    expect(resold.seats).toEqual(["1-1"]);
+    // The first buyer's ledger counts nothing any more: two places again.
+    const rebuy = await buy(first, { sectionId: "a", seats: ["1-2", "2-1"] });
+    expect(rebuy.seats).toEqual(["1-2", "2-1"]);
+
+    const totals = await expectInventoryInvariants(ev);
+    expect(totals.a?.sold).toBe(3);
+    await eventually(async () => {
+      const a = (await (await call(`/v1/events/${ev.id}/availability`)).json()) as { sections: { id: string; sold: number }[] };
+      return a.sections.find((s) => s.id === "a")?.sold === 3;
+    });
+
+    // The buyer's order shard follows through the orders queue (its ticket rows become void).
+    const shardTickets = async () => {
+      const out: string[] = [];
+      for (const shard of [env.SHARD_0, env.SHARD_1])
+        for (const r of (await shard.prepare("SELECT status FROM tickets WHERE order_id = ?").bind(order.id).all<{ status: string }>())
+          .results)
+          out.push(r.status);
+      return out;
+    };
+    await eventually(async () => (await shardTickets()).join() === "void,void");
+    const list = (await (await call("/v1/orders", { token: first })).json()) as { orders: OrderBody[] };
+    expect(list.orders.find((o) => o.id === order.id)?.status).toBe("refunded");
+  });
+
+  it("refunds some tickets: partially_refunded, one void; a void ticket again is 409; the provider refunded that part once", async () => {
+    const buyer = await tokenFor("refund-buyer-3");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 });
+    const [one, two] = order.tickets as [TicketBody, TicketBody];
+    const res = await refund(order.id, { tickets: [one.id] }, "partial-1");
+    expect(res.status).toBe(200);
+    const partial = ((await res.json()) as { order: OrderBody }).order;
+    expect(partial.status).toBe("partially_refunded");
+    expect(partial.tickets.map((t) => [t.id, t.status])).toEqual([
+      [one.id, "void"],
+      [two.id, "valid"],
+    ]);
+    for (const [body, key] of [
+      [{ tickets: [one.id] }, "partial-2"],
+      [{}, "partial-3"],
+    ] as const) {
+      const again = await refund(order.id, body, key);
+      expect([again.status, ((await again.json()) as Problem).code]).toEqual([409, "not_refundable"]);
+    }
+    const charge = chargeOf(order.id);
+    expect(charge?.status).toBe("succeeded");
+    expect(charge?.refunds?.map((r) => r.amount)).toEqual([order.total / 2]);
+
+    // The rest: refunded in full, the second half refunded once more.
+    const rest = await refund(order.id, { tickets: [two.id] }, "partial-4");
+    expect(((await rest.json()) as { order: OrderBody }).order.status).toBe("refunded");
+    expect(chargeOf(order.id)?.refunds?.map((r) => r.amount)).toEqual([order.total / 2, order.total / 2]);
+    expect(chargeOf(order.id)?.status).toBe("refunded");
+    await expectInventoryInvariants(ev);
+  });
+
+  it("refuses to refund a checked-in ticket (409 not_refundable), and a refunded ticket does not check in (410 ticket_void)", async () => {
+    const buyer = await tokenFor("refund-buyer-6");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 });
+    const [used, other] = order.tickets as [TicketBody, TicketBody];
+    const checkIn = (code: string) => call(`/v1/events/${ev.id}/check-ins`, { method: "POST", token: organizer, json: { code } });
+    expect((await checkIn(used.code)).status).toBe(200);
+    const refused = await refund(order.id, { tickets: [used.id] }, "used-1");
+    expect([refused.status, ((await refused.json()) as Problem).code]).toEqual([409, "not_refundable"]);
+    const whole = await refund(order.id, {}, "used-2");
+    expect([whole.status, ((await whole.json()) as Problem).code]).toEqual([409, "not_refundable"]);
+    expect(chargeOf(order.id)?.refunds ?? []).toEqual([]);
+    const ok = await refund(order.id, { tickets: [other.id] }, "used-3");
+    const after = ((await ok.json()) as { order: OrderBody }).order;
+    expect(after.tickets.map((t) => t.status)).toEqual(["used", "void"]);
+    expect(after.status).toBe("partially_refunded");
+    const voided = await checkIn(other.code);
+    expect([voided.status, ((await voided.json()) as Problem).code]).toEqual([410, "ticket_void"]);
+    await expectInventoryInvariants(ev);
+  });
+
+  it("hides other organizers' orders (404), refuses buyers (403) and tickets of another order (400)", async () => {
+    const buyer = await tokenFor("refund-buyer-4");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
+    const other = await tokenFor("org-refunds-other", "organizer");
+    const stranger = await refund(order.id, {}, "other-1", other);
+    expect([stranger.status, ((await stranger.json()) as Problem).code]).toEqual([404, "not_found"]);
+    expect((await refund(order.id, {}, "buyer-1", buyer)).status).toBe(403);
+    const foreign = await refund(order.id, { tickets: ["tkt_nope_1"] }, "foreign-1");
+    expect([foreign.status, ((await foreign.json()) as Problem).code]).toEqual([400, "validation_failed"]);
+    const unknown = await refund("ord_nope", {}, "unknown-1");
+    expect(unknown.status).toBe(404);
+    // Nothing was refunded by any of these.
+    expect(chargeOf(order.id)?.refunds ?? []).toEqual([]);
+    const read = (await (await call(`/v1/orders/${order.id}`, { token: buyer })).json()) as { order: OrderBody };
+    expect(read.order.status).toBe("paid");
+    expect(read.order.tickets.map((t) => t.status)).toEqual(["valid"]);
+  });
+
+  it("tells the buyer by mail (the dev mailbox keeps the refund notice)", async () => {
+    const buyer = await tokenFor("refund-buyer-5");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
+    expect((await refund(order.id, { reason: "duplicate purchase" }, "mail-1")).status).toBe(200);
+    await eventually(async () => {
+      const keys = await env.CATALOG_KV.list({ prefix: "dev-mailbox:order.refunded:" });
+      for (const k of keys.keys) {
+        const mail = (await env.CATALOG_KV.get(k.name, "json")) as { text?: string; html?: string } | null;
+        if (JSON.stringify(mail).includes(order.id)) return true;
+      }
+      return false;
+    });
+  });
+});
