@@ -101,7 +101,7 @@ export async function checkInCode(
       });
     case "void":
       throw new ApiError("ticket_void", `Ticket ${r.ticket.id} (${r.ticket.seat}) was refunded: it does not admit.`, {
-        extensions: { ticketId: r.ticket.id },
+        extensions: { ticketId: r.ticket.id, voidedAt: r.voidedAt },
       });
     default:
       throw new ApiError("not_found", "No ticket of this event has this code.");

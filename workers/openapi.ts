@@ -51,6 +51,9 @@ const problemSchema = z.object({
   code: z.enum(Object.keys(codeToStatus) as [keyof typeof codeToStatus, ...(keyof typeof codeToStatus)[]]),
   requestId: z.string(),
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  ticketId: z.string().optional().describe("already_checked_in, ticket_void: the ticket the scanned code is for"),
+  checkedInAt: z.string().optional().describe("already_checked_in: when the ticket was first checked in (ISO 8601)"),
+  voidedAt: z.string().optional().describe("ticket_void: when the ticket was refunded (ISO 8601)"),
 });
 
 const jsonSchema = (schema: z.ZodType, io: "input" | "output") =>

@@ -262,7 +262,9 @@ describe("POST /v1/events/:id/check-ins", () => {
     await voidTicket(t2.id);
     const refused = await checkIn(t2.code);
     expect(refused.status).toBe(410);
-    expect((await refused.json()) as CheckInProblem).toMatchObject({ code: "ticket_void", ticketId: t2.id });
+    const voidProblem = (await refused.json()) as CheckInProblem & { voidedAt?: string };
+    expect(voidProblem).toMatchObject({ code: "ticket_void", ticketId: t2.id });
+    expect(Date.parse(voidProblem.voidedAt ?? "")).toBeGreaterThan(Date.now() - 60_000);
     expect(((await (await getTicket(t2.id, buyer)).json()) as { ticket: TicketBody }).ticket.status).toBe("void");
     // An admin may check in at any event.
     const admin = await tokenFor("tkt-admin", "admin");
