@@ -271,6 +271,60 @@ describe("POST /v1/events/:id/check-ins", () => {
     expect((await checkIn(t1.code, ev.id, admin)).status).toBe(200);
   });
 
+  it("a ticket refunded through the refund route is refused at the gate; a checked-in one cannot be refunded", async () => {
+    const buyer = await tokenFor("tkt-refund", "buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 });
+    const [refunded, used] = order.tickets as [OrderBody["tickets"][0], OrderBody["tickets"][0]];
+    const refund = (ticketId: string) =>
+      call(`/v1/orders/${order.id}/refund`, {
+        method: "POST",
+        token: organizer,
+        json: { tickets: [ticketId] },
+        headers: { "Idempotency-Key": `tkt-refund-${ticketId}` },
+      });
+    expect((await refund(refunded.id)).status).toBe(200);
+    const refused = await checkIn(refunded.code);
+    expect(refused.status).toBe(410);
+    expect(((await refused.json()) as Problem).code).toBe("ticket_void");
+
+    expect((await checkIn(used.code)).status).toBe(200);
+    const late = await refund(used.id);
+    expect(late.status).toBe(409);
+    expect(((await late.json()) as Problem).code).toBe("not_refundable");
+    const read = (await (await call(`/v1/orders/${order.id}`, { token: buyer })).json()) as { order: OrderBody & { status: string } };
+    expect(read.order.tickets.map((t) => t.status)).toEqual(["void", "used"]);
+    expect(read.order.status).toBe("partially_refunded");
+  });
+
+  it("a refund racing check-ins of the same ticket: exactly one of them wins, in the one DO that keeps the ticket", async () => {
+    for (let round = 0; round < 3; round++) {
+      const buyer = await tokenFor(`tkt-race-${round}`, "buyer");
+      const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
+      const ticket = order.tickets[0] as OrderBody["tickets"][0];
+      const [refundAnswer, ...scans] = await Promise.all([
+        call(`/v1/orders/${order.id}/refund`, {
+          method: "POST",
+          token: organizer,
+          json: { tickets: [ticket.id] },
+          headers: { "Idempotency-Key": `tkt-race-${round}` },
+        }),
+        ...Array.from({ length: 5 }, () => checkIn(ticket.code)),
+      ]);
+      const scanStatuses = scans.map((r) => r.status).sort();
+      const status = ((await (await getTicket(ticket.id, buyer)).json()) as { ticket: TicketBody }).ticket.status;
+      if (refundAnswer?.status === 200) {
+        // The refund came first: every scan refused as void.
+        expect(scanStatuses, `round ${round}`).toEqual([410, 410, 410, 410, 410]);
+        expect(status).toBe("void");
+      } else {
+        // A scan came first: one admitted, the refund refused, the ticket used.
+        expect(refundAnswer?.status, `round ${round}`).toBe(409);
+        expect(scanStatuses, `round ${round}`).toEqual([200, 409, 409, 409, 409]);
+        expect(status).toBe("used");
+      }
+    }
+  });
+
   it("announces the first check-in to the organizer's webhook (ticket.checked_in), once", async () => {
     const org = await tokenFor("org-tickets-hook", "organizer");
     const event = await createEvent(org);
