@@ -1,5 +1,9 @@
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { clearFaults, setFault } from "../../lib/faults";
+import { parseLocatedId } from "../../lib/hold-id";
+import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
@@ -41,6 +45,15 @@ async function buy(token: string, body: unknown, eventId = ev.id): Promise<Order
   const paid = await call("/v1/orders", { method: "POST", token, json: { holdId, payment: { method: "sandbox", token: "tok_ok" } } });
   expect(paid.status).toBe(201);
   return ((await paid.json()) as { order: OrderBody }).order;
+}
+
+/** Checks `Breakwater-Signature` independently of the code under test: HMAC-SHA256(secret, "t.body"), hex. */
+async function signatureValid(header: string, body: string, secret: string): Promise<boolean> {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  const mac = Uint8Array.from((m[2] as string).match(/../g) ?? [], (h) => Number.parseInt(h, 16));
+  return crypto.subtle.verify("HMAC", key, mac, new TextEncoder().encode(`${m[1]}.${body}`));
 }
 
 const refund = (orderId: string, body: unknown = {}, key?: string, token = organizer) =>
@@ -197,5 +210,78 @@ describe("POST /v1/orders/:id/refund", () => {
       }
       return false;
     });
+  });
+
+  it("sends the organizer a signed order.refunded webhook per refund, and event.cancelled when the event is cancelled", async () => {
+    const org = await tokenFor("org-refund-hooks", "organizer");
+    const url = `https://hooks.example/refunds-${crypto.randomUUID()}`;
+    const put = await call("/v1/organizers/me/webhook", {
+      method: "PUT",
+      token: org,
+      json: { url, events: ["order.refunded", "event.cancelled"] },
+    });
+    expect(put.status).toBe(200);
+    const own = await createEvent(org, { perCustomerLimit: 4 });
+    const buyer = await tokenFor("refund-hooks-buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 }, own.id);
+    const res = await refund(order.id, { tickets: [(order.tickets[0] as TicketBody).id] }, "hooks-1", org);
+    expect(res.status).toBe(200);
+    const { secret } = (await put.json()) as { secret: string };
+    const published = async () => {
+      const all = (await (await fetch(`${env.TEST_QSTASH.url}/__published`)).json()) as {
+        destination: string;
+        headers: Record<string, string>;
+        body: string;
+      }[];
+      return Promise.all(
+        all
+          .filter((p) => p.destination === url)
+          .map(async (p) => {
+            const body = JSON.parse(p.body) as { type: string; data: Record<string, unknown> };
+            const signed = await signatureValid(p.headers["upstash-forward-breakwater-signature"] ?? "", p.body, secret);
+            return { event: body.type, body, signed };
+          }),
+      );
+    };
+    await eventually(async () => (await published()).some((p) => p.event === "order.refunded"));
+    const refunded = (await published()).find((p) => p.event === "order.refunded");
+    expect(refunded?.signed).toBe(true);
+    expect(refunded?.body.data).toMatchObject({
+      orderId: order.id,
+      tickets: [(order.tickets[0] as TicketBody).id],
+      amount: order.total / 2,
+      status: "partially_refunded",
+      cause: "organizer",
+    });
+    expect((await call(`/v1/events/${own.id}/cancel`, { method: "POST", token: org, json: { reason: "storm" } })).status).toBe(202);
+    await eventually(async () => {
+      const got = await published();
+      return got.some((p) => p.event === "event.cancelled") && got.filter((p) => p.event === "order.refunded").length === 2;
+    });
+    const cancelled = (await published()).filter((p) => p.event === "event.cancelled");
+    expect(cancelled.map((p) => [p.body.data, p.signed])).toEqual([[{ eventId: own.id, reason: "storm" }, true]]);
+    // The cancellation refunded the ticket left, once.
+    expect(chargeOf(order.id)?.refunds?.map((r) => r.amount)).toEqual([order.total / 2, order.total / 2]);
+  });
+
+  it("answers at once when the provider is down, and the Inventory DO's alarm refunds once it is back", async () => {
+    const buyer = await tokenFor("refund-buyer-7");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
+    setFault("payments", { until: Date.now() + 60_000 });
+    try {
+      const res = await refund(order.id, {}, "outage-1");
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { order: OrderBody }).order.status).toBe("refunded");
+      expect(chargeOf(order.id)?.refunds ?? []).toEqual([]);
+    } finally {
+      clearFaults();
+    }
+    const loc = parseLocatedId("ord", order.id);
+    if (!loc) throw new Error("order id not located");
+    await eventually(async () => {
+      await runDurableObjectAlarm(inventoryStub(env.INVENTORY, loc));
+      return chargeOf(order.id)?.status === "refunded";
+    });
+    expect(chargeOf(order.id)?.refunds?.map((r) => r.amount)).toEqual([order.total]);
   });
 });
