@@ -12,11 +12,14 @@ import type { Order, OrderMessage, RefundRecord, StoredOrder, TicketStatus } fro
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import {
+  CHECK_IN_SCHEMA,
   type CheckInResult,
   type CheckInRow,
   checkIn,
   checkInList,
+  nextAnnouncementAt,
   ownTicket,
+  sendAnnouncements,
   type TicketView,
   ticketStatuses,
 } from "../lib/ticket-status";
@@ -164,6 +167,7 @@ export class Inventory extends DurableObject<Env> {
       if (!this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length) return;
       this.sql.exec(SCHEMA);
       this.sql.exec(refunds.REFUNDS_SCHEMA);
+      this.sql.exec(CHECK_IN_SCHEMA);
       this.cancelled = refunds.isCancelled(this.sql);
       this.migrateOutbox();
       const meta = new Map(
@@ -640,9 +644,18 @@ export class Inventory extends DurableObject<Env> {
     return this.config ? (ownTicket(this.sql, orderId, ticketId, userId) ?? null) : null;
   }
 
-  /** Checks a ticket in (`by`: the organizer or admin); exactly once, however many gates scan it at once. */
+  /**
+   * Checks a ticket in (`by`: the organizer or admin); exactly once, however many gates scan it at once. The
+   * first check-in's webhook leaves through this object's outbox (sent now; the alarm re-sends a refusal).
+   */
   checkIn(orderId: string, ticketId: string, by: string): CheckInResult {
-    return this.config ? checkIn(this.sql, orderId, ticketId, by, Date.now()) : { result: "not_found" };
+    if (!this.config) return { result: "not_found" };
+    const r = checkIn(this.sql, orderId, ticketId, by, Date.now());
+    if (r.result === "checked_in") {
+      void sendAnnouncements(this.sql, this.env.NOTIFICATIONS_QUEUE, Date.now(), [ticketId]);
+      this.rescheduleAlarm();
+    }
+    return r;
   }
 
   /** A page of the check-in list (tickets of the orders recorded here, with their status). */
@@ -707,6 +720,7 @@ export class Inventory extends DurableObject<Env> {
     await this.retryRefunds();
     await this.sendRefunded(refunds.refundOutboxDue(this.sql, Date.now()));
     await this.queueCancellationRefunds();
+    await sendAnnouncements(this.sql, this.env.NOTIFICATIONS_QUEUE, Date.now());
     this.rescheduleAlarm();
   }
 
@@ -880,6 +894,7 @@ export class Inventory extends DurableObject<Env> {
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(SCHEMA);
       this.sql.exec(refunds.REFUNDS_SCHEMA);
+      this.sql.exec(CHECK_IN_SCHEMA);
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('outbox_v2', '1')");
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('config', ?)", JSON.stringify(config));
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('event', ?)", JSON.stringify(event));
@@ -1105,6 +1120,8 @@ export class Inventory extends DurableObject<Env> {
     if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (this.sql.exec("SELECT 1 FROM refund_parts WHERE confirmed = 0 LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (this.sql.exec("SELECT 1 FROM cancellation WHERE done = 0").toArray().length) candidates.push(Date.now() + 100);
+    const announceDue = nextAnnouncementAt(this.sql);
+    if (announceDue !== null) candidates.push(Math.max(announceDue, Date.now() + 100));
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));
   }
 

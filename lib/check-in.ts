@@ -1,11 +1,8 @@
-import { sleep } from "./backoff";
 import type { EventDoc } from "./event-schema";
 import { inventoryName, parseLocatedId } from "./hold-id";
 import { doCallError, type InventoryNamespace, inventoryStub, isInventoryOf } from "./holds";
-import { log } from "./log";
 import { metric } from "./metric-catalog";
 import { type Order, orderStatusOf, type TicketStatus } from "./order";
-import { type OrganizerEventMessage, sendOrganizerEvent } from "./organizer-webhooks";
 import { ApiError } from "./problem";
 import type { CheckInResult, CheckInRow, TicketView } from "./ticket-status";
 import { parseTicketId, verifyTicketCode } from "./tickets";
@@ -105,39 +102,6 @@ export async function checkInCode(
       });
     default:
       throw new ApiError("not_found", "No ticket of this event has this code.");
-  }
-}
-
-/** The `ticket.checked_in` organizer event of a check-in (delivery id per ticket: a ticket is checked in once). */
-const checkedInEvent = (c: CheckedIn, by: string): OrganizerEventMessage => ({
-  v: 1,
-  kind: "organizer.event",
-  id: `ticket.checked_in:${c.ticket.id}`,
-  type: "ticket.checked_in",
-  eventId: c.ticket.eventId,
-  occurredAt: c.checkedInAt,
-  data: { ticketId: c.ticket.id, orderId: c.ticket.orderId, seat: c.ticket.seat, checkedInAt: c.checkedInAt, by },
-});
-
-/**
- * Queues the `ticket.checked_in` webhook (after the answer: the gate does not wait for it). A queue that
- * refuses is retried three times; after that the loss is logged as an error with the delivery, since the
- * check-in itself stands.
- */
-export async function announceCheckIn(queue: Queue, c: CheckedIn, by: string, pause = sleep): Promise<void> {
-  const message = checkedInEvent(c, by);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await sendOrganizerEvent(queue, [message]);
-      return;
-    } catch (err) {
-      if (attempt >= 4) {
-        metric.checkInWebhooksLost.inc({});
-        log.error("ticket.checked_in webhook not queued", { delivery: message.id, eventId: message.eventId, error: String(err) });
-        return;
-      }
-      await pause(100 * 2 ** attempt);
-    }
   }
 }
 

@@ -38,9 +38,9 @@ export const metric = {
     help: "Ticket check-ins at the gates by result: checked_in, already_checked_in, ticket_void, not_found (a forged code, another event's, or a ticket never sold)",
     labels: ["result"],
   }),
-  checkInWebhooksLost: counter({
-    name: "breakwater_check_in_webhooks_lost_total",
-    help: "ticket.checked_in webhooks the notifications queue refused four times (the check-in stands; the delivery is in the error log)",
+  checkInWebhookRetries: counter({
+    name: "breakwater_check_in_webhook_retries_total",
+    help: "ticket.checked_in webhooks the notifications queue refused; each stays in its Inventory DO's outbox and is re-sent by its alarm",
     labels: [],
   }),
   doOverloads: counter({

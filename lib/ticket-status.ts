@@ -1,4 +1,7 @@
+import { log } from "./log";
+import { metric } from "./metric-catalog";
 import type { Order, TicketStatus } from "./order";
+import { type OrganizerEventMessage, sendOrganizerEvent } from "./organizer-webhooks";
 
 /**
  * Ticket state, kept in the Inventory Durable Object that recorded the ticket's order (table
@@ -8,7 +11,22 @@ import type { Order, TicketStatus } from "./order";
  * twenty gates scanning one code at once get one check-in and nineteen "already checked in".
  *
  * Pure functions over the object's SqlStorage; the DO exposes them as thin RPC methods.
+ *
+ * The `ticket.checked_in` webhook has an outbox here too (`check_in_announcements`): the check-in writes the
+ * organizer event in the same step as the mark, the DO hands it to the notifications queue at once and its
+ * alarm re-sends what the queue refused, so neither a queue outage nor an edge that dies after answering
+ * loses it (a repeat is harmless: deliveries are deduplicated by id).
  */
+
+/** Created with the Inventory DO's other tables. */
+export const CHECK_IN_SCHEMA = `
+CREATE TABLE IF NOT EXISTS check_in_announcements (
+  ticket_id TEXT PRIMARY KEY, body TEXT NOT NULL, due_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+`;
+
+/** A refused announcement is re-sent after this long, doubling per attempt up to {@link ANNOUNCE_RETRY_MAX_MS}. */
+const ANNOUNCE_RETRY_MS = 5_000;
+const ANNOUNCE_RETRY_MAX_MS = 600_000;
 
 /** A ticket as `GET /v1/tickets/:id` answers it. */
 export interface TicketView {
@@ -117,7 +135,70 @@ export function checkIn(sql: SqlStorage, orderId: string, ticketId: string, by: 
   if (mark?.status === "void") return { result: "void", ticket: view, voidedAt: new Date(mark.at).toISOString() };
   if (mark?.status === "used") return { result: "already_checked_in", ticket: view, checkedInAt: new Date(mark.at).toISOString() };
   sql.exec("INSERT INTO ticket_marks (ticket_id, order_id, status, at, by) VALUES (?, ?, 'used', ?, ?)", ticketId, orderId, now, by);
-  return { result: "checked_in", ticket: { ...view, status: "used" }, checkedInAt: new Date(now).toISOString() };
+  const checkedInAt = new Date(now).toISOString();
+  const announcement = checkedInEvent(view, checkedInAt, by);
+  sql.exec(
+    "INSERT OR IGNORE INTO check_in_announcements (ticket_id, body, due_at) VALUES (?, ?, ?)",
+    ticketId,
+    JSON.stringify(announcement),
+    now + ANNOUNCE_RETRY_MS,
+  );
+  return { result: "checked_in", ticket: { ...view, status: "used" }, checkedInAt };
+}
+
+/** The `ticket.checked_in` organizer event of a check-in (delivery id per ticket: a ticket is checked in once). */
+const checkedInEvent = (t: TicketView, checkedInAt: string, by: string): OrganizerEventMessage => ({
+  v: 1,
+  kind: "organizer.event",
+  id: `ticket.checked_in:${t.id}`,
+  type: "ticket.checked_in",
+  eventId: t.eventId,
+  occurredAt: checkedInAt,
+  data: { ticketId: t.id, orderId: t.orderId, seat: t.seat, checkedInAt, by },
+});
+
+/** When the next announcement is due (ms), or null when none waits. */
+export const nextAnnouncementAt = (sql: SqlStorage): number | null =>
+  sql.exec<{ t: number | null }>("SELECT min(due_at) AS t FROM check_in_announcements").one().t;
+
+/**
+ * Hands check-in announcements to the notifications queue: those of `ticketIds`, or every one due by `now`
+ * (the alarm). Sent ones leave the outbox; when the queue refuses, each is kept and re-sent later (5 s,
+ * doubling to 10 minutes), counted and logged. Never throws.
+ */
+export async function sendAnnouncements(sql: SqlStorage, queue: Queue, now: number, ticketIds?: string[]): Promise<void> {
+  const rows = (
+    ticketIds
+      ? ticketIds.flatMap((id) =>
+          sql
+            .exec<{ ticket_id: string; body: string; attempts: number }>("SELECT * FROM check_in_announcements WHERE ticket_id = ?", id)
+            .toArray(),
+        )
+      : sql
+          .exec<{ ticket_id: string; body: string; attempts: number }>(
+            "SELECT * FROM check_in_announcements WHERE due_at <= ? ORDER BY due_at LIMIT 100",
+            now,
+          )
+          .toArray()
+  ).map((r) => ({ ticketId: r.ticket_id, attempts: r.attempts, message: JSON.parse(r.body) as OrganizerEventMessage }));
+  if (!rows.length) return;
+  try {
+    await sendOrganizerEvent(
+      queue,
+      rows.map((r) => r.message),
+    );
+    for (const r of rows) sql.exec("DELETE FROM check_in_announcements WHERE ticket_id = ?", r.ticketId);
+  } catch (err) {
+    const at = Date.now();
+    for (const r of rows)
+      sql.exec(
+        "UPDATE check_in_announcements SET attempts = attempts + 1, due_at = ? WHERE ticket_id = ?",
+        at + Math.min(ANNOUNCE_RETRY_MS * 2 ** r.attempts, ANNOUNCE_RETRY_MAX_MS),
+        r.ticketId,
+      );
+    metric.checkInWebhookRetries.inc({}, rows.length);
+    log.warn("ticket.checked_in webhooks not queued; the alarm re-sends them", { count: rows.length, error: String(err) });
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Inventory } from "../../durable-objects/inventory";
@@ -6,6 +6,7 @@ import { inventoryStub } from "../../lib/holds";
 import { metrics } from "../../lib/metrics";
 import { resetBreakers, resetSandbox } from "../../lib/payments";
 import { b64url, signPayload } from "../../lib/signing";
+import { checkIn as checkInStep, sendAnnouncements } from "../../lib/ticket-status";
 import { parseTicketId, qrLinkSignature } from "../../lib/tickets";
 import { app } from "../../workers/app";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
@@ -352,6 +353,63 @@ describe("POST /v1/events/:id/check-ins", () => {
       createdAt: checkedInAt,
       data: { ticketId: ticket.id, orderId: order.id, seat: ticket.seat, checkedInAt },
     });
+  });
+});
+
+describe("the ticket.checked_in outbox in the Inventory DO", () => {
+  it("keeps the webhook when the queue refuses it, and its alarm sends it", async () => {
+    const org = await tokenFor("org-tickets-outbox", "organizer");
+    const event = await createEvent(org);
+    const url = `https://hooks.example/${crypto.randomUUID()}`;
+    expect(
+      (await call("/v1/organizers/me/webhook", { method: "PUT", token: org, json: { url, events: ["ticket.checked_in"] } })).status,
+    ).toBe(200);
+    const buyer = await tokenFor("tkt-outbox-buyer", "buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 1 }, event);
+    const ticket = order.tickets[0] as OrderBody["tickets"][0];
+    const loc = parseTicketId(ticket.id);
+    if (!loc) throw new Error("not located");
+    const stub = inventoryStub(env.INVENTORY, loc);
+    const refusing = {
+      sendBatch: async () => {
+        throw new Error("queue unavailable");
+      },
+    } as unknown as Queue;
+    const retriesBefore = metrics.sum("breakwater_check_in_webhook_retries_total", {});
+
+    // The check-in step as the DO runs it, then a send the queue refuses: the announcement stays, due later.
+    const kept = await runInDurableObject(stub, async (_: Inventory, state: DurableObjectState) => {
+      const sql = state.storage.sql;
+      expect(checkInStep(sql, loc.orderId, ticket.id, "gate-7", Date.now()).result).toBe("checked_in");
+      await sendAnnouncements(sql, refusing, Date.now(), [ticket.id]);
+      const rows = sql
+        .exec<{ attempts: number; due_at: number }>("SELECT attempts, due_at FROM check_in_announcements WHERE ticket_id = ?", ticket.id)
+        .toArray();
+      // Due now, so the alarm below finds it.
+      sql.exec("UPDATE check_in_announcements SET due_at = ? WHERE ticket_id = ?", Date.now(), ticket.id);
+      return rows;
+    });
+    expect(kept).toHaveLength(1);
+    expect(kept[0]?.attempts).toBe(1);
+    expect(kept[0]?.due_at).toBeGreaterThan(Date.now());
+    expect(metrics.sum("breakwater_check_in_webhook_retries_total", {}) - retriesBefore).toBe(1);
+    expect(((await (await getTicket(ticket.id, buyer)).json()) as { ticket: TicketBody }).ticket.status).toBe("used");
+
+    // The alarm hands it to the real queue; the organizer receives it, and the outbox is empty.
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    type Published = { destination: string; body: string };
+    const deliveries = async () =>
+      ((await (await fetch(`${env.TEST_QSTASH.url}/__published`)).json()) as Published[]).filter((p) => p.destination === url);
+    await eventually(async () => (await deliveries()).length > 0);
+    expect(JSON.parse((await deliveries())[0]?.body ?? "{}")).toMatchObject({
+      id: `ticket.checked_in:${ticket.id}`,
+      type: "ticket.checked_in",
+      data: { ticketId: ticket.id, orderId: order.id, by: "gate-7" },
+    });
+    const left = await runInDurableObject(stub, (_: Inventory, state: DurableObjectState) =>
+      state.storage.sql.exec("SELECT ticket_id FROM check_in_announcements").toArray(),
+    );
+    expect(left).toEqual([]);
   });
 });
 

@@ -1,7 +1,7 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { getEventDoc } from "../../lib/catalog";
-import { announceCheckIn, CHECK_IN_COLUMNS, checkInCode, checkInCsv, getTicket } from "../../lib/check-in";
+import { CHECK_IN_COLUMNS, checkInCode, checkInCsv, getTicket } from "../../lib/check-in";
 import type { EventDoc } from "../../lib/event-schema";
 import { isInventoryOf } from "../../lib/holds";
 import { EVENT_ID } from "../../lib/ids";
@@ -144,7 +144,6 @@ tickets.post(
     const event = await ownEvent(c, c.req.valid("param").id);
     const by = principalOf(c).sub;
     const done = await checkInCode({ inventory: c.env.INVENTORY, secret: c.env.SIGNING_SECRET }, event, c.req.valid("json").code, by);
-    c.executionCtx.waitUntil(announceCheckIn(c.env.NOTIFICATIONS_QUEUE, done, by));
     return c.json(done, 200, { "Cache-Control": "no-store" });
   },
 );
