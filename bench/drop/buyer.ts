@@ -49,6 +49,8 @@ export interface SaleContext {
   /** ms since the origin after which buyers stop. */
   deadline: number;
   now: () => number;
+  /** Waits `ms` on the drop's one timer (scheduler.ts). */
+  sleep: (ms: number) => Promise<void>;
   live: { arrived: number; joined: number; admitted: number; held: number; paid: number; tickets: number; soldOut: boolean };
 }
 
@@ -83,8 +85,6 @@ export function planBuyers(n: number, seed: number, openAt: number, lateMs = 45_
   }
   return plans.sort((a, b) => a.arriveAt - b.arriveAt);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 /**
  * Tries of one step: answers that say "later" (429, 503, 409 idempotency_conflict), timeouts and lost
@@ -129,9 +129,9 @@ const seenQueue = (b: Record<string, unknown>): Seen => {
   return { state: q.state, position: q.position, ...(q.soldOut ? { soldOut: true } : {}) };
 };
 
-/** Runs one buyer to the end; returns how it ended. */
+/** Runs one buyer, from its arrival (the caller starts it then, or later from its backlog), to the end; returns how it ended. */
 export async function runBuyer(plan: BuyerPlan, sale: SaleContext): Promise<Outcome> {
-  const { client } = sale;
+  const { client, sleep } = sale;
   const b = plan.name;
   const past = () => sale.now() >= sale.deadline;
 
@@ -153,24 +153,25 @@ export async function runBuyer(plan: BuyerPlan, sale: SaleContext): Promise<Outc
     }
   };
 
-  await sleep(plan.arriveAt - sale.now());
   if (past()) return "deadline";
-  sale.live.arrived++;
   const token = await sale.token(b);
   if (!token) return "gave_up";
-  const ev = await attempt({ buyer: b, step: "event", method: "GET", path: `/v1/events/${sale.eventId}`, token });
+  const ev = await attempt({ buyer: b, step: "event", method: "GET", path: `/v1/events/${sale.eventId}`, token, discardBody: true });
   if (ev.rec.status !== 200) return "gave_up";
-  const seatMap = async () => {
+  const seatMap = async (look = false) => {
     const r = await attempt<{ seats: { id: string; status: string }[] }>({
       buyer: b,
       step: "seatmap",
       method: "GET",
       path: `/v1/events/${sale.eventId}/sections/${sale.seatedSection}/seats`,
       token,
+      discardBody: look,
+      urgent: !look,
     });
     return r.body?.seats ?? null;
   };
-  if (plan.wantsSeat) await seatMap();
+  // A first look at the map before queueing (the buyer picks its seats after admission, from a fresh one).
+  if (plan.wantsSeat) await seatMap(true);
 
   // ── the waiting room ──
   const join = await attempt<QueueBody>({
@@ -211,6 +212,7 @@ export async function runBuyer(plan: BuyerPlan, sale: SaleContext): Promise<Outc
       method: "POST",
       path: `/v1/events/${sale.eventId}/holds`,
       token,
+      urgent: true,
       headers: { "x-queue-pass": pass },
       json: seats ? { sectionId: section, seats } : { sectionId: section, quantity: want },
       idempotencyKey: `${b}-hold-${Math.floor(plan.rng() * 1e9)}`,
@@ -259,6 +261,7 @@ export async function runBuyer(plan: BuyerPlan, sale: SaleContext): Promise<Outc
         method: "POST",
         path: "/v1/orders",
         token,
+        urgent: true,
         json: { holdId, payment: { method: "sandbox", token: card } },
         idempotencyKey: payKey(),
         payToken: card,
@@ -281,7 +284,7 @@ export async function runBuyer(plan: BuyerPlan, sale: SaleContext): Promise<Outc
   if (typeof order === "string") return order;
   sale.live.paid++;
   sale.live.tickets += order.quantity;
-  await attempt({ buyer: b, step: "order", method: "GET", path: `/v1/orders/${order.id}`, token, seen: seenOrder });
+  await attempt({ buyer: b, step: "order", method: "GET", path: `/v1/orders/${order.id}`, token, seen: seenOrder, urgent: true });
 
   // A greedy buyer tries to buy past the per-customer limit; the ledger must refuse it.
   if (plan.pay === "greedy" && !past()) {

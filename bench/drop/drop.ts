@@ -10,6 +10,13 @@
  * checker (checker.ts); writes a JSON report and an HTML page (report.ts). The last line printed is one
  * JSON object; the exit code is 1 when the checker found a violation.
  *
+ * The client is built to hold up on a small, shared machine, and to say when it did not: one timer for
+ * every wait (scheduler.ts), at most `--in-flight` requests on the wire (others wait their turn on the
+ * client, recorded apart from latency), at most `--max-live` buyers running at once (later arrivals wait
+ * in a client-side backlog, each such wait recorded in the history and reported), and once a second a
+ * sample of its own lag (how late its timers fired) beside the backlog and the requests in flight. The
+ * report says from these whether the run measured Breakwater or the client.
+ *
  * Faults (`--faults all | none | a comma list`, default all), relative to the opening, each window
  * `--fault-seconds` long (default 20):
  * - inventory_slow: from the opening, every Inventory DO call stalls its object 25 ms after it;
@@ -20,19 +27,20 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { localVars } from "../../scripts/serve.ts";
 import { spawnUntilReady } from "../lib/breakwater-process.ts";
-import { runInfo } from "../lib/results.ts";
-import { type Outcome, planBuyers, runBuyer, type SaleContext } from "./buyer.ts";
+import { resultsPath, runInfo } from "../lib/results.ts";
+import { type BuyerPlan, type Outcome, planBuyers, runBuyer, type SaleContext } from "./buyer.ts";
 import { check } from "./checker.ts";
 import { DropClient } from "./client.ts";
 import { type FinalState, type History, Recorder } from "./history.ts";
 import { renderHtml, series, summarize } from "./report.ts";
+import { lagFigures, Scheduler } from "./scheduler.ts";
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 export const FAULTS = ["inventory_slow", "payments", "shard_writes", "kill"] as const;
@@ -54,7 +62,8 @@ const { values: args } = parseArgs({
     "drain-seconds": { type: "string", default: "90" },
     "hold-seconds": { type: "string", default: "30" },
     "late-seconds": { type: "string", default: "45" },
-    connections: { type: "string", default: "128" },
+    "in-flight": { type: "string", default: "64" },
+    "max-live": { type: "string", default: "4000" },
     "timeout-ms": { type: "string", default: "15000" },
     out: { type: "string" },
     quiet: { type: "boolean", default: false },
@@ -83,7 +92,8 @@ const opts = {
   drainSeconds: intOpt("drain-seconds", 0, 1_800),
   holdSeconds: intOpt("hold-seconds", 30, 3_600),
   lateSeconds: intOpt("late-seconds", 0, 600),
-  connections: intOpt("connections", 1, 1_024),
+  inFlight: intOpt("in-flight", 1, 1_024),
+  maxLive: intOpt("max-live", 1, 100_000),
   timeoutMs: intOpt("timeout-ms", 100, 120_000),
   faults: parseFaults(args.faults ?? "all"),
   url: args.url,
@@ -216,10 +226,17 @@ async function must<T>(base: string, method: string, p: string, token?: string, 
 
 // ───────────────────────────── run ─────────────────────────────
 
-const outDir = args.out ? path.resolve(args.out) : path.join(root, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-const runName = `drop-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-seed${opts.seed}`;
+// One results file per scenario and day (bench/lib/results.ts): bench/results/drop-<date>-<faults>.json for
+// the default size, drop-<date>-<buyers>b<seats>s-<faults>.json for another; beside it the HTML report,
+// the history (.history.json, not kept in git) and the server's log (.server.log, not kept in git).
+const scenario = `${opts.buyers === 20_000 && opts.seats === 2_000 ? "" : `${opts.buyers}b${opts.seats}s-`}${
+  opts.faults.length === FAULTS.length ? "all" : opts.faults.length === 0 ? "none" : opts.faults.join("+")
+}`;
+const jsonPath = resultsPath("drop", { variant: scenario, ...(args.out ? { dir: path.resolve(args.out) } : {}) });
+const runName = path.basename(jsonPath, ".json");
+const outDir = path.dirname(jsonPath);
 const serverLog = path.join(outDir, `${runName}.server.log`);
+const loadAtStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const server = opts.url ? undefined : new Server(await freePort(), mkdtempSync(path.join(os.tmpdir(), "bw-drop-")));
 const logFd = server ? openSync(serverLog, "a") : -1;
 // The server leads its own process group (so the kill fault takes workerd with it), so a Ctrl-C at the
@@ -291,8 +308,9 @@ try {
   await sleep(origin - Date.now());
 
   const rec = new Recorder(origin);
+  const sched = new Scheduler(() => rec.now());
   const openAt = openAtMs - origin;
-  const client = new DropClient(base, rec, { connections: opts.connections, timeoutMs: opts.timeoutMs });
+  const client = new DropClient(base, rec, { connections: opts.inFlight, maxInFlight: opts.inFlight, timeoutMs: opts.timeoutMs });
   const live: SaleContext["live"] = { arrived: 0, joined: 0, admitted: 0, held: 0, paid: 0, tickets: 0, soldOut: false };
   const deadline = openAt + opts.saleSeconds * 1000;
   const sale: SaleContext = {
@@ -304,6 +322,7 @@ try {
     token: (b) => tokenFor(b, "buyer"),
     deadline,
     now: () => rec.now(),
+    sleep: (ms) => sched.sleep(ms),
     live,
   };
 
@@ -327,7 +346,7 @@ try {
   let activeFault = () =>
     [...windows.filter((w) => rec.now() >= w.start && rec.now() < w.end).map((w) => w.name), ...(killing ? ["kill"] : [])].join(",");
   const faultTasks = windows.map(async (w) => {
-    await sleep(w.start - rec.now());
+    await sched.at(w.start);
     for (let i = 0; i < 20; i++) {
       try {
         await openWindow(w);
@@ -342,7 +361,7 @@ try {
   });
   const killTask = (async () => {
     if (killAt === undefined || !server) return;
-    await sleep(killAt - rec.now());
+    await sched.at(killAt);
     killing = true;
     const start = rec.now();
     server.kill();
@@ -355,36 +374,82 @@ try {
     log(`drop: t=${(end / 1000).toFixed(1)} s the runtime answers again`);
   })();
 
-  // ── progress ──
+  // ── the buyers: an open arrival model, at most --max-live running, the others in the client's backlog ──
+  const plans = planBuyers(opts.buyers, opts.seed, openAt, opts.lateSeconds * 1000);
+  const outcomes: Record<string, number> = {};
+  let running = 0;
+  let finished = 0;
+  const backlog: (BuyerPlan | undefined)[] = [];
+  let backlogHead = 0;
+  let allDone = () => {};
+  const buyersDone = new Promise<void>((resolve) => {
+    allDone = resolve;
+  });
+  const end = (o: Outcome | "client_backlog") => {
+    outcomes[o] = (outcomes[o] ?? 0) + 1;
+    if (++finished === plans.length) allDone();
+  };
+  const startBuyer = (p: BuyerPlan) => {
+    running++;
+    runBuyer(p, sale)
+      .catch((err: unknown): Outcome => {
+        console.error(`buyer ${p.name} failed in the drop itself: ${String(err)}`);
+        return "gave_up";
+      })
+      .then((o) => {
+        running--;
+        // The next buyer of the backlog takes the place; those the sale's end reached there never started.
+        for (let next = backlog[backlogHead]; next && running < opts.maxLive; next = backlog[backlogHead]) {
+          backlog[backlogHead++] = undefined;
+          if (rec.now() >= deadline) {
+            rec.backlog({ buyer: next.name, arrived: next.arriveAt });
+            end("client_backlog");
+          } else {
+            rec.backlog({ buyer: next.name, arrived: next.arriveAt, started: rec.now() });
+            startBuyer(next);
+          }
+        }
+        end(o);
+      });
+  };
+  const arrivals = (async () => {
+    for (const p of plans) {
+      if (p.arriveAt > rec.now()) await sched.at(p.arriveAt);
+      live.arrived++;
+      if (running < opts.maxLive && backlogHead === backlog.length) startBuyer(p);
+      else backlog.push(p);
+    }
+  })();
+
+  // ── progress, and the client's own lag ──
   let phase = "pre-sale";
   const t0 = Date.now();
-  const progress = setInterval(() => {
-    const lat = client.live.latencies.splice(0).sort((a, b) => a - b);
-    const p99 = lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] ?? 0;
-    if (phase === "pre-sale" && rec.now() >= openAt) phase = "sale";
-    log(
-      `[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] ${phase.padEnd(8)} arrived ${live.arrived} joined ${live.joined} admitted ${live.admitted} ` +
-        `held ${live.held} paid ${live.paid} (${live.tickets} tickets) | errors ${client.live.errors} | p99 ${Math.round(p99)} ms (${lat.length} req/s) | fault: ${activeFault() || "–"}`,
-    );
-  }, 1_000);
+  let sampling = true;
+  const sampler = (async () => {
+    let next = rec.now() + 1_000;
+    while (sampling) {
+      await sched.at(next);
+      if (!sampling) break;
+      next = Math.max(next + 1_000, rec.now() + 500);
+      const lag = lagFigures(sched.takeLateness());
+      const queued = backlog.length - backlogHead;
+      rec.client({ at: rec.now(), lag, live: running, backlog: queued, inFlight: client.live.inFlight, queued: client.live.queued });
+      const lat = client.live.latencies.splice(0).sort((a, b) => a - b);
+      const p99 = lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] ?? 0;
+      if (phase === "pre-sale" && rec.now() >= openAt) phase = "sale";
+      log(
+        `[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] ${phase.padEnd(8)} arrived ${live.arrived} joined ${live.joined} admitted ${live.admitted} ` +
+          `held ${live.held} paid ${live.paid} (${live.tickets} tickets) | errors ${client.live.errors} | p99 ${Math.round(p99)} ms (${lat.length} req/s) | ` +
+          `client: lag p99 ${lag.p99} ms, live ${running}, backlog ${queued}, in flight ${client.live.inFlight}+${client.live.queued} | fault: ${activeFault() || "–"}`,
+      );
+    }
+  })();
 
   // ── the sale ──
   rec.phase("arrivals");
-  const plans = planBuyers(opts.buyers, opts.seed, openAt, opts.lateSeconds * 1000);
-  const opening = sleep(openAt - rec.now()).then(() => rec.phase("opening"));
-  const outcomes: Record<string, number> = {};
-  await Promise.all(
-    plans.map(async (p) => {
-      let o: Outcome;
-      try {
-        o = await runBuyer(p, sale);
-      } catch (err) {
-        console.error(`buyer ${p.name} failed in the drop itself: ${String(err)}`);
-        o = "gave_up";
-      }
-      outcomes[o] = (outcomes[o] ?? 0) + 1;
-    }),
-  );
+  const opening = sched.at(openAt).then(() => rec.phase("opening"));
+  await arrivals;
+  await buyersDone;
   await opening;
   await Promise.all([...faultTasks, killTask]);
   rec.phase("sale_end");
@@ -425,7 +490,9 @@ try {
   }
   rec.phase("drained", drained);
   log(`drop: ${drained}${replayed ? ` (${replayed} dead letters replayed)` : ""}`);
-  clearInterval(progress);
+  sampling = false;
+  sched.close();
+  await sampler;
   // Availability is published about a second after a change.
   await sleep(2_000);
 
@@ -483,9 +550,14 @@ try {
   });
   const s = series(history);
   const baseName = runName;
+  const loadAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const options = { ...opts, faults: opts.faults };
   const report = {
     ...runInfo(),
+    scenario,
+    command: `npm run drop -- ${process.argv.slice(2).join(" ")}`.trim(),
+    /** The machine's 1/5/15-minute load averages at the start and end of the run (others' work included). */
+    loadAverage: { start: loadAtStart, end: loadAtEnd },
     options,
     eventId: event.id,
     summary,
@@ -500,7 +572,6 @@ try {
     },
     series: s,
   };
-  const jsonPath = path.join(outDir, `${baseName}.json`);
   const htmlPath = path.join(outDir, `${baseName}.html`);
   const historyPath = path.join(outDir, `${baseName}.history.json`);
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
@@ -516,6 +587,7 @@ try {
     `| ${opts.buyers} | ${opts.seats} | ${sold} | ${summary.ticketsPerMinute} | ${summary.admittedPerMinute} (${opts.admitPerMinute}) | ` +
       `${(["join", "poll", "hold", "pay", "order"] as const).map((st) => summary.steps[st].p99).join(" | ")} | ${Object.values(verdict.counts).reduce((a, b) => a + (b ?? 0), 0)} |`,
   );
+  log(`drop: ${summary.client.verdict}`);
   if (!verdict.ok) {
     console.error(`\ndrop: the checker found violations (${JSON.stringify(verdict.counts)}):`);
     for (const v of verdict.violations) {

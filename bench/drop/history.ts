@@ -40,8 +40,11 @@ export interface RequestRecord {
   path: string;
   /** Attempt number of this step (1 = first try). */
   attempt: number;
+  /** When the request went on the wire (and its latency runs from here). */
   start: number;
   end: number;
+  /** ms it waited on the client for a slot among the requests in flight before `start` (absent: none). */
+  wait?: number;
   /** HTTP status, when an answer came. */
   status?: number;
   /** The problem document's `code` of an error answer. */
@@ -76,7 +79,33 @@ export interface PhaseRecord {
   detail?: string;
 }
 
-export type HistoryRecord = RequestRecord | FaultRecord | PhaseRecord;
+/**
+ * A buyer that arrived while the client already ran its bound of live buyers, and waited in the client's
+ * backlog: arrived at its planned time, started at `started` (absent: the sale ended first). The arrival
+ * model stays open (arrival times are fixed in advance); this says by how much the client delayed it.
+ */
+export interface BacklogRecord {
+  kind: "backlog";
+  buyer: string;
+  arrived: number;
+  started?: number;
+}
+
+/**
+ * The client's own state, once a second: how late its timers fired in that second (lateness of the
+ * scheduler's entries, ms), buyers live and in the backlog, requests in flight and waiting for a slot.
+ */
+export interface ClientRecord {
+  kind: "client";
+  at: number;
+  lag: { fired: number; p50: number; p99: number; max: number };
+  live: number;
+  backlog: number;
+  inFlight: number;
+  queued: number;
+}
+
+export type HistoryRecord = RequestRecord | FaultRecord | PhaseRecord | BacklogRecord | ClientRecord;
 
 /** A recorded history with the facts of the event that the buyers read through the API. */
 export interface History {
@@ -125,6 +154,12 @@ export class Recorder {
   }
   fault(name: string, start: number, end: number, detail?: string): void {
     this.records.push({ kind: "fault", name, start, end, ...(detail ? { detail } : {}) });
+  }
+  backlog(r: Omit<BacklogRecord, "kind">): void {
+    this.records.push({ kind: "backlog", ...r });
+  }
+  client(r: Omit<ClientRecord, "kind">): void {
+    this.records.push({ kind: "client", ...r });
   }
   phase(name: PhaseRecord["name"], detail?: string): void {
     this.records.push({ kind: "phase", name, at: this.now(), ...(detail ? { detail } : {}) });

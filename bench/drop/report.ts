@@ -5,7 +5,16 @@
  * checker's verdict.
  */
 import type { Verdict } from "./checker.ts";
-import { type FaultRecord, type History, type PhaseRecord, type RequestRecord, STEPS, type Step } from "./history.ts";
+import {
+  type BacklogRecord,
+  type ClientRecord,
+  type FaultRecord,
+  type History,
+  type PhaseRecord,
+  type RequestRecord,
+  STEPS,
+  type Step,
+} from "./history.ts";
 
 /** Per-second series. */
 export interface Series {
@@ -20,6 +29,33 @@ export interface Series {
   p99: number[];
   /** Error answers and lost requests per second, by problem code (or `http_<status>`, or the network error). */
   errors: Record<string, number[]>;
+  /** The client's own state each second (ClientRecord): timer lag p99 and max (ms), buyers live and in its backlog, requests waiting for a slot. */
+  client: { lagP99: number[]; lagMax: number[]; live: number[]; backlog: number[]; queued: number[] };
+}
+
+/** Timer lag at or above this (p99 within a second) means the client, not the server, set the pace that second. */
+export const CLIENT_LAG_MS = 100;
+
+/** Whether the client kept up, from its own samples and backlog. */
+export interface ClientFigures {
+  /** Seconds sampled, and those whose timer-lag p99 was ≥ CLIENT_LAG_MS. */
+  seconds: number;
+  laggingSeconds: number;
+  /** Median and worst of the per-second timer-lag p99, and the worst single lateness (ms). */
+  lagP99Median: number;
+  lagP99Max: number;
+  lagMax: number;
+  /** Buyers that waited in the client's backlog; of them, the sale ended before they started; their wait (s). */
+  backlogBuyers: number;
+  backlogNeverStarted: number;
+  backlogWaitP50: number;
+  backlogWaitP99: number;
+  backlogMax: number;
+  /** Requests that waited for a slot among those in flight, and the p99 of that wait (ms). */
+  requestsWaited: number;
+  requestWaitP99: number;
+  /** One sentence: did this run measure Breakwater or its own client? */
+  verdict: string;
 }
 
 /** Latency percentiles of one step (ms). */
@@ -54,6 +90,8 @@ export interface Summary {
   outcomes: Record<string, number>;
   faults: { name: string; start: number; end: number; detail?: string }[];
   phases: { name: string; at: number; detail?: string }[];
+  /** The drop's client: its lag, its backlog, and whether it kept up. */
+  client: ClientFigures;
 }
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
@@ -62,6 +100,45 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const requestsOf = (h: History) => h.records.filter((r): r is RequestRecord => r.kind === "request");
 const faultsOf = (h: History) => h.records.filter((r): r is FaultRecord => r.kind === "fault");
 const phasesOf = (h: History) => h.records.filter((r): r is PhaseRecord => r.kind === "phase");
+const clientOf = (h: History) => h.records.filter((r): r is ClientRecord => r.kind === "client");
+const backlogOf = (h: History) => h.records.filter((r): r is BacklogRecord => r.kind === "backlog");
+
+/** The client's figures of a history (see ClientFigures). */
+export function clientFigures(h: History): ClientFigures {
+  const samples = clientOf(h);
+  const p99s = samples.map((c) => c.lag.p99).sort((a, b) => a - b);
+  const lagging = samples.filter((c) => c.lag.p99 >= CLIENT_LAG_MS).length;
+  const backlog = backlogOf(h);
+  const waits = backlog.flatMap((b) => (b.started === undefined ? [] : [b.started - b.arrived])).sort((a, b) => a - b);
+  const reqWaits = requestsOf(h)
+    .flatMap((r) => (r.wait ? [r.wait] : []))
+    .sort((a, b) => a - b);
+  const f = {
+    seconds: samples.length,
+    laggingSeconds: lagging,
+    lagP99Median: pct(p99s, 0.5),
+    lagP99Max: p99s.at(-1) ?? 0,
+    lagMax: Math.max(0, ...samples.map((c) => c.lag.max)),
+    backlogBuyers: backlog.length,
+    backlogNeverStarted: backlog.filter((b) => b.started === undefined).length,
+    backlogWaitP50: round(pct(waits, 0.5) / 1000),
+    backlogWaitP99: round(pct(waits, 0.99) / 1000),
+    backlogMax: Math.max(0, ...samples.map((c) => c.backlog)),
+    requestsWaited: reqWaits.length,
+    requestWaitP99: Math.round(pct(reqWaits, 0.99)),
+  };
+  const lagText =
+    lagging === 0
+      ? `the client kept up: its timers fired at most ${f.lagP99Max} ms late (p99 per second; worst single ${f.lagMax} ms)`
+      : lagging <= Math.max(1, samples.length * 0.05)
+        ? `the client kept up but for ${lagging} of ${samples.length} s (timer lag p99 ≥ ${CLIENT_LAG_MS} ms; worst ${f.lagP99Max} ms): figures there include its delay`
+        : `CLIENT-BOUND: the client's timers fired ≥ ${CLIENT_LAG_MS} ms late (p99) in ${lagging} of ${samples.length} s (median ${f.lagP99Median} ms, worst ${f.lagP99Max} ms): latencies and rates measure the client as much as Breakwater`;
+  const backlogText = f.backlogBuyers
+    ? `; ${f.backlogBuyers} buyers waited in the client's backlog (up to ${f.backlogMax} at once; wait p50 ${f.backlogWaitP50} s, p99 ${f.backlogWaitP99} s; ${f.backlogNeverStarted} never started)`
+    : "; no buyer waited in the client's backlog";
+  const waitText = f.requestsWaited ? `; ${f.requestsWaited} requests waited for a slot on the wire (p99 ${f.requestWaitP99} ms)` : "";
+  return { ...f, verdict: lagText + backlogText + waitText };
+}
 const errorKey = (r: RequestRecord) => (r.error ? r.error : r.code ? r.code : `http_${r.status}`);
 const isError = (r: RequestRecord) => r.error !== undefined || (r.status !== undefined && r.status >= 400);
 
@@ -81,6 +158,7 @@ export function series(h: History): Series {
     p50: zero(),
     p99: zero(),
     errors: {},
+    client: { lagP99: zero(), lagMax: zero(), live: zero(), backlog: zero(), queued: zero() },
   };
   const bin = (ms: number) => Math.min(bins - 1, Math.max(0, Math.floor(ms / 1000)));
   const firstOf = new Map<string, number>();
@@ -106,6 +184,14 @@ export function series(h: History): Series {
     }
   }
   for (const at of firstOf.values()) (s.arrivals[bin(at)] as number)++;
+  for (const c of clientOf(h)) {
+    const b = bin(c.at - 1);
+    s.client.lagP99[b] = Math.max(s.client.lagP99[b] as number, c.lag.p99);
+    s.client.lagMax[b] = Math.max(s.client.lagMax[b] as number, c.lag.max);
+    s.client.live[b] = c.live;
+    s.client.backlog[b] = c.backlog;
+    s.client.queued[b] = c.queued;
+  }
   lat.forEach((l, i) => {
     l.sort((a, b) => a - b);
     s.p50[i] = round(pct(l, 0.5));
@@ -162,6 +248,7 @@ export function summarize(
     outcomes: opts.outcomes,
     faults: faultsOf(h).map(({ kind: _k, ...f }) => f),
     phases: phasesOf(h).map(({ kind: _k, ...p }) => p),
+    client: clientFigures(h),
   };
 }
 
@@ -276,6 +363,29 @@ export function renderHtml(input: {
       "",
     ),
     chart(
+      "The drop's client: how late its timers fired (ms)",
+      "chart-client-lag",
+      [
+        { name: "timer lag p99 ms", values: s.client.lagP99 },
+        { name: "timer lag max ms", values: s.client.lagMax },
+      ],
+      s.t,
+      faults,
+      h.openAt,
+    ),
+    chart(
+      "The drop's client: buyers live and in its backlog, requests waiting for a slot",
+      "chart-client-load",
+      [
+        { name: "live buyers", values: s.client.live },
+        { name: "backlog buyers", values: s.client.backlog },
+        { name: "requests waiting", values: s.client.queued },
+      ],
+      s.t,
+      faults,
+      h.openAt,
+    ),
+    chart(
       "Errors per second by code",
       "chart-errors",
       topErrors.length ? topErrors : [{ name: "no errors", values: s.t.map(() => 0) }],
@@ -315,6 +425,7 @@ pre{font-size:11px;background:#f9fafb;padding:8px;overflow:auto}
 ${row(["sold", "orders", "tickets / min", "admitted / min", "admission ceiling / min", "seconds to sell", "admitted", "joined", "requests"], "th")}
 ${row([sum.sold, sum.orders, sum.ticketsPerMinute, sum.admittedPerMinute, sum.admitCeilingPerMinute, sum.sellSeconds, sum.admitted, sum.joined, sum.requests])}
 </table>
+<p id="client-verdict">Client: ${esc(sum.client.verdict)}.</p>
 ${charts.join("\n")}
 <h2>Latency per step (ms)</h2>
 <table id="steps">${row(["step", "requests", "p50", "p99", "max", "errors"], "th")}${STEPS.map((st) => row([st, sum.steps[st].requests, sum.steps[st].p50, sum.steps[st].p99, sum.steps[st].max, sum.steps[st].errors])).join("")}</table>

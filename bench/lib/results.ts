@@ -35,11 +35,21 @@ function tag(): string {
  * after the date, such as spike's `presale`); returns its path from the repository root.
  */
 export function writeResults(scenario: string, data: unknown, opts: { date?: Date; variant?: string } = {}): string {
-  mkdirSync(dir, { recursive: true });
-  const date = (opts.date ?? new Date()).toISOString().slice(0, 10);
-  const base = `${scenario}-${date}${opts.variant ? `-${opts.variant}` : ""}${tag()}`;
-  let file = path.join(dir, `${base}.json`);
-  for (let n = 2; existsSync(file); n++) file = path.join(dir, `${base}-${n}.json`);
+  const file = resultsPath(scenario, opts);
   writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`, { flag: "wx" });
   return path.relative(root, file);
+}
+
+/**
+ * The absolute path the next results file of `scenario` gets (as writeResults names it), in `opts.dir`
+ * (default bench/results), without writing it: for a bench that writes companions beside it (a log, a report).
+ */
+export function resultsPath(scenario: string, opts: { date?: Date; variant?: string; dir?: string } = {}): string {
+  const d = opts.dir ?? dir;
+  mkdirSync(d, { recursive: true });
+  const date = (opts.date ?? new Date()).toISOString().slice(0, 10);
+  const base = `${scenario}-${date}${opts.variant ? `-${opts.variant}` : ""}${tag()}`;
+  let file = path.join(d, `${base}.json`);
+  for (let n = 2; existsSync(file); n++) file = path.join(d, `${base}-${n}.json`);
+  return file;
 }

@@ -6,17 +6,16 @@ import { afterAll, describe, expect, it } from "vitest";
 import { launchChromium } from "./helpers";
 
 /**
- * A small drop (`npm run drop` with 1,000 buyers, 300 seats and the faults below: a slow Inventory DO
- * window, a payment outage, failing shard writes, and, once the outbox keeps orders until their shard has
- * them (issue 21 #16), the runtime killed with SIGKILL and restarted on its state): the checker must find
- * nothing, the last line is the summary object, and the HTML report renders its charts (with the fault
- * windows shaded) in Debian's Chromium.
+ * A small drop (`npm run drop` with 1,000 buyers, 300 seats and every fault: a slow Inventory DO window, a
+ * payment outage, failing shard writes, and the runtime killed with SIGKILL mid-sale and restarted on its
+ * state): the checker must find nothing, the last line is the summary object, the report carries the
+ * client's own figures (its timer lag sampled every second, its backlog), and the HTML report renders its
+ * charts (with the fault windows shaded) in Debian's Chromium.
  *
- * `kill` is left out until that fix is on main: with it the checker finds the bug in about one run in
- * three (an order answered 201, readable by its owner, never stored in its shard: the Inventory DO marks
- * it sent once the local queue took it, and the queue's memory dies with the process).
+ * Before the outbox kept orders until their shard confirmed them (issue 21 #16), `kill` made the checker
+ * find an order answered 201 that never reached its shard in about one run in three.
  */
-const FAULTS = ["inventory_slow", "payments", "shard_writes"];
+const FAULTS = ["inventory_slow", "payments", "shard_writes", "kill"];
 
 const root = path.resolve(import.meta.dirname, "..", "..");
 const out = mkdtempSync(path.join(os.tmpdir(), "bw-drop-test-"));
@@ -81,12 +80,17 @@ describe("npm run drop (small, with faults)", () => {
 
     const jsonFile = readdirSync(out).find((f) => /^drop-.*\.json$/.test(f) && !f.endsWith(".history.json"));
     const report = JSON.parse(readFileSync(path.join(out, jsonFile ?? ""), "utf8")) as {
-      summary: { faults: { name: string }[]; sold: number };
+      summary: { faults: { name: string; detail?: string }[]; sold: number; client: { seconds: number; verdict: string } };
       verdict: { ok: boolean };
     };
     expect(report.verdict.ok).toBe(true);
     expect(report.summary.faults.map((f) => f.name).sort()).toEqual([...FAULTS].sort());
+    // The runtime really was killed and answered again on its state.
+    expect(report.summary.faults.find((f) => f.name === "kill")?.detail).toMatch(/^SIGKILL, restarted in [\d.]+ s$/);
     expect(report.summary.sold).toBe(last.sold);
+    // The client sampled its own lag about once a second over the run (a sale of 90 s, then the drain).
+    expect(report.summary.client.seconds).toBeGreaterThan(60);
+    expect(report.summary.client.verdict).toMatch(/client/);
 
     const html = path.join(root, String(last.report));
     expect(existsSync(html)).toBe(true);
@@ -110,7 +114,14 @@ describe("npm run drop (small, with faults)", () => {
           };
         }),
       );
-      expect(charts.map((c) => c.id)).toEqual(["chart-admission", "chart-sales", "chart-latency", "chart-errors"]);
+      expect(charts.map((c) => c.id)).toEqual([
+        "chart-admission",
+        "chart-sales",
+        "chart-latency",
+        "chart-client-lag",
+        "chart-client-load",
+        "chart-errors",
+      ]);
       for (const c of charts) {
         expect(c.width).toBeGreaterThan(500);
         expect(c.height).toBeGreaterThan(150);
