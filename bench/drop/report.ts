@@ -34,10 +34,10 @@ export interface Series {
 }
 
 /** Timer lag at or above this (p99 within a second) means the client, not the server, set the pace that second. */
-export const CLIENT_LAG_MS = 100;
+const CLIENT_LAG_MS = 100;
 
 /** Whether the client kept up, from its own samples and backlog. */
-export interface ClientFigures {
+interface ClientFigures {
   /** Seconds sampled, and those whose timer-lag p99 was ≥ CLIENT_LAG_MS. */
   seconds: number;
   laggingSeconds: number;
@@ -104,7 +104,7 @@ const clientOf = (h: History) => h.records.filter((r): r is ClientRecord => r.ki
 const backlogOf = (h: History) => h.records.filter((r): r is BacklogRecord => r.kind === "backlog");
 
 /** The client's figures of a history (see ClientFigures). */
-export function clientFigures(h: History): ClientFigures {
+function clientFigures(h: History): ClientFigures {
   const samples = clientOf(h);
   const p99s = samples.map((c) => c.lag.p99).sort((a, b) => a - b);
   const lagging = samples.filter((c) => c.lag.p99 >= CLIENT_LAG_MS).length;
