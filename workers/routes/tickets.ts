@@ -16,6 +16,7 @@ import { auth } from "../middleware/auth";
 import { rateLimit } from "../middleware/rate-limit";
 import { validate } from "../middleware/validate";
 import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 /** A buyer's tickets and their QR codes; check-in and the check-in list for the event's organizer. */
@@ -54,22 +55,26 @@ async function ownEvent(c: Context<AppEnv>, eventId: string): Promise<EventDoc> 
   return event;
 }
 
-describeRoute({
-  operationId: "getTicket",
-  method: "get",
-  path: "/v1/tickets/:id",
-  summary: "One of your tickets with its status: valid, void (refunded) or used (checked in)",
-  tags: ["tickets"],
-  auth: ["buyer"],
-  responses: { 200: { description: "The ticket", schema: z.object({ ticket: ticketSchema }) } },
-  errors: ["not_found", "rate_limited", "overloaded"],
-});
-tickets.get("/v1/tickets/:id", auth("buyer"), rateLimit({ route: "reads" }), validate("param", ticketParam), async (c) => {
-  const { id } = c.req.valid("param");
-  await requireKnownTicket(c, id);
-  const ticket = await getTicket(c.env.INVENTORY, id, principalOf(c).sub);
-  return c.json({ ticket }, 200, { "Cache-Control": "private, no-store" });
-});
+route(
+  tickets,
+  {
+    operationId: "getTicket",
+    method: "get",
+    path: "/v1/tickets/:id",
+    summary: "One of your tickets with its status: valid, void (refunded) or used (checked in)",
+    tags: ["tickets"],
+    auth: ["buyer"],
+    rateLimit: "reads",
+    params: ticketParam,
+    responses: { 200: { description: "The ticket", schema: z.object({ ticket: ticketSchema }) } },
+    errors: ["not_found", "overloaded"],
+  },
+  async (c, { param: { id } }) => {
+    await requireKnownTicket(c, id);
+    const ticket = await getTicket(c.env.INVENTORY, id, principalOf(c).sub);
+    return c.json({ ticket }, 200, { "Cache-Control": "private, no-store" });
+  },
+);
 
 const qrQuery = z.strictObject({
   sig: z
@@ -80,7 +85,10 @@ const qrQuery = z.strictObject({
     .describe("The signature of a QR-code link from the order confirmation mail: opens this ticket's QR code without a token"),
 });
 
-/** Bearer auth as a buyer, unless the request carries a QR-code link's `sig` (checked by the handler). */
+/**
+ * Bearer auth as a buyer, unless the request carries a QR-code link's `sig` (checked by the handler). This
+ * is why the QR route is declared by hand rather than through route(), whose auth is unconditional.
+ */
 const buyerOrSignedLink: MiddlewareHandler<AppEnv> = (c, next) => (c.req.query("sig") !== undefined ? next() : auth("buyer")(c, next));
 
 describeRoute({
@@ -118,72 +126,73 @@ tickets.get(
   },
 );
 
-describeRoute({
-  operationId: "checkInTicket",
-  method: "post",
-  path: "/v1/events/:id/check-ins",
-  summary:
-    "Check a scanned ticket code in at the event's gate (its organizer or an admin): 200 the first time, 409 already_checked_in (with the first checkedInAt) after, 410 ticket_void for a refunded ticket, 404 for a code of another event or a forged one",
-  tags: ["organizer"],
-  auth: ["organizer", "admin"],
-  body: checkInInput,
-  responses: {
-    200: {
-      description: "Checked in now",
-      schema: z.object({ ticket: ticketSchema, checkedInAt: z.iso.datetime({ offset: true }) }),
+route(
+  tickets,
+  {
+    operationId: "checkInTicket",
+    method: "post",
+    path: "/v1/events/:id/check-ins",
+    summary:
+      "Check a scanned ticket code in at the event's gate (its organizer or an admin): 200 the first time, 409 already_checked_in (with the first checkedInAt) after, 410 ticket_void for a refunded ticket, 404 for a code of another event or a forged one",
+    tags: ["organizer"],
+    auth: ["organizer", "admin"],
+    params: eventParam,
+    body: checkInInput,
+    responses: {
+      200: {
+        description: "Checked in now",
+        schema: z.object({ ticket: ticketSchema, checkedInAt: z.iso.datetime({ offset: true }) }),
+      },
     },
+    errors: ["not_found", "already_checked_in", "ticket_void", "overloaded"],
   },
-  errors: ["not_found", "already_checked_in", "ticket_void", "overloaded"],
-});
-tickets.post(
-  "/v1/events/:id/check-ins",
-  auth("organizer", "admin"),
-  validate("param", eventParam),
-  validate("json", checkInInput),
-  async (c) => {
-    const event = await ownEvent(c, c.req.valid("param").id);
-    const by = principalOf(c).sub;
-    const done = await checkInCode({ inventory: c.env.INVENTORY, secret: c.env.SIGNING_SECRET }, event, c.req.valid("json").code, by);
+  async (c, { param: { id }, json: { code } }) => {
+    const event = await ownEvent(c, id);
+    const done = await checkInCode({ inventory: c.env.INVENTORY, secret: c.env.SIGNING_SECRET }, event, code, principalOf(c).sub);
     return c.json(done, 200, { "Cache-Control": "no-store" });
   },
 );
 
-describeRoute({
-  operationId: "exportCheckIns",
-  method: "get",
-  path: "/v1/events/:id/check-ins.csv",
-  summary: `The event's check-in list for an offline scanner (its organizer or an admin): CSV (RFC 4180) with the columns ${CHECK_IN_COLUMNS.join(", ")}`,
-  tags: ["organizer"],
-  auth: ["organizer", "admin"],
-  responses: { 200: { description: "text/csv", mediaType: "text/csv" } },
-  errors: ["not_found", "overloaded"],
-});
-tickets.get("/v1/events/:id/check-ins.csv", auth("organizer", "admin"), validate("param", eventParam), async (c) => {
-  const event = await ownEvent(c, c.req.valid("param").id);
-  const lines = checkInCsv(c.env.INVENTORY, event);
-  // The header and the first page are read before answering, so an Inventory DO that is unreachable at the
-  // start is a 503. A failure later errors the body stream: the connection is cut, so the scanner sees a
-  // failed download, never a short file that looks complete.
-  const head = [(await lines.next()).value ?? "", (await lines.next()).value ?? ""].join("");
-  const encoder = new TextEncoder();
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(encoder.encode(head));
-    },
-    async pull(controller) {
-      try {
-        const next = await lines.next();
-        if (next.done) controller.close();
-        else controller.enqueue(encoder.encode(next.value));
-      } catch (err) {
-        log.error("check-in export failed midway", { eventId: event.id, error: String(err) });
-        controller.error(err);
-      }
-    },
-  });
-  return c.body(body, 200, {
-    "Content-Type": "text/csv; charset=utf-8",
-    "Content-Disposition": `attachment; filename="check-ins-${event.id}.csv"`,
-    "Cache-Control": "private, no-store",
-  });
-});
+route(
+  tickets,
+  {
+    operationId: "exportCheckIns",
+    method: "get",
+    path: "/v1/events/:id/check-ins.csv",
+    summary: `The event's check-in list for an offline scanner (its organizer or an admin): CSV (RFC 4180) with the columns ${CHECK_IN_COLUMNS.join(", ")}`,
+    tags: ["organizer"],
+    auth: ["organizer", "admin"],
+    params: eventParam,
+    responses: { 200: { description: "text/csv", mediaType: "text/csv" } },
+    errors: ["not_found", "overloaded"],
+  },
+  async (c, { param: { id } }) => {
+    const event = await ownEvent(c, id);
+    const lines = checkInCsv(c.env.INVENTORY, event);
+    // The header and the first page are read before answering, so an Inventory DO that is unreachable at the
+    // start is a 503. A failure later errors the body stream: the connection is cut, so the scanner sees a
+    // failed download, never a short file that looks complete.
+    const head = [(await lines.next()).value ?? "", (await lines.next()).value ?? ""].join("");
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode(head));
+      },
+      async pull(controller) {
+        try {
+          const next = await lines.next();
+          if (next.done) controller.close();
+          else controller.enqueue(encoder.encode(next.value));
+        } catch (err) {
+          log.error("check-in export failed midway", { eventId: event.id, error: String(err) });
+          controller.error(err);
+        }
+      },
+    });
+    return c.body(body, 200, {
+      "Content-Type": "text/csv; charset=utf-8",
+      "Content-Disposition": `attachment; filename="check-ins-${event.id}.csv"`,
+      "Cache-Control": "private, no-store",
+    });
+  },
+);
