@@ -400,7 +400,14 @@ export class Inventory extends DurableObject<Env> {
     if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
-    if (row.status === "checking_out") {
+    if (row.status === "checking_out" && this.cancelled) {
+      // The event was cancelled during this checkout: its places go back, no retry is possible.
+      this.ctx.storage.transactionSync(() => {
+        this.sql.exec("UPDATE holds SET status = 'active' WHERE id = ?", holdId);
+        this.releaseRow({ ...row, status: "active" }, "released");
+      });
+      this.markDirty(Date.now());
+    } else if (row.status === "checking_out") {
       const now = Date.now();
       const cap = row.created_at + this.cfg().holdSeconds * 1000 + this.timings.graceMs;
       const expiresAt = Math.min(Math.max(row.expires_at, now + this.timings.graceMs), cap);

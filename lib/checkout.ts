@@ -115,7 +115,7 @@ export async function checkout(
   }
 
   const stored = await recordPaidOrder(deps, inv, { holdId: input.holdId, userId, hold, payKey, chargeId: outcome.chargeId });
-  if (!stored) {
+  if (!stored || stored === "event_cancelled") {
     // Charged but the order could not be recorded: refund, then reopen the hold (the buyer may retry).
     // If the DO is unreachable the hold stays in checkout; the DO voids the charge itself and reopens
     // the hold when the checkout times out.
@@ -131,6 +131,8 @@ export async function checkout(
         ),
       );
     metric.checkouts.inc({ result: "refunded" });
+    if (stored === "event_cancelled")
+      throw new ApiError("event_cancelled", "The event was cancelled during your checkout; the charge was refunded.");
     throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
   }
   metric.checkouts.inc({ result: "paid" });
@@ -169,9 +171,10 @@ interface PaidAttempt {
 
 /**
  * Issues the tickets, records the sold order in the Inventory DO (for exactly this payment attempt) and
- * hands it to the orders queue. Null when the order could not be recorded (the caller refunds).
+ * hands it to the orders queue. Null when the order could not be recorded, `event_cancelled` when the event
+ * was cancelled during the checkout (the caller refunds either way).
  */
-async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: PaidAttempt): Promise<StoredOrder | null> {
+async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: PaidAttempt): Promise<StoredOrder | "event_cancelled" | null> {
   const { holdId, userId, hold } = paid;
   const loc = holdLocation(holdId);
   const orderId = orderIdForHold(holdId);
@@ -221,6 +224,7 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
       log.error("completeCheckout failed", { orderId, attempt, error: String(err) });
     }
   }
+  if (completed && !completed.ok && completed.code === "event_cancelled") return "event_cancelled";
   if (!message || !completed?.ok) return null;
   const handOff = (async () => {
     try {
@@ -302,7 +306,7 @@ async function applySettlement(deps: CheckoutDeps, inv: InventoryStub, orderId: 
       payKey: settled.paymentKey,
       chargeId: settled.chargeId,
     });
-    if (stored) {
+    if (stored && stored !== "event_cancelled") {
       metric.checkouts.inc({ result: "paid" });
       return "paid";
     }

@@ -118,4 +118,30 @@ describe("POST /v1/events/:id/cancel", () => {
     expect((await stats()).cancellation).toEqual({ orders: 500, refunded: 500 });
     expect(sandboxLedger().every((c) => (c.refunds?.length ?? 0) <= 1)).toBe(true);
   }, 90_000);
+
+  it("a checkout whose payment is in flight when the event is cancelled: 409 event_cancelled, the charge refunded, the places back", async () => {
+    const ev: EventBody = await createEvent(organizer, {
+      perCustomerLimit: 2,
+      sections: [{ id: "floor", name: "Floor", kind: "ga", price: 4000, capacity: 10, shards: 1 }],
+    });
+    const buyer = await tokenFor("cancel-inflight");
+    const h = await holdIn(ev.id, buyer);
+    const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+    // tok_slow: the sandbox answers after about 2 s; the hold is in checkout meanwhile.
+    const paying = call("/v1/orders", {
+      method: "POST",
+      token: buyer,
+      json: { holdId, payment: { method: "sandbox", token: "tok_slow" } },
+    });
+    const holdStatus = async () =>
+      ((await (await call(`/v1/holds/${holdId}`, { token: buyer })).json()) as { hold: { status: string } }).hold.status;
+    await eventually(async () => (await holdStatus()) === "checking_out");
+    expect((await call(`/v1/events/${ev.id}/cancel`, { method: "POST", token: organizer })).status).toBe(202);
+    const res = await paying;
+    expect([res.status, ((await res.json()) as Problem).code]).toEqual([409, "event_cancelled"]);
+    const charge = sandboxLedger().find((c) => c.idempotencyKey.startsWith(`${holdId.replace(/^hld_/, "ord_")}:`));
+    expect(charge?.status).toBe("refunded");
+    expect(await holdStatus()).toBe("released");
+    expect((await expectInventoryInvariants(ev)).floor).toEqual({ held: 0, sold: 0, capacity: 10 });
+  });
 });
