@@ -67,6 +67,7 @@ describeRoute({
     "sale_not_started",
     "not_admitted",
     "limit_exceeded",
+    "event_cancelled",
     "idempotency_conflict",
     "idempotency_mismatch",
     "rate_limited",

@@ -71,7 +71,16 @@ describeRoute({
       schema: z.object({ order: pendingOrderSchema }),
     },
   },
-  errors: ["not_found", "payment_declined", "hold_expired", "idempotency_conflict", "idempotency_mismatch", "rate_limited", "overloaded"],
+  errors: [
+    "not_found",
+    "payment_declined",
+    "hold_expired",
+    "event_cancelled",
+    "idempotency_conflict",
+    "idempotency_mismatch",
+    "rate_limited",
+    "overloaded",
+  ],
 });
 orders.post("/v1/orders", auth("buyer"), rateLimit({ route: "orders" }), idempotency(), validate("json", orderInput), async (c) => {
   const input = c.req.valid("json");
