@@ -1,10 +1,11 @@
 import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { config } from "../../lib/config";
 import { devMailbox, keptMailSchema } from "../../lib/mail-sender";
 import { esc } from "../../lib/mail-templates";
 import { ApiError } from "../../lib/problem";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 /** The local catch-all mailbox (DEV_AUTH only): every mail the notifications consumer "sent". */
@@ -13,40 +14,46 @@ export const devMailboxPage = new Hono<AppEnv>();
 /** Mails render in sandboxed frames: no scripts, no requests out of the page but images. */
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self' data:; frame-ancestors 'none'";
 
-const onlyDev = (env: object, method: string, path: string) => {
-  if (!config(env).DEV_AUTH) throw new ApiError("not_found", `No route for ${method} ${path}.`);
-};
-
-describeRoute({
-  operationId: "listDevMail",
-  method: "get",
-  path: "/dev/mailbox.json",
-  summary: "Mail kept by the local mailbox, newest first (DEV_AUTH only; 404 otherwise)",
-  tags: ["development"],
-  responses: { 200: { description: "Mails", schema: z.object({ mails: z.array(keptMailSchema) }) } },
-  errors: ["not_found"],
-});
-devMailboxPage.get("/dev/mailbox.json", async (c) => {
-  onlyDev(c.env, c.req.method, c.req.path);
-  return c.json({ mails: await devMailbox(c.env.CATALOG_KV).list() }, 200, { "Cache-Control": "no-store" });
+/** The mailbox exists only while DEV_AUTH is on. */
+const onlyDev = createMiddleware<AppEnv>(async (c, next) => {
+  if (!config(c.env).DEV_AUTH) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
+  await next();
 });
 
-describeRoute({
-  operationId: "getDevMailbox",
-  method: "get",
-  path: "/dev/mailbox",
-  summary: "The local mailbox as a page (DEV_AUTH only; 404 otherwise)",
-  tags: ["development"],
-  responses: { 200: { description: "HTML" } },
-  errors: ["not_found"],
-});
-devMailboxPage.get("/dev/mailbox", async (c) => {
-  onlyDev(c.env, c.req.method, c.req.path);
-  const mails = await devMailbox(c.env.CATALOG_KV).list();
-  const items = mails.map(
-    (m) =>
-      `<article><h2>${esc(m.subject)}</h2><p><small>to ${esc(m.to)} · ${esc(m.sentAt)} · <code>${esc(m.id)}</code></small></p><iframe sandbox title="${esc(m.subject)}" style="width:100%;height:18em;border:1px solid #ccc" srcdoc="${esc(m.html)}"></iframe><details><summary>Plain text</summary><pre>${esc(m.text)}</pre></details></article>`,
-  );
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>Mailbox (local)</title></head><body style="font-family:sans-serif;max-width:60em;margin:auto"><h1>Mailbox (local)</h1><p>${mails.length} mail(s), newest first. Nothing here was sent: with MAIL_API_KEY set, mail goes to the e-mail API instead.</p>${items.join("") || "<p>No mail yet.</p>"}</body></html>`;
-  return c.html(html, 200, { "Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP });
-});
+route(
+  devMailboxPage,
+  {
+    operationId: "listDevMail",
+    method: "get",
+    path: "/dev/mailbox.json",
+    summary: "Mail kept by the local mailbox, newest first (DEV_AUTH only; 404 otherwise)",
+    tags: ["development"],
+    before: [onlyDev],
+    responses: { 200: { description: "Mails", schema: z.object({ mails: z.array(keptMailSchema) }) } },
+    errors: ["not_found"],
+  },
+  async (c) => c.json({ mails: await devMailbox(c.env.CATALOG_KV).list() }, 200, { "Cache-Control": "no-store" }),
+);
+
+route(
+  devMailboxPage,
+  {
+    operationId: "getDevMailbox",
+    method: "get",
+    path: "/dev/mailbox",
+    summary: "The local mailbox as a page (DEV_AUTH only; 404 otherwise)",
+    tags: ["development"],
+    before: [onlyDev],
+    responses: { 200: { description: "HTML", mediaType: "text/html" } },
+    errors: ["not_found"],
+  },
+  async (c) => {
+    const mails = await devMailbox(c.env.CATALOG_KV).list();
+    const items = mails.map(
+      (m) =>
+        `<article><h2>${esc(m.subject)}</h2><p><small>to ${esc(m.to)} · ${esc(m.sentAt)} · <code>${esc(m.id)}</code></small></p><iframe sandbox title="${esc(m.subject)}" style="width:100%;height:18em;border:1px solid #ccc" srcdoc="${esc(m.html)}"></iframe><details><summary>Plain text</summary><pre>${esc(m.text)}</pre></details></article>`,
+    );
+    const html = `<!doctype html><html><head><meta charset="utf-8"><title>Mailbox (local)</title></head><body style="font-family:sans-serif;max-width:60em;margin:auto"><h1>Mailbox (local)</h1><p>${mails.length} mail(s), newest first. Nothing here was sent: with MAIL_API_KEY set, mail goes to the e-mail API instead.</p>${items.join("") || "<p>No mail yet.</p>"}</body></html>`;
+    return c.html(html, 200, { "Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP });
+  },
+);
