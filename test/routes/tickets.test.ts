@@ -133,11 +133,16 @@ describe("GET /v1/tickets/:id", () => {
 });
 
 describe("rate limits", () => {
-  it("limits a buyer's ticket reads like their order reads (route group reads)", async () => {
+  it("limits a buyer's ticket reads and order list like their order reads (route group reads)", async () => {
     const buyer = await tokenFor("tkt-limited", "buyer");
     const order = await buy(buyer, { sectionId: "floor", quantity: 1 });
     const limited = { ...env, RATE_LIMITS: "" }; // the code's defaults (the suite runs with "off")
-    for (const path of [`/v1/tickets/${order.tickets[0]?.id}`, `/v1/tickets/${order.tickets[0]?.id}/qr.svg`, `/v1/orders/${order.id}`]) {
+    for (const path of [
+      `/v1/tickets/${order.tickets[0]?.id}`,
+      `/v1/tickets/${order.tickets[0]?.id}/qr.svg`,
+      `/v1/orders/${order.id}`,
+      "/v1/orders",
+    ]) {
       const ctx = createExecutionContext();
       const res = await app.fetch(
         new Request(`https://breakwater.test${path}`, { headers: { Authorization: `Bearer ${buyer}` } }),

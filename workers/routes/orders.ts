@@ -127,8 +127,10 @@ describeRoute({
   auth: ["buyer"],
   query: listQuery,
   responses: { 200: { description: "Orders", schema: z.object({ orders: z.array(orderSchema) }) } },
+  errors: ["rate_limited"],
 });
-orders.get("/v1/orders", auth("buyer"), validate("query", listQuery), async (c) => {
+// Rate-limited as a buyer's reads: each list also asks the Inventory DOs of its orders for ticket states.
+orders.get("/v1/orders", auth("buyer"), rateLimit({ route: "reads" }), validate("query", listQuery), async (c) => {
   const userId = principalOf(c).sub;
   const shard = shardFor(userId, shardNames(c.env));
   const stores = orderStores(c.env);
