@@ -284,4 +284,56 @@ describe("POST /v1/orders/:id/refund", () => {
     });
     expect(chargeOf(order.id)?.refunds?.map((r) => r.amount)).toEqual([order.total]);
   });
+
+  it("after a partial refund the buyer's limit counts exactly the tickets still valid", async () => {
+    const buyer = await tokenFor("refund-limit-buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 });
+    expect((await refund(order.id, { tickets: [(order.tickets[0] as TicketBody).id] }, "limit-1")).status).toBe(200);
+    const two = await hold(buyer, { sectionId: "floor", quantity: 2 });
+    expect([two.status, ((await two.json()) as Problem).code]).toEqual([422, "limit_exceeded"]);
+    expect((await hold(buyer, { sectionId: "floor", quantity: 1 })).status).toBe(201);
+  });
+
+  it("refunds racing new purchases of the same seats: every seat is sold to at most one valid ticket", async () => {
+    const org = await tokenFor("org-refund-race", "organizer");
+    const race = await createEvent(org, {
+      perCustomerLimit: 1,
+      sections: [{ id: "a", name: "Block A", kind: "seated", price: 3000, rows: [{ id: "1", seats: 4 }] }],
+    });
+    const first = await Promise.all([0, 1, 2, 3].map((i) => tokenFor(`race-first-${i}`)));
+    const sold = await Promise.all(first.map((t, i) => buy(t, { sectionId: "a", seats: [`1-${i + 1}`] }, race.id)));
+    const second = await Promise.all(Array.from({ length: 8 }, (_, i) => tokenFor(`race-second-${i}`)));
+    // Every second buyer keeps trying for any seat while the organizer refunds all four orders.
+    const bought: { token: string; order: OrderBody }[] = [];
+    const until = Date.now() + 15_000;
+    const buyers = second.map(async (t) => {
+      // Until all four seats found a new buyer (the test asserts it), or time runs out.
+      while (Date.now() < until && bought.length < 4) {
+        const h = await hold(t, { sectionId: "a", quantity: 1 }, race.id);
+        if (h.status !== 201) {
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+        const p = await call("/v1/orders", { method: "POST", token: t, json: { holdId, payment: { method: "sandbox", token: "tok_ok" } } });
+        expect(p.status).toBe(201);
+        bought.push({ token: t, order: ((await p.json()) as { order: OrderBody }).order });
+        return;
+      }
+    });
+    const refunds = sold.map((o, i) => refund(o.id, {}, `race-${i}`, org));
+    expect((await Promise.all(refunds)).map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    await Promise.all(buyers);
+    expect(bought).toHaveLength(4);
+    // Valid tickets over every order of the event: each seat at most once, and exactly the seats sold.
+    const reads = await Promise.all([
+      ...sold.map((o, i) => call(`/v1/orders/${o.id}`, { token: first[i] as string })),
+      ...bought.map((b) => call(`/v1/orders/${b.order.id}`, { token: b.token })),
+    ]);
+    const valid = (await Promise.all(reads.map(async (r) => ((await r.json()) as { order: OrderBody }).order))).flatMap((o) =>
+      o.tickets.filter((t) => t.status === "valid").map((t) => t.seat),
+    );
+    expect(valid.sort()).toEqual(["1-1", "1-2", "1-3", "1-4"]);
+    expect((await expectInventoryInvariants(race)).a).toEqual({ held: 0, sold: 4, capacity: 4 });
+  });
 });
