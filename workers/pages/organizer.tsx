@@ -165,7 +165,12 @@ function SectionField(props: {
 /** `/organizer/events/:id`: the live sale (sale.js polls the stats and availability APIs). */
 export function LiveSalePage({ event }: { event: EventDoc }) {
   return (
-    <Layout title={`Live · ${event.name}`} area="organizer" scripts={["sale.js"]} data={{ "event-id": event.id, currency: event.currency }}>
+    <Layout
+      title={`Live · ${event.name}`}
+      area="organizer"
+      scripts={["sale.js", "after-sale.js"]}
+      data={{ "event-id": event.id, currency: event.currency }}
+    >
       <p class="crumbs">
         <a href="/organizer">Console</a> · <a href={`/events/${event.id}`}>Public page</a>
       </p>
@@ -259,6 +264,55 @@ export function LiveSalePage({ event }: { event: EventDoc }) {
           Last minute: <strong id="opm-now">–</strong>
         </p>
         <div class="spark" id="opm" role="img" aria-label="Orders per minute, last 30 minutes" />
+      </section>
+      <section aria-labelledby="checkin-h" class="panel">
+        <h2 id="checkin-h">Check-in</h2>
+        <form id="checkin-form" novalidate>
+          <div class="field">
+            <label for="checkin-code">Ticket code (scanned from the QR code)</label>
+            <input id="checkin-code" name="code" autocomplete="off" spellcheck={false} required />
+          </div>
+          <button type="submit">Check in</button>
+        </form>
+        <p id="checkin-result" role="status" aria-live="polite" />
+        <p>
+          <button type="button" id="checkin-csv">
+            Download the check-in list (CSV)
+          </button>{" "}
+          <span id="checkin-csv-status" class="muted small" role="status" />
+        </p>
+      </section>
+      <section aria-labelledby="refund-h" class="panel">
+        <h2 id="refund-h">Refund an order</h2>
+        <form id="refund-form" novalidate>
+          <div class="field">
+            <label for="refund-order">Order id</label>
+            <input id="refund-order" name="order" autocomplete="off" spellcheck={false} required />
+          </div>
+          <div class="field">
+            <label for="refund-tickets">Ticket ids (optional, separated by commas; empty: the whole order)</label>
+            <input id="refund-tickets" name="tickets" autocomplete="off" spellcheck={false} />
+          </div>
+          <div class="field">
+            <label for="refund-reason">Reason (optional)</label>
+            <input id="refund-reason" name="reason" maxlength={200} />
+          </div>
+          <button type="submit">Refund</button>
+        </form>
+        <p id="refund-result" role="status" aria-live="polite" />
+      </section>
+      <section aria-labelledby="cancel-h" class="panel">
+        <h2 id="cancel-h">Cancel the event</h2>
+        <p class="muted small">Stops the sale at once and refunds every paid order in the background. It cannot be undone.</p>
+        <form id="cancel-form" novalidate>
+          <label class="radio">
+            <input type="checkbox" id="cancel-confirm" /> I want to cancel {event.name} and refund every buyer
+          </label>
+          <button type="submit" class="danger">
+            Cancel the event
+          </button>
+        </form>
+        <p id="cancel-result" role="status" aria-live="polite" />
       </section>
     </Layout>
   );
