@@ -184,13 +184,19 @@ export function refundPart(sql: SqlStorage, key: string): { chargeKey: string; a
     .map((r) => ({ chargeKey: r.charge_key, amount: r.amount }))[0];
 }
 
-/** Refunds whose provider call is settled and whose `order.refunded` message is due (never sent, or unconfirmed for 30 s). */
+/**
+ * Refunds whose provider call is settled and whose `order.refunded` message is due: never sent, or sent and
+ * not confirmed by the orders consumer after 30 s, doubling per attempt up to 10 minutes (like the order
+ * outbox: the consumer is idempotent, so a second copy changes nothing).
+ */
 export function refundOutboxDue(sql: SqlStorage, now: number, limit = 100): string[] {
   return sql
     .exec<{ refund_key: string }>(
       `SELECT p.refund_key FROM refund_parts p JOIN refunds r ON r.idempotency_key = p.refund_key
-       WHERE p.confirmed = 0 AND r.status <> 'pending' AND (p.sent_at IS NULL OR p.sent_at <= ?) ORDER BY p.created_at LIMIT ?`,
-      now - 30_000,
+       WHERE p.confirmed = 0 AND r.status <> 'pending'
+         AND (p.sent_at IS NULL OR p.sent_at + min(30000 * (1 << max(p.attempts - 1, 0)), 600000) <= ?)
+       ORDER BY p.created_at LIMIT ?`,
+      now,
       limit,
     )
     .toArray()

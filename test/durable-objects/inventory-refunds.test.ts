@@ -1,0 +1,66 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Inventory } from "../../durable-objects/inventory";
+import { parseLocatedId } from "../../lib/hold-id";
+import { inventoryStub } from "../../lib/holds";
+import { call, createEvent, tokenFor } from "../helpers";
+import { eventually } from "../queues/helpers";
+
+type PartRow = { sent_at: number | null; attempts: number; confirmed: number };
+
+describe("Inventory DO: the refund outbox", () => {
+  it("sends order.refunded once the provider confirmed, re-sends an unconfirmed one from its alarm, and stops once the shard confirms", async () => {
+    const organizer = await tokenFor("org-refund-outbox", "organizer");
+    const ev = await createEvent(organizer);
+    const buyer = await tokenFor("refund-outbox-buyer");
+    const h = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "a", seats: ["2-5"] } });
+    const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+    const paid = await call("/v1/orders", {
+      method: "POST",
+      token: buyer,
+      json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
+    });
+    const orderId = ((await paid.json()) as { order: { id: string } }).order.id;
+    const refunded = await call(`/v1/orders/${orderId}/refund`, {
+      method: "POST",
+      token: organizer,
+      json: {},
+      headers: { "Idempotency-Key": "outbox-1" },
+    });
+    expect(refunded.status).toBe(200);
+
+    const loc = parseLocatedId("ord", orderId);
+    if (!loc) throw new Error("order id not located");
+    const stub = inventoryStub(env.INVENTORY, loc);
+    const part = () =>
+      runInDurableObject(stub, (_i: Inventory, state) =>
+        state.storage.sql.exec<PartRow>("SELECT sent_at, attempts, confirmed FROM refund_parts WHERE order_id = ?", orderId).one(),
+      );
+    // Sent by the refund itself and confirmed by the orders consumer once the shard has it.
+    await eventually(async () => (await part()).confirmed === 1);
+    expect((await part()).attempts).toBe(1);
+
+    // As if the confirmation had been lost 31 s ago: the alarm sends it again, and the consumer confirms again.
+    await runInDurableObject(stub, (_i: Inventory, state) => {
+      state.storage.sql.exec("UPDATE refund_parts SET confirmed = 0, sent_at = ? WHERE order_id = ?", Date.now() - 31_000, orderId);
+    });
+    await runDurableObjectAlarm(stub);
+    expect((await part()).attempts).toBe(2);
+    await eventually(async () => (await part()).confirmed === 1);
+    // Not due again before 60 s (doubling): a further alarm sends nothing.
+    await runInDurableObject(stub, (_i: Inventory, state) => {
+      state.storage.sql.exec("UPDATE refund_parts SET confirmed = 0, sent_at = ? WHERE order_id = ?", Date.now() - 31_000, orderId);
+    });
+    await runDurableObjectAlarm(stub);
+    expect((await part()).attempts).toBe(2);
+    // The shard holds the order once, its ticket void.
+    let rows = 0;
+    for (const shard of [env.SHARD_0, env.SHARD_1]) {
+      const r = await shard.prepare("SELECT status FROM tickets WHERE order_id = ?").bind(orderId).all<{ status: string }>();
+      rows += r.results.length;
+      for (const t of r.results) expect(t.status).toBe("void");
+    }
+    expect(rows).toBe(1);
+  });
+});
