@@ -42,7 +42,15 @@ export interface HoldRequest {
   quantity?: number;
   /** Edge clock when the call was sent: the DO derives its queueing delay from it. */
   sentAt?: number;
+  /**
+   * The version of the event document the edge read (EventDoc.version). {@link Inventory.place} holds
+   * without any configuration when the object has this version or a newer one; `hold` records it.
+   */
+  eventVersion?: number;
 }
+
+/** {@link Inventory.place}'s answer when the object needs its configuration (first call, or a newer event version). */
+export const NEEDS_SETUP = "needs_setup" as const;
 
 interface HoldRow extends Record<string, SqlStorageValue> {
   id: string;
@@ -79,6 +87,13 @@ const OUTBOX_RESEND_MAX_MS = 600_000;
 export const CHECKOUT_ABORT_GRACE_MS = 60_000;
 /** A ledger settlement that failed is retried this long after (ms). */
 const LEDGER_RETRY_MS = 1_000;
+/** A checkout's `checking_out` note is settled by the alarm this long after (ms), unless the sale settled it first. */
+const LEDGER_DEFER_MS = 1_000;
+/**
+ * A hold entering checkout with less than this left (ms) has its ledger settled before the answer: the
+ * deferred note must land (alarm retries each LEDGER_RETRY_MS) long before the reservation would lapse.
+ */
+const LEDGER_DEFER_MIN_LEFT_MS = 60_000;
 
 /** The delay before the `attempts`-th re-send of an unconfirmed order (1-based). */
 const outboxResendDelay = (attempts: number): number => Math.min(OUTBOX_CONFIRM_MS * 2 ** Math.max(0, attempts - 1), OUTBOX_RESEND_MAX_MS);
@@ -140,6 +155,13 @@ export class Inventory extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   private config: InventoryConfig | null = null;
   private event: EventRouting | null = null;
+  /** The version of the event routing kept (meta 'event_version'; 0: unknown, every `place` asks for it). */
+  private eventVersion = 0;
+  /**
+   * No active hold expires before this (epoch ms): calls skip the expiry query until then. Lowered by
+   * every write that makes a hold active or moves an expiry ({@link noteExpiry}); recomputed after expiring.
+   */
+  private nextExpiryAt = 0;
   private counts: InventoryCounts = { capacity: 0, available: 0, held: 0, sold: 0 };
   /** Alarm time we last set (null: none). */
   private alarmAt: number | null = null;
@@ -181,6 +203,7 @@ export class Inventory extends DurableObject<Env> {
       const ev = meta.get("event");
       if (ev) this.event = JSON.parse(ev) as EventRouting;
       this.ledgerVersion = Number(meta.get("ledger_version") ?? 0);
+      this.eventVersion = Number(meta.get("event_version") ?? 0);
       this.loadCounts();
       this.alarmAt = await ctx.storage.getAlarm();
       // A change made before a restart and never published: publish it now, not at the next change.
@@ -211,19 +234,31 @@ export class Inventory extends DurableObject<Env> {
     return { ...this.counts };
   }
 
+  /**
+   * Holds seats or a quantity for `req.userId` with the configuration this object keeps: the hot path, no
+   * configuration shipped per call. Answers {@link NEEDS_SETUP} (nothing done) when the object is not
+   * initialized or keeps an older event version than `req.eventVersion`; the edge then calls {@link hold}.
+   */
+  place(req: HoldRequest): Outcome<HoldView> | typeof NEEDS_SETUP {
+    if (!this.config || req.eventVersion === undefined || req.eventVersion > this.eventVersion) return NEEDS_SETUP;
+    return this.holdNow(req);
+  }
+
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
   hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Outcome<HoldView> {
+    this.ensure(config, event, req.eventVersion);
+    return this.holdNow(req);
+  }
+
+  /** {@link hold} on an initialized object. */
+  private holdNow(req: HoldRequest): Outcome<HoldView> {
     this.stallIfFaulted();
-    this.ensure(config, event);
     const now = Date.now();
     this.observe(now, req.sentAt);
     this.holdsInWindow++;
-    this.expireDue(now);
+    this.expireDue(now, false);
     const cfg = this.cfg();
     if (this.cancelled) return fail("event_cancelled", "This event is cancelled.");
-
-    if (this.sql.exec("SELECT 1 FROM holds WHERE id = ?", req.holdId).toArray().length)
-      return fail("validation_failed", "That hold id is already in use.");
 
     const expiresAt = now + cfg.holdSeconds * 1000;
     let seats: string[] = [];
@@ -241,28 +276,56 @@ export class Inventory extends DurableObject<Env> {
     }
 
     const total = quantity * cfg.price;
-    this.ctx.storage.transactionSync(() => {
-      if (seats.length) {
-        for (const id of seats)
-          this.sql.exec("UPDATE seats SET status = 'held', hold_id = ? WHERE id = ? AND status = 'available'", req.holdId, id);
-      }
-      this.sql.exec(
-        "INSERT INTO holds (id, user_id, quantity, seats, total, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-        req.holdId,
-        req.userId,
-        quantity,
-        JSON.stringify(seats),
-        total,
-        now,
-        expiresAt,
-      );
-      this.sql.exec("UPDATE counters SET held = held + ? WHERE id = 0", quantity);
-    });
+    const inserted = this.insertHold(req, seats, quantity, total, now, expiresAt);
+    if (!inserted) return fail("validation_failed", "That hold id is already in use.");
     this.counts.held += quantity;
     this.counts.available -= quantity;
+    this.noteExpiry(expiresAt);
     this.markDirty(now);
     this.scheduleAlarm(expiresAt);
-    return ok(this.view(this.holdRow(req.holdId) as HoldRow));
+    // The row as inserted (no read back).
+    return ok(
+      this.view({
+        id: req.holdId,
+        user_id: req.userId,
+        quantity,
+        seats: JSON.stringify(seats),
+        total,
+        status: "active",
+        created_at: now,
+        expires_at: expiresAt,
+        order_id: null,
+        checkout_attempt: 0,
+      }),
+    );
+  }
+
+  /**
+   * Marks the seats held and inserts the hold row, in one transaction. False (and nothing written) when the
+   * hold id is taken: the primary key refuses it, so no lookup precedes the insert.
+   */
+  private insertHold(req: HoldRequest, seats: string[], quantity: number, total: number, now: number, expiresAt: number): boolean {
+    try {
+      this.ctx.storage.transactionSync(() => {
+        for (const id of seats)
+          this.sql.exec("UPDATE seats SET status = 'held', hold_id = ? WHERE id = ? AND status = 'available'", req.holdId, id);
+        this.sql.exec(
+          "INSERT INTO holds (id, user_id, quantity, seats, total, status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
+          req.holdId,
+          req.userId,
+          quantity,
+          JSON.stringify(seats),
+          total,
+          now,
+          expiresAt,
+        );
+        this.sql.exec("UPDATE counters SET held = held + ? WHERE id = 0", quantity);
+      });
+      return true;
+    } catch (err) {
+      if (/UNIQUE constraint failed: holds\.id/.test(String(err))) return false;
+      throw err;
+    }
   }
 
   /** The hold if `userId` owns it (another user's hold is "not found"). Expires it first when due. */
@@ -332,9 +395,14 @@ export class Inventory extends DurableObject<Env> {
           this.noteLedger(holdId);
         });
         this.scheduleAlarm(now + this.timings.timeoutMs);
-        const hold = this.view(this.holdRow(holdId) as HoldRow);
-        // The ledger must count the places as in checkout before any charge: a hold in checkout never expires.
-        await this.settleLedger(holdId);
+        const hold = this.view({ ...row, status: "checking_out", checkout_attempt: attempt });
+        // The ledger must count the places as long as the hold is in checkout (which never expires). Its
+        // reservation counts them until the hold's expiry (+ slack): with time to spare, the note is settled
+        // by the next alarm (within LEDGER_DEFER_MS, retried until it lands), and a checkout that completes
+        // before then settles `sold` over it: one ledger call per checkout instead of two. Near its expiry
+        // the ledger is told before any charge.
+        if (row.expires_at - now < LEDGER_DEFER_MIN_LEFT_MS) await this.settleLedger(holdId);
+        else this.scheduleAlarm(now + LEDGER_DEFER_MS);
         return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
       }
     }
@@ -415,6 +483,7 @@ export class Inventory extends DurableObject<Env> {
         this.sql.exec("UPDATE holds SET status = 'active', expires_at = ? WHERE id = ?", expiresAt, holdId);
         this.noteLedger(holdId);
       });
+      this.noteExpiry(expiresAt);
       this.scheduleAlarm(expiresAt);
       // Past its cap already: it expires now, not at the next call.
       this.expireDue(now);
@@ -890,12 +959,14 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /** First call initializes the DO with its section's seats/capacity; later calls must agree. */
-  private ensure(config: InventoryConfig, event: EventRouting): void {
+  private ensure(config: InventoryConfig, event: EventRouting, eventVersion?: number): void {
     if (this.config) {
-      this.event = event;
       const c = this.config;
       if (c.eventId !== config.eventId || c.sectionId !== config.sectionId || c.shard !== config.shard)
         throw new Error(`inventory ${inventoryName(c)} called as ${inventoryName(config)}`);
+      // An edge that read an older event document does not roll the routing back.
+      if (eventVersion === undefined || eventVersion >= this.eventVersion) this.event = event;
+      if (eventVersion !== undefined && eventVersion > this.eventVersion) this.keepEventVersion(event, eventVersion);
       return;
     }
     this.ctx.storage.transactionSync(() => {
@@ -919,6 +990,13 @@ export class Inventory extends DurableObject<Env> {
     this.config = config;
     this.event = event;
     this.loadCounts();
+    if (eventVersion !== undefined) this.keepEventVersion(event, eventVersion);
+  }
+
+  /** Keeps `event` as the routing of `version` durably, so {@link place} needs no configuration until a newer one. */
+  private keepEventVersion(event: EventRouting, version: number): void {
+    this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('event', ?), ('event_version', ?)", JSON.stringify(event), String(version));
+    this.eventVersion = version;
   }
 
   private loadCounts(): void {
@@ -959,11 +1037,21 @@ export class Inventory extends DurableObject<Env> {
     return ok(ids);
   }
 
-  /** Expires every active hold whose time has come. Idempotent. */
-  private expireDue(now: number): void {
+  /**
+   * Expires every active hold whose time has come. Idempotent. The hold path passes `force = false`: it
+   * skips the query while no active hold can be due ({@link nextExpiryAt}); every other call looks.
+   */
+  private expireDue(now: number, force = true): void {
+    if (!force && now < this.nextExpiryAt) return;
     const due = this.sql
       .exec<HoldRow>("SELECT * FROM holds WHERE status = 'active' AND expires_at <= ? ORDER BY expires_at LIMIT 500", now)
       .toArray();
+    if (due.length < 500) {
+      const next = this.sql
+        .exec<{ t: number | null }>("SELECT min(expires_at) AS t FROM holds WHERE status = 'active' AND expires_at > ?", now)
+        .one().t;
+      this.nextExpiryAt = next ?? Number.POSITIVE_INFINITY;
+    }
     if (!due.length) return;
     this.ctx.storage.transactionSync(() => {
       for (const row of due) this.releaseRow(row, "expired");
@@ -982,6 +1070,11 @@ export class Inventory extends DurableObject<Env> {
         amount: 0,
       });
     this.markDirty(now);
+  }
+
+  /** A hold is active until `expiresAt`: the next expiry query runs no later than then. */
+  private noteExpiry(expiresAt: number): void {
+    if (expiresAt < this.nextExpiryAt) this.nextExpiryAt = expiresAt;
   }
 
   /** Funnel events of expired holds, queued by the next alarm. */

@@ -104,10 +104,10 @@ export function doCallError(err: unknown, what: string): never {
 }
 
 /**
- * Places a hold for `userId`. Checks the sale window, the section and the request shape, reserves the
- * quantity against the per-customer limit, then holds in the owning Inventory DO (GA: the buyer's shard,
- * then the others). `section` availability from the published snapshot, when given, answers `sold_out`
- * without any DO call.
+ * Places a hold for `userId`: checks the request against the event ({@link holdQuantity}), reserves the
+ * quantity against the per-customer limit ({@link reserveForCustomer}), then holds in the owning Inventory
+ * DO, for GA the buyer's shard first, then the others ({@link holdInShards}). `section` availability from
+ * the published snapshot, when given, answers `sold_out` without any DO call.
  */
 export async function placeHold(
   deps: HoldDeps,
@@ -118,6 +118,37 @@ export async function placeHold(
 ): Promise<HoldView> {
   const now = opts.now ?? Date.now();
   if (event.status === "cancelled") throw new ApiError("event_cancelled", "This event is cancelled.");
+  const { section, quantity } = holdQuantity(event, input, now);
+  if (opts.availability && opts.availability.available === 0 && opts.availability.held === 0)
+    throw new ApiError("sold_out", "This section is sold out.");
+  const candidates = shardCandidates(event, section, userId, now);
+  if (!candidates.length) throw new ApiError("sold_out", "This section is sold out.");
+
+  const key = reservationKey(newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number }));
+  const ledger = ledgerStub(deps.ledger, userId);
+  await reserveForCustomer(ledger, event, key, quantity, now);
+  const outcome = await holdInShards(deps, event, section, candidates, { key, userId, input, quantity });
+  if (outcome.ok) {
+    metric.holds.inc({ result: "created", kind: section.kind });
+    deps.analytics?.(
+      analyticsEvent({
+        id: `hold.created:${outcome.value.id}`,
+        kind: "hold.created",
+        eventId: event.id,
+        at: new Date(now).toISOString(),
+        userId,
+        quantity,
+      }),
+    );
+    return outcome.value;
+  }
+  await ledger.setState(key, "released");
+  metric.holds.inc({ result: outcome.code, kind: section.kind });
+  return unwrap(outcome);
+}
+
+/** The section and quantity a hold request asks for, or the 4xx it earns (sale window, shape, limit). */
+function holdQuantity(event: EventDoc, input: HoldInput, now: number): { section: Section; quantity: number } {
   if (now < Date.parse(event.saleStartsAt)) throw new ApiError("sale_not_started", `The sale opens at ${event.saleStartsAt}.`);
   const section = event.sections.find((s) => s.id === input.sectionId);
   if (!section)
@@ -135,67 +166,84 @@ export async function placeHold(
   const quantity = input.seats?.length ?? input.quantity ?? 1;
   if (quantity > event.perCustomerLimit)
     throw new ApiError("limit_exceeded", `This event allows ${event.perCustomerLimit} places per customer.`);
-  if (opts.availability && opts.availability.available === 0 && opts.availability.held === 0)
-    throw new ApiError("sold_out", "This section is sold out.");
+  return { section, quantity };
+}
 
-  const shards = section.kind === "ga" ? (section.shards ?? 1) : 1;
-  const order = section.kind === "ga" ? shardOrder(userId, shards) : [0];
-  const candidates = order.filter((shard) => (emptyShards.get(`${event.id}:${section.id}:${shard}`) ?? 0) < now);
-  if (!candidates.length) throw new ApiError("sold_out", "This section is sold out.");
+/** The Inventory DOs to try, in order: a seated section's one; a GA section's shards, minus those seen sold out lately. */
+function shardCandidates(event: EventDoc, section: Section, userId: string, now: number): number[] {
+  const order = section.kind === "ga" ? shardOrder(userId, section.shards ?? 1) : [0];
+  return order.filter((shard) => (emptyShards.get(`${event.id}:${section.id}:${shard}`) ?? 0) < now);
+}
 
-  const first = newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number });
-  const key = reservationKey(first);
-  const ledger = ledgerStub(deps.ledger, userId);
-  const expiresAt = now + event.holdSeconds * 1000;
+/** Reserves `quantity` places for the hold `key` in the buyer's CustomerLedger, or throws `limit_exceeded`. */
+async function reserveForCustomer(ledger: LedgerStub, event: EventDoc, key: string, quantity: number, now: number): Promise<void> {
   let reserved: Outcome<{ used: number; limit: number }>;
   const t0 = Date.now();
   try {
-    reserved = await ledger.reserve(event.id, key, quantity, event.perCustomerLimit, expiresAt);
+    reserved = await ledger.reserve(event.id, key, quantity, event.perCustomerLimit, now + event.holdSeconds * 1000);
   } catch (err) {
     doCallError(err, "customer ledger");
   }
   observeDoCall("ledger", "reserve", t0);
   unwrap(reserved);
+}
 
-  const ev = inventoryEvent(event);
-  let lastFailure: Outcome<HoldView> | undefined;
+/** A hold to place: its reservation key, owner, request and quantity. */
+interface PendingHold {
+  key: string;
+  userId: string;
+  input: HoldInput;
+  quantity: number;
+}
+
+/**
+ * Holds in the first of `candidates` that has the places (GA falls through to the next shard on
+ * `sold_out` / `seats_unavailable`; anything else ends the search). The last failure when none does.
+ */
+async function holdInShards(
+  deps: HoldDeps,
+  event: EventDoc,
+  section: Section,
+  candidates: number[],
+  h: PendingHold,
+): Promise<Outcome<HoldView>> {
+  let last: Outcome<HoldView> = { ok: false, code: "sold_out", detail: "This section is sold out." };
   for (const shard of candidates) {
-    const holdId = `${key}.${event.id}.${section.id}.${shard}`;
-    let outcome: Outcome<HoldView>;
     const t1 = Date.now();
+    let outcome: Outcome<HoldView>;
     try {
-      outcome = await inventoryStub(deps.inventory, { eventId: event.id, sectionId: section.id, shard }).hold(
-        inventoryConfig(event, section, shard),
-        ev,
-        { holdId, userId, seats: input.seats, quantity: input.seats ? undefined : quantity, sentAt: Date.now() },
-      );
+      outcome = await holdInShard(deps.inventory, event, section, shard, h);
     } catch (err) {
       // The hold may or may not exist: keep the reservation, which lapses with the hold's lifetime.
       doCallError(err, "inventory");
     }
     observeDoCall("inventory", "hold", t1);
-    if (outcome.ok) {
-      metric.holds.inc({ result: "created", kind: section.kind });
-      deps.analytics?.(
-        analyticsEvent({
-          id: `hold.created:${holdId}`,
-          kind: "hold.created",
-          eventId: event.id,
-          at: new Date(now).toISOString(),
-          userId,
-          quantity,
-        }),
-      );
-      return outcome.value;
-    }
-    lastFailure = outcome;
+    if (outcome.ok) return outcome;
+    last = outcome;
     if (section.kind !== "ga" || (outcome.code !== "sold_out" && outcome.code !== "seats_unavailable")) break;
-    if (outcome.code === "sold_out") emptyShards.set(`${event.id}:${section.id}:${shard}`, now + EMPTY_SHARD_TTL_MS);
+    if (outcome.code === "sold_out") emptyShards.set(`${event.id}:${section.id}:${shard}`, Date.now() + EMPTY_SHARD_TTL_MS);
   }
-  await ledger.setState(key, "released");
-  const failure = lastFailure ?? { ok: false as const, code: "sold_out" as const, detail: "This section is sold out." };
-  metric.holds.inc({ result: failure.ok ? "created" : failure.code, kind: section.kind });
-  return unwrap(failure);
+  return last;
+}
+
+/**
+ * One Inventory DO's hold. The object keeps its configuration and the event's routing by version, so the
+ * call carries only the request (`place`); an object that is new or keeps an older event version answers
+ * `needs_setup`, and the hold is made again with the configuration (`hold`), which it keeps from then on.
+ */
+async function holdInShard(ns: InventoryNamespace, event: EventDoc, section: Section, shard: number, h: PendingHold) {
+  const stub = inventoryStub(ns, { eventId: event.id, sectionId: section.id, shard });
+  const req = {
+    holdId: `${h.key}.${event.id}.${section.id}.${shard}`,
+    userId: h.userId,
+    seats: h.input.seats,
+    quantity: h.input.seats ? undefined : h.quantity,
+    sentAt: Date.now(),
+    eventVersion: event.version,
+  };
+  const placed = await stub.place(req);
+  if (placed !== "needs_setup") return placed;
+  return stub.hold(inventoryConfig(event, section, shard), inventoryEvent(event), req);
 }
 
 /**
