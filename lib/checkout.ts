@@ -1,4 +1,5 @@
-import { orderIdForHold, parseLocatedId } from "./hold-id";
+import { Coalescer } from "./coalesce";
+import { type InventoryLocation, inventoryName, orderIdForHold, parseLocatedId } from "./hold-id";
 import { doCallError, type HoldDeps, holdLocation, type InventoryStub, inventoryStub, locationOf } from "./holds";
 import type { HoldView } from "./inventory-types";
 import { log } from "./log";
@@ -60,33 +61,45 @@ async function doCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Checks out a hold of `userId`. Returns the order and whether it was created now (false: replayed). */
+/**
+ * Checks out a hold of `userId`. Returns the order and whether it was created now (false: replayed).
+ * Steps: lock the hold ({@link beginOrReplay}), charge ({@link chargeOrReopen}), then act on the payment's
+ * outcome ({@link settleCharge}): record the paid order, or reopen / void and answer the failure.
+ */
 export async function checkout(
   deps: CheckoutDeps,
   userId: string,
   input: CheckoutInput,
 ): Promise<{ order: Order | PendingOrder; created: boolean }> {
-  const loc = holdLocation(input.holdId);
-  const inv = inventoryStub(deps.inventory, loc);
-  const orderId = orderIdForHold(input.holdId);
+  const inv = inventoryStub(deps.inventory, holdLocation(input.holdId));
+  const begun = await beginOrReplay(inv, input.holdId, userId, deps.provider.name);
+  if ("replayed" in begun) return { order: begun.replayed, created: false };
+  const outcome = await chargeOrReopen(deps, inv, input, begun);
+  return { order: await settleCharge(deps, inv, userId, input.holdId, begun, outcome), created: true };
+}
 
+/** A hold locked for checkout, with the payment key of this attempt. */
+interface Begun {
+  hold: HoldView;
+  paymentKey: string;
+}
+
+/** Locks the hold for checkout; a hold already sold answers its stored order instead (a replay). */
+async function beginOrReplay(inv: InventoryStub, holdId: string, userId: string, provider: string): Promise<Begun | { replayed: Order }> {
   const begun = unwrap(
-    await doCall<Outcome<{ hold: HoldView; paymentKey: string }>>("inventory", () =>
-      inv.beginCheckout(input.holdId, userId, deps.provider.name),
-    ),
+    await doCall<Outcome<{ hold: HoldView; paymentKey: string }>>("inventory", () => inv.beginCheckout(holdId, userId, provider)),
   );
-  const hold: HoldView = begun.hold;
-  const payKey = begun.paymentKey;
-  if (hold.status === "sold") {
-    const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderId, userId)));
-    return { order: stored.body, created: false };
-  }
+  if (begun.hold.status !== "sold") return begun;
+  const stored = unwrap(await doCall<Outcome<StoredOrder>>("inventory", () => inv.getOrder(orderIdForHold(holdId), userId)));
+  return { replayed: stored.body };
+}
 
-  let outcome: ChargeOutcome;
+/** Charges the hold's total under this attempt's key; if the charge could not even start, reopens the hold and rethrows. */
+async function chargeOrReopen(deps: CheckoutDeps, inv: InventoryStub, input: CheckoutInput, begun: Begun): Promise<ChargeOutcome> {
   try {
-    outcome = await chargeWithPolicy(
+    return await chargeWithPolicy(
       deps.provider,
-      { idempotencyKey: payKey, amount: hold.total, currency: hold.currency, token: input.payment.token },
+      { idempotencyKey: begun.paymentKey, amount: begun.hold.total, currency: begun.hold.currency, token: input.payment.token },
       deps.policy ?? DEFAULT_PAYMENT_POLICY,
     );
   } catch (err) {
@@ -94,49 +107,55 @@ export async function checkout(
     await reopen(inv, input.holdId);
     throw err;
   }
+}
 
+/**
+ * Acts on a payment's outcome: paid → the order recorded (or, if it cannot be, the charge voided and a
+ * 503, or 409 `event_cancelled` when the event was cancelled meanwhile); pending → the pending order (its webhook settles it); declined → the hold reopened and a 402;
+ * unknown → the attempt voided, the hold reopened once that is settled or recorded, and a 503.
+ */
+async function settleCharge(
+  deps: CheckoutDeps,
+  inv: InventoryStub,
+  userId: string,
+  holdId: string,
+  { hold, paymentKey: payKey }: Begun,
+  outcome: ChargeOutcome,
+): Promise<Order | PendingOrder> {
+  const charge = { amount: hold.total, currency: hold.currency };
   if (outcome.status === "declined") {
-    await reopen(inv, input.holdId);
+    await reopen(inv, holdId);
     metric.checkouts.inc({ result: "declined" });
     throw new ApiError("payment_declined", `The payment was declined (${outcome.reason}). The hold is still yours; try another card.`);
   }
   if (outcome.status === "unknown") {
     // The provider may have charged: void this attempt's key. Reopen the hold only once the refund is
     // settled or durably recorded; otherwise the hold stays in checkout and the DO resolves it.
-    if (await voidOrRecord(deps, inv, input.holdId, payKey, "payment outcome unknown", { amount: hold.total, currency: hold.currency }))
-      await reopen(inv, input.holdId);
+    if (await voidOrRecord(deps, inv, holdId, payKey, "payment outcome unknown", charge)) await reopen(inv, holdId);
     metric.checkouts.inc({ result: "provider_unavailable" });
     throw new ApiError("overloaded", "The payment provider is unavailable; you were not charged. Please retry.", { retryAfterSeconds: 5 });
   }
   if (outcome.status === "pending") {
     // The provider settles it later (its webhook): the hold stays locked in checkout until then.
     metric.checkouts.inc({ result: "pending" });
-    return { order: pendingView(input.holdId, hold), created: true };
+    return pendingView(holdId, hold);
   }
-
-  const stored = await recordPaidOrder(deps, inv, { holdId: input.holdId, userId, hold, payKey, chargeId: outcome.chargeId });
-  if (!stored || stored === "event_cancelled") {
-    // Charged but the order could not be recorded: refund, then reopen the hold (the buyer may retry).
-    // If the DO is unreachable the hold stays in checkout; the DO voids the charge itself and reopens
-    // the hold when the checkout times out.
-    if (await voidOrRecord(deps, inv, input.holdId, payKey, "order could not be recorded", { amount: hold.total, currency: hold.currency }))
-      await reopen(inv, input.holdId).catch((err: unknown) =>
-        console.error(
-          JSON.stringify({
-            level: "error",
-            msg: "reopen after refund failed; the DO's checkout timeout reopens",
-            holdId: input.holdId,
-            error: String(err),
-          }),
-        ),
-      );
-    metric.checkouts.inc({ result: "refunded" });
-    if (stored === "event_cancelled")
-      throw new ApiError("event_cancelled", "The event was cancelled during your checkout; the charge was refunded.");
-    throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
+  const stored = await recordPaidOrder(deps, inv, { holdId, userId, hold, payKey, chargeId: outcome.chargeId });
+  if (stored && stored !== "event_cancelled") {
+    metric.checkouts.inc({ result: "paid" });
+    return stored.body;
   }
-  metric.checkouts.inc({ result: "paid" });
-  return { order: stored.body, created: true };
+  // Charged but the order could not be recorded: refund, then reopen the hold (the buyer may retry). If
+  // the DO is unreachable the hold stays in checkout; the DO voids the charge itself and reopens the hold
+  // when the checkout times out.
+  if (await voidOrRecord(deps, inv, holdId, payKey, "order could not be recorded", charge))
+    await reopen(inv, holdId).catch((err: unknown) =>
+      log.error("reopen after refund failed; the DO's checkout timeout reopens", { holdId, error: String(err) }),
+    );
+  metric.checkouts.inc({ result: "refunded" });
+  if (stored === "event_cancelled")
+    throw new ApiError("event_cancelled", "The event was cancelled during your checkout; the charge was refunded.");
+  throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
 }
 
 /** The order document of a hold's checkout: `paid` with its tickets, or `pending` (none until settled). */
@@ -226,20 +245,35 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
   }
   if (completed && !completed.ok && completed.code === "event_cancelled") return "event_cancelled";
   if (!message || !completed?.ok) return null;
-  const handOff = (async () => {
-    try {
-      await deps.enqueueOrder(message);
-      if (deps.awaitHandOff) await inv.confirmStored([orderId]);
-      else await inv.markOrdersSent([orderId]);
-    } catch (err) {
-      // The DO's outbox re-sends it.
-      metric.queueSendFailures.inc({ queue: "orders" });
-      log.warn("order enqueue failed; outbox will retry", { orderId, error: String(err) });
-    }
-  })();
+  const handOff = handOrderOff(deps, inv, loc, message);
   if (deps.awaitHandOff) await handOff;
   else deps.waitUntil(handOff);
   return completed.value;
+}
+
+/**
+ * `markOrdersSent` notes of this isolate's checkouts, one call per Inventory DO for the orders handed to
+ * the queue within a few milliseconds of each other (lib/coalesce.ts).
+ */
+const sentNotes = new Coalescer<{ inv: InventoryStub; orderId: string }>((_key, items) =>
+  (items[0] as { inv: InventoryStub }).inv.markOrdersSent(items.map((i) => i.orderId)),
+);
+
+/**
+ * Hands a recorded order to the orders queue (`enqueueOrder`), then tells its Inventory DO: sent (the
+ * outbox re-sends it only if its shard does not confirm it in time), or, in the comparison mode where
+ * `enqueueOrder` wrote the shard, stored. A failure leaves the order to the DO's outbox.
+ */
+async function handOrderOff(deps: CheckoutDeps, inv: InventoryStub, loc: InventoryLocation, message: OrderMessage): Promise<void> {
+  try {
+    await deps.enqueueOrder(message);
+    if (deps.awaitHandOff) await inv.confirmStored([message.orderId]);
+    else await sentNotes.add(inventoryName(loc), { inv, orderId: message.orderId });
+  } catch (err) {
+    // The DO's outbox re-sends it.
+    metric.queueSendFailures.inc({ queue: "orders" });
+    log.warn("order enqueue failed; outbox will retry", { orderId: message.orderId, error: String(err) });
+  }
 }
 
 /** A payment outcome the provider reported after the fact (Stripe's webhook), for one checkout attempt. */

@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { sendAnalytics } from "../../lib/analytics-event";
+import { type AnalyticsEvent, sendAnalytics } from "../../lib/analytics-event";
 import { availabilitySnapshot } from "../../lib/availability";
 import { getEventDoc } from "../../lib/catalog";
+import { Coalescer } from "../../lib/coalesce";
 import { getHold, type HoldDeps, inventoryStub, placeHold, releaseHold } from "../../lib/holds";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
 import { holdSchema } from "../../lib/inventory-types";
@@ -37,13 +38,23 @@ const idempotencyHeader = { name: "Idempotency-Key", description: "≤ 255 chars
 /** Holds and seat maps. */
 export const holds = new Hono<AppEnv>();
 
+/** This isolate's funnel events, sent to the analytics queue in batches (best effort: a failure is counted per event). */
+const funnel = new Coalescer<{ queue: Queue; event: AnalyticsEvent }>(
+  (_key, items) =>
+    sendAnalytics(
+      items[0]?.queue as Queue,
+      items.map((i) => i.event),
+    ),
+  { delayMs: 50 },
+);
+
 /** Hold dependencies of a request; funnel events are queued after the response (best effort, counted on failure). */
 const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => ({
   inventory: env.INVENTORY,
   ledger: env.CUSTOMER_LEDGER,
   analytics: (e) =>
     waitUntil(
-      sendAnalytics(env.ANALYTICS_QUEUE, [e]).catch((err: unknown) => {
+      funnel.add("analytics", { queue: env.ANALYTICS_QUEUE, event: e }).catch((err: unknown) => {
         metric.analyticsSendFailures.inc({ kind: e.kind });
         log.warn("analytics event not queued", { kind: e.kind, error: String(err) });
       }),
