@@ -17,6 +17,8 @@ export const FAULT_NAMES = [
   "payments",
   /** Every order-shard write fails (the orders consumer retries, then dead-letters). */
   "shard_writes",
+  /** Every order-shard write waits `delayMs` first (a slow database: bench/orders). */
+  "shard_slow",
   /** Each Inventory DO call holds the object's input for `delayMs` after it: the object serves ≤ 1000/delayMs calls/s. */
   "inventory_slow",
 ] as const;
@@ -26,7 +28,7 @@ export type FaultName = (typeof FAULT_NAMES)[number];
 export interface FaultWindow {
   /** Epoch ms when it closes by itself. */
   until: number;
-  /** `inventory_slow`: the stall per call (ms). */
+  /** `inventory_slow`: the stall per call; `shard_slow`: the wait before each shard write (ms). */
   delayMs?: number;
 }
 
@@ -74,6 +76,12 @@ class InjectedFault extends Error {
     super(`${what} (injected fault: ${name})`);
     this.name = "InjectedFault";
   }
+}
+
+/** Waits the window's `delayMs` while the window of `name` is open (at once otherwise). */
+export async function delayIfFaulted(name: FaultName): Promise<void> {
+  const delay = faultWindow(name)?.delayMs;
+  if (delay) await new Promise((r) => setTimeout(r, delay));
 }
 
 /** Throws {@link InjectedFault} while the window of `name` is open. */

@@ -14,6 +14,11 @@ export interface OrderStore {
   readonly name: string;
   /** Stores the order and its tickets; `exists` when it was already there. */
   saveOrder(msg: OrderMessage): Promise<"inserted" | "exists">;
+  /**
+   * Stores several orders with their tickets in as few round trips as the database allows (the orders
+   * consumer's batch for this shard), all or nothing per call; per order, `inserted` or `exists`.
+   */
+  saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]>;
   getOrder(orderId: string): Promise<StoredOrderRow | null>;
   /** A buyer's orders, newest first. */
   listOrders(userId: string, limit: number): Promise<StoredOrderRow[]>;

@@ -2,7 +2,7 @@ import { and, asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import * as pg from "./db/shard-schema-pg";
-import { failIfFaulted } from "./faults";
+import { delayIfFaulted, failIfFaulted } from "./faults";
 import type { OrderMessage, OrderRefundedMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-rows";
 
@@ -27,16 +27,24 @@ export class PgOrderStore implements OrderStore {
   }
 
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    const [result] = await this.saveOrders([msg]);
+    return result ?? "exists";
+  }
+
+  /** All of `msgs` in one transaction. */
+  async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
+    await delayIfFaulted("shard_slow");
     failIfFaulted("shard_writes", `shard ${this.name} write failed`);
+    const now = new Date().toISOString();
     return this.db.transaction(async (tx) => {
-      const inserted = await tx
-        .insert(pg.orders)
-        .values(orderColumns(msg, new Date().toISOString()))
-        .onConflictDoNothing()
-        .returning({ id: pg.orders.id });
-      // One statement: Postgres binds up to 65,535 parameters (D1's limit of 100 does not apply here).
-      await tx.insert(pg.tickets).values(ticketColumns(msg)).onConflictDoNothing();
-      return inserted.length ? "inserted" : "exists";
+      const out: ("inserted" | "exists")[] = [];
+      for (const msg of msgs) {
+        const inserted = await tx.insert(pg.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: pg.orders.id });
+        // One statement: Postgres binds up to 65,535 parameters (D1's limit of 100 does not apply here).
+        await tx.insert(pg.tickets).values(ticketColumns(msg)).onConflictDoNothing();
+        out.push(inserted.length ? "inserted" : "exists");
+      }
+      return out;
     });
   }
 

@@ -4,7 +4,7 @@ import { chunk } from "./chunk";
 import { config } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
-import { failIfFaulted } from "./faults";
+import { delayIfFaulted, failIfFaulted } from "./faults";
 import type { OrderMessage, OrderRefundedMessage } from "./order";
 import { type OrderStore, orderColumns, type StoredOrderRow, TICKETS_PER_STATEMENT, ticketColumns, toView } from "./order-rows";
 import { PgOrderStore } from "./order-store-pg";
@@ -17,6 +17,9 @@ import { PgOrderStore } from "./order-store-pg";
 
 // ───────────────────────────── D1 ─────────────────────────────
 
+/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (each is 2+ statements). */
+const ORDERS_PER_D1_BATCH = 50;
+
 /** D1 shard: one `batch()` (a transaction) per order: the order row and its tickets, or nothing. */
 export class D1OrderStore implements OrderStore {
   private readonly db;
@@ -28,13 +31,34 @@ export class D1OrderStore implements OrderStore {
   }
 
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
+    const [result] = await this.saveOrders([msg]);
+    return result ?? "exists";
+  }
+
+  /** One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders. */
+  async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
+    await delayIfFaulted("shard_slow");
     failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     const now = new Date().toISOString();
-    const [inserted] = await this.db.batch([
-      this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),
-      ...chunk(ticketColumns(msg), TICKETS_PER_STATEMENT).map((rows) => this.db.insert(d1.tickets).values(rows).onConflictDoNothing()),
-    ]);
-    return inserted.length ? "inserted" : "exists";
+    const out: ("inserted" | "exists")[] = [];
+    for (const part of chunk([...msgs], ORDERS_PER_D1_BATCH)) {
+      const statements = part.map((msg) => ({
+        order: this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),
+        tickets: chunk(ticketColumns(msg), TICKETS_PER_STATEMENT).map((rows) =>
+          this.db.insert(d1.tickets).values(rows).onConflictDoNothing(),
+        ),
+      }));
+      const [first, ...rest] = statements.flatMap((st) => [st.order, ...st.tickets]);
+      if (!first) continue;
+      const results = await this.db.batch([first, ...rest]);
+      // Each order's own statement is the first of its group: its `returning` says whether it was new.
+      let at = 0;
+      for (const st of statements) {
+        out.push((results[at] as unknown[]).length ? "inserted" : "exists");
+        at += 1 + st.tickets.length;
+      }
+    }
+    return out;
   }
 
   async getOrder(orderId: string): Promise<StoredOrderRow | null> {

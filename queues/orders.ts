@@ -96,10 +96,10 @@ interface Pending {
  * Persists each paid order to the shard that owns its buyer, then hands on the buyer confirmation and
  * the analytics event. Idempotent: a replayed message finds its rows and changes nothing.
  *
- * Per batch: each shard's orders are written one after the other (a D1 database runs one query at a
- * time) and the shards side by side; a shard that fails is not tried again in this batch, its messages
- * are retried with exponential backoff and full jitter (after max_retries Queues moves them to the
- * dead-letter queue). The follow-up messages of the stored orders go out in two `sendBatch` calls, and
+ * Per batch: each shard's orders are written in one call (`saveOrders`: one D1 `batch()`, a single
+ * round trip and transaction, per 50 orders) and the shards side by side; a shard whose write fails has
+ * all its messages retried with exponential backoff and full jitter (after max_retries Queues moves them
+ * to the dead-letter queue). The follow-up messages of the stored orders go out in two `sendBatch` calls, and
  * only then are those orders acknowledged; if that hand-off fails they are retried too (their rows are
  * already there, so the retry only re-sends, and the downstream consumers deduplicate). Stored orders are
  * confirmed back to their Inventory DOs; a failed confirmation is logged and the DO's outbox sends the
@@ -122,20 +122,18 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
   // Paid orders first: a refund in the same batch then finds its order in the shard.
   const storing = Promise.all(
     [...byShard].map(async ([shard, pending]) => {
-      let failure: unknown;
-      for (const p of pending) {
-        if (failure !== undefined) {
-          retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard, skipped: "shard failed earlier in this batch" }, failure);
-          continue;
-        }
-        try {
-          logStored(p.order, shard, await deps.store(shard).saveOrder(p.order));
-          stored.push(p);
-        } catch (err) {
-          failure = err;
-          retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard }, err);
-        }
+      // One write per shard for the whole batch (all or nothing): a failure retries every order of it.
+      let results: ("inserted" | "exists")[];
+      try {
+        results = await deps.store(shard).saveOrders(pending.map((p) => p.order));
+      } catch (err) {
+        for (const p of pending) retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard }, err);
+        return;
       }
+      pending.forEach((p, i) => {
+        logStored(p.order, shard, results[i] ?? "exists");
+        stored.push(p);
+      });
     }),
   );
   await storing;

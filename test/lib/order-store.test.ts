@@ -7,6 +7,24 @@ import { freshTag, orderMsg } from "../queues/helpers";
 const store = new D1OrderStore("SHARD_0", env.SHARD_0);
 
 describe("D1OrderStore", () => {
+  it("stores a consumer batch in one call: each order new or already there, tickets included, all in one write", async () => {
+    const tag = freshTag();
+    // 60 orders (more than one D1 batch of 50), one stored before, one with 45 tickets (3 ticket statements).
+    const manyTickets = (n: number) =>
+      Array.from({ length: 45 }, (_, t) => ({ id: `tkt_${tag}${n}_${t}`, seat: `floor/GA-${t + 1}`, code: `c${t}` }));
+    const msgs = Array.from({ length: 60 }, (_, i) =>
+      orderMsg(`${tag}-buyer-${i}`, 1000 + i, i === 7 ? { tickets: manyTickets(1000 + i), quantity: 45 } : {}, tag),
+    );
+    expect(await store.saveOrder(msgs[3] as (typeof msgs)[number])).toBe("inserted");
+    const results = await store.saveOrders(msgs);
+    expect(results).toEqual(msgs.map((_, i) => (i === 3 ? "exists" : "inserted")));
+    expect(await store.saveOrders(msgs)).toEqual(msgs.map(() => "exists"));
+    for (const m of [msgs[0], msgs[7], msgs[59]]) {
+      const stored = await store.getOrder(m?.orderId as string);
+      expect(stored?.tickets.map((t) => t.id)).toEqual(m?.tickets.map((t) => t.id));
+    }
+  });
+
   it("stores an order and its tickets in one batch; a replay changes nothing; reads it back as the API's order", async () => {
     const tag = freshTag();
     const msg = orderMsg(`${tag}-buyer`, 1, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }, tag);

@@ -127,12 +127,16 @@ export function recordingQueue(opts: { fail?: () => boolean } = {}): Queue & { b
   return q as unknown as Queue & { bodies: unknown[]; calls: number };
 }
 
-/** `store` with `saveOrder` failing while `failing()` says so (the other methods are the real ones). */
+/** `store` with its writes (`saveOrder`, `saveOrders`) failing while `failing()` says so (the other methods are the real ones). */
 export function flakyStore(store: OrderStore, failing: () => boolean): OrderStore {
   const flaky: OrderStore = Object.create(store);
   flaky.saveOrder = async (m) => {
     if (failing()) throw new Error(`D1_ERROR: shard ${store.name} unavailable`);
     return store.saveOrder(m);
+  };
+  flaky.saveOrders = async (ms) => {
+    if (failing()) throw new Error(`D1_ERROR: shard ${store.name} unavailable`);
+    return store.saveOrders(ms);
   };
   return flaky;
 }

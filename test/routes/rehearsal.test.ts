@@ -122,6 +122,18 @@ describe("injection points", () => {
     expect(await store.saveOrder(msg)).toBe("inserted");
   });
 
+  it("shard_slow: every shard write waits the window's delay first, then succeeds", async () => {
+    const store = new D1OrderStore("SHARD_1", env.SHARD_1);
+    const tag = freshTag();
+    const msgs = [orderMsg(`${tag}-a`, 1, {}, tag), orderMsg(`${tag}-b`, 2, {}, tag)];
+    setFault("shard_slow", { until: Date.now() + 60_000, delayMs: 300 });
+    const t0 = Date.now();
+    expect(await store.saveOrders(msgs)).toEqual(["inserted", "inserted"]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    clearFaults();
+    expect(await store.saveOrder(msgs[0] as (typeof msgs)[number])).toBe("exists");
+  });
+
   it("inventory_slow: concurrent holds on one object queue behind its stall", async () => {
     const tokens = await Promise.all(Array.from({ length: 6 }, (_, i) => tokenFor(`rehearsal-slow-${i}`)));
     const time = async () => {

@@ -12,7 +12,13 @@ const faultsSchema = z.object({ faults: z.partialRecord(z.enum(FAULT_NAMES), fau
 const faultInput = z.strictObject({
   name: z.enum(FAULT_NAMES),
   seconds: z.number().min(0).max(600).describe("How long the window stays open from now; 0 closes it"),
-  delayMs: z.number().int().min(1).max(5_000).optional().describe("inventory_slow: the stall per Inventory DO call (default 25)"),
+  delayMs: z
+    .number()
+    .int()
+    .min(1)
+    .max(5_000)
+    .optional()
+    .describe("inventory_slow: the stall per Inventory DO call (default 25); shard_slow: the wait before each shard write (default 50)"),
 });
 
 const chargeSchema = z.object({
@@ -64,8 +70,9 @@ route(
     path: "/v1/admin/faults",
     summary:
       "Open, move or close one fault window (admin; only where FAULT_INJECTION is on, else 404). payments: the sandbox " +
-      "provider fails like an outage; shard_writes: order-shard writes fail; inventory_slow: each Inventory DO call stalls " +
-      "the object for delayMs. The window lives in the isolate's memory (a restart closes it).",
+      "provider fails like an outage; shard_writes: order-shard writes fail; shard_slow: each order-shard write waits delayMs " +
+      "first; inventory_slow: each Inventory DO call stalls the object for delayMs. The window lives in the isolate's memory " +
+      "(a restart closes it).",
     tags: ["operations"],
     auth: ["admin"],
     before: [faultsEnabled],
@@ -76,7 +83,7 @@ route(
   (c, { json: { name, seconds, delayMs } }) => {
     setFault(name, {
       until: Date.now() + seconds * 1000,
-      ...(name === "inventory_slow" ? { delayMs: delayMs ?? 25 } : {}),
+      ...(name === "inventory_slow" ? { delayMs: delayMs ?? 25 } : name === "shard_slow" ? { delayMs: delayMs ?? 50 } : {}),
     });
     return c.json({ faults: faultView() }, 200, { "Cache-Control": "no-store" });
   },
