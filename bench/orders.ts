@@ -1,28 +1,55 @@
 /**
- * bench/orders: orders accepted per second end to end (hold + pay + answer) with the write-behind
- * design, the queue's drain rate into 1, 2 and 4 order shards, and — same run, same machine — the same
- * checkout done synchronously (the order written to its shard before answering). Prints the ratio and
- * the p99 of both.
+ * bench/orders: orders accepted per second end to end (hold + pay + answer) with the write-behind design,
+ * the queue's drain into 1, 2 and 4 order shards, the same checkout done synchronously (the order written
+ * to its shard before answering), both again with a slow shard and through a shard outage, and a
+ * PostgreSQL checkout baseline behind a minimal Node HTTP server, at the same concurrency.
  *
  * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge →
  * CustomerLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
  * Rate limits off (they would throttle the benchmark's few buyers), request logs off.
  *
- * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797), SHARDS ("1,2,4").
+ * Runs (each in a fresh server):
+ * - `write-behind` with each of SHARDS order shards, and `synchronous` with 2 (or the first of SHARDS);
+ * - `slow`: every shard write delayed SLOW_MS (the `shard_slow` fault window), write-behind and synchronous;
+ * - `outage`: every shard write fails for OUTAGE_SECONDS from the start (`shard_writes`), write-behind and
+ *   synchronous; checkouts run at least OUTAGE_SECONDS + 10 s, so the answers span the outage;
+ * - `pg`: POST /hold (SKIP LOCKED) then POST /checkout (one transaction: seat sold, order and ticket rows)
+ *   against bench/lib/baseline-server.ts.
+ * After every Breakwater run the bench waits until every order is in its shard (the admin reconciliation
+ * with no grace: nothing missing, nothing extra, nothing twice) and reports when; an order still missing
+ * at the deadline (300 s) is reported as lost. p99 is each checkout's hold + order time.
+ *
+ * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
+ * SCENARIOS ("healthy,slow,outage"), SLOW_MS (50), OUTAGE_SECONDS (30), SKIP ("pg" to skip the baseline),
+ * RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created
+ * when missing).
  */
+import { spawn } from "node:child_process";
+import http from "node:http";
 import os from "node:os";
-import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
+import path from "node:path";
+import postgres from "postgres";
+import { type BreakwaterProcess, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
+const root = path.resolve(import.meta.dirname, "..");
 const N = envInt("ORDERS", 1_200, 1, 1_000_000);
 const C = envInt("CONCURRENCY", 32, 1, 1_024);
-const PORT = envInt("PORT", 8797, 1_024, 65_535);
+const PORT = envInt("PORT", 8797, 1_024, 65_000);
 const SHARD_COUNTS = (process.env.SHARDS ?? "1,2,4").split(",").map(Number);
+const SCENARIOS = new Set((process.env.SCENARIOS ?? "healthy,slow,outage").split(",").filter(Boolean));
+const SLOW_MS = envInt("SLOW_MS", 50, 1, 5_000);
+const OUTAGE_SECONDS = envInt("OUTAGE_SECONDS", 30, 1, 600);
+const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
 const ALL_SHARDS = ["SHARD_0", "SHARD_1", "SHARD_2", "SHARD_3"];
+const DRAIN_DEADLINE_MS = 300_000;
+
+type Fault = "none" | "slow" | "outage";
 
 interface Run {
-  mode: "write-behind" | "synchronous";
+  mode: "write-behind" | "synchronous" | "postgres";
+  fault: Fault;
   shards: number;
   orders: number;
   seconds: number;
@@ -31,21 +58,89 @@ interface Run {
   p95: number;
   p99: number;
   errors: number;
-  /** Write-behind only: all orders in their shards after this many seconds from the start. */
+  /** Breakwater: every order in its shard this many seconds after the start (reconciliation clean). */
   drainedAfterSeconds?: number;
   drainPerSecond?: number;
   drainPerShardPerSecond?: number;
+  /** Breakwater: orders sold in the Inventory DOs and still in no shard at the deadline (must be 0). */
+  lost?: number;
+  /** Breakwater: orders in a shard that no DO sold, or in a shard twice (must be 0). */
+  extraOrDuplicated?: number;
 }
 
-async function run(mode: Run["mode"], shards: number): Promise<Run> {
+/** Runs checkouts with `C` concurrent buyers until `n` are done and at least `minSeconds` have passed. */
+async function closedLoop(
+  n: number,
+  minSeconds: number,
+  checkoutOnce: (i: number) => Promise<boolean>,
+): Promise<{ latencies: number[]; errors: number; seconds: number }> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const more = () => next < n || performance.now() - started < minSeconds * 1000;
+  await Promise.all(
+    Array.from({ length: C }, async () => {
+      while (more()) {
+        const i = next++;
+        const t0 = performance.now();
+        if (await checkoutOnce(i)) latencies.push(performance.now() - t0);
+        else errors++;
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  return { latencies, errors, seconds: (performance.now() - started) / 1000 };
+}
+
+const summary = (mode: Run["mode"], fault: Fault, shards: number, r: { latencies: number[]; errors: number; seconds: number }): Run => ({
+  mode,
+  fault,
+  shards,
+  orders: r.latencies.length,
+  seconds: r.seconds,
+  ordersPerSecond: r.latencies.length / r.seconds,
+  p50: percentile(r.latencies, 50),
+  p95: percentile(r.latencies, 95),
+  p99: percentile(r.latencies, 99),
+  errors: r.errors,
+});
+
+/** Opens a fault window in the server (FAULT_INJECTION is on in the bench's servers). */
+async function openFault(bw: BreakwaterProcess, admin: string, fault: Fault): Promise<void> {
+  if (fault === "none") return;
+  const body =
+    fault === "slow" ? { name: "shard_slow", seconds: 600, delayMs: SLOW_MS } : { name: "shard_writes", seconds: OUTAGE_SECONDS };
+  const r = await bw.request("PUT", "/v1/admin/faults", body, admin);
+  if (r.status !== 200) throw new Error(`PUT /v1/admin/faults ${r.status} ${r.body}`);
+}
+
+/** Waits until reconciliation (no grace) finds every sold order in exactly one shard; the seconds it took, and what was wrong at the deadline. */
+async function drain(bw: BreakwaterProcess, admin: string, eventId: string): Promise<{ at: number; lost: number; extra: number }> {
+  const deadline = Date.now() + DRAIN_DEADLINE_MS;
+  for (;;) {
+    const r = await bw.request("POST", `/v1/admin/reconciliation/${eventId}?graceMs=0`, undefined, admin);
+    if (r.status !== 200) throw new Error(`reconciliation ${r.status} ${r.body}`);
+    const res = JSON.parse(r.body) as { missing: string[]; extra: string[]; duplicated: string[] };
+    const extra = res.extra.length + res.duplicated.length;
+    if ((res.missing.length === 0 && extra === 0) || Date.now() > deadline)
+      return { at: performance.now(), lost: res.missing.length, extra };
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+async function runBreakwater(mode: "write-behind" | "synchronous", shards: number, fault: Fault): Promise<Run> {
   const bw = await startBreakwater(PORT, {
     ORDER_SHARDS: ALL_SHARDS.slice(0, shards).join(","),
     CHECKOUT_WRITE: mode === "synchronous" ? "sync" : "queue",
+    FAULT_INJECTION: "true",
   });
   try {
     const organizer = await bw.token("bench-org", "organizer");
     const admin = await bw.token("bench-admin", "admin");
-    const buyerCount = Math.ceil(N / 40) + C;
+    const minSeconds = fault === "outage" ? OUTAGE_SECONDS + 10 : 0;
+    const most = Math.max(N, minSeconds * 400);
+    const buyerCount = Math.ceil(most / 40) + C;
     const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
     const now = Date.now();
     const created = await bw.request(
@@ -58,107 +153,185 @@ async function run(mode: Run["mode"], shards: number): Promise<Run> {
         saleStartsAt: new Date(now - 60_000).toISOString(),
         currency: "EUR",
         perCustomerLimit: 50,
-        sections: [{ id: "ga", name: "GA", kind: "ga", price: 4500, capacity: N + 100, shards: 4 }],
+        sections: [{ id: "ga", name: "GA", kind: "ga", price: 4500, capacity: most + 100, shards: 4 }],
       },
       organizer,
     );
     if (created.status !== 201) throw new Error(`create event ${created.status} ${created.body}`);
     const eventId = (JSON.parse(created.body) as { event: { id: string } }).event.id;
-    const ackedBefore = counter((await bw.request("GET", "/metrics", undefined, admin)).body, "breakwater_queue_messages_total", {
-      queue: "orders",
-      action: "acked",
-    });
-
-    const latencies: number[] = [];
-    let errors = 0;
-    let next = 0;
+    await openFault(bw, admin, fault);
+    let shown = 0;
     const started = performance.now();
-    await Promise.all(
-      Array.from({ length: C }, async () => {
-        for (;;) {
-          const i = next++;
-          if (i >= N) return;
-          const token = buyers[i % buyerCount] as string;
-          const t0 = performance.now();
-          const h = await bw.request("POST", `/v1/events/${eventId}/holds`, { sectionId: "ga", quantity: 1 }, token);
-          if (h.status !== 201) {
-            if (errors++ < 3) console.error(`hold ${h.status} ${h.body.slice(0, 200)}`);
-            continue;
-          }
-          const holdId = (JSON.parse(h.body) as { hold: { id: string } }).hold.id;
-          const o = await bw.request("POST", "/v1/orders", { holdId, payment: { method: "sandbox", token: "tok_ok" } }, token);
-          if (o.status !== 201) {
-            if (errors++ < 3) console.error(`order ${o.status} ${o.body.slice(0, 200)}`);
-            continue;
-          }
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const seconds = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const result: Run = {
-      mode,
-      shards,
-      orders: latencies.length,
-      seconds,
-      ordersPerSecond: latencies.length / seconds,
-      p50: percentile(latencies, 50),
-      p95: percentile(latencies, 95),
-      p99: percentile(latencies, 99),
-      errors,
-    };
-    if (mode === "write-behind") {
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const acked = counter((await bw.request("GET", "/metrics", undefined, admin)).body, "breakwater_queue_messages_total", {
-          queue: "orders",
-          action: "acked",
-        });
-        if (acked - ackedBefore >= latencies.length) break;
-        if (Date.now() > deadline) throw new Error(`queue did not drain: ${acked - ackedBefore}/${latencies.length}`);
-        await new Promise((r) => setTimeout(r, 100));
+    const r = await closedLoop(N, minSeconds, async (i) => {
+      const token = buyers[i % buyerCount] as string;
+      const h = await bw.request("POST", `/v1/events/${eventId}/holds`, { sectionId: "ga", quantity: 1 }, token);
+      if (h.status !== 201) {
+        if (shown++ < 3) console.error(`hold ${h.status} ${h.body.slice(0, 200)}`);
+        return false;
       }
-      result.drainedAfterSeconds = (performance.now() - started) / 1000;
-      result.drainPerSecond = latencies.length / result.drainedAfterSeconds;
-      result.drainPerShardPerSecond = result.drainPerSecond / shards;
-    }
+      const holdId = (JSON.parse(h.body) as { hold: { id: string } }).hold.id;
+      const o = await bw.request("POST", "/v1/orders", { holdId, payment: { method: "sandbox", token: "tok_ok" } }, token);
+      if (o.status !== 201) {
+        if (shown++ < 3) console.error(`order ${o.status} ${o.body.slice(0, 200)}`);
+        return false;
+      }
+      return true;
+    });
+    const result = summary(mode, fault, shards, r);
+    const drained = await drain(bw, admin, eventId);
+    result.drainedAfterSeconds = (drained.at - started) / 1000;
+    result.drainPerSecond = result.orders / result.drainedAfterSeconds;
+    result.drainPerShardPerSecond = result.drainPerSecond / shards;
+    result.lost = drained.lost;
+    result.extraOrDuplicated = drained.extra;
     return result;
   } finally {
     await bw.stop();
   }
 }
 
+/** Creates the benchmark's database when the server does not have it yet (a fresh machine). */
+async function ensureBenchDatabase(): Promise<void> {
+  const admin = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", max: 1, onnotice: () => {} });
+  try {
+    const [found] = await admin`SELECT 1 AS ok FROM pg_database WHERE datname = 'breakwater_bench'`;
+    if (!found) await admin`CREATE DATABASE breakwater_bench`;
+  } finally {
+    await admin.end();
+  }
+}
+
+/** The PostgreSQL checkout baseline: POST /hold then POST /checkout over loopback HTTP, `C` buyers. */
+async function runPostgres(): Promise<Run> {
+  await ensureBenchDatabase();
+  const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: 1, onnotice: () => {} });
+  try {
+    await sql`DROP TABLE IF EXISTS seats, orders, tickets`;
+    await sql`CREATE TABLE seats (id text PRIMARY KEY, section text NOT NULL, status text NOT NULL DEFAULT 'available', hold_id text, held_until timestamptz)`;
+    await sql`CREATE INDEX seats_available ON seats (section, status, id)`;
+    await sql`CREATE INDEX seats_hold ON seats (hold_id)`;
+    await sql`CREATE TABLE orders (id text PRIMARY KEY, hold_id text NOT NULL UNIQUE, total integer NOT NULL, created_at timestamptz NOT NULL)`;
+    await sql`CREATE TABLE tickets (id text PRIMARY KEY, order_id text NOT NULL REFERENCES orders (id), seat text NOT NULL, code text NOT NULL)`;
+    await sql`INSERT INTO seats (id, section) SELECT 's' || g, 'ga' FROM generate_series(1, ${N + 100}) g`;
+    await sql`ANALYZE seats`;
+  } finally {
+    await sql.end();
+  }
+  const port = PORT + 3;
+  const child = spawn(process.execPath, [path.join(root, "bench/lib/baseline-server.ts"), "pg", String(port), "ga"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
+    child.on("exit", (code) => reject(new Error(`baseline server exited ${code}`)));
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
+  const post = (p: string, body: unknown) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const data = JSON.stringify(body);
+      const req = http.request(
+        `http://127.0.0.1:${port}${p}`,
+        { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } },
+        (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on("error", reject);
+      req.end(data);
+    });
+  try {
+    const r = await closedLoop(N, 0, async () => {
+      const h = await post("/hold", {});
+      if (h.status !== 201) return false;
+      const { holdId } = JSON.parse(h.body) as { holdId: string };
+      return (await post("/checkout", { holdId })).status === 201;
+    });
+    // Invariants of the baseline: one sold seat per order, one ticket per order, nothing sold twice.
+    const check = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: 1, onnotice: () => {} });
+    try {
+      const [c] =
+        await check`SELECT (SELECT count(*) FROM seats WHERE status = 'sold')::int AS sold, (SELECT count(*) FROM orders)::int AS orders,
+        (SELECT count(*) FROM tickets)::int AS tickets, (SELECT count(DISTINCT seat) FROM tickets)::int AS seats`;
+      if (
+        c?.sold !== r.latencies.length ||
+        c?.orders !== r.latencies.length ||
+        c?.tickets !== r.latencies.length ||
+        c?.seats !== r.latencies.length
+      )
+        throw new Error(`postgres checkout baseline inconsistent: ${JSON.stringify(c)} for ${r.latencies.length} answers`);
+    } finally {
+      await check.end();
+    }
+    return summary("postgres", "none", 1, r);
+  } finally {
+    agent.destroy();
+    child.kill("SIGTERM");
+  }
+}
+
 console.log(`bench/orders: ${N} orders (hold + pay), ${C} concurrent buyers, ${os.cpus().length} cores`);
 console.log("Path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → DOs → sandbox payment → queue → D1 shards\n");
 const runs: Run[] = [];
-for (const shards of SHARD_COUNTS) {
-  runs.push(await run("write-behind", shards));
-  console.log(
-    `  write-behind, ${shards} shard(s): ${runs.at(-1)?.ordersPerSecond.toFixed(0)} orders/s, drained at ${runs.at(-1)?.drainPerSecond?.toFixed(0)}/s`,
-  );
-}
-const syncShards = SHARD_COUNTS.includes(2) ? 2 : (SHARD_COUNTS[0] ?? 1);
-runs.push(await run("synchronous", syncShards));
-console.log(`  synchronous, ${syncShards} shard(s): ${runs.at(-1)?.ordersPerSecond.toFixed(0)} orders/s`);
-
 const f = (n: number | undefined, d = 0) => (n === undefined ? "–" : n.toFixed(d));
-console.log("\n| mode | shards | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | drained (s) | drain/s | drain/s per shard |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+const show = (r: Run) =>
+  console.log(
+    `  ${r.mode}${r.fault === "none" ? "" : ` (${r.fault} shard)`}, ${r.shards} shard(s): ${f(r.ordersPerSecond)} orders/s, p99 ${f(r.p99)} ms` +
+      (r.drainPerSecond === undefined ? "" : `, in the shards after ${f(r.drainedAfterSeconds, 1)} s, lost ${r.lost}`),
+  );
+const syncShards = SHARD_COUNTS.includes(2) ? 2 : (SHARD_COUNTS[0] ?? 1);
+if (SCENARIOS.has("healthy")) {
+  for (const shards of SHARD_COUNTS) {
+    runs.push(await runBreakwater("write-behind", shards, "none"));
+    show(runs.at(-1) as Run);
+  }
+  runs.push(await runBreakwater("synchronous", syncShards, "none"));
+  show(runs.at(-1) as Run);
+}
+for (const fault of ["slow", "outage"] as const) {
+  if (!SCENARIOS.has(fault)) continue;
+  for (const mode of ["write-behind", "synchronous"] as const) {
+    runs.push(await runBreakwater(mode, syncShards, fault));
+    show(runs.at(-1) as Run);
+  }
+}
+if (!SKIP.has("pg")) {
+  runs.push(await runPostgres());
+  show(runs.at(-1) as Run);
+}
+
+console.log(
+  "\n| mode | shard fault | shards | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | all in shards after (s) | drain/s per shard | lost |",
+);
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of runs)
   console.log(
-    `| ${r.mode} | ${r.shards} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerSecond)} | ${f(r.drainPerShardPerSecond)} |`,
+    `| ${r.mode} | ${r.fault} | ${r.shards} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerShardPerSecond)} | ${r.lost ?? "–"} |`,
   );
-const wb = runs.find((r) => r.mode === "write-behind" && r.shards === syncShards);
-const sync = runs.find((r) => r.mode === "synchronous");
-if (wb && sync)
-  console.log(
-    `\nwrite-behind vs synchronous (${syncShards} shards): ${(wb.ordersPerSecond / sync.ordersPerSecond).toFixed(2)}× the throughput; p99 ${wb.p99.toFixed(1)} ms vs ${sync.p99.toFixed(1)} ms`,
-  );
+const find = (mode: Run["mode"], fault: Fault) =>
+  runs.find((r) => r.mode === mode && r.fault === fault && (mode === "postgres" || r.shards === syncShards));
+const healthy = find("write-behind", "none");
+const pg = find("postgres", "none");
+if (healthy && pg)
+  console.log(`\nBreakwater write-behind / PostgreSQL checkouts: ${(healthy.ordersPerSecond / pg.ordersPerSecond).toFixed(2)}×`);
+for (const fault of ["slow", "outage"] as const) {
+  const wb = find("write-behind", fault);
+  const sync = find("synchronous", fault);
+  if (healthy && wb)
+    console.log(
+      `${fault} shard: write-behind p99 ${(wb.p99 / healthy.p99).toFixed(2)}× the healthy run's${sync ? `; synchronous p99 ${(sync.p99 / healthy.p99).toFixed(2)}×` : ""}`,
+    );
+}
+const wb = runs.find((r) => r.mode === "write-behind" && r.fault === "none" && r.shards === syncShards);
 const file = writeResults("orders", {
   ...runInfo(),
   orders: N,
   concurrency: C,
+  slowMs: SLOW_MS,
+  outageSeconds: OUTAGE_SECONDS,
   drainPerShardPerSecond: wb?.drainPerShardPerSecond,
   runs,
 });
