@@ -1,5 +1,4 @@
-import { Coalescer } from "./coalesce";
-import { type InventoryLocation, inventoryName, orderIdForHold, parseLocatedId } from "./hold-id";
+import { orderIdForHold, parseLocatedId } from "./hold-id";
 import { doCallError, type HoldDeps, holdLocation, type InventoryStub, inventoryStub, locationOf } from "./holds";
 import type { HoldView } from "./inventory-types";
 import { log } from "./log";
@@ -245,30 +244,22 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
   }
   if (completed && !completed.ok && completed.code === "event_cancelled") return "event_cancelled";
   if (!message || !completed?.ok) return null;
-  const handOff = handOrderOff(deps, inv, loc, message);
+  const handOff = handOrderOff(deps, inv, message);
   if (deps.awaitHandOff) await handOff;
   else deps.waitUntil(handOff);
   return completed.value;
 }
 
 /**
- * `markOrdersSent` notes of this isolate's checkouts, one call per Inventory DO for the orders handed to
- * the queue within a few milliseconds of each other (lib/coalesce.ts).
- */
-const sentNotes = new Coalescer<{ inv: InventoryStub; orderId: string }>((_key, items) =>
-  (items[0] as { inv: InventoryStub }).inv.markOrdersSent(items.map((i) => i.orderId)),
-);
-
-/**
  * Hands a recorded order to the orders queue (`enqueueOrder`), then tells its Inventory DO: sent (the
  * outbox re-sends it only if its shard does not confirm it in time), or, in the comparison mode where
  * `enqueueOrder` wrote the shard, stored. A failure leaves the order to the DO's outbox.
  */
-async function handOrderOff(deps: CheckoutDeps, inv: InventoryStub, loc: InventoryLocation, message: OrderMessage): Promise<void> {
+async function handOrderOff(deps: CheckoutDeps, inv: InventoryStub, message: OrderMessage): Promise<void> {
   try {
     await deps.enqueueOrder(message);
     if (deps.awaitHandOff) await inv.confirmStored([message.orderId]);
-    else await sentNotes.add(inventoryName(loc), { inv, orderId: message.orderId });
+    else await inv.markOrdersSent([message.orderId]);
   } catch (err) {
     // The DO's outbox re-sends it.
     metric.queueSendFailures.inc({ queue: "orders" });

@@ -1,8 +1,11 @@
 /**
  * Coalescing of small sends: the items of one isolate's concurrent requests that go to the same place
- * (a queue, one Durable Object) are gathered for a short window and handed over in one call, instead of
- * one call each. Used for the funnel events of holds (analytics queue), the orders queue hand-off of
- * checkouts and their `markOrdersSent` notes: each was one send per request on the hot path (issue 20).
+ * (a queue) are gathered for a short window and handed over in one call, instead of one call each. Used
+ * for the funnel events of holds (analytics queue): one send per hold on the hot path before (issue 20).
+ *
+ * Only for bindings shared by the isolate's requests (queues): a Durable Object stub belongs to the request
+ * that made it, and calls through one opener's stub on behalf of other requests failed in workerd
+ * ("Cannot perform I/O on behalf of a different request", seen with `markOrdersSent`).
  *
  * Every adder gets a promise of its own settled with its batch's flush, so a request keeps it alive
  * (`waitUntil`) and sees its failure (the caller decides: count and log, or leave it to an outbox). The
@@ -28,9 +31,11 @@ export class Coalescer<T> {
     if (!batch) {
       const wait = this.opts.delay?.() ?? new Promise<void>((r) => setTimeout(r, this.opts.delayMs ?? 20));
       const b: Batch<T> = { items: [], done: Promise.resolve() };
-      b.done = wait.then(() => {
+      b.done = wait.then(async () => {
         if (this.pending.get(key) === b) this.pending.delete(key);
-        return this.flush(key, b.items);
+        // Nothing of the flush's result is passed on: a value made in the opener's I/O context (an RPC
+        // result) must not reach the other requests.
+        await this.flush(key, b.items);
       });
       this.pending.set(key, b);
       batch = b;
