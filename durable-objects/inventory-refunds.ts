@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS refund_parts (
   confirmed INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS refund_parts_order ON refund_parts(order_id);
 CREATE TABLE IF NOT EXISTS cancellation (
-  id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL, reason TEXT, total INTEGER NOT NULL,
+  id INTEGER PRIMARY KEY CHECK (id = 0), at INTEGER NOT NULL, reason TEXT, event_name TEXT, total INTEGER NOT NULL,
   cursor INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0);
 `;
 
@@ -214,6 +214,11 @@ export function refundedMessage(sql: SqlStorage, key: string, order: (id: string
   const stored = p ? order(p.order_id) : undefined;
   if (!p || !stored) return null;
   const now = currentOrder(sql, stored.body);
+  // A cancellation's notice names the event (its name as it was when cancelled).
+  const eventName =
+    p.cause === "event.cancelled"
+      ? sql.exec<{ event_name: string | null }>("SELECT event_name FROM cancellation WHERE id = 0").toArray()[0]?.event_name
+      : null;
   return orderRefundedMessage.parse({
     v: 1,
     kind: "order.refunded",
@@ -227,6 +232,7 @@ export function refundedMessage(sql: SqlStorage, key: string, order: (id: string
     currency: stored.body.currency,
     cause: p.cause,
     ...(p.reason ? { reason: p.reason } : {}),
+    ...(eventName ? { eventName } : {}),
     refundedAt: new Date(p.created_at).toISOString(),
   });
 }
@@ -265,7 +271,7 @@ export function cancellationProgress(sql: SqlStorage): CancellationProgress {
  * Records the cancellation (once): from now on holds and checkouts are refused. Returns the active holds
  * to release (the caller releases them in the same transaction) and whether it is new.
  */
-export function recordCancellation(sql: SqlStorage, reason: string | undefined, now: number): boolean {
+export function recordCancellation(sql: SqlStorage, reason: string | undefined, eventName: string | undefined, now: number): boolean {
   if (isCancelled(sql)) return false;
   const total = sql
     .exec<{ n: number }>(
@@ -273,7 +279,13 @@ export function recordCancellation(sql: SqlStorage, reason: string | undefined, 
          < json_array_length(json_extract(o.body, '$.tickets'))`,
     )
     .one().n;
-  sql.exec("INSERT INTO cancellation (id, at, reason, total) VALUES (0, ?, ?, ?)", now, reason ?? null, total);
+  sql.exec(
+    "INSERT INTO cancellation (id, at, reason, event_name, total) VALUES (0, ?, ?, ?, ?)",
+    now,
+    reason ?? null,
+    eventName ?? null,
+    total,
+  );
   return true;
 }
 

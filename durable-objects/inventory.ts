@@ -589,13 +589,17 @@ export class Inventory extends DurableObject<Env> {
    * Cancels this section's sale: holds and checkouts are refused from now on, active holds are released,
    * and the alarm queues a refund request per recorded order on the refunds queue. Idempotent.
    */
-  async cancelSales(config: InventoryConfig, event: EventRouting, reason?: string): Promise<refunds.CancellationProgress> {
+  async cancelSales(
+    config: InventoryConfig,
+    event: EventRouting,
+    cancellation: { reason?: string; eventName?: string } = {},
+  ): Promise<refunds.CancellationProgress> {
     this.ensure(config, event);
     const now = Date.now();
     this.expireDue(now);
     const active = this.sql.exec<HoldRow>("SELECT * FROM holds WHERE status = 'active'").toArray();
     this.ctx.storage.transactionSync(() => {
-      if (!refunds.recordCancellation(this.sql, reason, now)) return;
+      if (!refunds.recordCancellation(this.sql, cancellation.reason, cancellation.eventName, now)) return;
       for (const row of active) this.releaseRow(row, "released");
     });
     this.cancelled = true;

@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, gte } from "drizzle-orm";
+import { and, desc, eq, gt, gte, ne } from "drizzle-orm";
 import { type DrizzleD1Database, drizzle } from "drizzle-orm/d1";
 import { countingD1 } from "./d1-counter";
 import * as schema from "./db/catalog-schema";
@@ -276,6 +276,12 @@ const VERSIONS_LIMIT = 20_000;
 /** Upcoming events (those that have not started), the filter of the list and of the manifest. */
 const upcoming = () => gt(schema.events.startsAt, new Date().toISOString());
 
+/**
+ * Events a buyer can still go to: upcoming and not cancelled (the public and popular lists). The version
+ * manifest keeps cancelled events, so every cache learns of the cancellation within its second.
+ */
+const onOffer = () => and(upcoming(), ne(schema.events.status, "cancelled"));
+
 /** The version manifest's rows: every upcoming event's id and version, latest sale first. */
 const versionsQuery = (db: CatalogDb) =>
   db
@@ -302,9 +308,9 @@ async function publishEventList(deps: CatalogDeps): Promise<string> {
   return body;
 }
 
-/** The list's rows: the LIST_LIMIT upcoming events with the latest sales. */
+/** The list's rows: the LIST_LIMIT upcoming events (not cancelled) with the latest sales. */
 const listQuery = (db: CatalogDb) =>
-  db.select().from(schema.events).where(upcoming()).orderBy(desc(schema.events.saleStartsAt)).limit(LIST_LIMIT);
+  db.select().from(schema.events).where(onOffer()).orderBy(desc(schema.events.saleStartsAt)).limit(LIST_LIMIT);
 
 /** The list's body: its rows soonest sale first. */
 const listBody = (rows: schema.EventRow[]): string => JSON.stringify({ events: rows.reverse().map(summaryOf) });
@@ -318,7 +324,7 @@ const POPULAR_LIMIT = 20;
  * cannot be built.
  */
 export async function publishPopular(deps: CatalogDeps, scores: Map<string, number>): Promise<string[]> {
-  const rows = await deps.db.select().from(schema.events).where(upcoming()).limit(1_000);
+  const rows = await deps.db.select().from(schema.events).where(onOffer()).limit(1_000);
   rows.sort((a, b) => (scores.get(b.id) ?? 0) - (scores.get(a.id) ?? 0) || a.saleStartsAt.localeCompare(b.saleStartsAt));
   const top = rows.slice(0, POPULAR_LIMIT);
   const events: EventSummary[] = top.map(summaryOf);

@@ -129,6 +129,8 @@ export const orderRefundedMessage = z.object({
   /** Why: `organizer` (POST /v1/orders/:id/refund) or `event.cancelled`. */
   cause: z.enum(["organizer", "event.cancelled"]),
   reason: z.string().max(500).optional(),
+  /** The event's name, for a cancellation's notice. */
+  eventName: z.string().max(200).optional(),
   refundedAt: z.iso.datetime({ offset: true }),
 });
 export type OrderRefundedMessage = z.output<typeof orderRefundedMessage>;

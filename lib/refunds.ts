@@ -118,11 +118,10 @@ export async function cancelEvent(deps: CancelDeps, actor: Actor, eventId: strin
   try {
     await Promise.all(
       inventoriesOf(doc).map(({ section, shard }) =>
-        inventoryStub(deps.inventory, { eventId, sectionId: section.id, shard }).cancelSales(
-          inventoryConfig(doc, section, shard),
-          ev,
-          reason,
-        ),
+        inventoryStub(deps.inventory, { eventId, sectionId: section.id, shard }).cancelSales(inventoryConfig(doc, section, shard), ev, {
+          ...(reason ? { reason } : {}),
+          eventName: doc.name,
+        }),
       ),
     );
   } catch (err) {

@@ -31,6 +31,7 @@ const noticeOf = (m: OrderRefundedMessage): BuyerNoticeMessage => ({
   currency: m.currency,
   tickets: m.tickets,
   ...(m.reason ? { reason: m.reason } : {}),
+  ...(m.eventName ? { eventName: m.eventName } : {}),
 });
 
 /** The organizer's `order.refunded` event. */

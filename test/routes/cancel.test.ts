@@ -135,8 +135,12 @@ describe("POST /v1/events/:id/cancel", () => {
     });
     const holdStatus = async () =>
       ((await (await call(`/v1/holds/${holdId}`, { token: buyer })).json()) as { hold: { status: string } }).hold.status;
+    const listed = async () => ((await (await call("/v1/events")).json()) as { events: { id: string }[] }).events.map((e) => e.id);
+    expect(await listed()).toContain(ev.id);
     await eventually(async () => (await holdStatus()) === "checking_out");
     expect((await call(`/v1/events/${ev.id}/cancel`, { method: "POST", token: organizer })).status).toBe(202);
+    // Left out of the public list at once (this isolate's caches were invalidated by the cancellation).
+    expect(await listed()).not.toContain(ev.id);
     const res = await paying;
     expect([res.status, ((await res.json()) as Problem).code]).toEqual([409, "event_cancelled"]);
     const charge = sandboxLedger().find((c) => c.idempotencyKey.startsWith(`${holdId.replace(/^hld_/, "ord_")}:`));

@@ -262,6 +262,12 @@ describe("POST /v1/orders/:id/refund", () => {
     expect(cancelled.map((p) => [p.body.data, p.signed])).toEqual([[{ eventId: own.id, reason: "storm" }, true]]);
     // The cancellation refunded the ticket left, once.
     expect(chargeOf(order.id)?.refunds?.map((r) => r.amount)).toEqual([order.total / 2, order.total / 2]);
+    // The buyer's cancellation notice names the event.
+    await eventually(async () => {
+      const keys = await env.CATALOG_KV.list({ prefix: "dev-mailbox:event.cancelled:" });
+      const mails = await Promise.all(keys.keys.map((k) => env.CATALOG_KV.get(k.name)));
+      return mails.some((m) => m?.includes(order.id) && m.includes(`Cancelled: ${own.name}`));
+    });
   });
 
   it("answers at once when the provider is down, and the Inventory DO's alarm refunds once it is back", async () => {
