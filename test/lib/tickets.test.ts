@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { csvField, csvLine } from "../../lib/check-in";
-import { b64url, signPayload } from "../../lib/signing";
+import { b64url, fromB64url, signPayload } from "../../lib/signing";
 import { issueTickets, parseTicketId, ticketIdFor, verifyTicketCode } from "../../lib/tickets";
 
 const secret = env.SIGNING_SECRET;
@@ -72,15 +72,37 @@ describe("check-in list CSV", () => {
   });
 });
 
+describe("ticket codes", () => {
+  it("are compact (order, number, seat) and verify to the ticket they were issued for", async () => {
+    const [ticket] = await issueTickets(secret, { orderId, eventId: "evt_tckets000000000", sectionId: "floor", seats: [], quantity: 1 });
+    const code = ticket?.code ?? "";
+    const [body] = code.split(".");
+    expect(JSON.parse(new TextDecoder().decode(fromB64url(body ?? "")))).toEqual({ o: orderId, n: 1, s: "floor/GA-1" });
+    expect(await verifyTicketCode(secret, code)).toEqual({ t: ticket?.id, o: orderId, e: "evt_tckets000000000", s: "floor/GA-1" });
+  });
+
+  it("issued in the earlier form (ticket and event spelled out) still verify", async () => {
+    const claims = { t: "tkt_0123456789abcdefghjk_1", o: orderId, e: "evt_tckets000000000", s: "floor/GA-1" };
+    expect(await verifyTicketCode(secret, await signPayload(secret, "ticket", claims))).toEqual(claims);
+  });
+});
+
 describe("verifyTicketCode", () => {
   it("refuses a tampered, foreign, wrong-purpose or malformed code", async () => {
     const [ticket] = await issueTickets(secret, { orderId, eventId: "evt_tckets000000000", sectionId: "a", seats: ["a/1-1"], quantity: 1 });
     const code = ticket?.code as string;
     const [, mac] = code.split(".");
-    const forgedBody = b64url(
-      new TextEncoder().encode(JSON.stringify({ t: ticket?.id, o: orderId, e: "evt_tckets000000000", s: "a/1-2" })),
-    );
-    expect(await verifyTicketCode(secret, `${forgedBody}.${mac}`)).toBeNull(); // another seat, same signature
+    for (const claims of [
+      { o: orderId, n: 1, s: "a/1-2" }, // another seat, same signature
+      { o: orderId, n: 2, s: "a/1-1" }, // another ticket of the order
+      { t: ticket?.id, o: orderId, e: "evt_tckets000000000", s: "a/1-2" },
+    ]) {
+      const forgedBody = b64url(new TextEncoder().encode(JSON.stringify(claims)));
+      expect(await verifyTicketCode(secret, `${forgedBody}.${mac}`), JSON.stringify(claims)).toBeNull();
+    }
+    // Signed by us but naming an order id the server never issues, or a ticket number out of range.
+    expect(await verifyTicketCode(secret, await signPayload(secret, "ticket", { o: "ord_x", n: 1, s: "a/1-1" }))).toBeNull();
+    expect(await verifyTicketCode(secret, await signPayload(secret, "ticket", { o: orderId, n: 0, s: "a/1-1" }))).toBeNull();
     expect(await verifyTicketCode("another-secret-0123456789abcdef", code)).toBeNull();
     expect(await verifyTicketCode(secret, await signPayload(secret, "pass", { t: "x", o: "y", e: "z", s: "w" }))).toBeNull();
     expect(await verifyTicketCode(secret, await signPayload(secret, "ticket", { t: "x" }))).toBeNull(); // signed, not a ticket

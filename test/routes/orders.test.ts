@@ -6,6 +6,7 @@ import { inventoryStub, ledgerStub, reservationKey } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { shardFor } from "../../lib/shards";
 import { verifyPayload } from "../../lib/signing";
+import { verifyTicketCode } from "../../lib/tickets";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
 import { eventually } from "../queues/helpers";
@@ -48,8 +49,8 @@ describe("POST /v1/orders (happy)", () => {
     const { order } = (await res.json()) as { order: OrderBody };
     expect(order).toMatchObject({ status: "paid", eventId: ev.id, seats: ["1-1", "1-2"], total: 16_000, currency: "EUR" });
     expect(order.tickets.map((x) => x.seat)).toEqual(["1-1", "1-2"]);
-    const payload = await verifyPayload(env.SIGNING_SECRET, "ticket", order.tickets[0]?.code ?? "");
-    expect(payload).toMatchObject({ o: order.id, e: ev.id, s: "1-1" });
+    const claims = await verifyTicketCode(env.SIGNING_SECRET, order.tickets[0]?.code ?? "");
+    expect(claims).toEqual({ t: order.tickets[0]?.id, o: order.id, e: ev.id, s: "1-1" });
     expect(await verifyPayload(env.SIGNING_SECRET, "queue-pass", order.tickets[0]?.code ?? "")).toBeNull();
 
     const read = await call(`/v1/orders/${order.id}`, { token: t });
