@@ -7,6 +7,16 @@ import { call, createEvent, tokenFor } from "../helpers";
 const waitingRoomCalls = () => metrics.sum("breakwater_waiting_room_do_calls_total");
 
 describe("storefront pages", () => {
+  it("shows a cancelled event as cancelled, with nothing to buy", async () => {
+    const org = await tokenFor("pages-cancel-org", "organizer");
+    const event = await createEvent(org);
+    expect(await (await call(`/events/${event.id}`)).text()).toContain(`href="/events/${event.id}/sections/a"`);
+    expect((await call(`/v1/events/${event.id}/cancel`, { method: "POST", token: org })).status).toBe(202);
+    const html = await (await call(`/events/${event.id}`)).text();
+    expect(html).toContain("This event was cancelled by its organizer");
+    expect(html).not.toContain(`href="/events/${event.id}/sections/`);
+  });
+
   it("renders the event list and an event page from the catalog, cacheable with an ETag and 304", async () => {
     const org = await tokenFor("pages-org", "organizer");
     const event = await createEvent(org, { name: "Pages <3 & Day" });

@@ -48,6 +48,11 @@ export function EventPage({ event }: { event: EventDoc }) {
         a hold keeps your places for {Math.round(event.holdSeconds / 60)} minutes.
         {event.waitingRoom.enabled ? " This sale has a waiting room: choosing a section gives you a place in the queue." : ""}
       </p>
+      {event.status === "cancelled" ? (
+        <p class="notice" role="status">
+          This event was cancelled by its organizer. Nothing is on sale; every order is refunded to the card that paid it.
+        </p>
+      ) : null}
       <table class="sections responsive">
         <caption>Sections</caption>
         <thead>
@@ -77,10 +82,14 @@ export function EventPage({ event }: { event: EventDoc }) {
                 </span>
               </td>
               <td>
-                <a class="button" href={sectionHref(event, s)}>
-                  {s.kind === "seated" ? "Choose seats" : "Choose tickets"}
-                  <span class="sr-only"> in {s.name}</span>
-                </a>
+                {event.status === "cancelled" ? (
+                  <span class="badge sold">Cancelled</span>
+                ) : (
+                  <a class="button" href={sectionHref(event, s)}>
+                    {s.kind === "seated" ? "Choose seats" : "Choose tickets"}
+                    <span class="sr-only"> in {s.name}</span>
+                  </a>
+                )}
               </td>
             </tr>
           ))}
