@@ -244,10 +244,12 @@ describe("storefront and organizer console", () => {
     else expect(await buyer.page.locator("li.ticket img").count()).toBe(0);
     await inspect(buyer.page, "order");
 
-    // My orders: the order arrives through the order queue.
+    // My orders: the order just paid shows at once, then as filed by the orders queue.
     await buyer.page.goto(`${server.url}/orders`);
     await expect.poll(() => buyer.page.locator("#orders li").count(), { timeout: 20_000, interval: 500 }).toBe(1);
     await expect.poll(() => buyer.page.textContent("#orders-status"), { timeout: 5_000 }).toContain("1 order");
+    // Shown at once from what the checkout answered, then as the shard has it (the page reads the list again).
+    await expect.poll(() => buyer.page.textContent("#orders li"), { timeout: 30_000, interval: 500 }).not.toContain("being filed");
     await inspect(buyer.page, "orders");
 
     // ---- The organizer's live page shows the sale: 2 sold, 1 held, the queue's funnel.
