@@ -5,6 +5,7 @@ import { clearFaults, setFault } from "../../lib/faults";
 import { parseLocatedId } from "../../lib/hold-id";
 import { inventoryStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
+import { rollUp } from "../../lib/rollups";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
 import { eventually } from "../queues/helpers";
@@ -341,5 +342,28 @@ describe("POST /v1/orders/:id/refund", () => {
     );
     expect(valid.sort()).toEqual(["1-1", "1-2", "1-3", "1-4"]);
     expect((await expectInventoryInvariants(race)).a).toEqual({ held: 0, sold: 4, capacity: 4 });
+  });
+
+  it("counts refunds in the event's revenue (the rollups net them out)", async () => {
+    const org = await tokenFor("org-refund-revenue", "organizer");
+    const own = await createEvent(org, { perCustomerLimit: 4 });
+    const buyer = await tokenFor("refund-revenue-buyer");
+    const order = await buy(buyer, { sectionId: "floor", quantity: 2 }, own.id);
+    expect((await refund(order.id, { tickets: [(order.tickets[0] as TicketBody).id] }, "revenue-1", org)).status).toBe(200);
+    const kinds = async () =>
+      (
+        await env.CATALOG_DB.prepare("SELECT kind, amount FROM analytics_events WHERE event_id = ? ORDER BY kind")
+          .bind(own.id)
+          .all<{ kind: string; amount: number }>()
+      ).results;
+    const orderKinds = async () => (await kinds()).filter((k) => k.kind.startsWith("order.")).map((k) => k.kind);
+    await eventually(async () => (await orderKinds()).join() === "order.paid,order.refunded");
+    await rollUp(env.CATALOG_DB, new Date(Date.now() - 3_600_000), new Date(Date.now() + 60_000));
+    const stats = (await (await call(`/v1/events/${own.id}/stats`, { token: org })).json()) as {
+      revenue: number;
+      funnel: { paid: number };
+    };
+    expect(stats.revenue).toBe(order.total / 2);
+    expect(stats.funnel.paid).toBe(1);
   });
 });
