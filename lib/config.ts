@@ -60,6 +60,12 @@ export const configSchema = z.object({
   STRIPE_API_URL: opt(url.optional()).describe("Another Stripe API base (tests: a loopback stand-in); unset: Stripe's."),
   STRIPE_SECRET_KEY: opt(z.string().optional()).describe("Secret: Stripe's secret key; unset, card payments are off."),
   STRIPE_WEBHOOK_SECRET: opt(z.string().optional()).describe("Secret: the signing secret of the Stripe webhook endpoint."),
+  STRIPE_PUBLISHABLE_KEY: opt(
+    z
+      .string()
+      .regex(/^pk_(test|live)_\w+$/, "a Stripe publishable key (pk_test_… or pk_live_…)")
+      .optional(),
+  ).describe("Stripe's publishable key (public): with STRIPE_SECRET_KEY set, the checkout page takes cards through Stripe.js."),
   JWKS_URL: opt(url.optional()).describe("JWKS of an identity provider; RS256/ES256/EdDSA tokens are verified against it."),
   MAX_TOKEN_LIFETIME_SECONDS: opt(int(60, 31_536_000).default(MAX_TOKEN_LIFETIME_SECONDS)).describe(
     "Tokens whose exp lies further ahead are refused.",

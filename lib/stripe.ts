@@ -26,6 +26,16 @@ export function stripeSettings(env: object): StripeSettings {
   return { secretKey: e.STRIPE_SECRET_KEY || null, webhookSecret: e.STRIPE_WEBHOOK_SECRET || null, apiUrl: e.STRIPE_API_URL || null };
 }
 
+/**
+ * The publishable key the checkout page hands to Stripe.js, or null when the page cannot take cards: both
+ * STRIPE_SECRET_KEY (the API charges) and STRIPE_PUBLISHABLE_KEY (the browser tokenizes) must be set. The
+ * publishable key is public; the secret key never leaves the server.
+ */
+export function cardCheckoutKey(env: object): string | null {
+  const e = config(env);
+  return e.STRIPE_SECRET_KEY && e.STRIPE_PUBLISHABLE_KEY ? e.STRIPE_PUBLISHABLE_KEY : null;
+}
+
 /** Metadata key naming the checkout attempt a PaymentIntent pays for. */
 export const PAYMENT_KEY_METADATA = "breakwater_payment_key";
 

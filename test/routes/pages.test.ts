@@ -1,5 +1,8 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { config } from "../../lib/config";
 import { metrics } from "../../lib/metrics";
+import { pages } from "../../workers/routes/pages";
 import { call, createEvent, tokenFor } from "../helpers";
 
 /** The Worker's server-rendered pages (the browser journeys are in test/e2e/storefront.test.ts). */
@@ -122,5 +125,43 @@ describe("storefront pages", () => {
     }
     // DEV_AUTH is on in tests: the sign-in page offers the dev token form.
     expect(await (await call("/signin")).text()).toContain('id="signin-form"');
+  });
+
+  it("offers cards on the checkout page only with both Stripe keys; the sandbox beside them locally, alone where cards are off", async () => {
+    const pk = "pk_test_51PageKeyForTheCheckoutPage";
+    const checkout = async (over: Record<string, string>) => {
+      const res = await pages.request("/checkout/hld_x", {}, { ...env, ...over });
+      return { csp: res.headers.get("Content-Security-Policy") ?? "", html: await res.text(), status: res.status };
+    };
+    // Cards off (no publishable key): the sandbox's test cards, the pages' own policy.
+    const off = await checkout({ STRIPE_PUBLISHABLE_KEY: "" });
+    expect(off.html).not.toContain("data-stripe-key");
+    expect(off.html).toContain('value="tok_ok" checked=""');
+    expect(off.csp).not.toContain("stripe");
+    // A publishable key without the secret key: still no cards (the API could not charge them).
+    const noSecret = await checkout({ STRIPE_PUBLISHABLE_KEY: pk, STRIPE_SECRET_KEY: "" });
+    expect(noSecret.html).not.toContain("data-stripe-key");
+    // Both keys, locally (DEV_AUTH): "Card" first and checked, the test cards beside it; Stripe allowed by the CSP.
+    const local = await checkout({ STRIPE_PUBLISHABLE_KEY: pk });
+    expect(local.status).toBe(200);
+    expect(local.html).toContain(`data-stripe-key="${pk}"`);
+    expect(local.html).toContain('value="card" checked=""');
+    expect(local.html).toContain('id="card-element"');
+    expect(local.html).toContain('value="tok_ok"');
+    expect(local.html).not.toContain('value="tok_ok" checked');
+    const secret = (env as { STRIPE_SECRET_KEY?: string }).STRIPE_SECRET_KEY ?? "";
+    expect(secret).toMatch(/^sk_/);
+    expect(local.html).not.toContain(secret);
+    expect(local.csp).toContain("script-src 'self' https://js.stripe.com https://*.js.stripe.com;");
+    expect(local.csp).toContain("frame-src https://js.stripe.com https://*.js.stripe.com;");
+    expect(local.csp).toContain("connect-src 'self' https://api.stripe.com;");
+    expect(local.csp).toContain("frame-ancestors 'none'");
+    // Production (no DEV_AUTH): the card form and nothing else.
+    const prod = await checkout({ STRIPE_PUBLISHABLE_KEY: pk, DEV_AUTH: "false" });
+    expect(prod.html).toContain('id="card-element"');
+    expect(prod.html).not.toContain("tok_");
+    expect(prod.html).not.toContain('type="radio"');
+    // A secret key where the publishable key belongs is refused at the first request.
+    expect(() => config({ STRIPE_PUBLISHABLE_KEY: "sk_live_oops" })).toThrow(/STRIPE_PUBLISHABLE_KEY/);
   });
 });

@@ -22,7 +22,7 @@ import type { TestProject } from "vitest/node";
  * calls whose path contains `path` take effect but answer 502: an unknown outcome), `POST /__settle/:pi?outcome=succeeded|failed`
  * (a processing or requires_action intent settles, as the bank or the buyer would), `GET /__events?payment_intent=`
  * (signed deliveries: `{ id, type, payload, signature }`), `POST /__sign` (`{ payload, timestamp? }` → a
- * signature header), `GET /__state` (intents, refunds, API calls).
+ * signature header), `GET /__state` (intents, refunds, API calls, and `requests`: each call with its Idempotency-Key).
  */
 
 /** What the stand-in gives the tests (a type alias: it must fit miniflare's JSON bindings). */
@@ -135,14 +135,23 @@ const metadataOf = (form: URLSearchParams): Record<string, string> => {
   return out;
 };
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const secretKey = process.env.STRIPE_SECRET_KEY ?? "sk_test_standin";
-  const webhookSecret = process.env.STRIPE_WEBHOOK_SECRET ?? "whsec_standin";
+/** A running stand-in: where it is, its keys, and how to stop it. */
+export type StripeStandin = StripeStandinInfo & { close: () => Promise<void> };
+
+/**
+ * Starts a stand-in on a free loopback port that accepts `secretKey` and signs its webhooks with
+ * `webhookSecret`: the workers project's globalSetup (below) and Node tests that serve the real server
+ * (test/e2e) each start their own.
+ */
+export async function startStripeStandin(keys: { secretKey: string; webhookSecret: string }): Promise<StripeStandin> {
+  const { secretKey, webhookSecret } = keys;
   const intents = new Map<string, Stripe.PaymentIntent>();
   const refunds: Stripe.Refund[] = [];
   const deliveries: (StandinDelivery & { paymentIntent: string })[] = [];
   const idempotent = new Map<string, { request: string; status: number; body: string }>();
   const calls: string[] = [];
+  /** Every API request with its Idempotency-Key (null without one), in order. */
+  const requests: { method: string; path: string; idempotencyKey: string | null }[] = [];
   let failNext = 0;
   const lose = { path: "", n: 0 };
 
@@ -365,7 +374,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
         const { payload, timestamp } = JSON.parse(raw) as { payload: string; timestamp?: number };
         return send(res, 200, { signature: stripeSignature(webhookSecret, payload, timestamp) });
       }
-      if (url.pathname === "/__state" && method === "GET") return send(res, 200, { intents: [...intents.values()], refunds, calls });
+      if (url.pathname === "/__state" && method === "GET")
+        return send(res, 200, { intents: [...intents.values()], refunds, calls, requests });
       if (url.pathname.startsWith("/__settle/") && method === "POST") {
         const pi = intents.get(url.pathname.slice("/__settle/".length));
         if (!pi || (pi.status !== "processing" && pi.status !== "requires_action")) return send(res, 409, { error: "not settleable" });
@@ -392,6 +402,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       };
       if (!url.pathname.startsWith("/v1/")) return send(res, 404, { error: { type: "invalid_request_error", message: "Not found" } });
       calls.push(`${method} ${url.pathname}`);
+      const idemHeader = req.headers["idempotency-key"];
+      requests.push({ method, path: url.pathname, idempotencyKey: typeof idemHeader === "string" ? idemHeader : null });
       if (req.headers.authorization !== `Bearer ${secretKey}`)
         return send(res, 401, { error: { type: "invalid_request_error", message: "Invalid API Key provided." } });
       if (failNext > 0) {
@@ -424,6 +436,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  project.provide("stripeStandin", { url: `http://127.0.0.1:${port}`, secretKey, webhookSecret });
-  return () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    secretKey,
+    webhookSecret,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** vitest globalSetup (workers project): one stand-in for the run, handed over as `stripeStandin`. */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const standin = await startStripeStandin({
+    secretKey: process.env.STRIPE_SECRET_KEY ?? "sk_test_standin",
+    webhookSecret: process.env.STRIPE_WEBHOOK_SECRET ?? "whsec_standin",
+  });
+  project.provide("stripeStandin", { url: standin.url, secretKey: standin.secretKey, webhookSecret: standin.webhookSecret });
+  return standin.close;
 }

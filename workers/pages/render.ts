@@ -16,6 +16,17 @@ const PAGE_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; " +
   "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/**
+ * The checkout page's policy when it takes cards: the pages' own, plus what Stripe.js needs by Stripe's
+ * documented list for Elements without the Address Element (its script and the Card Element's frames from
+ * js.stripe.com and its subdomains, its calls to api.stripe.com). 3-D Secure is not handled in the page (the
+ * API answers 402 authentication_required), so hooks.stripe.com is not allowed.
+ */
+export const CARD_PAGE_CSP =
+  "default-src 'self'; script-src 'self' https://js.stripe.com https://*.js.stripe.com; style-src 'self'; " +
+  "img-src 'self' data: blob:; connect-src 'self' https://api.stripe.com; " +
+  "frame-src https://js.stripe.com https://*.js.stripe.com; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /** FNV-1a of a string, hex: the ETag of a page (a cache validator, not a security measure). */
 function fnv1a(text: string): string {
   let h = 0x811c9dc5;
@@ -73,11 +84,11 @@ const PAGE_CACHE_CONTROL = cacheControl(CATALOG_CACHE);
  * Answers a page: 304 when `If-None-Match` names it, else the HTML. Pages are public (no buyer data is
  * in them: scripts fetch that with the buyer's token), cached like the catalog they are built from.
  */
-export function sendPage(c: Context<AppEnv>, page: Page, status: 200 | 404 = 200): Response {
+export function sendPage(c: Context<AppEnv>, page: Page, status: 200 | 404 = 200, csp: string = PAGE_CSP): Response {
   const headers = {
     "Cache-Control": PAGE_CACHE_CONTROL,
     ETag: page.etag,
-    "Content-Security-Policy": PAGE_CSP,
+    "Content-Security-Policy": csp,
   };
   if (status === 200 && etagMatches(c.req.header("If-None-Match"), page.etag)) return c.body(null, 304, headers);
   return c.body(page.html, status, { ...headers, "Content-Type": "text/html; charset=utf-8" });

@@ -264,10 +264,23 @@ export function SectionPage({ event, section }: { event: EventDoc; section: Sect
   );
 }
 
-/** `/checkout/:holdId`: the hold's countdown and payment (checkout.js; the sandbox provider, the only one the API has). */
-export function CheckoutPage() {
+/** What the checkout page offers: cards through Stripe.js (its publishable key) and/or the sandbox's test cards. */
+export interface CheckoutOptions {
+  /** Stripe's publishable key when card payments are configured, else null. */
+  cardKey: string | null;
+  /** Offer the sandbox's test cards (locally, or when cards are not configured). */
+  sandbox: boolean;
+}
+
+/**
+ * `/checkout/:holdId`: the hold, its countdown and payment (checkout.js). With card payments configured
+ * the page carries Stripe's publishable key (public) in `data-stripe-key` and checkout.js mounts Stripe's
+ * Card Element; the sandbox's test cards stay beside it locally.
+ */
+export function CheckoutPage({ cardKey, sandbox }: CheckoutOptions) {
+  const card = cardKey !== null;
   return (
-    <Layout title="Checkout" area="buyer" scripts={["checkout.js"]}>
+    <Layout title="Checkout" area="buyer" scripts={["checkout.js"]} data={card ? { "stripe-key": cardKey } : {}}>
       <h1>Checkout</h1>
       <section class="panel" aria-labelledby="hold-title">
         <h2 id="hold-title">Your hold</h2>
@@ -283,16 +296,39 @@ export function CheckoutPage() {
       <form id="pay-form" class="panel" novalidate>
         <fieldset>
           <legend>Payment</legend>
-          <p class="muted small">Sandbox payments (no money moves). Pick how the test card behaves:</p>
-          <label class="radio">
-            <input type="radio" name="token" value="tok_ok" checked /> Test card: approved
-          </label>
-          <label class="radio">
-            <input type="radio" name="token" value="tok_decline" /> Test card: declined
-          </label>
-          <label class="radio">
-            <input type="radio" name="token" value="tok_slow" /> Test card: slow (about 2 s)
-          </label>
+          {card && sandbox ? (
+            <label class="radio">
+              <input type="radio" name="token" value="card" checked /> Card
+            </label>
+          ) : null}
+          {card ? (
+            <fieldset class="card-field" id="card-field">
+              <legend>Card details</legend>
+              <div id="card-element" class="card-input">
+                <span class="muted small">Loading the card form…</span>
+              </div>
+              <p class="field-error" id="card-error" role="alert" />
+              <p class="muted small">Card details go straight to Stripe; Breakwater never sees them.</p>
+            </fieldset>
+          ) : null}
+          {sandbox ? (
+            <>
+              <p class="muted small">
+                {card
+                  ? "Or a sandbox test card (local only, no money moves):"
+                  : "Sandbox payments (no money moves). Pick how the test card behaves:"}
+              </p>
+              <label class="radio">
+                <input type="radio" name="token" value="tok_ok" checked={!card} /> Test card: approved
+              </label>
+              <label class="radio">
+                <input type="radio" name="token" value="tok_decline" /> Test card: declined
+              </label>
+              <label class="radio">
+                <input type="radio" name="token" value="tok_slow" /> Test card: slow (about 2 s)
+              </label>
+            </>
+          ) : null}
         </fieldset>
         <button type="submit" class="primary" id="pay-button">
           Pay
@@ -301,6 +337,7 @@ export function CheckoutPage() {
           Release these places
         </button>
         <p class="error" id="pay-error" role="alert" />
+        <p class="muted" id="pay-status" aria-live="polite" />
       </form>
     </Layout>
   );

@@ -1,13 +1,15 @@
 /** @jsxImportSource hono/jsx */
 import { type Context, Hono } from "hono";
 import { eventDocOf, readEvent, readEventList } from "../../lib/catalog";
+import { config } from "../../lib/config";
 import type { EventDoc, EventSummary } from "../../lib/event-schema";
 import { EVENT_ID, SECTION_ID } from "../../lib/ids";
 import { ApiError } from "../../lib/problem";
 import { type CachedBody, parsedBody } from "../../lib/read-cache";
+import { cardCheckoutKey } from "../../lib/stripe";
 import { cacheStatusOf, readContext } from "../http";
 import { ConsolePage, LiveSalePage } from "../pages/organizer";
-import { fixedPage, html, pageFor, sendPage } from "../pages/render";
+import { CARD_PAGE_CSP, fixedPage, html, pageFor, sendPage } from "../pages/render";
 import {
   CheckoutPage,
   EventListPage,
@@ -88,12 +90,18 @@ pages.get("/events/:id/sections/:sectionId", async (c) => {
     pageFor(found.value, `section:${section.id}`, () => html(<SectionPage event={found.event} section={section} />)),
   );
 });
-pages.get("/checkout/:holdId", (c) =>
-  sendPage(
+pages.get("/checkout/:holdId", (c) => {
+  // Cards when Stripe is configured (the publishable key is public, so the page stays shareable);
+  // the sandbox's test cards when cards are off, and locally (DEV_AUTH) beside them.
+  const cardKey = cardCheckoutKey(c.env);
+  const sandbox = cardKey === null || config(c.env).DEV_AUTH;
+  return sendPage(
     c,
-    fixedPage("checkout", () => html(<CheckoutPage />)),
-  ),
-);
+    fixedPage(`checkout:${cardKey ?? ""}:${sandbox}`, () => html(<CheckoutPage cardKey={cardKey} sandbox={sandbox} />)),
+    200,
+    cardKey ? CARD_PAGE_CSP : undefined,
+  );
+});
 pages.get("/orders/:id", (c) =>
   sendPage(
     c,
