@@ -136,7 +136,7 @@ async function followPending(order) {
     if (r.ok && r.data.order.status !== "pending") return confirmed(r.data.order);
     if (r.ok || r.status === 0 || r.status === 429 || r.status >= 500) continue;
     const h = await api(`/v1/holds/${encodeURIComponent(hold.id)}`, { token });
-    if (h.ok && h.data.hold.status === "held") {
+    if (h.ok && h.data.hold.status === "active") {
       hold = h.data.hold;
       setText("pay-status", "");
       setText("pay-error", "The payment did not go through. Your places are still held: try another card.");
