@@ -111,10 +111,10 @@ async function paymentOf(method) {
   return { method: "card", token: paymentMethod.id };
 }
 
-/** Off to the confirmation page of `order`. */
+/** Off to the confirmation page of `order` (kept for it and "my orders" when the whole order is at hand). */
 function confirmed(order) {
   clearInterval(timer);
-  sessionStorage.setItem(`bw.order.${order.id}`, JSON.stringify(order));
+  if (Array.isArray(order.tickets)) sessionStorage.setItem(`bw.order.${order.id}`, JSON.stringify(order));
   location.assign(`/orders/${encodeURIComponent(order.id)}`);
 }
 
