@@ -24,6 +24,11 @@ export interface RouteSpec<P extends Schema, Q extends Schema, H extends Schema,
   extends Omit<RouteDoc, "auth" | "body" | "query"> {
   /** Roles allowed (`[]`: any signed-in user); absent: public. */
   auth?: Role[];
+  /**
+   * A request this says carries another credential skips the token check (the handler must verify that
+   * credential itself), e.g. the signed link of a ticket's QR code in a mail.
+   */
+  authUnless?: (c: Context<AppEnv>) => boolean;
   /** The rate-limit group (`lib/rate-limit.ts` policies). */
   rateLimit?: RateLimitedRoute;
   /** Accepts `Idempotency-Key` (docs/api.md). */
@@ -58,7 +63,7 @@ export function route<
   spec: RouteSpec<P, Q, H, B>,
   handler: (c: Context<AppEnv>, input: RouteInput<P, Q, H, B>) => Response | Promise<Response>,
 ): void {
-  const { rateLimit: limit, idempotent, before, params, headerSchema, ...doc } = spec;
+  const { rateLimit: limit, idempotent, before, params, headerSchema, authUnless, ...doc } = spec;
   describeRoute({
     ...doc,
     headers: [...(idempotent ? [idempotencyHeader] : []), ...(doc.headers ?? [])],
@@ -70,7 +75,10 @@ export function route<
     ...(params ? { params } : {}),
   });
   const chain: MiddlewareHandler<AppEnv>[] = [];
-  if (spec.auth) chain.push(auth(...spec.auth));
+  if (spec.auth) {
+    const check = auth(...spec.auth);
+    chain.push(authUnless ? (c, next) => (authUnless(c) ? next() : check(c, next)) : check);
+  }
   if (limit) chain.push(rateLimit({ route: limit }));
   if (idempotent) chain.push(idempotency());
   chain.push(...(before ?? []));

@@ -1,4 +1,4 @@
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { getEventDoc } from "../../lib/catalog";
 import { CHECK_IN_COLUMNS, checkInCode, checkInCsv, getTicket } from "../../lib/check-in";
@@ -12,10 +12,6 @@ import { ApiError } from "../../lib/problem";
 import { qrSvg } from "../../lib/qr";
 import { parseTicketId, verifyQrLinkSignature } from "../../lib/tickets";
 import { principalOf, readContext } from "../http";
-import { auth } from "../middleware/auth";
-import { rateLimit } from "../middleware/rate-limit";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
 import { route } from "../route";
 import type { AppEnv } from "../types";
 
@@ -89,29 +85,25 @@ const qrQuery = z.strictObject({
  * Bearer auth as a buyer, unless the request carries a QR-code link's `sig` (checked by the handler). This
  * is why the QR route is declared by hand rather than through route(), whose auth is unconditional.
  */
-const buyerOrSignedLink: MiddlewareHandler<AppEnv> = (c, next) => (c.req.query("sig") !== undefined ? next() : auth("buyer")(c, next));
-
-describeRoute({
-  operationId: "getTicketQrCode",
-  method: "get",
-  path: "/v1/tickets/:id/qr.svg",
-  summary:
-    "The QR code of one of your tickets (SVG; its text is the ticket's signed code). With the buyer's token, or with the `sig` of the link in the order confirmation mail instead",
-  tags: ["tickets"],
-  auth: ["buyer"],
-  query: qrQuery,
-  responses: { 200: { description: "image/svg+xml", mediaType: "image/svg+xml" } },
-  errors: ["not_found", "rate_limited", "overloaded"],
-});
-tickets.get(
-  "/v1/tickets/:id/qr.svg",
-  buyerOrSignedLink,
-  rateLimit({ route: "reads" }),
-  validate("param", ticketParam),
-  validate("query", qrQuery),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    const { sig } = c.req.valid("query");
+route(
+  tickets,
+  {
+    operationId: "getTicketQrCode",
+    method: "get",
+    path: "/v1/tickets/:id/qr.svg",
+    summary:
+      "The QR code of one of your tickets (SVG; its text is the ticket's signed code). With the buyer's token, or with the `sig` of the link in the order confirmation mail instead",
+    tags: ["tickets"],
+    auth: ["buyer"],
+    // The link in the confirmation mail carries `sig` (checked below) instead of a token.
+    authUnless: (c) => c.req.query("sig") !== undefined,
+    rateLimit: "reads",
+    params: ticketParam,
+    query: qrQuery,
+    responses: { 200: { description: "image/svg+xml", mediaType: "image/svg+xml" } },
+    errors: ["not_found", "overloaded"],
+  },
+  async (c, { param: { id }, query: { sig } }) => {
     if (sig !== undefined && !(await verifyQrLinkSignature(c.env.SIGNING_SECRET, id, sig)))
       throw new ApiError("not_found", "No such ticket.");
     await requireKnownTicket(c, id);
