@@ -5,6 +5,7 @@ import AxeBuilder from "@axe-core/playwright";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type Stripe from "stripe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { issueToken } from "../../lib/auth";
 import { startServer } from "../../scripts/serve";
 import { type StandinDelivery, type StripeStandin, startStripeStandin } from "../setup/stripe-standin";
 import { createSaleEvent, devToken, freePort, launchChromium, testServerVars } from "./helpers";
@@ -244,6 +245,67 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
     expect(await page.isEnabled("#pay-button")).toBe(true);
     expect(await holdStatus(holdId, token)).toBe("active");
     expect(page.url()).toContain("/checkout/");
+    expect(buyer.errors).toEqual([]);
+    await buyer.context.close();
+  });
+});
+
+describe("card checkout in the production configuration (no DEV_AUTH)", () => {
+  const jwtSecret = "e2e-prod-jwt-secret-0123456789abcdef";
+  let prod: Awaited<ReturnType<typeof startServer>>;
+  let prodState: string;
+
+  beforeAll(async () => {
+    prodState = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-card-prod-"));
+    prod = await startServer({
+      port: await freePort(),
+      stateDir: prodState,
+      cron: false,
+      log: false,
+      build: false,
+      vars: testServerVars({
+        DEV_AUTH: "false",
+        JWT_SECRET: jwtSecret,
+        STRIPE_SECRET_KEY: standin.secretKey,
+        STRIPE_WEBHOOK_SECRET: standin.webhookSecret,
+        STRIPE_API_URL: standin.url,
+        STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
+      }),
+    });
+  });
+
+  afterAll(async () => {
+    await prod?.stop();
+    if (prodState) rmSync(prodState, { recursive: true, force: true });
+  });
+
+  it("offers the card form and nothing else, and a buyer signed in by the embedding site's JWT pays by card", async () => {
+    // The embedding site's tokens (HS256 with JWT_SECRET), as in production: no dev-token route here.
+    expect((await fetch(`${prod.url}/v1/auth/dev-token`, { method: "POST", body: "{}" })).status).toBe(404);
+    const org = await issueToken({ sub: "prod-org", role: "organizer" }, jwtSecret);
+    const token = await issueToken({ sub: "prod-buyer", role: "buyer" }, jwtSecret);
+    const eventId = await createSaleEvent(prod.url, org, { name: "Production Night" });
+    const buyer = await buyerBrowser();
+    const { page } = buyer;
+    await page.goto(`${prod.url}/events/${eventId}/sections/ga#token=${encodeURIComponent(token)}`);
+    await page.getByLabel("Tickets", { exact: true }).fill("1");
+    await page.getByRole("button", { name: "Hold tickets" }).click();
+    await page.waitForURL(/\/checkout\/hld_/);
+    await expect.poll(() => page.getByLabel("Card number").count()).toBe(1);
+    // Card only: no method to pick, no sandbox card.
+    expect(await page.locator('#pay-form input[type="radio"]').count()).toBe(0);
+    expect(await page.textContent("#pay-form")).not.toContain("Test card");
+    for (const width of [390, 1280]) {
+      await page.setViewportSize({ width, height: 900 });
+      const overflow = Number(await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"));
+      expect(overflow, `checkout at ${width} px scrolls sideways`).toBeLessThanOrEqual(0);
+      const axe = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+      expect(axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => v.id)).toEqual([]);
+      await page.screenshot({ path: path.join(SHOTS, `checkout-card-production-${width}.png`), fullPage: true });
+    }
+    await payWith(page, "4242 4242 4242 4242");
+    await page.waitForURL(/\/orders\/ord_/);
+    await expect.poll(() => page.locator("li.ticket").count(), { timeout: 10_000 }).toBe(1);
     expect(buyer.errors).toEqual([]);
     await buyer.context.close();
   });
