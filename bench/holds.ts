@@ -9,7 +9,8 @@
  * Node HTTP server (bench/lib/baseline-server.ts) driven over the same loopback HTTP as Breakwater.
  *
  * Each run sells out the section: `C` concurrent buyers loop "hold 1 place" until sold out; holds/s =
- * places held / time. After each Breakwater run the seats are recounted (invariant 1).
+ * places held / time. After each Breakwater run the answers must count exactly the capacity and the
+ * published availability must show every place held (invariant 1).
  *
  * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
  * Needs PostgreSQL at 127.0.0.1:5432 (creates the database breakwater_bench if missing) and Redis at 127.0.0.1:6379.
@@ -105,6 +106,18 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
         if (res.status === 409 || res.status === 422 || res.status === 429 || res.status === 503) return "retry";
         throw new Error(`hold ${res.status} ${res.body}`);
       });
+      // Invariant 1 (no oversell, nothing lost): every place held exactly once — the answers count the
+      // section's capacity, and the published snapshot (it lags by about a second) shows it all held.
+      if (r.held + 1 !== SEATS) throw new Error(`${s.id}: ${r.held + 1} holds answered for ${SEATS} places`);
+      for (let tries = 0; ; tries++) {
+        const a = await request("GET", `/v1/events/${eventId}/availability`);
+        const sec = (
+          JSON.parse(a.body) as { sections: { id: string; available: number; held: number; sold: number; capacity: number }[] }
+        ).sections.find((x) => x.id === s.id);
+        if (sec && sec.held === SEATS && sec.available === 0 && sec.sold === 0 && sec.capacity === SEATS) break;
+        if (tries >= 40) throw new Error(`${s.id}: availability after the sell-out ${JSON.stringify(sec)}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
       rows.push({
         scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`,
         ...r,

@@ -122,6 +122,10 @@ const RPC_CALLERS = new Set([
   "publish",
   "getHold",
   "releaseHold",
+  "holdInShard",
+  "reserveForCustomer",
+  "beginOrReplay",
+  "handOrderOff",
 ]);
 const STEPS: { step: string; names: string[] }[] = [
   {
@@ -151,15 +155,33 @@ const STEPS: { step: string; names: string[] }[] = [
       "flushOutbox",
       "rescheduleAlarm",
       "confirmStored",
+      "place",
+      "holdNow",
+      "insertHold",
+      "noteExpiry",
+      "keepEventVersion",
       "settleNote",
       "reportInventory",
       "announceSoldOut",
     ],
   },
-  { step: "payment (sandbox)", names: ["chargeWithPolicy", "charge", "succeed", "run"] },
+  { step: "payment (sandbox)", names: ["chargeWithPolicy", "chargeOrReopen", "charge", "succeed", "run"] },
   { step: "tickets (signing)", names: ["issueTickets", "signTicket", "signToken"] },
   { step: "validation (zod)", names: ["validate", "safeParse", "parse", "_parse"] },
-  { step: "handler (placeHold / checkout)", names: ["placeHold", "checkout", "recordPaidOrder", "availabilitySnapshot", "getEventDoc"] },
+  {
+    step: "handler (placeHold / checkout)",
+    names: [
+      "placeHold",
+      "holdQuantity",
+      "shardCandidates",
+      "holdInShards",
+      "checkout",
+      "settleCharge",
+      "recordPaidOrder",
+      "availabilitySnapshot",
+      "getEventDoc",
+    ],
+  },
 ];
 const stepOfName = new Map<string, string>();
 for (const s of STEPS) for (const n of s.names) if (!stepOfName.has(n)) stepOfName.set(n, s.step);

@@ -130,9 +130,12 @@ export async function startBreakwater(
     },
     async stop() {
       agent.destroy();
+      // Wait for the server to exit (at most 10 s): workerd may still be writing its state (a run that
+      // ends with queue retries pending), and removing the directory under it fails with ENOTEMPTY.
+      const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 500));
-      rmSync(stateDir, { recursive: true, force: true });
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      rmSync(stateDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
 }
