@@ -18,8 +18,11 @@ import { createSaleEvent, devToken, freePort, launchChromium, testServerVars } f
  * gets an incomplete number refused in the page, a declined card refused by Stripe (the hold stays), pays
  * with an approved card and lands on the tickets; the stand-in saw exactly one PaymentIntent succeed for
  * the order, confirmed under the order's payment key. A second buyer's payment stays processing (202)
- * until Stripe's signed webhook settles it, and the page follows it to the tickets. axe: no serious or
- * critical violation; screenshots at 390 and 1280 px (SCREENSHOTS_DIR, default test-results/screenshots).
+ * until Stripe's signed webhook settles it, and the page follows it to the tickets (or, when it fails, back
+ * to the form with the hold). A card needing 3-D Secure is refused in words that say so; an unreachable
+ * Stripe.js is said next to the form. A second server without DEV_AUTH (production) offers the card form
+ * alone to a buyer handed over with the embedding site's JWT. axe: no serious or critical violation;
+ * screenshots at 390 and 1280 px (SCREENSHOTS_DIR, default test-results/screenshots).
  */
 
 const SHOTS = process.env.SCREENSHOTS_DIR ?? "test-results/screenshots";
@@ -247,6 +250,39 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
     expect(page.url()).toContain("/checkout/");
     expect(buyer.errors).toEqual([]);
     await buyer.context.close();
+  });
+
+  it("a card that needs 3-D Secure is refused in words that say so, and the hold stays", async () => {
+    const eventId = await createSaleEvent(server.url, await devToken(server.url, "card-org4", "organizer"), { name: "3DS Night" });
+    const token = await devToken(server.url, "card-buyer4", "buyer");
+    const buyer = await buyerBrowser();
+    const { page } = buyer;
+    const holdId = await holdTickets(page, eventId, token, 1);
+    await expect.poll(() => page.getByLabel("Card number").count()).toBe(1);
+    await payWith(page, "4000 0027 6000 3184"); // pm_card_authenticationRequired
+    await expect.poll(() => page.textContent("#pay-error")).toContain("3-D Secure");
+    expect(await holdStatus(holdId, token)).toBe("active");
+    expect(await page.isEnabled("#pay-button")).toBe(true);
+    expect(buyer.errors).toEqual([]);
+    await buyer.context.close();
+  });
+
+  it("when Stripe.js cannot load, the page says so next to the card form and the sandbox still pays locally", async () => {
+    const eventId = await createSaleEvent(server.url, await devToken(server.url, "card-org5", "organizer"), { name: "Offline Night" });
+    const token = await devToken(server.url, "card-buyer5", "buyer");
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, timezoneId: "UTC", locale: "en-GB" });
+    await context.route("https://js.stripe.com/**", (route) => route.abort("internetdisconnected"));
+    const page = await context.newPage();
+    await holdTickets(page, eventId, token, 1);
+    await expect.poll(() => page.textContent("#card-error")).toContain("could not load");
+    // Paying by card now says the form is not there; nothing reaches the API's card path.
+    await page.getByRole("button", { name: /^Pay/ }).click();
+    await expect.poll(() => page.textContent("#card-error")).toContain("not loaded");
+    await page.getByLabel("Test card: approved").check();
+    await page.getByRole("button", { name: /^Pay/ }).click();
+    await page.waitForURL(/\/orders\/ord_/);
+    await expect.poll(() => page.locator("li.ticket").count(), { timeout: 10_000 }).toBe(1);
+    await context.close();
   });
 });
 
