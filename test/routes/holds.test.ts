@@ -231,6 +231,25 @@ describe("concurrency: many buyers, few seats", () => {
   });
 });
 
+describe("funnel events", () => {
+  it("every hold of concurrent buyers reaches the analytics table once", async () => {
+    const ev = await createEvent(organizer);
+    const tokens = await Promise.all(Array.from({ length: 12 }, (_, i) => buyer(`funnel-${i}`)));
+    const answers = await Promise.all(tokens.map((t) => hold(ev.id, t, { sectionId: "floor", quantity: 1 })));
+    expect(answers.map((r) => r.status)).toEqual(tokens.map(() => 201));
+    const ids = await Promise.all(answers.map(async (r) => ((await r.json()) as { hold: HoldBody }).hold.id));
+    const rows = async () =>
+      (
+        await env.CATALOG_DB.prepare("SELECT id, user_id, quantity FROM analytics_events WHERE event_id = ? AND kind = 'hold.created'")
+          .bind(ev.id)
+          .all<{ id: string; user_id: string; quantity: number }>()
+      ).results;
+    await expect.poll(async () => (await rows()).length, { timeout: 15_000, interval: 200 }).toBe(12);
+    expect((await rows()).map((r) => r.id).sort()).toEqual(ids.map((id) => `hold.created:${id}`).sort());
+    expect(new Set((await rows()).map((r) => r.user_id))).toEqual(new Set(Array.from({ length: 12 }, (_, i) => `funnel-${i}`)));
+  });
+});
+
 describe("expiry", () => {
   it("returns an expired hold's seats to sale when the alarm runs (and a second run is harmless)", async () => {
     const ev = await createEvent(organizer, { holdSeconds: 30 });

@@ -38,13 +38,22 @@ const idempotencyHeader = { name: "Idempotency-Key", description: "≤ 255 chars
 /** Holds and seat maps. */
 export const holds = new Hono<AppEnv>();
 
-/** This isolate's funnel events, sent to the analytics queue in batches (best effort: a failure is counted per event). */
+/**
+ * This isolate's funnel events, sent to the analytics queue in 50 ms batches (lib/coalesce.ts). Best
+ * effort: a batch that cannot be queued is counted per event and logged, never failed to the request.
+ */
 const funnel = new Coalescer<{ queue: Queue; event: AnalyticsEvent }>(
-  (_key, items) =>
-    sendAnalytics(
-      items[0]?.queue as Queue,
-      items.map((i) => i.event),
-    ),
+  async (_key, items) => {
+    try {
+      await sendAnalytics(
+        items[0]?.queue as Queue,
+        items.map((i) => i.event),
+      );
+    } catch (err) {
+      for (const { event } of items) metric.analyticsSendFailures.inc({ kind: event.kind });
+      log.warn("analytics events not queued", { count: items.length, error: String(err) });
+    }
+  },
   { delayMs: 50 },
 );
 
@@ -52,13 +61,7 @@ const funnel = new Coalescer<{ queue: Queue; event: AnalyticsEvent }>(
 const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => ({
   inventory: env.INVENTORY,
   ledger: env.CUSTOMER_LEDGER,
-  analytics: (e) =>
-    waitUntil(
-      funnel.add("analytics", { queue: env.ANALYTICS_QUEUE, event: e }).catch((err: unknown) => {
-        metric.analyticsSendFailures.inc({ kind: e.kind });
-        log.warn("analytics event not queued", { kind: e.kind, error: String(err) });
-      }),
-    ),
+  analytics: (e) => funnel.add("analytics", { queue: env.ANALYTICS_QUEUE, event: e }, waitUntil),
 });
 
 describeRoute({
