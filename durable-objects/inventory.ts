@@ -25,6 +25,7 @@ import {
 } from "../lib/ticket-status";
 import { parseTraceparent } from "../lib/trace";
 import type { LedgerSettlement } from "./customer-ledger";
+import * as capacityMoves from "./inventory-capacity";
 import * as refunds from "./inventory-refunds";
 
 /** What an Inventory DO publishes to: the event's WaitingRoom DO. */
@@ -190,6 +191,7 @@ export class Inventory extends DurableObject<Env> {
       this.sql.exec(SCHEMA);
       this.sql.exec(refunds.REFUNDS_SCHEMA);
       this.sql.exec(CHECK_IN_SCHEMA);
+      this.sql.exec(capacityMoves.CAPACITY_SCHEMA);
       this.cancelled = refunds.isCancelled(this.sql);
       this.migrateOutbox();
       const meta = new Map(
@@ -537,6 +539,66 @@ export class Inventory extends DurableObject<Env> {
     return ok({ ...order, body: refunds.currentOrder(this.sql, order.body) });
   }
 
+  // ───────────────────────────── RPC: moving GA capacity between shards (inventory-capacity.ts) ─────────────────────────────
+
+  /**
+   * Lends up to `most` available places of this GA shard to shard `toShard` of the same section (the edge
+   * then delivers them with {@link receiveCapacity}, and this object's alarm again until it is told they
+   * arrived). Idempotent per `transferId`.
+   */
+  lendCapacity(transferId: string, toShard: number, most: number): Outcome<{ lent: number }> {
+    if (!this.config) return fail("not_found", "This shard has not sold anything.");
+    const cfg = this.cfg();
+    if (cfg.kind !== "ga" || toShard === cfg.shard || toShard < 0 || toShard >= cfg.shards)
+      return fail("validation_failed", "Capacity moves only between the shards of one GA section.");
+    if (this.cancelled) return fail("event_cancelled", "This event is cancelled.");
+    const now = Date.now();
+    this.expireDue(now, false);
+    const lent = capacityMoves.lend(this.sql, this.ctx.storage, this.counts.available, { transferId, toShard, most }, now);
+    if (!lent.ok) return lent;
+    this.loadCounts();
+    this.markDirty(now);
+    this.scheduleAlarm(now + capacityMoves.REDELIVER_AFTER_MS);
+    return lent;
+  }
+
+  /** Takes places another shard lent (idempotent per `transferId`). */
+  receiveCapacity(transferId: string, fromShard: number, quantity: number): { added: boolean } {
+    if (!this.config) throw new Error("inventory not initialized: capacity cannot arrive here");
+    if (!Number.isInteger(quantity) || quantity < 1) throw new Error(`bad capacity move ${transferId}: ${quantity}`);
+    const now = Date.now();
+    const added = capacityMoves.receive(this.sql, this.ctx.storage, { transferId, fromShard, quantity }, now);
+    if (added) {
+      this.loadCounts();
+      this.markDirty(now);
+    }
+    return { added };
+  }
+
+  /** The receiver has these moves: forget them. */
+  capacityDelivered(transferIds: string[]): void {
+    if (this.config) capacityMoves.delivered(this.sql, transferIds);
+  }
+
+  /** Delivers moves the edge did not confirm (its request failed or crashed between the steps). */
+  private async redeliverCapacity(now: number): Promise<void> {
+    const moves = capacityMoves.undelivered(this.sql, now);
+    if (!moves.length) return;
+    const cfg = this.cfg();
+    for (const m of moves) {
+      try {
+        const to = this.env.INVENTORY.get(
+          this.env.INVENTORY.idFromName(inventoryName({ eventId: cfg.eventId, sectionId: cfg.sectionId, shard: m.toShard })),
+        );
+        await to.receiveCapacity(m.transferId, cfg.shard, m.quantity);
+        capacityMoves.delivered(this.sql, [m.transferId]);
+      } catch (err) {
+        capacityMoves.noteAttempt(this.sql, m.transferId);
+        log.error("capacity move not delivered; the alarm retries", { transferId: m.transferId, toShard: m.toShard, error: String(err) });
+      }
+    }
+  }
+
   // ───────────────────────────── RPC: refunds and cancellation (inventory-refunds.ts) ─────────────────────────────
 
   /**
@@ -800,6 +862,7 @@ export class Inventory extends DurableObject<Env> {
     await this.retryRefunds();
     await this.sendRefunded(refunds.refundOutboxDue(this.sql, Date.now()));
     await this.queueCancellationRefunds();
+    await this.redeliverCapacity(Date.now());
     await sendAnnouncements(this.sql, this.env.NOTIFICATIONS_QUEUE, Date.now());
     this.rescheduleAlarm();
   }
@@ -977,6 +1040,7 @@ export class Inventory extends DurableObject<Env> {
       this.sql.exec(SCHEMA);
       this.sql.exec(refunds.REFUNDS_SCHEMA);
       this.sql.exec(CHECK_IN_SCHEMA);
+      this.sql.exec(capacityMoves.CAPACITY_SCHEMA);
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('outbox_v2', '1')");
       this.sql.exec("INSERT INTO meta (k, v) VALUES ('config', ?)", JSON.stringify(config));
       this.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('event', ?)", JSON.stringify(event));
@@ -1224,6 +1288,8 @@ export class Inventory extends DurableObject<Env> {
     if (this.sql.exec("SELECT 1 FROM refunds WHERE status = 'pending' LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (this.sql.exec("SELECT 1 FROM refund_parts WHERE confirmed = 0 LIMIT 1").toArray().length) candidates.push(Date.now() + 30_000);
     if (this.sql.exec("SELECT 1 FROM cancellation WHERE done = 0").toArray().length) candidates.push(Date.now() + 100);
+    const redeliver = capacityMoves.nextRedeliveryAt(this.sql);
+    if (redeliver !== null) candidates.push(Math.max(redeliver, Date.now() + 100));
     const announceDue = nextAnnouncementAt(this.sql);
     if (announceDue !== null) candidates.push(Math.max(announceDue, Date.now() + 100));
     if (candidates.length) this.scheduleAlarm(Math.min(...candidates));

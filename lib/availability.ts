@@ -26,10 +26,13 @@ export function aggregateAvailability(
       const cap = s.kind === "ga" ? gaShardCapacity(s.capacity, shards, shard) : s.capacity;
       const r = latest.get(`${s.id}#${shard}`);
       agg.capacity += cap;
-      agg.available += r ? r.available : cap;
       agg.held += r ? r.held : 0;
       agg.sold += r ? r.sold : 0;
     }
+    // The section's places less held and sold (not the shards' own available counts added up): places
+    // moving between GA shards (durable-objects/inventory-capacity.ts) are in neither shard for a moment,
+    // and count as available, so sold + held + available = capacity holds at every moment.
+    agg.available = agg.capacity - agg.held - agg.sold;
     return agg;
   });
   return { eventId: event.id, asOf: new Date(now).toISOString(), sections };

@@ -1,7 +1,9 @@
 import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
 import type { EventDoc, EventRouting, Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
+import { randomToken } from "./ids";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
+import { log } from "./log";
 import { metric } from "./metric-catalog";
 import { ApiError, type Outcome, unwrap } from "./problem";
 import { hash32 } from "./signing";
@@ -208,6 +210,8 @@ async function holdInShards(
   h: PendingHold,
 ): Promise<Outcome<HoldView>> {
   let last: Outcome<HoldView> = { ok: false, code: "sold_out", detail: "This section is sold out." };
+  /** GA shards that had some places, but fewer than asked. */
+  const partial: number[] = [];
   for (const shard of candidates) {
     const t1 = Date.now();
     let outcome: Outcome<HoldView>;
@@ -220,10 +224,52 @@ async function holdInShards(
     observeDoCall("inventory", "hold", t1);
     if (outcome.ok) return outcome;
     last = outcome;
-    if (section.kind !== "ga" || (outcome.code !== "sold_out" && outcome.code !== "seats_unavailable")) break;
+    if (section.kind !== "ga" || (outcome.code !== "sold_out" && outcome.code !== "seats_unavailable")) return outcome;
     if (outcome.code === "sold_out") emptyShards.set(`${event.id}:${section.id}:${shard}`, Date.now() + EMPTY_SHARD_TTL_MS);
+    else partial.push(shard);
   }
+  // No shard had the quantity, but some had a few: the places left are scattered over the shards.
+  if (partial.length) return (await gatherAndHold(deps, event, section, partial, h)) ?? last;
   return last;
+}
+
+/**
+ * GA, when no shard had `h.quantity` places but `partial` (in the buyer's order) had some: moves places
+ * from the others to the first of them (durable-objects/inventory-capacity.ts: each move exactly once,
+ * finished by the donor's alarm if this request stops half way) and holds there. Undefined when the
+ * shards do not have enough between them; the places moved stay on sale where they went.
+ */
+async function gatherAndHold(
+  deps: HoldDeps,
+  event: EventDoc,
+  section: Section,
+  partial: number[],
+  h: PendingHold,
+): Promise<Outcome<HoldView> | undefined> {
+  const [target, ...donors] = partial as [number, ...number[]];
+  const stub = (shard: number) => inventoryStub(deps.inventory, { eventId: event.id, sectionId: section.id, shard });
+  try {
+    let need = h.quantity - (await stub(target).snapshot()).available;
+    for (const donor of donors) {
+      if (need <= 0) break;
+      const transferId = `xfr_${randomToken(20)}`;
+      const lent = await stub(donor).lendCapacity(transferId, target, need);
+      if (!lent.ok) continue;
+      await stub(target).receiveCapacity(transferId, donor, lent.value.lent);
+      metric.capacityMoves.inc({}, lent.value.lent);
+      need -= lent.value.lent;
+      // The donor's alarm would deliver it again (harmlessly) until told.
+      await stub(donor)
+        .capacityDelivered([transferId])
+        .catch((err: unknown) =>
+          log.warn("capacity move not confirmed to its donor; its alarm re-delivers", { transferId, error: String(err) }),
+        );
+    }
+    if (need > 0) return undefined;
+    return await holdInShard(deps.inventory, event, section, target, h);
+  } catch (err) {
+    doCallError(err, "inventory");
+  }
 }
 
 /**

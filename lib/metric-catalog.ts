@@ -33,6 +33,11 @@ export const metric = {
     help: "Hold attempts by result (created or an error code) and section kind",
     labels: ["result", "kind"],
   }),
+  capacityMoves: counter({
+    name: "breakwater_capacity_moves_total",
+    help: "Places moved between the shards of a GA section so one hold could have them together (a hold of several places when no shard had as many)",
+    labels: [],
+  }),
   checkIns: counter({
     name: "breakwater_check_ins_total",
     help: "Ticket check-ins at the gates by result: checked_in, already_checked_in, ticket_void, not_found (a forged code, another event's, or a ticket never sold)",
