@@ -1,14 +1,12 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import AxeBuilder from "@axe-core/playwright";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type Stripe from "stripe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { issueToken } from "../../lib/auth";
-import { startServer } from "../../scripts/serve";
 import { type StandinDelivery, type StripeStandin, startStripeStandin } from "../setup/stripe-standin";
-import { createSaleEvent, devToken, freePort, launchChromium, testServerVars } from "./helpers";
+import { createSaleEvent, devToken, launchChromium, startTestServer, type TestServer } from "./helpers";
 
 /**
  * Card checkout in a real browser (Debian's Chromium through Playwright) against `npm run serve`'s server
@@ -30,25 +28,16 @@ const PUBLISHABLE_KEY = "pk_test_breakwater_e2e_0123456789";
 const FAKE_STRIPE_JS = readFileSync(path.join(import.meta.dirname, "fake-stripe.js"), "utf8");
 
 let standin: StripeStandin;
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 let browser: Browser;
-let stateDir: string;
 
 beforeAll(async () => {
   standin = await startStripeStandin({ secretKey: "sk_test_breakwater_e2e", webhookSecret: "whsec_breakwater_e2e_0123456789" });
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-card-"));
-  server = await startServer({
-    port: await freePort(),
-    stateDir,
-    cron: false,
-    log: false,
-    build: false,
-    vars: testServerVars({
-      STRIPE_SECRET_KEY: standin.secretKey,
-      STRIPE_WEBHOOK_SECRET: standin.webhookSecret,
-      STRIPE_API_URL: standin.url,
-      STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
-    }),
+  server = await startTestServer({
+    STRIPE_SECRET_KEY: standin.secretKey,
+    STRIPE_WEBHOOK_SECRET: standin.webhookSecret,
+    STRIPE_API_URL: standin.url,
+    STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
   });
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
@@ -58,7 +47,6 @@ afterAll(async () => {
   await browser?.close();
   await server?.stop();
   await standin?.close();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
 type StandinState = {
@@ -288,31 +276,21 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
 
 describe("card checkout in the production configuration (no DEV_AUTH)", () => {
   const jwtSecret = "e2e-prod-jwt-secret-0123456789abcdef";
-  let prod: Awaited<ReturnType<typeof startServer>>;
-  let prodState: string;
+  let prod: TestServer;
 
   beforeAll(async () => {
-    prodState = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-card-prod-"));
-    prod = await startServer({
-      port: await freePort(),
-      stateDir: prodState,
-      cron: false,
-      log: false,
-      build: false,
-      vars: testServerVars({
-        DEV_AUTH: "false",
-        JWT_SECRET: jwtSecret,
-        STRIPE_SECRET_KEY: standin.secretKey,
-        STRIPE_WEBHOOK_SECRET: standin.webhookSecret,
-        STRIPE_API_URL: standin.url,
-        STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
-      }),
+    prod = await startTestServer({
+      DEV_AUTH: "false",
+      JWT_SECRET: jwtSecret,
+      STRIPE_SECRET_KEY: standin.secretKey,
+      STRIPE_WEBHOOK_SECRET: standin.webhookSecret,
+      STRIPE_API_URL: standin.url,
+      STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
     });
   });
 
   afterAll(async () => {
     await prod?.stop();
-    if (prodState) rmSync(prodState, { recursive: true, force: true });
   });
 
   it("offers the card form and nothing else, and a buyer signed in by the embedding site's JWT pays by card", async () => {

@@ -1,11 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import AxeBuilder from "@axe-core/playwright";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer } from "../../scripts/serve";
-import { createSaleEvent, devToken, freePort, launchChromium, postJson, testServerVars } from "./helpers";
+import { createSaleEvent, devToken, launchChromium, postJson, startTestServer, type TestServer } from "./helpers";
 
 /**
  * The organizer console after the sale, in Debian's Chromium against the local server: check a ticket in
@@ -15,13 +13,11 @@ import { createSaleEvent, devToken, freePort, launchChromium, postJson, testServ
 
 const SHOTS = process.env.SCREENSHOTS_DIR ?? "test-results/screenshots";
 
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 let browser: Browser;
-let stateDir: string;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-console-"));
-  server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, build: false, vars: testServerVars() });
+  server = await startTestServer();
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
@@ -29,7 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
 interface Ticket {

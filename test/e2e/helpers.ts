@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { type Browser, chromium } from "playwright-core";
+import { startServer } from "../../scripts/serve";
 
 /** A free TCP port on the loopback interface. */
 export const freePort = (): Promise<number> =>
@@ -165,4 +167,27 @@ export async function createSaleEvent(
     organizerToken,
   );
   return event.id;
+}
+
+/** A server of `scripts/serve.ts` in this process, for one test file. */
+export interface TestServer {
+  url: string;
+  /** Stops it and removes its state directory. */
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts `scripts/serve.ts` in this process on a free port with a fresh state directory, no cron, and the
+ * test secrets (`vars` adds or overrides). The node project's global setup has built the bundle.
+ */
+export async function startTestServer(vars: Record<string, string> = {}): Promise<TestServer> {
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-"));
+  const server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, build: false, vars: testServerVars(vars) });
+  return {
+    url: server.url,
+    stop: async () => {
+      await server.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,37 +1,24 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer } from "../../scripts/serve";
-import { createSaleEvent, devToken, freePort, launchChromium, testServerVars } from "./helpers";
+import { createSaleEvent, devToken, launchChromium, startTestServer, type TestServer } from "./helpers";
 
 /**
  * The operations page in a real browser: Debian's Chromium driven by Playwright, against the local
  * server (workerd via miniflare), while a short load runs. Keeps a screenshot in test-results/.
  */
 
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 let browser: Browser;
-let stateDir: string;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-"));
-  server = await startServer({
-    port: await freePort(),
-    stateDir,
-    cron: false,
-    log: false,
-    build: false,
-    vars: testServerVars(),
-  });
+  server = await startTestServer();
   browser = await launchChromium();
 });
 
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
 describe("static files (Workers Static Assets)", () => {

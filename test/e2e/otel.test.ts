@@ -1,10 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import os from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer } from "../../scripts/serve";
-import { freePort, testServerVars } from "./helpers";
+import { freePort, startTestServer, type TestServer } from "./helpers";
 
 /** OpenTelemetry export against a loopback OTLP/HTTP collector started by the test. */
 
@@ -18,8 +14,7 @@ interface OtlpSpan {
 
 const received: OtlpSpan[] = [];
 let collector: http.Server;
-let server: Awaited<ReturnType<typeof startServer>>;
-let stateDir: string;
+let server: TestServer;
 
 beforeAll(async () => {
   collector = http.createServer((req, res) => {
@@ -37,21 +32,12 @@ beforeAll(async () => {
   });
   const collectorPort = await freePort();
   await new Promise<void>((r) => collector.listen(collectorPort, "127.0.0.1", r));
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-otel-"));
-  server = await startServer({
-    port: await freePort(),
-    stateDir,
-    cron: false,
-    log: false,
-    build: false,
-    vars: testServerVars({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}` }),
-  });
+  server = await startTestServer({ OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}` });
 });
 
 afterAll(async () => {
   await server?.stop();
   await new Promise((r) => collector?.close(r));
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
 describe("OpenTelemetry export", () => {

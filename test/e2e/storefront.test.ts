@@ -1,11 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import AxeBuilder from "@axe-core/playwright";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer } from "../../scripts/serve";
-import { freePort, launchChromium, testServerVars } from "./helpers";
+import { launchChromium, startTestServer, type TestServer } from "./helpers";
 
 /**
  * The storefront and the organizer console in a real browser (Debian's Chromium through Playwright)
@@ -21,14 +19,12 @@ import { freePort, launchChromium, testServerVars } from "./helpers";
 const SHOTS = process.env.SCREENSHOTS_DIR ?? "test-results/screenshots";
 const WIDTHS = [390, 1280] as const;
 
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 let browser: Browser;
-let stateDir: string;
 const axeReport: Record<string, { id: string; impact: string | null | undefined; nodes: number }[]> = {};
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-web-"));
-  server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, build: false, vars: testServerVars() });
+  server = await startTestServer();
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 });
@@ -38,7 +34,6 @@ afterAll(async () => {
   writeFileSync("test-results/axe.json", `${JSON.stringify(axeReport, null, 2)}\n`);
   await browser?.close();
   await server?.stop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
 
 /** A fresh browser profile (its own localStorage: one person) in UTC, with page errors collected. */

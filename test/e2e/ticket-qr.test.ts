@@ -1,12 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import jsQR from "jsqr";
 import type { Browser } from "playwright-core";
 import { PNG } from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startServer } from "../../scripts/serve";
-import { freePort, launchChromium, testServerVars } from "./helpers";
+import { createSaleEvent, devToken, launchChromium, postJson, startTestServer, type TestServer } from "./helpers";
 
 /**
  * The QR code of a ticket, end to end: a buyer pays through the API of `npm run serve`'s server, opens the
@@ -16,66 +12,40 @@ import { freePort, launchChromium, testServerVars } from "./helpers";
  * event's gate.
  */
 
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 let browser: Browser;
-let stateDir: string;
 
 beforeAll(async () => {
-  stateDir = mkdtempSync(path.join(os.tmpdir(), "bw-e2e-qr-"));
-  server = await startServer({ port: await freePort(), stateDir, cron: false, log: false, build: false, vars: testServerVars() });
+  server = await startTestServer();
   browser = await launchChromium();
 });
 
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 });
-
-async function api<T>(pathname: string, init: { method?: string; token?: string; json?: unknown } = {}): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (init.token) headers.Authorization = `Bearer ${init.token}`;
-  if (init.json !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(`${server.url}${pathname}`, {
-    method: init.method ?? "GET",
-    headers,
-    ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {}),
-  });
-  if (!res.ok) throw new Error(`${init.method ?? "GET"} ${pathname} → ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
-const devToken = async (sub: string, role: string) =>
-  (await api<{ token: string }>("/v1/auth/dev-token", { method: "POST", json: { sub, role } })).token;
 
 describe("ticket QR code", () => {
   it("renders on the confirmation page in Chromium and decodes (jsQR) to the ticket's code", async () => {
-    const organizer = await devToken("org-qr-e2e", "organizer");
-    const now = Date.now();
-    const { event } = await api<{ event: { id: string } }>("/v1/events", {
-      method: "POST",
-      token: organizer,
-      json: {
-        name: "QR Night",
-        venue: "Loopback Hall",
-        startsAt: new Date(now + 7 * 86_400_000).toISOString(),
-        saleStartsAt: new Date(now - 60_000).toISOString(),
-        currency: "EUR",
-        perCustomerLimit: 4,
-        sections: [{ id: "a", name: "Block A", kind: "seated", price: 4000, rows: [{ id: "1", seats: 4 }] }],
-      },
+    const organizer = await devToken(server.url, "org-qr-e2e", "organizer");
+    const eventId = await createSaleEvent(server.url, organizer, {
+      name: "QR Night",
+      sections: [{ id: "a", name: "Block A", kind: "seated", price: 4000, rows: [{ id: "1", seats: 4 }] }],
     });
-    const buyer = await devToken("buyer-qr-e2e", "buyer");
-    const { hold } = await api<{ hold: { id: string } }>(`/v1/events/${event.id}/holds`, {
-      method: "POST",
-      token: buyer,
-      json: { sectionId: "a", seats: ["1-2", "1-3"] },
-    });
-    const { order } = await api<{ order: { id: string; tickets: { id: string; seat: string; code: string }[] } }>("/v1/orders", {
-      method: "POST",
-      token: buyer,
-      json: { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } },
-    });
+    const event = { id: eventId };
+    const buyer = await devToken(server.url, "buyer-qr-e2e", "buyer");
+    const { hold } = await postJson<{ hold: { id: string } }>(
+      server.url,
+      `/v1/events/${event.id}/holds`,
+      { sectionId: "a", seats: ["1-2", "1-3"] },
+      buyer,
+    );
+    const { order } = await postJson<{ order: { id: string; tickets: { id: string; seat: string; code: string }[] } }>(
+      server.url,
+      "/v1/orders",
+      { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } },
+      buyer,
+    );
     expect(order.tickets).toHaveLength(2);
 
     // A phone-like screen (2 device pixels per CSS pixel); the token is handed over in the fragment.

@@ -1,10 +1,8 @@
 import { Hono } from "hono";
-import { createMiddleware } from "hono/factory";
 import { z } from "zod";
-import { config } from "../../lib/config";
 import { devMailbox, keptMailSchema } from "../../lib/mail-sender";
 import { esc } from "../../lib/mail-templates";
-import { ApiError } from "../../lib/problem";
+import { devOnly } from "../middleware/dev-only";
 import { route } from "../route";
 import type { AppEnv } from "../types";
 
@@ -14,12 +12,6 @@ export const devMailboxPage = new Hono<AppEnv>();
 /** Mails render in sandboxed frames: no scripts, no requests out of the page but images. */
 const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-src 'self' data:; frame-ancestors 'none'";
 
-/** The mailbox exists only while DEV_AUTH is on. */
-const onlyDev = createMiddleware<AppEnv>(async (c, next) => {
-  if (!config(c.env).DEV_AUTH) throw new ApiError("not_found", `No route for ${c.req.method} ${c.req.path}.`);
-  await next();
-});
-
 route(
   devMailboxPage,
   {
@@ -28,7 +20,7 @@ route(
     path: "/dev/mailbox.json",
     summary: "Mail kept by the local mailbox, newest first (DEV_AUTH only; 404 otherwise)",
     tags: ["development"],
-    before: [onlyDev],
+    before: [devOnly],
     responses: { 200: { description: "Mails", schema: z.object({ mails: z.array(keptMailSchema) }) } },
     errors: ["not_found"],
   },
@@ -43,7 +35,7 @@ route(
     path: "/dev/mailbox",
     summary: "The local mailbox as a page (DEV_AUTH only; 404 otherwise)",
     tags: ["development"],
-    before: [onlyDev],
+    before: [devOnly],
     responses: { 200: { description: "HTML", mediaType: "text/html" } },
     errors: ["not_found"],
   },
