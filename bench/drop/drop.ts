@@ -34,6 +34,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { localVars } from "../../scripts/serve.ts";
 import { spawnUntilReady } from "../lib/breakwater-process.ts";
+import { cpuSeconds, workerdOf } from "../lib/proc-cpu.ts";
 import { resultsPath, runInfo } from "../lib/results.ts";
 import { type BuyerPlan, type Outcome, planBuyers, runBuyer, type SaleContext } from "./buyer.ts";
 import { check } from "./checker.ts";
@@ -425,6 +426,29 @@ try {
   let phase = "pre-sale";
   const t0 = Date.now();
   let sampling = true;
+  // CPU: the drop's own process, and the server's workerd (found again after a kill restarts it).
+  let cpuAt = performance.now();
+  let clientCpu = process.cpuUsage();
+  let serverPid: number | undefined;
+  let serverCpu: number | undefined;
+  const cpuSample = (): { client: number; server?: number } => {
+    const wall = Math.max(1, performance.now() - cpuAt);
+    cpuAt = performance.now();
+    const used = process.cpuUsage(clientCpu);
+    clientCpu = process.cpuUsage();
+    const out: { client: number; server?: number } = { client: Math.round((used.user + used.system) / 10 / wall) / 100 };
+    if (!server) return out;
+    serverPid ??= workerdOf("scripts/serve.ts", server.port);
+    const sec = serverPid === undefined ? undefined : cpuSeconds(serverPid);
+    if (sec === undefined) {
+      serverPid = undefined;
+      serverCpu = undefined;
+    } else {
+      if (serverCpu !== undefined) out.server = Math.round(((sec - serverCpu) * 100_000) / wall) / 100;
+      serverCpu = sec;
+    }
+    return out;
+  };
   const sampler = (async () => {
     let next = rec.now() + 1_000;
     while (sampling) {
@@ -433,14 +457,16 @@ try {
       next = Math.max(next + 1_000, rec.now() + 500);
       const lag = lagFigures(sched.takeLateness());
       const queued = backlog.length - backlogHead;
-      rec.client({ at: rec.now(), lag, live: running, backlog: queued, inFlight: client.live.inFlight, queued: client.live.queued });
+      const cpu = cpuSample();
+      rec.client({ at: rec.now(), lag, live: running, backlog: queued, inFlight: client.live.inFlight, queued: client.live.queued, cpu });
       const lat = client.live.latencies.splice(0).sort((a, b) => a - b);
       const p99 = lat[Math.min(lat.length - 1, Math.floor(lat.length * 0.99))] ?? 0;
       if (phase === "pre-sale" && rec.now() >= openAt) phase = "sale";
       log(
         `[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] ${phase.padEnd(8)} arrived ${live.arrived} joined ${live.joined} admitted ${live.admitted} ` +
           `held ${live.held} paid ${live.paid} (${live.tickets} tickets) | errors ${client.live.errors} | p99 ${Math.round(p99)} ms (${lat.length} req/s) | ` +
-          `client: lag p99 ${lag.p99} ms, live ${running}, backlog ${queued}, in flight ${client.live.inFlight}+${client.live.queued} | fault: ${activeFault() || "–"}`,
+          `client: lag p99 ${lag.p99} ms, live ${running}, backlog ${queued}, in flight ${client.live.inFlight}+${client.live.queued} | ` +
+          `CPU cores: client ${cpu.client}, server ${cpu.server ?? "–"}, load ${os.loadavg()[0]?.toFixed(1)} | fault: ${activeFault() || "–"}`,
       );
     }
   })();

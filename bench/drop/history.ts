@@ -93,7 +93,8 @@ export interface BacklogRecord {
 
 /**
  * The client's own state, once a second: how late its timers fired in that second (lateness of the
- * scheduler's entries, ms), buyers live and in the backlog, requests in flight and waiting for a slot.
+ * scheduler's entries, ms), buyers live and in the backlog, requests in flight and waiting for a slot,
+ * the CPU the client and the server used.
  */
 export interface ClientRecord {
   kind: "client";
@@ -103,6 +104,12 @@ export interface ClientRecord {
   backlog: number;
   inFlight: number;
   queued: number;
+  /**
+   * CPU used in that second, in cores: the drop's own process, and the server's workerd (absent with
+   * --url, or while it restarts). Beside the machine's load average, this tells a server short of CPU
+   * (others' work on the machine) from one that is slow at the CPU it gets.
+   */
+  cpu: { client: number; server?: number };
 }
 
 export type HistoryRecord = RequestRecord | FaultRecord | PhaseRecord | BacklogRecord | ClientRecord;

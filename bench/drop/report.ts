@@ -54,6 +54,9 @@ interface ClientFigures {
   /** Requests that waited for a slot among those in flight, and the p99 of that wait (ms). */
   requestsWaited: number;
   requestWaitP99: number;
+  /** Mean CPU used over the sampled seconds, in cores: the drop's process, the server's workerd (null: not measured). */
+  clientCores: number;
+  serverCores: number | null;
   /** One sentence: did this run measure Breakwater or its own client? */
   verdict: string;
 }
@@ -94,6 +97,7 @@ export interface Summary {
   client: ClientFigures;
 }
 
+const mean = (xs: number[]) => (xs.length ? Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 100) / 100 : 0);
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -126,6 +130,10 @@ function clientFigures(h: History): ClientFigures {
     backlogMax: Math.max(0, ...samples.map((c) => c.backlog)),
     requestsWaited: reqWaits.length,
     requestWaitP99: Math.round(pct(reqWaits, 0.99)),
+    clientCores: mean(samples.map((c) => c.cpu.client)),
+    serverCores: samples.some((c) => c.cpu.server !== undefined)
+      ? mean(samples.flatMap((c) => (c.cpu.server === undefined ? [] : [c.cpu.server])))
+      : null,
   };
   const lagText =
     lagging === 0
@@ -137,7 +145,8 @@ function clientFigures(h: History): ClientFigures {
     ? `; ${f.backlogBuyers} buyers waited in the client's backlog (up to ${f.backlogMax} at once; wait p50 ${f.backlogWaitP50} s, p99 ${f.backlogWaitP99} s; ${f.backlogNeverStarted} never started)`
     : "; no buyer waited in the client's backlog";
   const waitText = f.requestsWaited ? `; ${f.requestsWaited} requests waited for a slot on the wire (p99 ${f.requestWaitP99} ms)` : "";
-  return { ...f, verdict: lagText + backlogText + waitText };
+  const cpuText = `; CPU used on average: client ${f.clientCores} cores, server ${f.serverCores ?? "not measured"}${f.serverCores === null ? "" : " cores"}`;
+  return { ...f, verdict: lagText + backlogText + waitText + cpuText };
 }
 const errorKey = (r: RequestRecord) => (r.error ? r.error : r.code ? r.code : `http_${r.status}`);
 const isError = (r: RequestRecord) => r.error !== undefined || (r.status !== undefined && r.status >= 400);

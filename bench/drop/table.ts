@@ -57,7 +57,15 @@ interface Report {
   options: { buyers: number; seats: number; admitPerMinute: number };
   summary: {
     steps: Record<string, { p99: number }>;
-    client: { laggingSeconds: number; seconds: number; lagP99Max: number; backlogBuyers: number; backlogNeverStarted: number };
+    client: {
+      laggingSeconds: number;
+      seconds: number;
+      lagP99Max: number;
+      backlogBuyers: number;
+      backlogNeverStarted: number;
+      clientCores: number;
+      serverCores: number | null;
+    };
   };
 }
 
@@ -102,7 +110,8 @@ for (const [i, scenario] of scenarios.entries()) {
   const c = r.summary.client;
   const client =
     `lag p99 ≥ 100 ms in ${c.laggingSeconds}/${c.seconds} s (max ${c.lagP99Max} ms)` +
-    (c.backlogBuyers ? `; backlog ${c.backlogBuyers} (${c.backlogNeverStarted} never started)` : "");
+    (c.backlogBuyers ? `; backlog ${c.backlogBuyers} (${c.backlogNeverStarted} never started)` : "") +
+    `; CPU client ${c.clientCores}, server ${c.serverCores ?? "–"} cores`;
   rows.push(
     `| ${scenario} | ${r.options.buyers} | ${r.options.seats} | ${last.sold} | ${last.ticketsPerMinute} | ${last.admittedPerMinute} (${r.options.admitPerMinute}) | ` +
       `${["join", "poll", "hold", "pay", "order"].map((s) => Math.round(r.summary.steps[s]?.p99 ?? 0)).join(" | ")} | ${last.violations} | ${client} | ` +
