@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { check, spearman } from "../../bench/drop/checker.ts";
 import type { FinalState, History, RequestRecord, Seen, Step } from "../../bench/drop/history.ts";
+import { mulberry32 } from "../../bench/lib/zipf.ts";
 
 /**
  * The drop's checker on small hand-built histories: a clean sale passes; each planted defect (a seat
@@ -101,7 +102,41 @@ describe("drop checker", () => {
     expect(v.ok).toBe(true);
     expect(v.orders).toBe(41);
     expect(v.ticketsSold).toBe(82);
-    expect(v.admission.afterOpen).toEqual({ n: 40, rho: 1 });
+    expect(v.admission.afterOpen).toEqual({ n: 40, rho: 1, wide: 0 });
+  });
+
+  /** 120 buyers joining 100 ms apart after the opening, each told "waiting" at its join and admitted at a scrambled time 60–120 s in. */
+  const lateLearners = (history: History, waitingPollBeforeAdmission: boolean) => {
+    const b = new Builder();
+    const rng = mulberry32(5);
+    for (let i = 0; i < 120; i++) {
+      const joinAt = 10_000 + i * 100;
+      const admitAt = 60_000 + Math.floor(rng() * 60_000);
+      b.req(`w${i}`, "join", joinAt, 202, {}, { state: "waiting", position: i + 1 });
+      if (waitingPollBeforeAdmission) b.req(`w${i}`, "poll", admitAt - 5_000, 200, {}, { state: "waiting", position: 1 });
+      b.req(`w${i}`, "poll", admitAt, 200, {}, { state: "admitted", position: 0 });
+    }
+    for (const r of b.records) if (r.kind === "request") r.id += 10_000;
+    history.records.push(...b.records);
+  };
+
+  it("does not rank buyers who learned of their admission over 30 s after their last 'waiting' (their polls waited)", () => {
+    const { history, final } = cleanSale();
+    lateLearners(history, false);
+    const v = check(history, final);
+    expect(v.violations).toEqual([]);
+    expect(v.admission.afterOpen).toEqual({ n: 40, rho: 1, wide: 120 });
+  });
+
+  it("catches admission out of join order among buyers whose admission time is known within 30 s", () => {
+    const { history, final } = cleanSale();
+    lateLearners(history, true);
+    const v = check(history, final);
+    expect(v.admission.afterOpen.n).toBe(160);
+    expect(v.admission.afterOpen.rho).toBeLessThan(0.5);
+    expect(v.violations.filter((x) => x.rule === "admission_order").map((x) => x.message)).toContainEqual(
+      expect.stringMatching(/^after the opening, admission order follows join order with Spearman ρ = /),
+    );
   });
 
   it("catches a seat sold twice, with both buyers' requests and timelines", () => {
