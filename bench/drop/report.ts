@@ -103,6 +103,12 @@ export interface Summary {
   client: ClientFigures;
 }
 
+/** The largest of `xs` and `floor` (a loop: Math.max(...xs) overflows the stack past ~100,000 values). */
+const maxOf = (xs: Iterable<number>, floor: number): number => {
+  let m = floor;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+};
 const mean = (xs: number[]) => (xs.length ? Math.round((xs.reduce((a, b) => a + b, 0) / xs.length) * 100) / 100 : 0);
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -128,12 +134,18 @@ function clientFigures(h: History): ClientFigures {
     laggingSeconds: lagging,
     lagP99Median: pct(p99s, 0.5),
     lagP99Max: p99s.at(-1) ?? 0,
-    lagMax: Math.max(0, ...samples.map((c) => c.lag.max)),
+    lagMax: maxOf(
+      samples.map((c) => c.lag.max),
+      0,
+    ),
     backlogBuyers: backlog.length,
     backlogNeverStarted: backlog.filter((b) => b.started === undefined).length,
     backlogWaitP50: round(pct(waits, 0.5) / 1000),
     backlogWaitP99: round(pct(waits, 0.99) / 1000),
-    backlogMax: Math.max(0, ...samples.map((c) => c.backlog)),
+    backlogMax: maxOf(
+      samples.map((c) => c.backlog),
+      0,
+    ),
     requestsWaited: reqWaits.length,
     requestWaitP99: Math.round(pct(reqWaits, 0.99)),
     clientCores: mean(samples.map((c) => c.cpu.client)),
@@ -160,7 +172,10 @@ const isError = (r: RequestRecord) => r.error !== undefined || (r.status !== und
 /** Per-second series of a history. */
 export function series(h: History): Series {
   const reqs = requestsOf(h);
-  const end = Math.max(1, ...reqs.map((r) => r.end));
+  const end = maxOf(
+    reqs.map((r) => r.end),
+    1,
+  );
   const bins = Math.ceil(end / 1000) + 1;
   const zero = () => new Array<number>(bins).fill(0);
   const s: Series = {
@@ -253,8 +268,11 @@ export function summarize(
       break;
     }
   }
-  const lastSale = Math.max(h.openAt, ...sales.map((r) => r.end));
-  const lastAdmission = Math.max(h.openAt, ...admittedAt.values());
+  const lastSale = maxOf(
+    sales.map((r) => r.end),
+    h.openAt,
+  );
+  const lastAdmission = maxOf(admittedAt.values(), h.openAt);
   const minutes = (ms: number) => Math.max(ms, 1_000) / 60_000;
   return {
     buyers: opts.buyers,
@@ -303,7 +321,10 @@ function chart(title: string, id: string, lines: Line[], t: number[], faults: Fa
   const H = 240;
   const m = { l: 56, r: 12, t: 28, b: 30 };
   const xmax = Math.max(1, t.at(-1) ?? 1);
-  const ymaxRaw = Math.max(1, ...lines.flatMap((l) => l.values));
+  const ymaxRaw = maxOf(
+    lines.flatMap((l) => l.values),
+    1,
+  );
   const mag = 10 ** Math.floor(Math.log10(ymaxRaw));
   const ymax = Math.ceil(ymaxRaw / mag) * mag;
   const x = (s: number) => m.l + (s / xmax) * (W - m.l - m.r);
