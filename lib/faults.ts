@@ -17,7 +17,7 @@ export const FAULT_NAMES = [
   "payments",
   /** Every order-shard write fails (the orders consumer retries, then dead-letters). */
   "shard_writes",
-  /** Every order-shard write waits `delayMs` first (a slow database: bench/orders). */
+  /** Every order-shard write takes `delayMs` more, one at a time per shard (a slow database: bench/orders). */
   "shard_slow",
   /** Each Inventory DO call holds the object's input for `delayMs` after it: the object serves ≤ 1000/delayMs calls/s. */
   "inventory_slow",
@@ -78,10 +78,24 @@ class InjectedFault extends Error {
   }
 }
 
-/** Waits the window's `delayMs` while the window of `name` is open (at once otherwise). */
-export async function delayIfFaulted(name: FaultName): Promise<void> {
+/** Per lane (a shard), when the lane's last delayed call ends (epoch ms): {@link delayIfFaulted} serializes. */
+const laneFreeAt = new Map<string, number>();
+
+/**
+ * Waits the window's `delayMs` while the window of `name` is open (at once otherwise). With a `lane`, calls
+ * of that lane take their `delayMs` one after the other, like a database that runs one query at a time
+ * (D1): n concurrent writes to one shard finish after n × delayMs. Each call sleeps on its own timer.
+ */
+export async function delayIfFaulted(name: FaultName, lane?: string): Promise<void> {
   const delay = faultWindow(name)?.delayMs;
-  if (delay) await new Promise((r) => setTimeout(r, delay));
+  if (!delay) return;
+  const now = Date.now();
+  let until = now + delay;
+  if (lane !== undefined) {
+    until = Math.max(now, laneFreeAt.get(lane) ?? 0) + delay;
+    laneFreeAt.set(lane, until);
+  }
+  await new Promise((r) => setTimeout(r, until - now));
 }
 
 /** Throws {@link InjectedFault} while the window of `name` is open. */

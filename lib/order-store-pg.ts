@@ -33,7 +33,7 @@ export class PgOrderStore implements OrderStore {
 
   /** All of `msgs` in one transaction. */
   async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
-    await delayIfFaulted("shard_slow");
+    await delayIfFaulted("shard_slow", this.name);
     failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     const now = new Date().toISOString();
     return this.db.transaction(async (tx) => {

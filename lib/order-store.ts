@@ -37,7 +37,7 @@ export class D1OrderStore implements OrderStore {
 
   /** One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders. */
   async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
-    await delayIfFaulted("shard_slow");
+    await delayIfFaulted("shard_slow", this.name);
     failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     const now = new Date().toISOString();
     const out: ("inserted" | "exists")[] = [];

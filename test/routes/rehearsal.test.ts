@@ -2,6 +2,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { clearFaults, faultWindow, setFault } from "../../lib/faults";
+import type { OrderMessage } from "../../lib/order";
 import { D1OrderStore } from "../../lib/order-store";
 import { paymentProvider } from "../../lib/payment-methods";
 import { resetBreakers, resetSandbox, type SandboxCharge, sandboxLedger } from "../../lib/payments";
@@ -122,16 +123,24 @@ describe("injection points", () => {
     expect(await store.saveOrder(msg)).toBe("inserted");
   });
 
-  it("shard_slow: every shard write waits the window's delay first, then succeeds", async () => {
-    const store = new D1OrderStore("SHARD_1", env.SHARD_1);
+  it("shard_slow: each shard write takes the window's delay, one at a time per shard, then succeeds", async () => {
+    const slow = new D1OrderStore("SHARD_1", env.SHARD_1);
+    const other = new D1OrderStore("SHARD_0", env.SHARD_0);
     const tag = freshTag();
-    const msgs = [orderMsg(`${tag}-a`, 1, {}, tag), orderMsg(`${tag}-b`, 2, {}, tag)];
-    setFault("shard_slow", { until: Date.now() + 60_000, delayMs: 300 });
+    const msgs = [1, 2, 3].map((n) => orderMsg(`${tag}-${n}`, n, {}, tag));
+    setFault("shard_slow", { until: Date.now() + 60_000, delayMs: 200 });
     const t0 = Date.now();
-    expect(await store.saveOrders(msgs)).toEqual(["inserted", "inserted"]);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    // Three writes to one shard side by side take three delays; a write to another shard, one.
+    const [a, b, c, d] = await Promise.all([
+      slow.saveOrders([msgs[0] as OrderMessage]).then(() => Date.now() - t0),
+      slow.saveOrders([msgs[1] as OrderMessage]).then(() => Date.now() - t0),
+      slow.saveOrders([msgs[2] as OrderMessage]).then(() => Date.now() - t0),
+      other.saveOrders([orderMsg(`${tag}-4`, 4, {}, tag)]).then(() => Date.now() - t0),
+    ]);
+    expect(Math.max(a, b, c)).toBeGreaterThanOrEqual(600);
+    expect(d).toBeGreaterThanOrEqual(200);
     clearFaults();
-    expect(await store.saveOrder(msgs[0] as (typeof msgs)[number])).toBe("exists");
+    expect(await slow.saveOrder(msgs[0] as OrderMessage)).toBe("exists");
   });
 
   it("inventory_slow: concurrent holds on one object queue behind its stall", async () => {

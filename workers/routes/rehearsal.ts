@@ -18,7 +18,9 @@ const faultInput = z.strictObject({
     .min(1)
     .max(5_000)
     .optional()
-    .describe("inventory_slow: the stall per Inventory DO call (default 25); shard_slow: the wait before each shard write (default 50)"),
+    .describe(
+      "inventory_slow: the stall per Inventory DO call (default 25); shard_slow: the time each shard write takes, one at a time per shard (default 50)",
+    ),
 });
 
 const chargeSchema = z.object({
@@ -70,8 +72,8 @@ route(
     path: "/v1/admin/faults",
     summary:
       "Open, move or close one fault window (admin; only where FAULT_INJECTION is on, else 404). payments: the sandbox " +
-      "provider fails like an outage; shard_writes: order-shard writes fail; shard_slow: each order-shard write waits delayMs " +
-      "first; inventory_slow: each Inventory DO call stalls the object for delayMs. The window lives in the isolate's memory " +
+      "provider fails like an outage; shard_writes: order-shard writes fail; shard_slow: each order-shard write takes delayMs more, " +
+      "one at a time per shard; inventory_slow: each Inventory DO call stalls the object for delayMs. The window lives in the isolate's memory " +
       "(a restart closes it).",
     tags: ["operations"],
     auth: ["admin"],
