@@ -231,6 +231,27 @@ describe("concurrency: many buyers, few seats", () => {
   });
 });
 
+describe("the hold path by event version (issue 20)", () => {
+  it("the first hold configures the Inventory DO with the event's version; later holds need no configuration", async () => {
+    const ev = await createEvent(organizer);
+    const doc = (await (await call(`/v1/events/${ev.id}`)).json()) as { event: { version: number } };
+    expect(await hold(ev.id, await buyer("version-1"), { sectionId: "a", quantity: 1 })).toMatchObject({ status: 201 });
+    const stub = inventoryStub(env.INVENTORY, { eventId: ev.id, sectionId: "a", shard: 0 });
+    const kept = await runInDurableObject(stub, (_i, state) =>
+      state.storage.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'event_version'").toArray(),
+    );
+    expect(kept).toEqual([{ v: String(doc.event.version) }]);
+    // What the edge now sends: the request and the version only. The object holds with what it keeps.
+    const placed = await stub.place({
+      holdId: `hld_versioncheck0000000001.${ev.id}.a.0`,
+      userId: "version-2",
+      quantity: 1,
+      eventVersion: doc.event.version,
+    });
+    expect(placed).toMatchObject({ ok: true, value: { status: "active", quantity: 1 } });
+  });
+});
+
 describe("funnel events", () => {
   it("every hold of concurrent buyers reaches the analytics table once", async () => {
     const ev = await createEvent(organizer);
