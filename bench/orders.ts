@@ -10,7 +10,8 @@
  *
  * Runs (each in a fresh server):
  * - `write-behind` with each of SHARDS order shards, and `synchronous` with 2 (or the first of SHARDS);
- * - `slow`: every shard write delayed SLOW_MS (the `shard_slow` fault window), write-behind and synchronous;
+ * - `slow`: every shard write takes SLOW_MS more, one at a time per shard as D1 (the `shard_slow` fault
+ *   window), write-behind and synchronous;
  * - `outage`: every shard write fails for OUTAGE_SECONDS from the start (`shard_writes`), write-behind and
  *   synchronous; checkouts run at least OUTAGE_SECONDS + 10 s, so the answers span the outage;
  * - `pg`: POST /hold (SKIP LOCKED) then POST /checkout (one transaction: seat sold, order and ticket rows)
