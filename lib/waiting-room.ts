@@ -87,9 +87,27 @@ export async function checkQueuePass(secret: string, pass: string, userId: strin
 }
 
 /**
- * True when `pass` admits `userId` to `eventId` at `now`. The hold route calls this when the event's
- * waiting room is on and answers 403 `not_admitted` when it is false. Never throws.
+ * The waiting room's rule for holds: on an event whose room is on, a hold needs the buyer's pass for that
+ * event (sent as X-Queue-Pass). Throws 403 `not_admitted` saying what is wrong; passes otherwise.
  */
+export async function requireAdmission(
+  secret: string,
+  event: Pick<EventDoc, "id" | "waitingRoom">,
+  userId: string,
+  pass: string | undefined,
+  now = Date.now(),
+): Promise<void> {
+  if (!event.waitingRoom.enabled) return;
+  if (!pass)
+    throw new ApiError(
+      "not_admitted",
+      "This sale uses a waiting room: join it (POST /v1/events/:id/queue) and send the pass as X-Queue-Pass.",
+    );
+  const check = await checkQueuePass(secret, pass, userId, event.id, now);
+  if (!check.ok) throw new ApiError("not_admitted", `The queue pass is not valid for you and this event (${check.reason}).`);
+}
+
+/** True when `pass` admits `userId` to `eventId` at `now` ({@link requireAdmission} with a yes or no). Never throws. */
 export async function verifyQueuePass(secret: string, pass: string, userId: string, eventId: string, now = Date.now()): Promise<boolean> {
   return (await checkQueuePass(secret, pass, userId, eventId, now)).ok;
 }

@@ -11,13 +11,9 @@ import { log } from "../../lib/log";
 import { metric } from "../../lib/metric-catalog";
 import { ApiError } from "../../lib/problem";
 import { ReadThroughCache } from "../../lib/read-cache";
-import { checkQueuePass } from "../../lib/waiting-room";
+import { requireAdmission } from "../../lib/waiting-room";
 import { principalOf, readContext, requireKnownLocation, SNAPSHOT_CACHE, sendCached } from "../http";
-import { auth } from "../middleware/auth";
-import { idempotency } from "../middleware/idempotency";
-import { rateLimit } from "../middleware/rate-limit";
-import { validate } from "../middleware/validate";
-import { describeRoute } from "../openapi";
+import { route } from "../route";
 import type { AppEnv } from "../types";
 
 /** POST /v1/events/:id/holds body. */
@@ -32,8 +28,6 @@ const holdInput = z
 const eventParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id") });
 const holdParam = z.object({ id: z.string().max(200) });
 const seatsParam = z.object({ id: z.string().regex(EVENT_ID, "not an event id"), sectionId: z.string().regex(SECTION_ID) });
-
-const idempotencyHeader = { name: "Idempotency-Key", description: "≤ 255 chars; replays the first response" };
 
 /** Holds and seat maps. */
 export const holds = new Hono<AppEnv>();
@@ -64,60 +58,42 @@ const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => (
   analytics: (e) => funnel.add("analytics", { queue: env.ANALYTICS_QUEUE, event: e }, waitUntil),
 });
 
-describeRoute({
-  operationId: "createHold",
-  method: "post",
-  path: "/v1/events/:id/holds",
-  summary: "Hold seats or places (buyer)",
-  tags: ["holds"],
-  auth: ["buyer"],
-  body: holdInput,
-  headers: [idempotencyHeader, { name: "X-Queue-Pass", description: "Required when the event's waiting room is on" }],
-  responses: { 201: { description: "Held", schema: z.object({ hold: holdSchema }) } },
-  errors: [
-    "not_found",
-    "seats_unavailable",
-    "sold_out",
-    "sale_not_started",
-    "not_admitted",
-    "limit_exceeded",
-    "event_cancelled",
-    "idempotency_conflict",
-    "idempotency_mismatch",
-    "rate_limited",
-    "overloaded",
-  ],
-});
-holds.post(
-  "/v1/events/:id/holds",
-  auth("buyer"),
-  rateLimit({ route: "holds" }),
-  idempotency(),
-  validate("param", eventParam),
-  validate("json", holdInput),
-  async (c) => {
-    const { id } = c.req.valid("param");
+route(
+  holds,
+  {
+    operationId: "createHold",
+    method: "post",
+    path: "/v1/events/:id/holds",
+    summary: "Hold seats or places (buyer)",
+    tags: ["holds"],
+    auth: ["buyer"],
+    rateLimit: "holds",
+    idempotent: true,
+    params: eventParam,
+    body: holdInput,
+    headers: [{ name: "X-Queue-Pass", description: "Required when the event's waiting room is on" }],
+    responses: { 201: { description: "Held", schema: z.object({ hold: holdSchema }) } },
+    errors: [
+      "not_found",
+      "seats_unavailable",
+      "sold_out",
+      "sale_not_started",
+      "not_admitted",
+      "limit_exceeded",
+      "event_cancelled",
+      "overloaded",
+    ],
+  },
+  async (c, { param: { id }, json: input }) => {
     const event = await getEventDoc(readContext(c), id);
     if (!event) throw new ApiError("not_found", `No event ${id}.`);
-    const input = c.req.valid("json");
-    if (event.waitingRoom.enabled) {
-      const pass = c.req.header("X-Queue-Pass");
-      const check = pass
-        ? await checkQueuePass(c.env.SIGNING_SECRET, pass, principalOf(c).sub, id)
-        : ({ ok: false, reason: "missing" } as const);
-      if (!check.ok)
-        throw new ApiError(
-          "not_admitted",
-          check.reason === "missing"
-            ? "This sale uses a waiting room: join it (POST /v1/events/:id/queue) and send the pass as X-Queue-Pass."
-            : `The queue pass is not valid for you and this event (${check.reason}).`,
-        );
-    }
+    const userId = principalOf(c).sub;
+    await requireAdmission(c.env.SIGNING_SECRET, event, userId, c.req.header("X-Queue-Pass"));
     const snapshot = await availabilitySnapshot({ rooms: c.env.WAITING_ROOM, waitUntil: (p) => c.executionCtx.waitUntil(p) }, event);
     const hold = await placeHold(
       deps(c.env, (p) => c.executionCtx.waitUntil(p)),
       event,
-      principalOf(c).sub,
+      userId,
       input,
       {
         availability: snapshot?.sections.find((s) => s.id === input.sectionId),
@@ -128,84 +104,102 @@ holds.post(
   },
 );
 
-describeRoute({
-  operationId: "getHold",
-  method: "get",
-  path: "/v1/holds/:id",
-  summary: "One of your holds",
-  tags: ["holds"],
-  auth: ["buyer"],
-  responses: { 200: { description: "The hold", schema: z.object({ hold: holdSchema }) } },
-  errors: ["not_found", "rate_limited"],
-});
-holds.get("/v1/holds/:id", auth("buyer"), rateLimit({ route: "reads" }), validate("param", holdParam), async (c) => {
-  await requireKnownLocation(c, "hld", c.req.valid("param").id);
-  const hold = await getHold(
-    deps(c.env, (p) => c.executionCtx.waitUntil(p)),
-    c.req.valid("param").id,
-    principalOf(c).sub,
-  );
-  return c.json({ hold }, 200, { "Cache-Control": "no-store" });
-});
+route(
+  holds,
+  {
+    operationId: "getHold",
+    method: "get",
+    path: "/v1/holds/:id",
+    summary: "One of your holds",
+    tags: ["holds"],
+    auth: ["buyer"],
+    rateLimit: "reads",
+    params: holdParam,
+    responses: { 200: { description: "The hold", schema: z.object({ hold: holdSchema }) } },
+    errors: ["not_found"],
+  },
+  async (c, { param: { id } }) => {
+    await requireKnownLocation(c, "hld", id);
+    const hold = await getHold(
+      deps(c.env, (p) => c.executionCtx.waitUntil(p)),
+      id,
+      principalOf(c).sub,
+    );
+    return c.json({ hold }, 200, { "Cache-Control": "no-store" });
+  },
+);
 
-describeRoute({
-  operationId: "releaseHold",
-  method: "delete",
-  path: "/v1/holds/:id",
-  summary: "Release one of your holds; its seats return to sale",
-  tags: ["holds"],
-  auth: ["buyer"],
-  headers: [idempotencyHeader],
-  responses: { 204: { description: "Released" } },
-  errors: ["not_found", "hold_not_active", "rate_limited"],
-});
-holds.delete("/v1/holds/:id", auth("buyer"), rateLimit({ route: "reads" }), idempotency(), validate("param", holdParam), async (c) => {
-  await requireKnownLocation(c, "hld", c.req.valid("param").id);
-  await releaseHold(
-    deps(c.env, (p) => c.executionCtx.waitUntil(p)),
-    c.req.valid("param").id,
-    principalOf(c).sub,
-  );
-  return c.body(null, 204);
-});
+route(
+  holds,
+  {
+    operationId: "releaseHold",
+    method: "delete",
+    path: "/v1/holds/:id",
+    summary: "Release one of your holds; its seats return to sale",
+    tags: ["holds"],
+    auth: ["buyer"],
+    rateLimit: "reads",
+    idempotent: true,
+    params: holdParam,
+    responses: { 204: { description: "Released" } },
+    errors: ["not_found", "hold_not_active"],
+  },
+  async (c, { param: { id } }) => {
+    await requireKnownLocation(c, "hld", id);
+    await releaseHold(
+      deps(c.env, (p) => c.executionCtx.waitUntil(p)),
+      id,
+      principalOf(c).sub,
+    );
+    return c.body(null, 204);
+  },
+);
 
 /** Seat maps: live state, cached for one second per isolate (coalesced), never computed per request. */
 const seatMapCache = new ReadThroughCache({ ttlMs: 1_000, negativeTtlMs: 1_000, maxEntries: 5_000 });
 
 const seatSchema = z.object({ id: z.string(), row: z.string(), number: z.number().int(), status: z.enum(["available", "held", "sold"]) });
-describeRoute({
-  operationId: "getSeatMap",
-  method: "get",
-  path: "/v1/events/:id/sections/:sectionId/seats",
-  summary: "Seat map of a seated section (lags by up to a second)",
-  tags: ["catalog"],
-  responses: { 200: { description: "Seats", schema: z.object({ seats: z.array(seatSchema) }) }, 304: { description: "Not modified" } },
-  errors: ["not_found"],
-});
-holds.get("/v1/events/:id/sections/:sectionId/seats", validate("param", seatsParam), async (c) => {
-  const { id, sectionId } = c.req.valid("param");
-  const rc = readContext(c);
-  const event = await getEventDoc(rc, id);
-  const section = event?.sections.find((s) => s.id === sectionId);
-  if (!event || !section) throw new ApiError("not_found", `No section ${sectionId} in event ${id}.`);
-  if (section.kind !== "seated") throw new ApiError("not_found", "General admission sections have no seat map.");
-  const read = await seatMapCache.get({
-    key: `seats:${id}:${sectionId}`,
-    cacheUrl: "",
-    edgeTtlSeconds: 1,
-    waitUntil: rc.waitUntil,
-    kv: async () => null,
-    origin: async () => {
-      const seats = await inventoryStub(c.env.INVENTORY, { eventId: id, sectionId, shard: 0 }).seatMap();
-      // A section nobody has touched yet has no DO state: every seat is available.
-      const all = seats.length
-        ? seats
-        : (section.rows ?? []).flatMap((r) =>
-            Array.from({ length: r.seats }, (_, i) => ({ id: `${r.id}-${i + 1}`, row: r.id, number: i + 1, status: "available" as const })),
-          );
-      return JSON.stringify({ seats: all });
-    },
-  });
-  if (!read.value) throw new ApiError("not_found", "No seat map.");
-  return sendCached(c, { value: read.value, layer: read.layer }, SNAPSHOT_CACHE);
-});
+route(
+  holds,
+  {
+    operationId: "getSeatMap",
+    method: "get",
+    path: "/v1/events/:id/sections/:sectionId/seats",
+    summary: "Seat map of a seated section (lags by up to a second)",
+    tags: ["catalog"],
+    params: seatsParam,
+    responses: { 200: { description: "Seats", schema: z.object({ seats: z.array(seatSchema) }) }, 304: { description: "Not modified" } },
+    errors: ["not_found"],
+  },
+  async (c, { param: { id, sectionId } }) => {
+    const rc = readContext(c);
+    const event = await getEventDoc(rc, id);
+    const section = event?.sections.find((s) => s.id === sectionId);
+    if (!event || !section) throw new ApiError("not_found", `No section ${sectionId} in event ${id}.`);
+    if (section.kind !== "seated") throw new ApiError("not_found", "General admission sections have no seat map.");
+    const read = await seatMapCache.get({
+      key: `seats:${id}:${sectionId}`,
+      cacheUrl: "",
+      edgeTtlSeconds: 1,
+      waitUntil: rc.waitUntil,
+      kv: async () => null,
+      origin: async () => {
+        const seats = await inventoryStub(c.env.INVENTORY, { eventId: id, sectionId, shard: 0 }).seatMap();
+        // A section nobody has touched yet has no DO state: every seat is available.
+        const all = seats.length
+          ? seats
+          : (section.rows ?? []).flatMap((r) =>
+              Array.from({ length: r.seats }, (_, i) => ({
+                id: `${r.id}-${i + 1}`,
+                row: r.id,
+                number: i + 1,
+                status: "available" as const,
+              })),
+            );
+        return JSON.stringify({ seats: all });
+      },
+    });
+    if (!read.value) throw new ApiError("not_found", "No seat map.");
+    return sendCached(c, { value: read.value, layer: read.layer }, SNAPSHOT_CACHE);
+  },
+);
