@@ -340,3 +340,67 @@ export function limiterStore(ns: LimiterNamespace, buckets: number = LIMITER_BUC
     check: (key, policy, cost) => ns.get(ns.idFromName(limiterObjectName(key, buckets))).check(key, policy, undefined, cost),
   };
 }
+
+/** One limit a request is checked against: its key in the store, its policy's name and the policy. */
+export interface RateCheck {
+  key: string;
+  name: string;
+  policy: RateLimitPolicy;
+}
+
+/**
+ * What the checks of one request decide, from what the store answered (the pure part of the rate-limit
+ * middleware): refused when any answered check refused (a refusal wins over a failed call); failed when a
+ * call failed and none refused (the route's failure policy decides); allowed otherwise. `items` are the
+ * draft-11 `RateLimit` items of the checks that answered; `block` the keys to remember as refused.
+ */
+export type RateVerdict =
+  | { kind: "allowed"; items: string[] }
+  | { kind: "refused"; items: string[]; retryAfterSeconds: number; block: { key: string; until: number }[] }
+  | { kind: "failed"; items: string[]; errors: string[] };
+
+export function rateVerdict(
+  checks: readonly RateCheck[],
+  answers: readonly PromiseSettledResult<RateLimitDecision>[],
+  now: number,
+): RateVerdict {
+  const items: string[] = [];
+  const errors: string[] = [];
+  const block: { key: string; until: number }[] = [];
+  let retryAfterSeconds = 0;
+  answers.forEach((a, i) => {
+    const chk = checks[i] as RateCheck;
+    if (a.status === "rejected") {
+      errors.push(String(a.reason));
+      return;
+    }
+    items.push(rateLimitItem(chk.name, a.value));
+    if (!a.value.allowed) {
+      retryAfterSeconds = Math.max(retryAfterSeconds, a.value.retryAfterSeconds);
+      block.push({ key: chk.key, until: now + a.value.retryAfterSeconds * 1000 });
+    }
+  });
+  if (block.length) return { kind: "refused", items, retryAfterSeconds, block };
+  if (errors.length) return { kind: "failed", items, errors };
+  return { kind: "allowed", items };
+}
+
+/**
+ * The refusal a request earns without asking the store, because one of its keys was seen refused and its
+ * retry time has not come (`remainingMs` of each key): the longest wait and its `RateLimit` items, or null.
+ */
+export function blockedVerdict(
+  checks: readonly RateCheck[],
+  remainingMs: (key: string) => number,
+): { retryAfterSeconds: number; items: string[] } | null {
+  let waitMs = 0;
+  const items: string[] = [];
+  for (const chk of checks) {
+    const ms = remainingMs(chk.key);
+    if (ms <= 0) continue;
+    waitMs = Math.max(waitMs, ms);
+    const s = ms / 1000;
+    items.push(rateLimitItem(chk.name, { allowed: false, remaining: 0, resetSeconds: s, retryAfterSeconds: s, windowSeconds: s }));
+  }
+  return waitMs > 0 ? { retryAfterSeconds: waitMs / 1000, items } : null;
+}

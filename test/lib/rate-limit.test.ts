@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  blockedVerdict,
   clientIpKey,
   gcra,
   LIMITER_BUCKETS,
@@ -13,6 +14,7 @@ import {
   rateLimitItem,
   rateLimitPolicies,
   rateLimitPolicyItem,
+  rateVerdict,
   routePolicy,
   sfString,
 } from "../../lib/rate-limit";
@@ -272,5 +274,42 @@ describe("keys", () => {
     expect(clientIpKey("2001:db8:0:2::5")).not.toBe(a);
     expect(clientIpKey("::1")).toBe("0:0:0:0::/64");
     expect(clientIpKey("local")).toBe("local");
+  });
+});
+
+describe("rateVerdict / blockedVerdict (the middleware's decision, pure)", () => {
+  const policy = { limit: 2, periodSeconds: 10 };
+  const checks = [
+    { key: "holds:user:a", name: "holds-user", policy },
+    { key: "holds:ip:1", name: "holds-ip", policy },
+  ];
+  const allowed = { allowed: true, remaining: 1, resetSeconds: 5, retryAfterSeconds: 0, windowSeconds: 5 };
+  const refused = { allowed: false, remaining: 0, resetSeconds: 10, retryAfterSeconds: 4, windowSeconds: 5 };
+  const ok = <T>(value: T): PromiseSettledResult<T> => ({ status: "fulfilled", value });
+  const failed: PromiseSettledResult<never> = { status: "rejected", reason: new Error("store down") };
+
+  it("allows when every check allows, with an item per check", () => {
+    const v = rateVerdict(checks, [ok(allowed), ok(allowed)], 1_000);
+    expect(v.kind).toBe("allowed");
+    expect(v.items).toHaveLength(2);
+  });
+
+  it("refuses when one check refuses, even if the other failed, and names the key to block until its retry time", () => {
+    const v = rateVerdict(checks, [ok(refused), failed], 1_000);
+    expect(v).toMatchObject({ kind: "refused", retryAfterSeconds: 4, block: [{ key: "holds:user:a", until: 5_000 }] });
+    expect(v.items).toHaveLength(1);
+  });
+
+  it("fails (for the route's failure policy) when a call failed and none refused", () => {
+    const v = rateVerdict(checks, [ok(allowed), failed], 1_000);
+    expect(v).toMatchObject({ kind: "failed", errors: ["Error: store down"] });
+    expect(v.items).toHaveLength(1);
+  });
+
+  it("refuses from memory with the longest remaining wait of the blocked keys, or not at all", () => {
+    expect(blockedVerdict(checks, () => 0)).toBeNull();
+    const v = blockedVerdict(checks, (key) => (key === "holds:ip:1" ? 2_500 : 1_000));
+    expect(v?.retryAfterSeconds).toBe(2.5);
+    expect(v?.items).toHaveLength(2);
   });
 });

@@ -3,21 +3,22 @@ import { config as appConfig } from "../../lib/config";
 import { metric } from "../../lib/metric-catalog";
 import { ApiError } from "../../lib/problem";
 import {
+  blockedVerdict,
   clientIpKey,
   LIMITER_BUCKETS,
   limiterStore,
+  type RateCheck,
   type RateLimitConfig,
   RateLimitConfigError,
-  type RateLimitDecision,
   type RateLimitedRoute,
   type RateLimitPolicy,
   type RateLimitStore,
   type RateLimitStoreKind,
   type RoutePolicy,
   rateLimitConfig,
-  rateLimitItem,
   rateLimitPolicies,
   rateLimitPolicyItem,
+  rateVerdict,
   routePolicy,
 } from "../../lib/rate-limit";
 import { type UpstashEnv, upstashStoreFromEnv } from "../../lib/rate-limit-upstash";
@@ -102,12 +103,6 @@ export interface RateLimitOptions {
   log?: (line: string) => void;
 }
 
-interface Check {
-  key: string;
-  name: string;
-  policy: RateLimitPolicy;
-}
-
 interface Resolved {
   user?: { name: string; policy: RateLimitPolicy };
   ip?: { name: string; policy: RateLimitPolicy };
@@ -186,36 +181,20 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
     });
   };
 
-  return async function rateLimit(c, next) {
-    const config = rateLimitConfig(appConfig(c.env).RATE_LIMITS);
-    if (!config.enabled) return next();
-    const r = resolve(config);
-    const checks: Check[] = [];
+  /** The checks of this request: the buyer's and the address's keys of the route's policies. */
+  const checksOf = (c: Context<AppEnv>, r: Resolved): RateCheck[] => {
+    const checks: RateCheck[] = [];
     const sub = c.get("principal")?.sub;
     if (r.user && sub) checks.push({ key: `${route}:user:${sub}`, ...r.user });
     const ip = r.ip ? clientIp(c) : undefined;
     if (r.ip && ip !== undefined) checks.push({ key: `${route}:ip:${clientIpKey(ip)}`, ...r.ip });
-    if (checks.length === 0) return next();
+    return checks;
+  };
 
-    const now = clock();
-    let waitMs = 0;
-    const blockedItems: string[] = [];
-    for (const chk of checks) {
-      const ms = blocked.remaining(chk.key, now);
-      if (ms <= 0) continue;
-      waitMs = Math.max(waitMs, ms);
-      const s = ms / 1000;
-      blockedItems.push(rateLimitItem(chk.name, { allowed: false, remaining: 0, resetSeconds: s, retryAfterSeconds: s, windowSeconds: s }));
-    }
-    if (waitMs > 0) {
-      metric.ratelimitDecisions.inc({ route, result: "blocked_cached" });
-      throw refuse(r.policyHeader, blockedItems, waitMs / 1000);
-    }
-
-    const store = opts.store ? opts.store(c.env) : defaultStore(c.env, config.store);
-    metric.ratelimitDoCalls.inc({ route }, checks.length);
-    // An async wrapper, so a store that throws synchronously is a failed call, not an escaped error.
-    const settled = await Promise.allSettled(
+  /** Asks the store about every check at once; a call that fails or takes longer than `timeoutMs` is a failed answer. */
+  const ask = (store: RateLimitStore, checks: RateCheck[]) =>
+    Promise.allSettled(
+      // An async wrapper, so a store that throws synchronously is a failed call, not an escaped error.
       checks.map(async (chk) =>
         withTimeout(
           timeoutMs,
@@ -225,32 +204,31 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
       ),
     );
 
-    const items: string[] = [];
-    let refused = false;
-    let refusedFor = 0;
-    const errors: string[] = [];
-    settled.forEach((s, i) => {
-      const chk = checks[i] as Check;
-      if (s.status === "rejected") {
-        errors.push(String(s.reason));
-        return;
-      }
-      const d: RateLimitDecision = s.value;
-      items.push(rateLimitItem(chk.name, d));
-      if (!d.allowed) {
-        refused = true;
-        refusedFor = Math.max(refusedFor, d.retryAfterSeconds);
-        blocked.block(chk.key, now + d.retryAfterSeconds * 1000, now);
-      }
-    });
-    if (refused) {
-      metric.ratelimitDecisions.inc({ route, result: "refused" });
-      throw refuse(r.policyHeader, items, refusedFor);
+  return async function rateLimit(c, next) {
+    const config = rateLimitConfig(appConfig(c.env).RATE_LIMITS);
+    if (!config.enabled) return next();
+    const r = resolve(config);
+    const checks = checksOf(c, r);
+    if (checks.length === 0) return next();
+
+    const now = clock();
+    const cached = blockedVerdict(checks, (key) => blocked.remaining(key, now));
+    if (cached) {
+      metric.ratelimitDecisions.inc({ route, result: "blocked_cached" });
+      throw refuse(r.policyHeader, cached.items, cached.retryAfterSeconds);
     }
-    if (errors.length) {
-      metric.ratelimitErrors.inc({ route }, errors.length);
-      const result = failure === "open" ? "failed_open" : "failed_closed";
-      metric.ratelimitDecisions.inc({ route, result });
+
+    const store = opts.store ? opts.store(c.env) : defaultStore(c.env, config.store);
+    metric.ratelimitDoCalls.inc({ route }, checks.length);
+    const verdict = rateVerdict(checks, await ask(store, checks), now);
+    if (verdict.kind === "refused") {
+      for (const b of verdict.block) blocked.block(b.key, b.until, now);
+      metric.ratelimitDecisions.inc({ route, result: "refused" });
+      throw refuse(r.policyHeader, verdict.items, verdict.retryAfterSeconds);
+    }
+    if (verdict.kind === "failed") {
+      metric.ratelimitErrors.inc({ route }, verdict.errors.length);
+      metric.ratelimitDecisions.inc({ route, result: failure === "open" ? "failed_open" : "failed_closed" });
       log(
         JSON.stringify({
           level: "warn",
@@ -259,7 +237,7 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
           store: store.kind,
           failure,
           requestId: c.get("requestId"),
-          errors,
+          errors: verdict.errors,
         }),
       );
       if (failure === "closed") throw new ApiError("overloaded", "Rate limiting is unavailable; retry shortly.", { retryAfterSeconds: 1 });
@@ -267,6 +245,6 @@ export const rateLimit = (opts: RateLimitOptions): MiddlewareHandler<AppEnv> => 
 
     await next();
     c.res.headers.set("RateLimit-Policy", r.policyHeader);
-    if (items.length) c.res.headers.set("RateLimit", items.join(", "));
+    if (verdict.items.length) c.res.headers.set("RateLimit", verdict.items.join(", "));
   };
 };
