@@ -82,14 +82,18 @@ describe("npm run drop (small, with faults)", () => {
     const report = JSON.parse(readFileSync(path.join(out, jsonFile ?? ""), "utf8")) as {
       summary: { faults: { name: string; detail?: string }[]; sold: number; client: { seconds: number; verdict: string } };
       verdict: { ok: boolean };
+      series: { t: number[] };
     };
     expect(report.verdict.ok).toBe(true);
     expect(report.summary.faults.map((f) => f.name).sort()).toEqual([...FAULTS].sort());
     // The runtime really was killed and answered again on its state.
     expect(report.summary.faults.find((f) => f.name === "kill")?.detail).toMatch(/^SIGKILL, restarted in [\d.]+ s$/);
     expect(report.summary.sold).toBe(last.sold);
-    // The client sampled its own lag about once a second over the run (a sale of 90 s, then the drain).
-    expect(report.summary.client.seconds).toBeGreaterThan(60);
+    // The client sampled its own lag about once a second over the run (however long the run took: a quiet
+    // machine sells out sooner than a loaded one).
+    console.log(JSON.stringify({ clientSeconds: report.summary.client.seconds, historySeconds: report.series.t.length }));
+    expect(report.summary.client.seconds).toBeGreaterThan(10);
+    expect(report.summary.client.seconds).toBeGreaterThanOrEqual(0.7 * report.series.t.length);
     expect(report.summary.client.verdict).toMatch(/client/);
 
     const html = path.join(root, String(last.report));
