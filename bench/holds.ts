@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";
 import { createClient } from "redis";
+import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
@@ -127,17 +128,6 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
     }
   } finally {
     await bw.stop();
-  }
-}
-
-/** Creates the benchmark's database when the server does not have it yet (a fresh machine). */
-async function ensureBenchDatabase(): Promise<void> {
-  const admin = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", max: 1, onnotice: () => {} });
-  try {
-    const [found] = await admin`SELECT 1 AS ok FROM pg_database WHERE datname = 'breakwater_bench'`;
-    if (!found) await admin`CREATE DATABASE breakwater_bench`;
-  } finally {
-    await admin.end();
   }
 }
 

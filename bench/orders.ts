@@ -30,6 +30,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import postgres from "postgres";
+import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { type BreakwaterProcess, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
@@ -188,17 +189,6 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     return result;
   } finally {
     await bw.stop();
-  }
-}
-
-/** Creates the benchmark's database when the server does not have it yet (a fresh machine). */
-async function ensureBenchDatabase(): Promise<void> {
-  const admin = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "postgres", max: 1, onnotice: () => {} });
-  try {
-    const [found] = await admin`SELECT 1 AS ok FROM pg_database WHERE datname = 'breakwater_bench'`;
-    if (!found) await admin`CREATE DATABASE breakwater_bench`;
-  } finally {
-    await admin.end();
   }
 }
 

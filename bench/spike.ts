@@ -17,6 +17,7 @@ import os from "node:os";
 import { counter, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
+import { spearman } from "./lib/spearman.ts";
 
 const JOINS = envInt("JOINS", 2_000, 1, 20_000);
 const CONCURRENCY = envInt("CONCURRENCY", 64, 1, 256);
@@ -65,25 +66,6 @@ function perWindow(times: number[], t0: number, width: number, until: number): n
     if (b >= 0 && b < bins.length) bins[b] = (bins[b] as number) + 1;
   }
   return bins;
-}
-
-/** Spearman rank correlation of two equally long sequences of distinct-ish values. */
-function spearman(a: number[], b: number[]): number {
-  const rank = (xs: number[]) => {
-    const order = xs.map((x, i) => [x, i] as const).sort((p, q) => p[0] - q[0]);
-    const r = new Array<number>(xs.length);
-    order.forEach(([, i], k) => {
-      r[i] = k;
-    });
-    return r;
-  };
-  const ra = rank(a);
-  const rb = rank(b);
-  const n = a.length;
-  if (n < 3) return Number.NaN;
-  let d2 = 0;
-  for (let i = 0; i < n; i++) d2 += ((ra[i] as number) - (rb[i] as number)) ** 2;
-  return 1 - (6 * d2) / (n * (n * n - 1));
 }
 
 const bw = await startBreakwater(PORT, {}, 256);

@@ -22,6 +22,8 @@
  *   as problem documents with a code, 429/503 with Retry-After, no 500) or timed out; a connection dropped
  *   without an answer only while the server was being killed.
  */
+
+import { spearman } from "../lib/spearman.ts";
 import { type FaultRecord, type FinalState, type History, orderIdOfCharge, type RequestRecord } from "./history.ts";
 
 type Rule =
@@ -109,37 +111,6 @@ interface KnownOrder {
   requests: RequestRecord[];
   /** Answered 201 (created) to the buyer. */
   created: boolean;
-}
-
-/** Spearman's rank correlation of paired values (ties get their average rank). */
-export function spearman(xs: number[], ys: number[]): number {
-  const n = xs.length;
-  if (n < 3 || ys.length !== n) return Number.NaN;
-  const rank = (v: number[]) => {
-    const idx = v.map((x, i) => [x, i] as const).sort((a, b) => a[0] - b[0]);
-    const r = new Array<number>(n);
-    for (let i = 0; i < n; ) {
-      let j = i;
-      while (j + 1 < n && idx[j + 1]?.[0] === idx[i]?.[0]) j++;
-      for (let k = i; k <= j; k++) r[(idx[k] as readonly [number, number])[1]] = (i + j) / 2;
-      i = j + 1;
-    }
-    return r;
-  };
-  const rx = rank(xs);
-  const ry = rank(ys);
-  const mean = (n - 1) / 2;
-  let num = 0;
-  let dx = 0;
-  let dy = 0;
-  for (let i = 0; i < n; i++) {
-    const a = (rx[i] as number) - mean;
-    const b = (ry[i] as number) - mean;
-    num += a * b;
-    dx += a * a;
-    dy += b * b;
-  }
-  return dx && dy ? num / Math.sqrt(dx * dy) : Number.NaN;
 }
 
 const fmt = (ms: number) => `${ms >= 0 ? "+" : "-"}${(Math.abs(ms) / 1000).toFixed(3)}s`;

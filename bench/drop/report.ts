@@ -375,72 +375,37 @@ export function renderHtml(input: {
     .sort((a, b) => b[1].reduce((x, y) => x + y, 0) - a[1].reduce((x, y) => x + y, 0))
     .slice(0, 8)
     .map(([name, values]) => ({ name, values }));
+  /** One chart over the run's seconds, fault windows shaded and the opening marked. */
+  const over = (title: string, id: string, lines: Line[], unit?: string) => chart(title, id, lines, s.t, faults, h.openAt, unit);
+  const line = (name: string, values: number[]): Line => ({ name, values });
   const charts = [
-    chart(
-      "Arrivals and admissions per second",
-      "chart-admission",
-      [
-        { name: "arrivals/s", values: s.arrivals },
-        { name: "admissions/s", values: s.admissions },
-      ],
-      s.t,
-      faults,
-      h.openAt,
-    ),
-    chart(
-      "Holds, orders and tickets per second",
-      "chart-sales",
-      [
-        { name: "holds/s", values: s.holds },
-        { name: "orders/s", values: s.orders },
-        { name: "tickets/s", values: s.tickets },
-      ],
-      s.t,
-      faults,
-      h.openAt,
-    ),
-    chart(
-      "Latency of the requests ending each second (all steps)",
-      "chart-latency",
-      [
-        { name: "p50 ms", values: s.p50 },
-        { name: "p99 ms", values: s.p99 },
-      ],
-      s.t,
-      faults,
-      h.openAt,
-      "",
-    ),
-    chart(
-      "The drop's client: how late its timers fired (ms)",
-      "chart-client-lag",
-      [
-        { name: "timer lag p99 ms", values: s.client.lagP99 },
-        { name: "timer lag max ms", values: s.client.lagMax },
-      ],
-      s.t,
-      faults,
-      h.openAt,
-    ),
-    chart(
-      "The drop's client: buyers live and in its backlog, requests waiting for a slot",
-      "chart-client-load",
-      [
-        { name: "live buyers", values: s.client.live },
-        { name: "backlog buyers", values: s.client.backlog },
-        { name: "requests waiting", values: s.client.queued },
-      ],
-      s.t,
-      faults,
-      h.openAt,
-    ),
-    chart(
+    over("Arrivals and admissions per second", "chart-admission", [line("arrivals/s", s.arrivals), line("admissions/s", s.admissions)]),
+    over("Holds, orders and tickets per second", "chart-sales", [
+      line("holds/s", s.holds),
+      line("orders/s", s.orders),
+      line("tickets/s", s.tickets),
+    ]),
+    over("Latency of the requests ending each second (all steps)", "chart-latency", [line("p50 ms", s.p50), line("p99 ms", s.p99)], ""),
+    over("The drop's client: how late its timers fired (ms)", "chart-client-lag", [
+      line("timer lag p99 ms", s.client.lagP99),
+      line("timer lag max ms", s.client.lagMax),
+    ]),
+    over("The drop's client: buyers live and in its backlog, requests waiting for a slot", "chart-client-load", [
+      line("live buyers", s.client.live),
+      line("backlog buyers", s.client.backlog),
+      line("requests waiting", s.client.queued),
+    ]),
+    over(
       "Errors per second by code",
       "chart-errors",
-      topErrors.length ? topErrors : [{ name: "no errors", values: s.t.map(() => 0) }],
-      s.t,
-      faults,
-      h.openAt,
+      topErrors.length
+        ? topErrors
+        : [
+            line(
+              "no errors",
+              s.t.map(() => 0),
+            ),
+          ],
     ),
   ];
   const row = (cells: (string | number)[], tag = "td") => `<tr>${cells.map((c) => `<${tag}>${esc(String(c))}</${tag}>`).join("")}</tr>`;

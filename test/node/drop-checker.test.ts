@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { check, spearman } from "../../bench/drop/checker.ts";
+import { check } from "../../bench/drop/checker.ts";
 import type { FinalState, History, RequestRecord, Seen, Step } from "../../bench/drop/history.ts";
+import { spearman } from "../../bench/lib/spearman.ts";
 import { mulberry32 } from "../../bench/lib/zipf.ts";
 
 /**

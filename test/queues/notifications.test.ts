@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Mail, MailAdapter } from "../../lib/mail";
 import type { WebhookPublisher } from "../../lib/webhooks";
-import { consumeNotifications, type OrderConfirmationMessage } from "../../queues/notifications";
+import { consumeNotifications, type NotificationsConsumerDeps, type OrderConfirmationMessage } from "../../queues/notifications";
 import worker from "../../workers/index";
 import { freshTag, recordingBatch } from "./helpers";
 
@@ -50,6 +50,19 @@ const URL_ = "https://organizer.example/hooks";
 /** No organizer has an endpoint of its own here (test/routes/organizer-webhooks.test.ts covers them). */
 const organizers = { kv: env.CATALOG_KV, organizerOf: async () => null, publisher: memoryWebhooks() };
 
+/** The consumer's dependencies: a memory mailbox, no webhook, no sender; `over` replaces any of them. */
+const depsOf = (over: Partial<NotificationsConsumerDeps> = {}): NotificationsConsumerDeps => ({
+  mail: memoryMail(),
+  webhooks: null,
+  webhookUrl: null,
+  organizers,
+  sender: null,
+  baseUrl: "https://tickets.example",
+  signingSecret: env.SIGNING_SECRET,
+  deadLetter: async () => {},
+  ...over,
+});
+
 describe("notifications consumer", () => {
   it("through the queue handler: the confirmation lands once in the outbox of the buyer's shard", async () => {
     const orderId = `ord_note_${freshTag()}`;
@@ -74,16 +87,7 @@ describe("notifications consumer", () => {
     const mail = memoryMail();
     const webhooks = memoryWebhooks();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n1", { organizerId: "org-7" })]);
-    await consumeNotifications(batch, {
-      mail,
-      webhooks,
-      webhookUrl: URL_,
-      organizers,
-      sender: null,
-      baseUrl: "https://tickets.example",
-      signingSecret: env.SIGNING_SECRET,
-      deadLetter: async () => {},
-    });
+    await consumeNotifications(batch, depsOf({ mail, webhooks, webhookUrl: URL_ }));
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent.map((m) => m.orderId)).toEqual(["ord_n1"]);
     expect(webhooks.published).toEqual([
@@ -106,16 +110,7 @@ describe("notifications consumer", () => {
   it("without a webhook URL only mails", async () => {
     const mail = memoryMail();
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [note("ord_n2")]);
-    await consumeNotifications(batch, {
-      mail,
-      webhooks: null,
-      webhookUrl: null,
-      organizers,
-      sender: null,
-      baseUrl: "https://tickets.example",
-      signingSecret: env.SIGNING_SECRET,
-      deadLetter: async () => {},
-    });
+    await consumeNotifications(batch, depsOf({ mail }));
     expect(outcomes).toEqual([{ acked: true }]);
     expect(mail.sent).toHaveLength(1);
   });
@@ -125,16 +120,7 @@ describe("notifications consumer", () => {
     const hookDown = { on: false };
     const mail = memoryMail(mailDown);
     const webhooks = memoryWebhooks(hookDown);
-    const deps = {
-      mail,
-      webhooks,
-      webhookUrl: URL_,
-      organizers,
-      sender: null,
-      baseUrl: "https://tickets.example",
-      signingSecret: env.SIGNING_SECRET,
-      deadLetter: async () => {},
-    };
+    const deps = depsOf({ mail, webhooks, webhookUrl: URL_ });
     const first = recordingBatch("breakwater-notifications", [note("ord_n3")], 1);
     await consumeNotifications(first.batch, deps);
     expect(first.outcomes[0]?.acked).toBe(false);
@@ -161,16 +147,15 @@ describe("notifications consumer", () => {
     const mail = memoryMail();
     const dead: string[] = [];
     const { batch, outcomes } = recordingBatch("breakwater-notifications", [{ ...note("ord_n4"), tickets: 0 }, { hello: "world" }]);
-    await consumeNotifications(batch, {
-      mail,
-      sender: null,
-      baseUrl: "https://tickets.example",
-      signingSecret: env.SIGNING_SECRET,
-      webhooks: null,
-      webhookUrl: null,
-      organizers,
-      deadLetter: async (_q, _m, e) => void dead.push(e),
-    });
+    await consumeNotifications(
+      batch,
+      depsOf({
+        mail,
+        deadLetter: async (_q, _m, e) => {
+          dead.push(e);
+        },
+      }),
+    );
     expect(outcomes).toEqual([{ acked: true }, { acked: true }]);
     expect(dead).toHaveLength(2);
     expect(dead[0]).toContain("tickets");

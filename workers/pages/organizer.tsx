@@ -163,6 +163,20 @@ function SectionField(props: {
 }
 
 /** `/organizer/events/:id`: the live sale (sale.js polls the stats and availability APIs). */
+/** Live figures: a label each, and the element the page script fills in (by id). */
+function Figures({ items }: { items: [label: string, id: string][] }) {
+  return (
+    <dl class="figures">
+      {items.map(([label, id]) => (
+        <div>
+          <dt>{label}</dt>
+          <dd id={id}>–</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
 export function LiveSalePage({ event }: { event: EventDoc }) {
   return (
     <Layout
@@ -185,24 +199,14 @@ export function LiveSalePage({ event }: { event: EventDoc }) {
       </p>
       <section aria-labelledby="inv-h" class="panel">
         <h2 id="inv-h">Inventory</h2>
-        <dl class="figures">
-          <div>
-            <dt>Sold</dt>
-            <dd id="sold">–</dd>
-          </div>
-          <div>
-            <dt>Held</dt>
-            <dd id="held">–</dd>
-          </div>
-          <div>
-            <dt>Available</dt>
-            <dd id="available">–</dd>
-          </div>
-          <div>
-            <dt>Revenue</dt>
-            <dd id="revenue">–</dd>
-          </div>
-        </dl>
+        <Figures
+          items={[
+            ["Sold", "sold"],
+            ["Held", "held"],
+            ["Available", "available"],
+            ["Revenue", "revenue"],
+          ]}
+        />
         <div class="stack" aria-hidden="true">
           <span class="stack-sold" id="bar-sold" />
           <span class="stack-held" id="bar-held" />
@@ -233,16 +237,12 @@ export function LiveSalePage({ event }: { event: EventDoc }) {
       </section>
       <section aria-labelledby="room-h" class="panel">
         <h2 id="room-h">Waiting room</h2>
-        <dl class="figures">
-          <div>
-            <dt>Waiting</dt>
-            <dd id="room-length">–</dd>
-          </div>
-          <div>
-            <dt>Admission rate</dt>
-            <dd id="room-rate">–</dd>
-          </div>
-        </dl>
+        <Figures
+          items={[
+            ["Waiting", "room-length"],
+            ["Admission rate", "room-rate"],
+          ]}
+        />
       </section>
       <section aria-labelledby="funnel-h" class="panel">
         <h2 id="funnel-h">Funnel</h2>
