@@ -4,7 +4,7 @@
  * instead: PostgreSQL (`SELECT … FOR UPDATE SKIP LOCKED` on a seats table) and Redis (one Lua script).
  *
  * Path measured for Breakwater: HTTP over loopback → workerd through miniflare with unsafeDirectSockets
- * (no dev proxy) → Hono edge (auth, validation, idempotency-less) → CustomerLedger DO → Inventory DO.
+ * (no dev proxy) → Hono edge (auth, validation, idempotency-less) → LimitLedger DO → Inventory DO.
  * Each baseline runs twice: called directly from Node (no HTTP layer: its floor), and behind a minimal
  * Node HTTP server (bench/lib/baseline-server.ts) driven over the same loopback HTTP as Breakwater.
  *
@@ -258,7 +258,7 @@ async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<vo
 
 const rows: Row[] = [];
 console.log(`bench/holds: ${SEATS} places per section, ${C} concurrent buyers, ${os.cpus().length} cores`);
-console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → CustomerLedger DO → Inventory DO");
+console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → LimitLedger DO → Inventory DO");
 await benchBreakwater(rows);
 if (!SKIP.has("pg")) {
   await benchPostgres(rows);

@@ -5,7 +5,7 @@
  * PostgreSQL checkout baseline behind a minimal Node HTTP server, at the same concurrency.
  *
  * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge →
- * CustomerLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
+ * LimitLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
  * Rate limits off (they would throttle the benchmark's few buyers), request logs off.
  *
  * Runs (each in a fresh server):

@@ -136,7 +136,7 @@ const STEPS: { step: string; names: string[] }[] = [
   { step: "JWT (auth)", names: ["auth", "verifyToken", "verifyHs256", "verify"] },
   { step: "rate limit (edge + Limiter DO)", names: ["rateLimit", "check", "limiterStore", "withTimeout", "tat", "limiter"] },
   { step: "idempotency", names: ["idempotency", "beginIdempotent", "completeIdempotent", "abandonIdempotent"] },
-  { step: "CustomerLedger DO", names: ["reserve", "settle", "setState", "used", "scheduleCleanup"] },
+  { step: "LimitLedger DO", names: ["reserve", "settle", "setState", "used", "scheduleCleanup"] },
   {
     step: "Inventory DO",
     names: [
@@ -224,7 +224,7 @@ function attribute(p: Profile, isStubCall: (f: CallFrame) => boolean): Map<strin
       if (!f.url && SQL_NATIVE.has(f.functionName)) sql = true;
       const s = ours(f) ? (isStubCall(f) ? RPC_STEP : stepOfName.get(bare(f.functionName))) : undefined;
       if (!s) continue;
-      if (sql && (s === "Inventory DO" || s === "CustomerLedger DO" || s === "idempotency" || s === "rate limit (edge + Limiter DO)"))
+      if (sql && (s === "Inventory DO" || s === "LimitLedger DO" || s === "idempotency" || s === "rate limit (edge + Limiter DO)"))
         step = `SQLite in ${s}`;
       else if (serialization) step = `JSON in ${s}`;
       else step = s;

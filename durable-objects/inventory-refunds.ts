@@ -20,7 +20,7 @@ import { withTicketStatus } from "../lib/ticket-status";
  * A refund is one synchronous SQLite transaction: void marks, the seats back to `available` (seated) or
  * the places back to capacity (GA: `sold` goes down), the counters, a `refunds` row (status `pending`,
  * retried by the DO's alarm through `tryRefund` until the provider confirms), a `refund_parts` row (the
- * amount and tickets of this refund, and its outbox state) and a ledger note (the buyer's CustomerLedger
+ * amount and tickets of this refund, and its outbox state) and a ledger note (the buyer's LimitLedger
  * then counts only the tickets still valid). The provider call happens afterwards, outside it.
  *
  * Once the provider confirmed, the `order.refunded` message goes to the orders queue (the shard's copy

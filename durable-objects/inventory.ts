@@ -3,8 +3,9 @@ import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
 import { config } from "../lib/config";
 import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
+import { GroupCommit } from "../lib/group-commit";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
-import { ledgerStub, reservationKey } from "../lib/holds";
+import { limitStub, reservationKey } from "../lib/holds";
 import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
@@ -24,9 +25,9 @@ import {
   ticketStatuses,
 } from "../lib/ticket-status";
 import { parseTraceparent } from "../lib/trace";
-import type { LedgerSettlement } from "./customer-ledger";
 import * as capacityMoves from "./inventory-capacity";
 import * as refunds from "./inventory-refunds";
+import type { LedgerSettlement } from "./limit-ledger";
 
 /** What an Inventory DO publishes to: the event's WaitingRoom DO. */
 interface InventoryReportSink {
@@ -174,6 +175,8 @@ export class Inventory extends DurableObject<Env> {
   /** The event was cancelled (table `cancellation`): no more holds or checkouts. */
   private cancelled = false;
   private readonly timings: { timeoutMs: number; graceMs: number };
+  /** Holds arriving together commit together. */
+  private readonly group = new GroupCommit((n) => metric.groupCommitSize.observe({ object: "inventory" }, n));
   // Health window (since the last publish).
   private delays: number[] = [];
   private holdsInWindow = 0;
@@ -240,10 +243,11 @@ export class Inventory extends DurableObject<Env> {
    * Holds seats or a quantity for `req.userId` with the configuration this object keeps: the hot path, no
    * configuration shipped per call. Answers {@link NEEDS_SETUP} (nothing done) when the object is not
    * initialized or keeps an older event version than `req.eventVersion`; the edge then calls {@link hold}.
+   * Holds that arrive together share one storage commit (lib/group-commit.ts).
    */
-  place(req: HoldRequest): Outcome<HoldView> | typeof NEEDS_SETUP {
+  place(req: HoldRequest): Promise<Outcome<HoldView>> | typeof NEEDS_SETUP {
     if (!this.config || req.eventVersion === undefined || req.eventVersion > this.eventVersion) return NEEDS_SETUP;
-    return this.holdNow(req);
+    return this.group.run(() => this.holdNow(req));
   }
 
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
@@ -341,7 +345,7 @@ export class Inventory extends DurableObject<Env> {
 
   /**
    * Releases an active hold of `userId`; releasing an already released or expired hold is a no-op. The
-   * buyer's CustomerLedger is settled before the answer (so a new hold right after counts correctly).
+   * buyer's LimitLedger is settled before the answer (so a new hold right after counts correctly).
    */
   async release(holdId: string, userId: string): Promise<Outcome<HoldView>> {
     if (!this.config) return fail("not_found", "No such hold.");
@@ -464,7 +468,7 @@ export class Inventory extends DurableObject<Env> {
   /**
    * Ends a failed checkout: the hold is active again and lives at least a grace period more (so the buyer
    * can retry), but never past its creation + holdSeconds + one grace period, however many payments
-   * fail. The buyer's CustomerLedger is settled before the answer. Idempotent.
+   * fail. The buyer's LimitLedger is settled before the answer. Idempotent.
    */
   async abortCheckout(holdId: string): Promise<Outcome<HoldView>> {
     if (!this.config) return fail("not_found", "No such hold.");
@@ -1213,7 +1217,7 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Notes (inside the transaction that changed it) that the buyer's CustomerLedger must learn a hold's new
+   * Notes (inside the transaction that changed it) that the buyer's LimitLedger must learn a hold's new
    * state. {@link settleLedger} sends it; until the ledger has it the note stays, and the alarm retries.
    */
   private noteLedger(holdId: string): void {
@@ -1227,7 +1231,7 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Tells the buyers' CustomerLedgers the current state of holds noted by {@link noteLedger} (one hold, or
+   * Tells the buyers' LimitLedgers the current state of holds noted by {@link noteLedger} (one hold, or
    * up to 100): every path that reopens, expires, releases or sells a hold ends here, so a ledger entry
    * never outlives its hold. The version makes a late, older settlement harmless. Failures stay noted.
    */
@@ -1237,7 +1241,8 @@ export class Inventory extends DurableObject<Env> {
         ? this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
         : this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT 100")
     ).toArray();
-    const eventId = this.cfg().eventId;
+    const event = this.event;
+    if (!event) return;
     await Promise.all(
       notes.map(async (note) => {
         const row = this.holdRow(note.hold_id);
@@ -1246,20 +1251,18 @@ export class Inventory extends DurableObject<Env> {
           return;
         }
         const settlement: LedgerSettlement = {
+          userId: row.user_id,
           holdKey: reservationKey(row.id),
-          eventId,
           quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
           state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
           expiresAt: row.expires_at,
           version: note.version,
         };
         try {
-          await ledgerStub(this.env.CUSTOMER_LEDGER, row.user_id).settle(settlement);
+          await limitStub(this.env.LIMIT_LEDGER, event, row.user_id).settle(settlement);
           this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", note.hold_id, note.version);
         } catch (err) {
-          console.error(
-            JSON.stringify({ level: "error", msg: "ledger settlement failed; will retry", holdId: row.id, error: String(err) }),
-          );
+          log.error("ledger settlement failed; will retry", { holdId: row.id, error: String(err) });
           this.scheduleAlarm(Date.now() + LEDGER_RETRY_MS);
         }
       }),

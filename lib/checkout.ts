@@ -22,7 +22,7 @@ import { ApiError, type Outcome, unwrap } from "./problem";
  * whose outcome is unknown (timeout, outage) is voided too; a void that fails is recorded in the DO and
  * retried by its alarm; and a checkout whose edge died is resolved by the DO after CHECKOUT_TIMEOUT_MS.
  *
- * The buyer's CustomerLedger follows the hold through the Inventory DO, which settles it on every change
+ * The buyer's LimitLedger follows the hold through the Inventory DO, which settles it on every change
  * (checkout, reopen, sale, release, expiry), so an edge that dies mid-checkout cannot leave it behind.
  */
 

@@ -49,6 +49,10 @@ export const defaultGaShards = (capacity: number): number => Math.min(16, Math.m
  */
 const MAX_INVENTORY_OBJECTS = 256;
 
+/** Inventory Durable Objects of an event's sections: one per seated section, one per GA shard. */
+export const inventoryObjectCount = (sections: readonly { kind: string; capacity?: number; shards?: number }[]): number =>
+  sections.reduce((n, s) => n + (s.kind === "ga" ? (s.shards ?? defaultGaShards(s.capacity ?? 0)) : 1), 0);
+
 const seatedSectionInput = z.strictObject({
   id: sectionId,
   name: displayText(100),
@@ -119,7 +123,7 @@ export const createEventInput = z
         ctx.addIssue({ code: "custom", path: ["sections", i, "shards"], message: "shards may not exceed capacity" });
       }
     });
-    const objects = ev.sections.reduce((n, s) => n + (s.kind === "ga" ? (s.shards ?? defaultGaShards(s.capacity)) : 1), 0);
+    const objects = inventoryObjectCount(ev.sections);
     if (objects > MAX_INVENTORY_OBJECTS)
       ctx.addIssue({
         code: "custom",

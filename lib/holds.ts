@@ -1,5 +1,5 @@
 import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
-import type { EventDoc, EventRouting, Section } from "./event-schema";
+import { type EventDoc, type EventRouting, inventoryObjectCount, type Section } from "./event-schema";
 import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { randomToken } from "./ids";
 import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
@@ -11,20 +11,22 @@ import { hash32 } from "./signing";
 /** The Inventory Durable Objects, as the generated `Env` types them (lib/ never imports the class). */
 export type InventoryNamespace = Env["INVENTORY"];
 export type InventoryStub = ReturnType<InventoryNamespace["get"]>;
-/** The buyers' CustomerLedger Durable Objects. */
+/** The buyers' CustomerLedger Durable Objects (idempotency records, pre-sale tickets). */
 export type LedgerNamespace = Env["CUSTOMER_LEDGER"];
-export type LedgerStub = ReturnType<LedgerNamespace["get"]>;
+/** The events' LimitLedger Durable Objects (the per-customer limit). */
+export type LimitNamespace = Env["LIMIT_LEDGER"];
+export type LimitStub = ReturnType<LimitNamespace["get"]>;
 
 /**
  * The edge side of holds: choosing the Inventory DO (seated section, or GA shard by buyer hash with
- * fallback), the per-customer limit through the buyer's CustomerLedger, and mapping outcomes to errors.
+ * fallback), the per-customer limit through the buyer's LimitLedger, and mapping outcomes to errors.
  * Takes narrow dependencies so routes, tests and benchmarks share it.
  */
 
 /** Durable Object namespaces holds need. */
 export interface HoldDeps {
   inventory: InventoryNamespace;
-  ledger: LedgerNamespace;
+  limits: LimitNamespace;
   /** Receives funnel events (hold.created, hold.released); the route queues them in the background. */
   analytics?: (e: AnalyticsEvent) => void;
 }
@@ -42,7 +44,20 @@ export function inventoryStub(ns: InventoryNamespace, loc: InventoryLocation): I
 }
 
 /** The buyer's CustomerLedger stub. */
-export const ledgerStub = (ns: LedgerNamespace, userId: string): LedgerStub => ns.get(ns.idFromName(userId));
+export const ledgerStub = (ns: LedgerNamespace, userId: string) => ns.get(ns.idFromName(userId));
+
+/**
+ * LimitLedger buckets of an event: one per four Inventory DOs, 1 to 64. A bucket serves every hold of its
+ * buyers, as an Inventory DO serves every hold of its section or shard, so the ledger scales with the
+ * inventory it guards. Derived from the sections alone, which never change, so a buyer's bucket never moves.
+ */
+export const limitBuckets = (event: { sections: Parameters<typeof inventoryObjectCount>[0] }): number =>
+  Math.min(64, Math.max(1, Math.ceil(inventoryObjectCount(event.sections) / 4)));
+
+/** The LimitLedger that keeps `userId`'s places in `event` (the same for every section and shard). */
+export function limitStub(ns: LimitNamespace, event: { id: string } & Parameters<typeof limitBuckets>[0], userId: string): LimitStub {
+  return ns.get(ns.idFromName(`lim:${event.id}:${hash32(userId) % limitBuckets(event)}`));
+}
 
 /** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
 export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
@@ -127,8 +142,8 @@ export async function placeHold(
   if (!candidates.length) throw new ApiError("sold_out", "This section is sold out.");
 
   const key = reservationKey(newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number }));
-  const ledger = ledgerStub(deps.ledger, userId);
-  await reserveForCustomer(ledger, event, key, quantity, now);
+  const ledger = limitStub(deps.limits, event, userId);
+  await reserveForCustomer(ledger, event, userId, key, quantity, now);
   const outcome = await holdInShards(deps, event, section, candidates, { key, userId, input, quantity });
   if (outcome.ok) {
     metric.holds.inc({ result: "created", kind: section.kind });
@@ -177,14 +192,21 @@ function shardCandidates(event: EventDoc, section: Section, userId: string, now:
   return order.filter((shard) => (emptyShards.get(`${event.id}:${section.id}:${shard}`) ?? 0) < now);
 }
 
-/** Reserves `quantity` places for the hold `key` in the buyer's CustomerLedger, or throws `limit_exceeded`. */
-async function reserveForCustomer(ledger: LedgerStub, event: EventDoc, key: string, quantity: number, now: number): Promise<void> {
+/** Reserves `quantity` places for the hold `key` in the buyer's LimitLedger, or throws `limit_exceeded`. */
+async function reserveForCustomer(
+  ledger: LimitStub,
+  event: EventDoc,
+  userId: string,
+  key: string,
+  quantity: number,
+  now: number,
+): Promise<void> {
   let reserved: Outcome<{ used: number; limit: number }>;
   const t0 = Date.now();
   try {
-    reserved = await ledger.reserve(event.id, key, quantity, event.perCustomerLimit, now + event.holdSeconds * 1000);
+    reserved = await ledger.reserve(userId, key, quantity, event.perCustomerLimit, now + event.holdSeconds * 1000);
   } catch (err) {
-    doCallError(err, "customer ledger");
+    doCallError(err, "limit ledger");
   }
   observeDoCall("ledger", "reserve", t0);
   unwrap(reserved);

@@ -133,6 +133,12 @@ export const metric = {
     help: "Durable Object call latency seen from the edge, queueing included (ms)",
     labels: ["object", "method"],
   }),
+  groupCommitSize: histogram({
+    name: "breakwater_group_commit_size",
+    help: "Calls whose writes a Durable Object committed together (lib/group-commit.ts)",
+    labels: ["object"],
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+  }),
   holdsExpired: counter({
     name: "breakwater_holds_expired_total",
     help: "Holds that expired; their seats returned to sale",

@@ -9,6 +9,7 @@ import { handleScheduled } from "./scheduled";
 
 export { CustomerLedger } from "../durable-objects/customer-ledger";
 export { Inventory } from "../durable-objects/inventory";
+export { LimitLedger } from "../durable-objects/limit-ledger";
 export { Limiter } from "../durable-objects/limiter";
 export { WaitingRoom } from "../durable-objects/waiting-room";
 

@@ -1,11 +1,10 @@
 import { createExecutionContext, listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { CustomerLedger } from "../../durable-objects/customer-ledger";
 import { CHECKOUT_ABORT_GRACE_MS, CHECKOUT_TIMEOUT_MS, Inventory } from "../../durable-objects/inventory";
 import { type CheckoutDeps, checkout } from "../../lib/checkout";
 import type { EventDoc } from "../../lib/event-schema";
-import { holdLocation, inventoryConfig, inventoryEvent, inventoryStub, ledgerStub, placeHold, reservationKey } from "../../lib/holds";
+import { holdLocation, inventoryConfig, inventoryEvent, inventoryStub, limitStub, placeHold, reservationKey } from "../../lib/holds";
 import type { Ticket } from "../../lib/order";
 import type { PaymentProvider } from "../../lib/payments";
 import { resetBreakers, resetSandbox, sandboxProvider } from "../../lib/payments";
@@ -25,7 +24,7 @@ const HOLD_SECONDS = 60;
 
 const deps = (over: Partial<CheckoutDeps> = {}): CheckoutDeps => ({
   inventory: env.INVENTORY,
-  ledger: env.CUSTOMER_LEDGER,
+  limits: env.LIMIT_LEDGER,
   provider: sandboxProvider({ slowMs: 100 }),
   policy: { timeoutMs: 1_000, retries: 0, backoffBaseMs: 1, backoffCapMs: 1 },
   issueTickets: async (o) =>
@@ -47,7 +46,7 @@ beforeEach(() => {
 });
 
 const holdFor = (user: string, quantity = 2) =>
-  placeHold({ inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER }, event, user, { sectionId: "floor", quantity });
+  placeHold({ inventory: env.INVENTORY, limits: env.LIMIT_LEDGER }, event, user, { sectionId: "floor", quantity });
 const stubOf = (holdId: string) => inventoryStub(env.INVENTORY, holdLocation(holdId));
 const sql = (holdId: string, query: string, ...args: (string | number)[]) =>
   runInDurableObject(stubOf(holdId), (_i: Inventory, state) => {
@@ -70,8 +69,8 @@ async function alarmNow(holdId: string): Promise<void> {
 /** The buyer's ledger entry of a hold. */
 const ledgerEntry = (user: string, holdId: string) =>
   runInDurableObject(
-    ledgerStub(env.CUSTOMER_LEDGER, user),
-    (_l: CustomerLedger, state) =>
+    limitStub(env.LIMIT_LEDGER, event, user),
+    (_l, state) =>
       state.storage.sql
         .exec<{ state: string; expires_at: number }>("SELECT state, expires_at FROM reservations WHERE hold_id = ?", reservationKey(holdId))
         .toArray()[0],

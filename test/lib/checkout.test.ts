@@ -17,7 +17,7 @@ const background: Promise<unknown>[] = [];
 function deps(over: Partial<CheckoutDeps> = {}): CheckoutDeps {
   return {
     inventory: env.INVENTORY,
-    ledger: env.CUSTOMER_LEDGER,
+    limits: env.LIMIT_LEDGER,
     provider: sandboxProvider({ slowMs: 300 }),
     policy: { timeoutMs: 1_000, retries: 1, backoffBaseMs: 1, backoffCapMs: 5 },
     issueTickets: async (o) =>
@@ -44,7 +44,7 @@ beforeEach(() => {
 
 const newHold = (user: string, sectionId = "floor", quantity = 1) =>
   placeHold(
-    { inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER },
+    { inventory: env.INVENTORY, limits: env.LIMIT_LEDGER },
     event,
     user,
     sectionId === "a" ? { sectionId, quantity } : { sectionId, quantity },
@@ -96,7 +96,7 @@ describe("checkout", () => {
     expect(order).toMatchObject({ status: "paid", eventId: event.id, seats: hold.seats, total: hold.total, currency: "EUR" });
     expect(order.tickets.map((t) => t.seat)).toEqual(hold.seats);
     expect(await holdRow(hold.id)).toMatchObject({ status: "sold" });
-    expect(await getOrder({ inventory: env.INVENTORY, ledger: env.CUSTOMER_LEDGER }, order.id, "co-1")).toEqual(order);
+    expect(await getOrder({ inventory: env.INVENTORY, limits: env.LIMIT_LEDGER }, order.id, "co-1")).toEqual(order);
     await Promise.all(background);
     expect(sent.map((m) => m.orderId)).toContain(order.id);
     expect(sandboxLedger()).toMatchObject([{ status: "succeeded", amount: hold.total }]);

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { forgetEmptyShards, inventoryStub, ledgerStub } from "../../lib/holds";
+import { forgetEmptyShards, inventoryStub, ledgerStub, limitStub } from "../../lib/holds";
 import type { HoldView } from "../../lib/inventory-types";
 import { sha256Hex } from "../../lib/signing";
 import { issuePass } from "../../lib/waiting-room";
@@ -282,7 +282,7 @@ describe("expiry", () => {
     });
     await runInDurableObject(stub, (_i, state) => state.storage.setAlarm(Date.now() - 1));
     // Time passes for the buyer's ledger too: its reservation lapses with the hold.
-    await runInDurableObject(ledgerStub(env.CUSTOMER_LEDGER, "lena"), (_i, state) => {
+    await runInDurableObject(limitStub(env.LIMIT_LEDGER, ev, "lena"), (_i, state) => {
       state.storage.sql.exec("UPDATE reservations SET expires_at = ?", Date.now() - 1);
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);

@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLocatedId } from "../../lib/hold-id";
-import { inventoryStub, ledgerStub, reservationKey } from "../../lib/holds";
+import { inventoryStub, limitStub, reservationKey } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { shardFor } from "../../lib/shards";
 import { verifyPayload } from "../../lib/signing";
@@ -123,7 +123,7 @@ describe("per-customer limit after a sale", () => {
     const holdId = ((await held.json()) as { hold: { id: string } }).hold.id;
     expect((await pay(t, holdId)).status).toBe(201);
     // Wait until the ledger has the sale (not just the checkout), then try one more place.
-    const ledger = ledgerStub(env.CUSTOMER_LEDGER, user);
+    const ledger = limitStub(env.LIMIT_LEDGER, limited, user);
     await eventually(async () =>
       runInDurableObject(ledger, (_l, state) =>
         state.storage.sql

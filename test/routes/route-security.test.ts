@@ -2,9 +2,9 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { sign } from "hono/utils/jwt/jwt";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { CustomerLedger } from "../../durable-objects/customer-ledger";
+import type { LimitLedger } from "../../durable-objects/limit-ledger";
 import { ROLES, type Role } from "../../lib/auth";
-import { ledgerStub } from "../../lib/holds";
+import { limitStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { b64url } from "../../lib/signing";
 import { app } from "../../workers/app";
@@ -210,13 +210,13 @@ async function stateOf(f: Fixtures) {
     const res = await call(path, { token: f.buyerA });
     return { status: res.status, body: (await res.json()) as unknown };
   };
-  const ledger = ledgerStub(env.CUSTOMER_LEDGER, BUYER_A);
+  const ledger = limitStub(env.LIMIT_LEDGER, f.event, BUYER_A);
   return {
     hold: await asOwner(`/v1/holds/${f.holdId}`),
     order: await asOwner(`/v1/orders/${f.orderId}`),
     event: await env.CATALOG_DB.prepare("SELECT * FROM events WHERE id = ?").bind(f.event.id).first(),
     inventory: await expectInventoryInvariants(f.event),
-    reservations: await runInDurableObject(ledger, (_: CustomerLedger, state) =>
+    reservations: await runInDurableObject(ledger, (_: LimitLedger, state) =>
       state.storage.sql.exec("SELECT * FROM reservations ORDER BY hold_id").toArray(),
     ),
     charges: sandboxLedger().length,

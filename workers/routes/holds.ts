@@ -54,7 +54,7 @@ const funnel = new Coalescer<{ queue: Queue; event: AnalyticsEvent }>(
 /** Hold dependencies of a request; funnel events are queued after the response (best effort, counted on failure). */
 const deps = (env: Env, waitUntil: (p: Promise<unknown>) => void): HoldDeps => ({
   inventory: env.INVENTORY,
-  ledger: env.CUSTOMER_LEDGER,
+  limits: env.LIMIT_LEDGER,
   analytics: (e) => funnel.add("analytics", { queue: env.ANALYTICS_QUEUE, event: e }, waitUntil),
 });
 

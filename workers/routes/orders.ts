@@ -38,7 +38,7 @@ const traceOf = (t: TraceContext | undefined) => (t ? formatTraceparent(t) : und
 export function checkoutDeps(c: Context<AppEnv>, provider: PaymentProvider): CheckoutDeps {
   return {
     inventory: c.env.INVENTORY,
-    ledger: c.env.CUSTOMER_LEDGER,
+    limits: c.env.LIMIT_LEDGER,
     provider,
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
     enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message),
@@ -153,7 +153,7 @@ route(
   },
   async (c, { param: { id } }) => {
     await requireKnownLocation(c, "ord", id);
-    const order = await getOrder({ inventory: c.env.INVENTORY, ledger: c.env.CUSTOMER_LEDGER }, id, principalOf(c).sub);
+    const order = await getOrder({ inventory: c.env.INVENTORY, limits: c.env.LIMIT_LEDGER }, id, principalOf(c).sub);
     return c.json({ order }, 200, { "Cache-Control": "private, no-store" });
   },
 );
