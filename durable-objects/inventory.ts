@@ -247,18 +247,20 @@ export class Inventory extends DurableObject<Env> {
    */
   place(req: HoldRequest): Promise<Outcome<HoldView>> | typeof NEEDS_SETUP {
     if (!this.config || req.eventVersion === undefined || req.eventVersion > this.eventVersion) return NEEDS_SETUP;
-    return this.group.run(() => this.holdNow(req));
+    // A rehearsed stall (fault inventory_slow) holds each hold back by itself, as a slow object would.
+    const stalled = this.stallIfFaulted();
+    return stalled ? stalled.then(() => this.holdNow(req)) : this.group.run(() => this.holdNow(req));
   }
 
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
   hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Outcome<HoldView> {
     this.ensure(config, event, req.eventVersion);
+    void this.stallIfFaulted();
     return this.holdNow(req);
   }
 
   /** {@link hold} on an initialized object. */
   private holdNow(req: HoldRequest): Outcome<HoldView> {
-    this.stallIfFaulted();
     const now = Date.now();
     this.observe(now, req.sentAt);
     this.holdsInWindow++;
@@ -372,7 +374,7 @@ export class Inventory extends DurableObject<Env> {
    * `paymentKey` is the idempotency key for this attempt's charge.
    */
   async beginCheckout(holdId: string, userId: string, paymentMethod: string): Promise<Outcome<{ hold: HoldView; paymentKey: string }>> {
-    this.stallIfFaulted();
+    void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
     this.expireDue(now);
@@ -419,7 +421,7 @@ export class Inventory extends DurableObject<Env> {
    * second call for the same hold returns the order already stored.
    */
   completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string): Outcome<StoredOrder> {
-    this.stallIfFaulted();
+    void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
@@ -1019,9 +1021,11 @@ export class Inventory extends DurableObject<Env> {
    * The `inventory_slow` fault (lib/faults.ts, rehearsals only): after this call the object takes no other
    * for `delayMs`, like an object whose every call costs that long; callers queue behind it.
    */
-  private stallIfFaulted(): void {
+  /** Under the fault `inventory_slow`, blocks the object for its delay; the block, or undefined. */
+  private stallIfFaulted(): Promise<void> | undefined {
     const delay = faultWindow("inventory_slow")?.delayMs;
-    if (delay) void this.ctx.blockConcurrencyWhile(() => new Promise((r) => setTimeout(r, delay)));
+    if (delay) return this.ctx.blockConcurrencyWhile(() => new Promise<void>((r) => setTimeout(r, delay)));
+    return undefined;
   }
 
   private cfg(): InventoryConfig {
