@@ -130,7 +130,7 @@ const RPC_CALLERS = new Set([
 const STEPS: { step: string; names: string[] }[] = [
   {
     step: "logging and metrics",
-    names: ["accessLog", "record", "requestRecorder", "inc", "observe", "series", "writeDataPoint", "info", "warn", "write"],
+    names: ["finish", "finishPrepared", "record", "inc", "observe", "series", "writeDataPoint", "info", "warn", "write"],
   },
   { step: "queue sends", names: ["sendOrder", "sendAnalytics", "send", "sendBatch", "markOrdersSent", "handOff", "flushAnalytics"] },
   { step: "JWT (auth)", names: ["auth", "verifyToken", "verifyHs256", "verify"] },

@@ -1,10 +1,8 @@
 import { Hono } from "hono";
-import { accessLog } from "./middleware/access-log";
 import { bodyLimit } from "./middleware/body-limit";
 import { cors } from "./middleware/cors";
 import { notFound, onError } from "./middleware/error-handler";
-import { requestId } from "./middleware/request-id";
-import { securityHeaders } from "./middleware/security-headers";
+import { finish } from "./middleware/finish";
 import { trace } from "./middleware/trace";
 import { admin } from "./routes/admin";
 import { devAuth } from "./routes/auth";
@@ -25,16 +23,16 @@ import { tickets } from "./routes/tickets";
 import type { AppEnv } from "./types";
 
 /**
- * Builds the edge app. Order matters: the request id comes first so every later line and error carries
- * it; the access log wraps everything that can fail; CORS answers preflights before auth; the body limit
- * runs before any route reads a body.
+ * Builds the edge app. Order matters: the finish step comes first, so every later line and error carries
+ * the request id, and every answer, errors included, gets its security headers and its record (the
+ * router-free catalog reads, workers/cached-reads.ts, finish theirs with the same step); the span next, so
+ * handlers can pass it on; CORS answers preflights before auth; the body limit runs before any route reads
+ * a body.
  */
 function buildApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.use("*", requestId());
+  app.use("*", finish());
   app.use("*", trace());
-  app.use("*", accessLog());
-  app.use("*", securityHeaders());
   app.use(
     "*",
     cors({

@@ -1,18 +1,17 @@
 import { freshEvent, freshEventList } from "../lib/catalog";
 import { EVENT_ID } from "../lib/ids";
-import { memoizedPerObject } from "../lib/memoized";
 import type { CachedBody } from "../lib/read-cache";
 import { CATALOG_CACHE, CATALOG_ROUTES, cachedHeaders, cachedStatus, cacheStatusOf } from "./http";
-import { elapsedMs, requestRecorder } from "./middleware/access-log";
-import { requestIdFor } from "./middleware/request-id";
-import { isSecure, securityHeadersOf } from "./middleware/security-headers";
+import { finisher, isSecure } from "./middleware/finish";
 
 /**
  * The router-free path of catalog reads. During a ticket drop almost every request is a `GET` of one of
  * a few events, already in this isolate's micro-cache. Those hits are answered here, before the router:
- * one lookup, one `Response` built from headers prepared once per cached document, and the same accounting
- * the middleware does (request id, security headers, ETag/304, metrics, log line, and the span when the line
- * or an exporter wants it: a public answer carries no `traceparent`, see workers/middleware/trace.ts).
+ * one lookup, and one `Response` built from headers prepared once per cached document (the ETag/304 rule
+ * of the router's `sendCached`, workers/http.ts), finished by the step that finishes every answer of the
+ * app (workers/middleware/finish.ts: request id, security headers, metrics, log line, and the span when
+ * the line or an exporter wants it: a public answer carries no `traceparent`, see
+ * workers/middleware/trace.ts).
  * Anything else — another route, another method, a query string, a cross-origin request, a document this
  * isolate does not hold (not found, never read, or past its lifetime without a fresh version manifest that vouches
  * for it) — returns undefined and goes through the Hono app, which fills the cache. The answers of both
@@ -32,21 +31,13 @@ export function catalogReadOf(url: string): { route: string; path: string; id?: 
   return EVENT_ID.test(id) ? { route: EVENT_ROUTE, path, id } : undefined;
 }
 
-const record = requestRecorder();
-
 /**
- * The headers of a cached answer that are the same for every request (all but `X-Request-Id`): one
- * `Headers` per cached document and status, built on its first answer and dropped with the document. The
- * `Response` constructor copies a `Headers` natively, where a plain object would be converted property by
- * property on every request: on the busiest path, work per request that does not depend on the request
- * is done once.
+ * The headers of a cached answer that are the same for every request (all but `X-Request-Id`), security
+ * headers included: one `Headers` per cached document, status and scheme (the finish step's `prepared`).
  */
-const sharedHeadersOf = (status: 200 | 304, secure: boolean) =>
-  memoizedPerObject((value: CachedBody) => new Headers({ ...cachedHeaders(value, CATALOG_CACHE, status), ...securityHeadersOf(secure) }));
-/** By status, then plain http (0) or https (1). */
-const SHARED_HEADERS = {
-  200: [sharedHeadersOf(200, false), sharedHeadersOf(200, true)],
-  304: [sharedHeadersOf(304, false), sharedHeadersOf(304, true)],
+const PREPARED = {
+  200: finisher.prepared((value: CachedBody) => cachedHeaders(value, CATALOG_CACHE, 200)),
+  304: finisher.prepared((value: CachedBody) => cachedHeaders(value, CATALOG_CACHE, 304)),
 } as const;
 
 /** Answers a catalog read that this isolate holds fresh; undefined when the router must answer it. */
@@ -61,25 +52,19 @@ export function answerCachedRead(req: Request, env: Env, ctx: ExecutionContext):
   const started = performance.now();
   const hit = read.id === undefined ? freshEventList() : freshEvent(read.id);
   if (!hit) return undefined;
-  const requestId = requestIdFor(headers.get("X-Request-Id"));
   const status = cachedStatus(hit.value, headers.get("If-None-Match"));
-  const res = new Response(status === 304 ? null : hit.value.body, {
-    status,
-    headers: SHARED_HEADERS[status][isSecure(url) ? 1 : 0](hit.value),
-  });
-  res.headers.set("X-Request-Id", requestId);
-  record(env, ctx, {
+  const res = new Response(status === 304 ? null : hit.value.body, { status, headers: PREPARED[status](hit.value, isSecure(url)) });
+  return finisher.finishPrepared(res, env, ctx, {
     method: "GET",
     route: read.route,
     path: read.path,
     status,
-    durationMs: elapsedMs(started),
-    requestId,
+    started,
+    requestId: finisher.idOf(headers),
     trace: undefined,
     parentSpanId: undefined,
     spanFrom: headers,
     cacheStatus: cacheStatusOf(hit.layer),
     user: undefined,
   });
-  return res;
 }
