@@ -54,7 +54,32 @@ async function race(
   return { held, seconds, perSecond: held / seconds, retries };
 }
 
+/** Sum and count of `breakwater_group_commit_size` per object, from /metrics. */
+function groupCommits(metrics: string): Map<string, { sum: number; count: number }> {
+  const out = new Map<string, { sum: number; count: number }>();
+  for (const m of metrics.matchAll(/^breakwater_group_commit_size_(sum|count)\{object="([^"]+)"\} (\S+)$/gm)) {
+    const [, kind, object, value] = m as unknown as [string, "sum" | "count", string, string];
+    const e = out.get(object) ?? { sum: 0, count: 0 };
+    e[kind] = Number(value);
+    out.set(object, e);
+  }
+  return out;
+}
+
+/** Mean calls per storage commit per object between two /metrics readings. */
+function meanGroups(before: string, after: string): Record<string, number> {
+  const [b, a] = [groupCommits(before), groupCommits(after)];
+  const out: Record<string, number> = {};
+  for (const [object, e] of a) {
+    const p = b.get(object) ?? { sum: 0, count: 0 };
+    if (e.count > p.count) out[object] = Number(((e.sum - p.sum) / (e.count - p.count)).toFixed(1));
+  }
+  return out;
+}
+
 interface Row {
+  /** Breakwater: mean calls per storage commit, per Durable Object class (lib/group-commit.ts). */
+  callsPerCommit?: Record<string, number>;
   scenario: string;
   held: number;
   seconds: number;
@@ -67,6 +92,8 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
   const request = bw.request;
   try {
     const organizer = await bw.token("bench-organizer", "organizer");
+    const admin = await bw.token("bench-admin", "admin");
+    const metrics = async () => (await request("GET", "/metrics", undefined, admin)).body;
     const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
     const now = Date.now();
     const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({
@@ -97,6 +124,7 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
     for (const s of sections) await request("POST", `/v1/events/${eventId}/holds`, { sectionId: s.id, quantity: 1 }, buyers[0]);
 
     for (const s of sections) {
+      const metricsBefore = await metrics();
       let next = 1;
       const r = await race(async () => {
         const b = buyers[(next++ % (BUYERS - 1)) + 1] as string;
@@ -119,12 +147,16 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
         if (tries >= 40) throw new Error(`${s.id}: availability after the sell-out ${JSON.stringify(sec)}`);
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
+      const callsPerCommit = meanGroups(metricsBefore, await metrics());
       rows.push({
         scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`,
         ...r,
         held: r.held + 1,
+        callsPerCommit,
       });
-      console.log(`  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+      console.log(
+        `  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s; calls per commit ${JSON.stringify(callsPerCommit)}`,
+      );
     }
   } finally {
     await bw.stop();
