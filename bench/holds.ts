@@ -66,7 +66,7 @@ function groupCommits(metrics: string): Map<string, { sum: number; count: number
   return out;
 }
 
-/** Mean calls per storage commit per object between two /metrics readings. */
+/** Mean requests per storage commit per object between two /metrics readings. */
 function meanGroups(before: string, after: string): Record<string, number> {
   const [b, a] = [groupCommits(before), groupCommits(after)];
   const out: Record<string, number> = {};
@@ -78,8 +78,8 @@ function meanGroups(before: string, after: string): Record<string, number> {
 }
 
 interface Row {
-  /** Breakwater: mean calls per storage commit, per Durable Object class (lib/group-commit.ts). */
-  callsPerCommit?: Record<string, number>;
+  /** Breakwater: mean requests per storage commit, per Durable Object class (lib/group-commit.ts). */
+  requestsPerCommit?: Record<string, number>;
   scenario: string;
   held: number;
   seconds: number;
@@ -147,15 +147,15 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
         if (tries >= 40) throw new Error(`${s.id}: availability after the sell-out ${JSON.stringify(sec)}`);
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      const callsPerCommit = meanGroups(metricsBefore, await metrics());
+      const requestsPerCommit = meanGroups(metricsBefore, await metrics());
       rows.push({
         scenario: s.kind === "seated" ? "breakwater seated (1 DO)" : `breakwater GA K=${s.id.slice(2)}`,
         ...r,
         held: r.held + 1,
-        callsPerCommit,
+        requestsPerCommit,
       });
       console.log(
-        `  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s; calls per commit ${JSON.stringify(callsPerCommit)}`,
+        `  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s; requests per commit ${JSON.stringify(requestsPerCommit)}`,
       );
     }
   } finally {

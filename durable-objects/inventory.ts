@@ -3,10 +3,20 @@ import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
 import { config } from "../lib/config";
 import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
-import { GroupCommit } from "../lib/group-commit";
+import { Gather, GroupCommit } from "../lib/group-commit";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
-import { limitStub, reservationKey } from "../lib/holds";
-import type { HoldStatus, HoldView, InventoryConfig, InventoryCounts, InventoryHealth, InventoryReport } from "../lib/inventory-types";
+import { limitName, limitStub, type Reservation, type ReserveAnswer } from "../lib/holds";
+import {
+  type HoldRequest,
+  type HoldStatus,
+  type HoldView,
+  type InventoryConfig,
+  type InventoryCounts,
+  type InventoryHealth,
+  type InventoryReport,
+  NEEDS_SETUP,
+  type PlaceAnswer,
+} from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
 import type { Order, OrderMessage, RefundRecord, StoredOrder, TicketStatus } from "../lib/order";
@@ -33,26 +43,6 @@ import type { LedgerSettlement } from "./limit-ledger";
 interface InventoryReportSink {
   reportInventory(event: EventRouting, report: InventoryReport): Promise<void>;
 }
-
-/** A hold request as the edge sends it. */
-export interface HoldRequest {
-  holdId: string;
-  userId: string;
-  /** Named seats (seated sections). */
-  seats?: string[];
-  /** Number of places (GA; or best-available seats in a seated section). */
-  quantity?: number;
-  /** Edge clock when the call was sent: the DO derives its queueing delay from it. */
-  sentAt?: number;
-  /**
-   * The version of the event document the edge read (EventDoc.version). {@link Inventory.place} holds
-   * without any configuration when the object has this version or a newer one; `hold` records it.
-   */
-  eventVersion?: number;
-}
-
-/** {@link Inventory.place}'s answer when the object needs its configuration (first call, or a newer event version). */
-export const NEEDS_SETUP = "needs_setup" as const;
 
 interface HoldRow extends Record<string, SqlStorageValue> {
   id: string;
@@ -245,18 +235,119 @@ export class Inventory extends DurableObject<Env> {
    * initialized or keeps an older event version than `req.eventVersion`; the edge then calls {@link hold}.
    * Holds that arrive together share one storage commit (lib/group-commit.ts).
    */
-  place(req: HoldRequest): Promise<Outcome<HoldView>> | typeof NEEDS_SETUP {
+  async place(req: HoldRequest): Promise<PlaceAnswer> {
     if (!this.config || req.eventVersion === undefined || req.eventVersion > this.eventVersion) return NEEDS_SETUP;
     // A rehearsed stall (fault inventory_slow) holds each hold back by itself, as a slow object would.
     const stalled = this.stallIfFaulted();
-    return stalled ? stalled.then(() => this.holdNow(req)) : this.group.run(() => this.holdNow(req));
+    if (stalled) await stalled;
+    return this.placeNow(req);
   }
 
   /** Holds seats or a quantity for `req.userId`. Atomic; fails with seats_unavailable / sold_out / validation_failed. */
-  hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Outcome<HoldView> {
+  hold(config: InventoryConfig, event: EventRouting, req: HoldRequest): Promise<Outcome<HoldView>> {
     this.ensure(config, event, req.eventVersion);
     void this.stallIfFaulted();
-    return this.holdNow(req);
+    return this.placeNow(req);
+  }
+
+  /** A hold with its reservation (`req.limit`: gathered, {@link reserveAndHold}), or without (group commit). */
+  private placeNow(req: HoldRequest): Promise<Outcome<HoldView>> {
+    return req.limit === undefined ? this.group.run(() => this.holdOne(req)) : this.reserving.add(req);
+  }
+
+  /** Holds that need a reservation first, gathered per macrotask. */
+  private readonly reserving = new Gather<HoldRequest, Outcome<HoldView>>((reqs) => this.reserveAndHold(reqs));
+
+  /**
+   * The per-customer limit, then the holds, for the requests gathered in one macrotask: a request that
+   * cannot be held as things stand is answered at once, with no reservation. The others are reserved in
+   * their buyers' LimitLedgers, one call per ledger for all of them (so a hold costs its edge one Durable
+   * Object call, not two); then the granted ones are held one by one in one turn, so their writes share one
+   * commit. State may have moved during the reservation calls: each hold is decided again, and a granted
+   * reservation whose hold failed is released.
+   */
+  private async reserveAndHold(reqs: HoldRequest[]): Promise<Outcome<HoldView>[]> {
+    const now = Date.now();
+    this.expireDue(now, false);
+    const answers: (Outcome<HoldView> | undefined)[] = reqs.map((req) => (this.mayHold(req) ? undefined : this.holdOne(req)));
+    const event = this.event;
+    if (!event) throw new Error("inventory without its event routing");
+    const byLedger = new Map<string, number[]>();
+    reqs.forEach((req, i) => {
+      if (answers[i] !== undefined) return;
+      const name = limitName(event, req.userId);
+      byLedger.set(name, [...(byLedger.get(name) ?? []), i]);
+    });
+    const expiresAt = now + this.cfg().holdSeconds * 1000;
+    const ask = (req: HoldRequest): Reservation => ({
+      userId: req.userId,
+      holdId: req.holdId,
+      quantity: req.seats?.length ?? req.quantity ?? 1,
+      limit: req.limit ?? 0,
+      expiresAt,
+    });
+    const granted = await Promise.all(
+      [...byLedger].map(async ([name, indexes]): Promise<[number, ReserveAnswer][]> => {
+        try {
+          const ledger = this.env.LIMIT_LEDGER.get(this.env.LIMIT_LEDGER.idFromName(name));
+          const answered = await ledger.reserveMany(indexes.map((i) => ask(reqs[i] as HoldRequest)));
+          return indexes.map((i, k) => [i, answered[k] as ReserveAnswer]);
+        } catch (err) {
+          log.warn("limit ledger unreachable; holds refused", { ledger: name, holds: indexes.length, error: String(err) });
+          return indexes.map((i) => [i, fail("overloaded", "The per-customer limit could not be checked; retry shortly.")]);
+        }
+      }),
+    );
+    // One synchronous pass: the holds' writes share one commit.
+    const failed: HoldRequest[] = [];
+    let held = 0;
+    for (const [i, reserved] of granted.flat()) {
+      const req = reqs[i] as HoldRequest;
+      if (!reserved.ok) {
+        answers[i] = reserved;
+        continue;
+      }
+      const outcome = this.holdOne(req);
+      if (outcome.ok) held++;
+      else failed.push(req);
+      answers[i] = outcome;
+    }
+    if (held) metric.groupCommitSize.observe({ object: "inventory" }, held);
+    if (failed.length) void this.releaseReservations(event, failed);
+    return answers as Outcome<HoldView>[];
+  }
+
+  /** Whether `req` could be held as things stand (else it is refused before any reservation). */
+  private mayHold(req: HoldRequest): boolean {
+    if (this.cancelled) return false;
+    if (this.cfg().kind === "ga" && req.seats?.length) return false;
+    return this.counts.available >= (req.seats?.length ?? req.quantity ?? 1);
+  }
+
+  /** Releases the reservations of holds that failed after their reservation was granted (best effort: they lapse anyway). */
+  private async releaseReservations(event: EventRouting, reqs: HoldRequest[]): Promise<void> {
+    await Promise.all(
+      reqs.map(async (req) => {
+        try {
+          await limitStub(this.env.LIMIT_LEDGER, event, req.userId).setState(req.holdId, "released");
+        } catch (err) {
+          log.warn("reservation of a failed hold not released; it lapses with the hold's lifetime", {
+            holdId: req.holdId,
+            error: String(err),
+          });
+        }
+      }),
+    );
+  }
+
+  /** {@link holdNow}, an unexpected failure answered as 500 (not thrown to the group). */
+  private holdOne(req: HoldRequest): Outcome<HoldView> {
+    try {
+      return this.holdNow(req);
+    } catch (err) {
+      log.error("hold failed", { inventory: inventoryName(this.cfg()), holdId: req.holdId, error: String(err) });
+      return fail("internal_error", "The hold could not be recorded.");
+    }
   }
 
   /** {@link hold} on an initialized object. */
@@ -1256,7 +1347,7 @@ export class Inventory extends DurableObject<Env> {
         }
         const settlement: LedgerSettlement = {
           userId: row.user_id,
-          holdKey: reservationKey(row.id),
+          holdKey: row.id,
           quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
           state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
           expiresAt: row.expires_at,

@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { GroupCommit } from "../lib/group-commit";
+import type { Reservation, ReserveAnswer } from "../lib/holds";
 import { metric } from "../lib/metric-catalog";
 import { fail, type Outcome, ok } from "../lib/problem";
 
@@ -12,7 +13,7 @@ export type LedgerState = "held" | "checking_out" | "sold" | "released";
  */
 export interface LedgerSettlement {
   userId: string;
-  /** The reservation key (the hold id's random part, see `reservationKey`). */
+  /** The hold's id. */
   holdKey: string;
   quantity: number;
   state: LedgerState;
@@ -57,30 +58,31 @@ export class LimitLedger extends DurableObject<Env> {
    * Reserves `quantity` places for `userId`'s hold `holdId` if the buyer stays within `limit`. Counts places
    * sold, in checkout, and held (unexpired). Re-reserving the same hold id is a no-op.
    */
-  reserve(
-    userId: string,
-    holdId: string,
-    quantity: number,
-    limit: number,
-    expiresAt: number,
-  ): Promise<Outcome<{ used: number; limit: number }>> {
-    return this.group.run(() => {
-      const now = Date.now();
-      if (this.sql.exec("SELECT 1 FROM reservations WHERE hold_id = ?", holdId).toArray().length)
-        return ok({ used: this.used(userId, now), limit });
-      const used = this.used(userId, now);
-      if (used + quantity > limit)
-        return fail("limit_exceeded", `This event allows ${limit} places per customer; you have ${used} held or bought.`);
-      this.sql.exec(
-        "INSERT INTO reservations (hold_id, user_id, quantity, state, expires_at) VALUES (?, ?, ?, 'held', ?)",
-        holdId,
-        userId,
-        quantity,
-        expiresAt + RESERVATION_SLACK_MS,
-      );
-      this.scheduleCleanup(now);
-      return ok({ used: used + quantity, limit });
-    });
+  async reserve(userId: string, holdId: string, quantity: number, limit: number, expiresAt: number): Promise<ReserveAnswer> {
+    return (await this.reserveMany([{ userId, holdId, quantity, limit, expiresAt }]))[0] as ReserveAnswer;
+  }
+
+  /** {@link reserve} for the reservations an edge isolate batched for this object: one answer each, in order. */
+  reserveMany(asks: Reservation[]): Promise<ReserveAnswer[]> {
+    return this.group.run(() => asks.map((a) => this.reserveOne(a)), asks.length);
+  }
+
+  private reserveOne({ userId, holdId, quantity, limit, expiresAt }: Reservation): ReserveAnswer {
+    const now = Date.now();
+    if (this.sql.exec("SELECT 1 FROM reservations WHERE hold_id = ?", holdId).toArray().length)
+      return ok({ used: this.used(userId, now), limit });
+    const used = this.used(userId, now);
+    if (used + quantity > limit)
+      return fail("limit_exceeded", `This event allows ${limit} places per customer; you have ${used} held or bought.`);
+    this.sql.exec(
+      "INSERT INTO reservations (hold_id, user_id, quantity, state, expires_at) VALUES (?, ?, ?, 'held', ?)",
+      holdId,
+      userId,
+      quantity,
+      expiresAt + RESERVATION_SLACK_MS,
+    );
+    this.scheduleCleanup(now);
+    return ok({ used: used + quantity, limit });
   }
 
   /**

@@ -13,11 +13,17 @@
 export class GroupCommit {
   private pending: (() => void)[] = [];
 
-  /** @param observe Called with each group's size (metrics). */
+  private items = 0;
+
+  /** @param observe Called with each group's size in items (metrics). */
   constructor(private readonly observe?: (size: number) => void) {}
 
-  /** Runs `fn` with the calls that arrive before the next macrotask; resolves with its value (or its error). */
-  run<T>(fn: () => T): Promise<T> {
+  /**
+   * Runs `fn` with the calls that arrive before the next macrotask; resolves with its value (or its error).
+   * `items`: how many requests the call carries (a batched call carries several), for {@link observe}.
+   */
+  run<T>(fn: () => T, items = 1): Promise<T> {
+    this.items += items;
     return new Promise<T>((resolve, reject) => {
       this.pending.push(() => {
         try {
@@ -33,7 +39,39 @@ export class GroupCommit {
   private flush(): void {
     const group = this.pending;
     this.pending = [];
-    this.observe?.(group.length);
+    this.observe?.(this.items);
+    this.items = 0;
     for (const call of group) call();
+  }
+}
+
+/**
+ * Gathers the items added before the next macrotask and hands them to `process` together, which may do
+ * I/O first (a Durable Object asking another object about all of them in one call) and then decide each;
+ * each `add` resolves with `process`'s answer at its index, or rejects with its error.
+ */
+export class Gather<T, R> {
+  private pending: { item: T; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(private readonly process: (items: T[]) => Promise<R[]>) {}
+
+  add(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.pending.push({ item, resolve, reject });
+      if (this.pending.length === 1) setTimeout(() => void this.flush(), 0);
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      const answers = await this.process(batch.map((b) => b.item));
+      batch.forEach((b, i) => {
+        b.resolve(answers[i] as R);
+      });
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
   }
 }

@@ -1,8 +1,15 @@
 import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
 import { type EventDoc, type EventRouting, inventoryObjectCount, type Section } from "./event-schema";
-import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
+import { type InventoryLocation, inventoryName, newLocatedId, parseLocatedId } from "./hold-id";
 import { randomToken } from "./ids";
-import { gaShardCapacity, type HoldView, type InventoryConfig, type SectionAvailability } from "./inventory-types";
+import {
+  gaShardCapacity,
+  type HoldRequest,
+  type HoldView,
+  type InventoryConfig,
+  NEEDS_SETUP,
+  type SectionAvailability,
+} from "./inventory-types";
 import { log } from "./log";
 import { metric } from "./metric-catalog";
 import { ApiError, type Outcome, unwrap } from "./problem";
@@ -22,6 +29,21 @@ export type LimitStub = ReturnType<LimitNamespace["get"]>;
  * fallback), the per-customer limit through the buyer's LimitLedger, and mapping outcomes to errors.
  * Takes narrow dependencies so routes, tests and benchmarks share it.
  */
+
+/** A hold's claim on the per-customer limit, as its Inventory DO asks for it. */
+export interface Reservation {
+  userId: string;
+  /** The hold's id (each shard tried has its own). */
+  holdId: string;
+  quantity: number;
+  /** The event's per-customer limit. */
+  limit: number;
+  /** The hold's expiry (epoch ms): an unconfirmed reservation lapses after it (+ slack). */
+  expiresAt: number;
+}
+
+/** The places the buyer uses after a granted reservation, or `limit_exceeded`. */
+export type ReserveAnswer = Outcome<{ used: number; limit: number }>;
 
 /** Durable Object namespaces holds need. */
 export interface HoldDeps {
@@ -56,8 +78,12 @@ export const limitBuckets = (event: { sections: Parameters<typeof inventoryObjec
 
 /** The LimitLedger that keeps `userId`'s places in `event` (the same for every section and shard). */
 export function limitStub(ns: LimitNamespace, event: { id: string } & Parameters<typeof limitBuckets>[0], userId: string): LimitStub {
-  return ns.get(ns.idFromName(`lim:${event.id}:${hash32(userId) % limitBuckets(event)}`));
+  return ns.get(ns.idFromName(limitName(event, userId)));
 }
+
+/** The name of {@link limitStub}'s object. */
+export const limitName = (event: { id: string } & Parameters<typeof limitBuckets>[0], userId: string): string =>
+  `lim:${event.id}:${hash32(userId) % limitBuckets(event)}`;
 
 /** The configuration an Inventory DO of `section` (and `shard`) is initialized with. */
 export function inventoryConfig(event: EventDoc, section: Section, shard: number): InventoryConfig {
@@ -85,8 +111,8 @@ export const inventoryEvent = (event: EventDoc): EventRouting => ({
   saleStartsAt: event.saleStartsAt,
 });
 
-/** The ledger key of a hold: its random part, the same whichever GA shard ends up holding it. */
-export const reservationKey = (holdId: string): string => holdId.split(".")[0] as string;
+/** The random part of a hold id (`hld_<random>.<event>.<section>.<shard>`), the same for every shard tried. */
+const holdKeyOf = (holdId: string): string => holdId.split(".")[0] as string;
 
 /**
  * GA shards this isolate recently saw sold out, so a sold-out storm does not ask every shard on every
@@ -141,9 +167,7 @@ export async function placeHold(
   const candidates = shardCandidates(event, section, userId, now);
   if (!candidates.length) throw new ApiError("sold_out", "This section is sold out.");
 
-  const key = reservationKey(newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number }));
-  const ledger = limitStub(deps.limits, event, userId);
-  await reserveForCustomer(ledger, event, userId, key, quantity, now);
+  const key = holdKeyOf(newLocatedId("hld", { eventId: event.id, sectionId: section.id, shard: candidates[0] as number }));
   const outcome = await holdInShards(deps, event, section, candidates, { key, userId, input, quantity });
   if (outcome.ok) {
     metric.holds.inc({ result: "created", kind: section.kind });
@@ -159,7 +183,6 @@ export async function placeHold(
     );
     return outcome.value;
   }
-  await ledger.setState(key, "released");
   metric.holds.inc({ result: outcome.code, kind: section.kind });
   return unwrap(outcome);
 }
@@ -192,26 +215,6 @@ function shardCandidates(event: EventDoc, section: Section, userId: string, now:
   return order.filter((shard) => (emptyShards.get(`${event.id}:${section.id}:${shard}`) ?? 0) < now);
 }
 
-/** Reserves `quantity` places for the hold `key` in the buyer's LimitLedger, or throws `limit_exceeded`. */
-async function reserveForCustomer(
-  ledger: LimitStub,
-  event: EventDoc,
-  userId: string,
-  key: string,
-  quantity: number,
-  now: number,
-): Promise<void> {
-  let reserved: Outcome<{ used: number; limit: number }>;
-  const t0 = Date.now();
-  try {
-    reserved = await ledger.reserve(userId, key, quantity, event.perCustomerLimit, now + event.holdSeconds * 1000);
-  } catch (err) {
-    doCallError(err, "limit ledger");
-  }
-  observeDoCall("ledger", "reserve", t0);
-  unwrap(reserved);
-}
-
 /** A hold to place: its reservation key, owner, request and quantity. */
 interface PendingHold {
   key: string;
@@ -238,7 +241,7 @@ async function holdInShards(
     const t1 = Date.now();
     let outcome: Outcome<HoldView>;
     try {
-      outcome = await holdInShard(deps.inventory, event, section, shard, h);
+      outcome = await holdInShard(deps, event, section, shard, h);
     } catch (err) {
       // The hold may or may not exist: keep the reservation, which lapses with the hold's lifetime.
       doCallError(err, "inventory");
@@ -288,7 +291,7 @@ async function gatherAndHold(
         );
     }
     if (need > 0) return undefined;
-    return await holdInShard(deps.inventory, event, section, target, h);
+    return await holdInShard(deps, event, section, target, h);
   } catch (err) {
     doCallError(err, "inventory");
   }
@@ -299,18 +302,19 @@ async function gatherAndHold(
  * call carries only the request (`place`); an object that is new or keeps an older event version answers
  * `needs_setup`, and the hold is made again with the configuration (`hold`), which it keeps from then on.
  */
-async function holdInShard(ns: InventoryNamespace, event: EventDoc, section: Section, shard: number, h: PendingHold) {
-  const stub = inventoryStub(ns, { eventId: event.id, sectionId: section.id, shard });
-  const req = {
+async function holdInShard(deps: HoldDeps, event: EventDoc, section: Section, shard: number, h: PendingHold) {
+  const stub = inventoryStub(deps.inventory, { eventId: event.id, sectionId: section.id, shard });
+  const req: HoldRequest = {
     holdId: `${h.key}.${event.id}.${section.id}.${shard}`,
     userId: h.userId,
     seats: h.input.seats,
     quantity: h.input.seats ? undefined : h.quantity,
+    limit: event.perCustomerLimit,
     sentAt: Date.now(),
     eventVersion: event.version,
   };
   const placed = await stub.place(req);
-  if (placed !== "needs_setup") return placed;
+  if (placed !== NEEDS_SETUP) return placed;
   return stub.hold(inventoryConfig(event, section, shard), inventoryEvent(event), req);
 }
 

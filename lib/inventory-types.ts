@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { Outcome } from "./problem";
 
 /**
  * The contract between the edge and the Inventory Durable Objects, and the snapshots they publish.
@@ -86,3 +87,32 @@ export interface AvailabilitySnapshot {
 export function gaShardCapacity(capacity: number, shards: number, shard: number): number {
   return Math.floor(capacity / shards) + (shard < capacity % shards ? 1 : 0);
 }
+
+/** A hold request as the edge sends it. */
+export interface HoldRequest {
+  holdId: string;
+  userId: string;
+  /** Named seats (seated sections). */
+  seats?: string[];
+  /** Number of places (GA; or best-available seats in a seated section). */
+  quantity?: number;
+  /**
+   * The event's per-customer limit: the object reserves the hold's places in the buyer's LimitLedger first
+   * (durable-objects/limit-ledger.ts). Without it the hold is not counted against the limit (tests of the
+   * object alone).
+   */
+  limit?: number;
+  /** Edge clock when the call was sent: the DO derives its queueing delay from it. */
+  sentAt?: number;
+  /**
+   * The version of the event document the edge read (EventDoc.version). `Inventory.place` holds
+   * without any configuration when the object has this version or a newer one; `hold` records it.
+   */
+  eventVersion?: number;
+}
+
+/** `Inventory.place`'s answer when the object needs its configuration (first call, or a newer event version). */
+export const NEEDS_SETUP = "needs_setup" as const;
+
+/** One request's answer from `Inventory.placeMany`. */
+export type PlaceAnswer = Outcome<HoldView> | typeof NEEDS_SETUP;

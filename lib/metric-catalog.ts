@@ -135,7 +135,7 @@ export const metric = {
   }),
   groupCommitSize: histogram({
     name: "breakwater_group_commit_size",
-    help: "Calls whose writes a Durable Object committed together (lib/group-commit.ts)",
+    help: "Requests whose writes a Durable Object committed together (lib/group-commit.ts)",
     labels: ["object"],
     buckets: [1, 2, 4, 8, 16, 32, 64, 128],
   }),

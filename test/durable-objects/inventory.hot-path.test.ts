@@ -1,10 +1,12 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { type Inventory, NEEDS_SETUP } from "../../durable-objects/inventory";
+import type { Inventory } from "../../durable-objects/inventory";
+import type { LimitLedger } from "../../durable-objects/limit-ledger";
 import type { EventRouting } from "../../lib/event-schema";
-import { inventoryStub } from "../../lib/holds";
+import { inventoryStub, limitStub } from "../../lib/holds";
 import type { InventoryConfig } from "../../lib/inventory-types";
+import { NEEDS_SETUP } from "../../lib/inventory-types";
 
 /**
  * The hold hot path of the Inventory DO (issue 20): `place` holds with the configuration the object keeps
@@ -121,5 +123,56 @@ describe("Inventory.place: holds without configuration per call", () => {
       { user_id: "u2", status: "active" },
     ]);
     expect(await s.stub.snapshot()).toMatchObject({ held: 1, available: 0 });
+  });
+});
+
+describe("Inventory.place with the per-customer limit (the object reserves in the buyers' LimitLedger)", () => {
+  /** The buyer's reservations in the event's (one) LimitLedger bucket. */
+  const reservationsOf = (s: ReturnType<typeof section>, user: string) =>
+    runInDurableObject(limitStub(env.LIMIT_LEDGER, s.routing("x"), user), (_l: LimitLedger, state) =>
+      state.storage.sql
+        .exec<{ hold_id: string; state: string }>("SELECT hold_id, state FROM reservations WHERE user_id = ? ORDER BY hold_id", user)
+        .toArray(),
+    );
+  /** Configures the object at event version 1 with one hold (no limit) of one place. */
+  const setUp = (s: ReturnType<typeof section>) =>
+    s.stub.hold(s.cfg, s.routing("x"), { holdId: s.holdId(999), userId: "setup", quantity: 1, eventVersion: 1 });
+
+  it("reserves each concurrent buyer's places, holds within the limit and refuses past it, all exactly", async () => {
+    const s = section(100);
+    await setUp(s);
+    // Three buyers, limit 4, each asking 6 times for 1 place at once: exactly 4 each.
+    const asks = ["ana", "ben", "cem"].flatMap((user, u) =>
+      Array.from({ length: 6 }, (_, i) => ({ user, id: s.holdId(100 + u * 10 + i) })),
+    );
+    const answers = await Promise.all(
+      asks.map((a) => s.stub.place({ holdId: a.id, userId: a.user, quantity: 1, limit: 4, eventVersion: 1 })),
+    );
+    for (const user of ["ana", "ben", "cem"]) {
+      const mine = answers.filter((_, i) => asks[i]?.user === user);
+      expect(mine.filter(held)).toHaveLength(4);
+      for (const r of mine.filter((r) => !held(r))) expect(r).toMatchObject({ ok: false, code: "limit_exceeded" });
+      expect((await reservationsOf(s, user)).map((r) => r.state)).toEqual(["held", "held", "held", "held"]);
+    }
+  });
+
+  it("reserves nothing for a hold the section cannot give, and releases a reservation whose hold lost the race", async () => {
+    const s = section(3);
+    await setUp(s);
+    // 2 left. Sold out for a request of 3: refused before any reservation.
+    expect(await s.stub.place({ holdId: s.holdId(1), userId: "dan", quantity: 3, limit: 9, eventVersion: 1 })).toMatchObject({
+      ok: false,
+      code: "seats_unavailable",
+    });
+    expect(await reservationsOf(s, "dan")).toEqual([]);
+    // Two buyers ask for both places at once: both may hold as things stand, both are reserved; one wins.
+    const [a, b] = await Promise.all([
+      s.stub.place({ holdId: s.holdId(2), userId: "eva", quantity: 2, limit: 9, eventVersion: 1 }),
+      s.stub.place({ holdId: s.holdId(3), userId: "fay", quantity: 2, limit: 9, eventVersion: 1 }),
+    ]);
+    expect([a, b].filter(held)).toHaveLength(1);
+    const loser = held(a) ? "fay" : "eva";
+    await expect.poll(async () => (await reservationsOf(s, loser)).map((r) => r.state)).toEqual(["released"]);
+    expect((await reservationsOf(s, loser === "eva" ? "fay" : "eva")).map((r) => r.state)).toEqual(["held"]);
   });
 });

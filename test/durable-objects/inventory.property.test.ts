@@ -96,7 +96,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
         case "holdSeats": {
           const seats = op.seats.map((i) => SEAT_IDS[i] as string);
           const id = `h${n++}`;
-          const r = inst.hold(cfg, event, { holdId: id, userId: `u${op.user}`, seats });
+          const r = await inst.hold(cfg, event, { holdId: id, userId: `u${op.user}`, seats });
           if (kind === "ga") {
             expect(r.ok).toBe(false);
             break;
@@ -109,7 +109,7 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
         case "holdQty": {
           const id = `h${n++}`;
           const available = capacity - taken().size;
-          const r = inst.hold(cfg, event, { holdId: id, userId: `u${op.user}`, quantity: op.qty });
+          const r = await inst.hold(cfg, event, { holdId: id, userId: `u${op.user}`, quantity: op.qty });
           expect(r.ok, `hold qty ${op.qty} with ${available} left`).toBe(op.qty <= available);
           if (r.ok) {
             const places = kind === "seated" ? r.value.seats : Array.from({ length: op.qty }, (_, i) => `${id}#${i}`);

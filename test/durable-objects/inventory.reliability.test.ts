@@ -4,7 +4,7 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CHECKOUT_ABORT_GRACE_MS, CHECKOUT_TIMEOUT_MS, Inventory } from "../../durable-objects/inventory";
 import { type CheckoutDeps, checkout } from "../../lib/checkout";
 import type { EventDoc } from "../../lib/event-schema";
-import { holdLocation, inventoryConfig, inventoryEvent, inventoryStub, limitStub, placeHold, reservationKey } from "../../lib/holds";
+import { holdLocation, inventoryConfig, inventoryEvent, inventoryStub, limitStub, placeHold } from "../../lib/holds";
 import type { Ticket } from "../../lib/order";
 import type { PaymentProvider } from "../../lib/payments";
 import { resetBreakers, resetSandbox, sandboxProvider } from "../../lib/payments";
@@ -72,7 +72,7 @@ const ledgerEntry = (user: string, holdId: string) =>
     limitStub(env.LIMIT_LEDGER, event, user),
     (_l, state) =>
       state.storage.sql
-        .exec<{ state: string; expires_at: number }>("SELECT state, expires_at FROM reservations WHERE hold_id = ?", reservationKey(holdId))
+        .exec<{ state: string; expires_at: number }>("SELECT state, expires_at FROM reservations WHERE hold_id = ?", holdId)
         .toArray()[0],
   );
 const outboxOf = (holdId: string) => runInDurableObject(stubOf(holdId), (inst: Inventory) => inst.unsentOrders().map((o) => o.id));
@@ -191,7 +191,7 @@ describe("availability after a restart (#17)", () => {
     const room = env.WAITING_ROOM.get(env.WAITING_ROOM.idFromName(doc.id));
     // A hold, then the object dies before its alarm published it (the change was "dirty" in memory only).
     await runInDurableObject(stub, async (inst: Inventory, state) => {
-      const held = inst.hold(inventoryConfig(doc, section, 0), inventoryEvent(doc), {
+      const held = await inst.hold(inventoryConfig(doc, section, 0), inventoryEvent(doc), {
         holdId: `hld_abcdefghjkmnpqrstvwx.${doc.id}.a.0`,
         userId: "rel-publish",
         quantity: 3,

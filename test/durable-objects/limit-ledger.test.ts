@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LedgerState, type LimitLedger, RESERVATION_SLACK_MS } from "../../durable-objects/limit-ledger";
-import { limitBuckets, limitStub, reservationKey } from "../../lib/holds";
+import { limitBuckets, limitStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox } from "../../lib/payments";
 import { call, createEvent, type Problem, tokenFor } from "../helpers";
 
@@ -75,12 +75,11 @@ describe("LimitLedger: the per-customer limit", () => {
 
   it("counts holds of every section and shard of one event together, and other events apart", async () => {
     const ledger = fresh();
-    // Hold ids as placeHold makes them: the reservation key is the same whichever shard takes the hold.
-    expect(reservationKey("hAAA.floor.0")).toBe(reservationKey("hAAA.floor.1"));
+    // Holds of one event in different sections and shards (hold ids carry their location).
     for (const [holdId, qty] of [
-      ["hAAA", 1],
-      ["hBBB", 2],
-      ["hCCC", 1],
+      ["hAAA.ev.floor.0", 1],
+      ["hBBB.ev.floor.1", 2],
+      ["hCCC.ev.a.0", 1],
     ] as const)
       expect((await ledger.reserve(holdId, qty, 4, inTenMinutes())).ok).toBe(true);
     expect((await ledger.reserve("hDDD", 1, 4, inTenMinutes())).ok).toBe(false);
@@ -240,7 +239,7 @@ describe("LimitLedger behind the routes", () => {
     const seated = await hold({ sectionId: "a", seats: ["1-1", "1-2"] });
     const ledger = buyerOf(ev.id, user);
     expect(ledger.stub.id.toString()).toBe(limitStub(env.LIMIT_LEDGER, ev, user).id.toString());
-    const stateOf = async (holdId: string) => (await rowsOf(ledger)).find((r) => r.hold_id === reservationKey(holdId));
+    const stateOf = async (holdId: string) => (await rowsOf(ledger)).find((r) => r.hold_id === holdId);
     expect(await stateOf(ga)).toMatchObject({ user_id: user, quantity: 2, state: "held" });
     expect(await stateOf(seated)).toMatchObject({ user_id: user, quantity: 2, state: "held" });
     expect(await ledger.usage()).toBe(4);

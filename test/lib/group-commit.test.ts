@@ -45,4 +45,11 @@ describe("GroupCommit", () => {
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect(ran).toEqual(["first", "third"]);
   });
+
+  it("counts a group's size in the requests its calls carry", async () => {
+    const groups: number[] = [];
+    const group = new GroupCommit((n) => groups.push(n));
+    await Promise.all([group.run(() => 1, 5), group.run(() => 2)]);
+    expect(groups).toEqual([6]);
+  });
 });

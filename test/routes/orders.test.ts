@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLocatedId } from "../../lib/hold-id";
-import { inventoryStub, limitStub, reservationKey } from "../../lib/holds";
+import { inventoryStub, limitStub } from "../../lib/holds";
 import { resetBreakers, resetSandbox, sandboxLedger } from "../../lib/payments";
 import { shardFor } from "../../lib/shards";
 import { verifyPayload } from "../../lib/signing";
@@ -127,7 +127,7 @@ describe("per-customer limit after a sale", () => {
     await eventually(async () =>
       runInDurableObject(ledger, (_l, state) =>
         state.storage.sql
-          .exec<{ state: string }>("SELECT state FROM reservations WHERE hold_id = ?", reservationKey(holdId))
+          .exec<{ state: string }>("SELECT state FROM reservations WHERE hold_id = ?", holdId)
           .toArray()
           .some((r) => r.state === "sold"),
       ),
