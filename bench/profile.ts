@@ -124,6 +124,7 @@ const RPC_CALLERS = new Set([
   "releaseHold",
   "holdInShard",
   "reserveForCustomer",
+  "reserveAndHold",
   "beginOrReplay",
   "handOrderOff",
 ]);
@@ -136,7 +137,7 @@ const STEPS: { step: string; names: string[] }[] = [
   { step: "JWT (auth)", names: ["auth", "verifyToken", "verifyHs256", "verify"] },
   { step: "rate limit (edge + Limiter DO)", names: ["rateLimit", "check", "limiterStore", "withTimeout", "tat", "limiter"] },
   { step: "idempotency", names: ["idempotency", "beginIdempotent", "completeIdempotent", "abandonIdempotent"] },
-  { step: "LimitLedger DO", names: ["reserve", "settle", "setState", "used", "scheduleCleanup"] },
+  { step: "LimitLedger DO", names: ["reserve", "reserveMany", "reserveOne", "settle", "setState", "used", "scheduleCleanup"] },
   {
     step: "Inventory DO",
     names: [
@@ -156,6 +157,11 @@ const STEPS: { step: string; names: string[] }[] = [
       "rescheduleAlarm",
       "confirmStored",
       "place",
+      "placeNow",
+      "reserveAndHold",
+      "mayHold",
+      "holdOne",
+      "releaseReservations",
       "holdNow",
       "insertHold",
       "noteExpiry",
