@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { CleanupAlarm } from "../lib/cleanup-alarm";
 
 /** What `beginIdempotent` found for a key. */
 export type IdempotencyBegin =
@@ -37,10 +38,12 @@ const ADDED_COLUMNS: { table: string; column: string; ddl: string }[] = [
  */
 export class CustomerLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly cleanup: CleanupAlarm;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.cleanup = new CleanupAlarm(ctx.storage);
     this.sql.exec(SCHEMA);
     for (const { table, column, ddl } of ADDED_COLUMNS)
       if (
@@ -91,7 +94,7 @@ export class CustomerLedger extends DurableObject<Env> {
       fingerprint,
       now,
     );
-    this.scheduleCleanup(now);
+    this.cleanup.ensure(now);
     return { kind: "new" };
   }
 
@@ -132,7 +135,7 @@ export class CustomerLedger extends DurableObject<Env> {
     const now = Date.now();
     this.sql.exec("DELETE FROM pre_queue WHERE event_id = ? AND expires_at <= ?", eventId, now);
     this.sql.exec("INSERT OR IGNORE INTO pre_queue (event_id, ticket, expires_at) VALUES (?, ?, ?)", eventId, ticket, expiresAt);
-    this.scheduleCleanup(now);
+    this.cleanup.ensure(now);
     return this.sql.exec<{ ticket: string }>("SELECT ticket FROM pre_queue WHERE event_id = ?", eventId).one().ticket;
   }
 
@@ -144,17 +147,6 @@ export class CustomerLedger extends DurableObject<Env> {
     const pending = this.sql
       .exec<{ n: number }>("SELECT (SELECT count(*) FROM idempotency) + (SELECT count(*) FROM pre_queue) AS n")
       .one().n;
-    this.cleanupScheduled = pending > 0;
-    if (pending > 0) await this.ctx.storage.setAlarm(now + 3_600_000);
+    await this.cleanup.ranWith(pending, now);
   }
-
-  /** Ensures a cleanup alarm exists (remembered in memory, so the hot path does not read storage). */
-  private scheduleCleanup(now: number): void {
-    if (this.cleanupScheduled) return;
-    this.cleanupScheduled = true;
-    void this.ctx.storage.getAlarm().then((at) => {
-      if (at === null) return this.ctx.storage.setAlarm(now + 3_600_000);
-    });
-  }
-  private cleanupScheduled = false;
 }

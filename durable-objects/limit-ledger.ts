@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { CleanupAlarm } from "../lib/cleanup-alarm";
 import { GroupCommit } from "../lib/group-commit";
 import type { Reservation, ReserveAnswer } from "../lib/holds";
 import { metric } from "../lib/metric-catalog";
@@ -46,11 +47,13 @@ CREATE INDEX IF NOT EXISTS reservations_user ON reservations(user_id, state);
  */
 export class LimitLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly cleanup: CleanupAlarm;
   private readonly group = new GroupCommit((n) => metric.groupCommitSize.observe({ object: "limit_ledger" }, n));
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.cleanup = new CleanupAlarm(ctx.storage);
     this.sql.exec(SCHEMA);
   }
 
@@ -81,7 +84,7 @@ export class LimitLedger extends DurableObject<Env> {
       quantity,
       expiresAt + RESERVATION_SLACK_MS,
     );
-    this.scheduleCleanup(now);
+    this.cleanup.ensure(now);
     return ok({ used: used + quantity, limit });
   }
 
@@ -104,7 +107,7 @@ export class LimitLedger extends DurableObject<Env> {
         s.expiresAt + RESERVATION_SLACK_MS,
         s.version,
       );
-      this.scheduleCleanup(Date.now());
+      this.cleanup.ensure(Date.now());
     });
   }
 
@@ -125,8 +128,7 @@ export class LimitLedger extends DurableObject<Env> {
     const now = Date.now();
     this.sql.exec("DELETE FROM reservations WHERE state IN ('held','released') AND expires_at <= ?", now);
     const pending = this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM reservations WHERE state IN ('held','released')").one().n;
-    this.cleanupScheduled = pending > 0;
-    if (pending > 0) await this.ctx.storage.setAlarm(now + 3_600_000);
+    await this.cleanup.ranWith(pending, now);
   }
 
   private used(userId: string, now: number): number {
@@ -140,14 +142,4 @@ export class LimitLedger extends DurableObject<Env> {
         .one().n ?? 0
     );
   }
-
-  /** Ensures a cleanup alarm exists (remembered in memory, so the hot path does not read storage). */
-  private scheduleCleanup(now: number): void {
-    if (this.cleanupScheduled) return;
-    this.cleanupScheduled = true;
-    void this.ctx.storage.getAlarm().then((at) => {
-      if (at === null) return this.ctx.storage.setAlarm(now + 3_600_000);
-    });
-  }
-  private cleanupScheduled = false;
 }
