@@ -518,7 +518,7 @@ export class Inventory extends DurableObject<Env> {
     if (!row) return fail("not_found", "No such hold.");
     // A payment settled later (card webhook) completes only the attempt it paid for, and never one whose
     // charge is already being voided.
-    if (forPaymentKey !== undefined && this.checkoutOf(holdId, forPaymentKey).state !== "awaiting" && row.status !== "sold")
+    if (forPaymentKey !== undefined && row.status !== "sold" && this.checkoutState(row, forPaymentKey) !== "awaiting")
       return fail("hold_not_active", "No checkout is waiting for this payment.");
     if (forPaymentKey !== undefined && row.status === "sold" && forPaymentKey !== paymentKey(holdId, row.checkout_attempt))
       return fail("hold_not_active", "The hold was sold through another payment.");
@@ -600,10 +600,15 @@ export class Inventory extends DurableObject<Env> {
   checkoutOf(holdId: string, key: string): { state: "awaiting" | "sold" | "gone"; userId?: string; hold?: HoldView } {
     const row = this.holdRow(holdId);
     if (!row) return { state: "gone" };
-    const current = paymentKey(holdId, row.checkout_attempt) === key;
-    const voiding = this.sql.exec("SELECT 1 FROM refunds WHERE idempotency_key = ?", key).toArray().length > 0;
-    const state = current && row.status === "sold" ? "sold" : current && row.status === "checking_out" && !voiding ? "awaiting" : "gone";
-    return { state, userId: row.user_id, hold: this.view(row) };
+    return { state: this.checkoutState(row, key), userId: row.user_id, hold: this.view(row) };
+  }
+
+  /** {@link checkoutOf}'s state for a hold row already read. */
+  private checkoutState(row: HoldRow, key: string): "awaiting" | "sold" | "gone" {
+    if (paymentKey(row.id, row.checkout_attempt) !== key) return "gone";
+    if (row.status === "sold") return "sold";
+    if (row.status !== "checking_out") return "gone";
+    return this.sql.exec("SELECT 1 FROM refunds WHERE idempotency_key = ?", key).toArray().length > 0 ? "gone" : "awaiting";
   }
 
   /**

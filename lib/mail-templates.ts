@@ -16,12 +16,25 @@ export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => ESCAPES[c
 
 /** An amount in minor units, formatted (`100.00 EUR`; zero-decimal currencies such as JPY stay whole). */
 export function money(minor: number, currency: string): string {
+  const digits = currencyDigits(currency);
+  return digits === null ? `${minor} ${currency} (minor units)` : `${(minor / 10 ** digits).toFixed(digits)} ${currency}`;
+}
+
+/** The minor-unit digits of each currency seen (building an Intl.NumberFormat costs more than a mail's rendering). */
+const digitsOf = new Map<string, number | null>();
+/** The minor-unit digits of `currency`; null when Intl does not know it. */
+function currencyDigits(currency: string): number | null {
+  const known = digitsOf.get(currency);
+  if (known !== undefined) return known;
+  let digits: number | null;
   try {
-    const digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits ?? 2;
-    return `${(minor / 10 ** digits).toFixed(digits)} ${currency}`;
+    digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits ?? 2;
   } catch {
-    return `${minor} ${currency} (minor units)`;
+    digits = null;
   }
+  if (digitsOf.size >= 1_000) digitsOf.clear();
+  digitsOf.set(currency, digits);
+  return digits;
 }
 
 const page = (title: string, inner: string): string =>

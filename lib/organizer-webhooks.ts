@@ -112,6 +112,28 @@ export interface OrganizerDeliveryDeps {
   kv: KVNamespace;
   organizerOf: (eventId: string) => Promise<string | null>;
   publisher: WebhookPublisher;
+  /** An organizer's webhook settings; default: read from `kv` each time ({@link findOrganizerWebhook}). */
+  webhookOf?: (organizerId: string) => Promise<OrganizerWebhook | null>;
+}
+
+/**
+ * `deps` reading each organizer's webhook settings once (a consumer batch: one KV read per organizer
+ * instead of one per message). A failed read is not kept.
+ */
+export function withWebhooksReadOnce(deps: OrganizerDeliveryDeps): OrganizerDeliveryDeps {
+  const read = new Map<string, Promise<OrganizerWebhook | null>>();
+  return {
+    ...deps,
+    webhookOf: (organizerId) => {
+      let hook = read.get(organizerId);
+      if (!hook) {
+        hook = findOrganizerWebhook(deps.kv, organizerId);
+        read.set(organizerId, hook);
+        hook.catch(() => read.delete(organizerId));
+      }
+      return hook;
+    },
+  };
 }
 
 /**
@@ -124,7 +146,7 @@ export async function deliverOrganizerEvent(
 ): Promise<"delivered" | "not_subscribed" | "no_organizer"> {
   const organizerId = m.organizerId ?? (await deps.organizerOf(m.eventId));
   if (!organizerId) return "no_organizer";
-  const hook = await findOrganizerWebhook(deps.kv, organizerId);
+  const hook = await (deps.webhookOf ?? ((id: string) => findOrganizerWebhook(deps.kv, id)))(organizerId);
   if (!hook?.events.includes(m.type)) return "not_subscribed";
   const body = deliveryBody(m);
   // Deduplicated per organizer and delivery (the deployment-wide URL uses the bare delivery id).

@@ -9,6 +9,7 @@ import {
   type OrganizerDeliveryDeps,
   type OrganizerEventMessage,
   organizerEventMessage,
+  withWebhooksReadOnce,
 } from "../lib/organizer-webhooks";
 import { qrLinkSignature } from "../lib/tickets";
 import type { WebhookPublisher } from "../lib/webhooks";
@@ -92,11 +93,13 @@ const orderPaidWebhook = (n: OrderConfirmationMessage): Record<string, unknown> 
  * it ends in the dead-letter queue. Invalid messages are dead letters at once.
  */
 export async function consumeNotifications(batch: MessageBatch, deps: NotificationsConsumerDeps): Promise<void> {
+  // Each organizer's webhook settings are read once per batch, not once per message.
+  const organizers = withWebhooksReadOnce(deps.organizers);
   for (const msg of batch.messages) {
     const n = await parseOrDeadLetter(notificationMessage, batch.queue, msg, deps.deadLetter);
     if (!n) continue;
     try {
-      if (n.kind === "organizer.event") await deliverOrganizerEvent(deps.organizers, n);
+      if (n.kind === "organizer.event") await deliverOrganizerEvent(organizers, n);
       else if (n.kind === "buyer.notice") {
         const rendered =
           n.notice === "order.refunded"
@@ -134,7 +137,7 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
             ),
           );
         if (deps.webhooks && deps.webhookUrl) await deps.webhooks.publish(deps.webhookUrl, orderPaidWebhook(n), `order.paid:${n.orderId}`);
-        await deliverOrganizerEvent(deps.organizers, orderPaidEvent(n, msg.timestamp.toISOString()));
+        await deliverOrganizerEvent(organizers, orderPaidEvent(n, msg.timestamp.toISOString()));
       }
       acknowledge(batch.queue, msg);
     } catch (err) {
