@@ -20,12 +20,20 @@ export interface Mail {
 /** Sends a buyer's mail; idempotent per order (`already_sent` for a repeat). */
 export interface MailAdapter {
   send(mail: Mail, shard: string): Promise<"sent" | "already_sent">;
+  /** {@link send} for several mails of one shard at once (a consumer batch); one answer each, in order. */
+  sendAll?(mails: readonly Mail[], shard: string): Promise<("sent" | "already_sent")[]>;
 }
 
-/** The local (default) adapter: the outbox table of the buyer's shard. */
-export const outboxMail = (store: (shard: string) => Pick<OrderStore, "recordMail">): MailAdapter => ({
+/** The local (default) adapter: the outbox table of the buyer's shard (a batch's mails in one round trip). */
+export const outboxMail = (store: (shard: string) => Pick<OrderStore, "recordMail" | "recordMails">): MailAdapter => ({
   send: (mail, shard) => store(shard).recordMail(mail),
+  sendAll: (mails, shard) => store(shard).recordMails(mails),
 });
+
+/** Sends `mails` of one shard through `adapter`: in one call when it can, else one by one. */
+export function sendAllMail(adapter: MailAdapter, mails: readonly Mail[], shard: string): Promise<("sent" | "already_sent")[]> {
+  return adapter.sendAll ? adapter.sendAll(mails, shard) : Promise.all(mails.map((m) => adapter.send(m, shard)));
+}
 
 /** The confirmation of a paid order. */
 export function confirmationMail(o: {

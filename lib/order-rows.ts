@@ -38,6 +38,8 @@ export interface OrderStore {
   applyRefund(msg: OrderRefundedMessage): Promise<"applied" | "missing">;
   /** The local mail adapter's outbox: records a confirmation as sent (idempotent per order). */
   recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent">;
+  /** {@link recordMail} for several mails in one round trip (a consumer batch's part for this shard); one answer each, in order. */
+  recordMails(mails: readonly { orderId: string; userId: string; subject: string; body: string }[]): Promise<("sent" | "already_sent")[]>;
 }
 
 /** The `orders` row of a paid-order message (same columns on D1 and Postgres). */

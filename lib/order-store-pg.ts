@@ -95,13 +95,23 @@ export class PgOrderStore implements OrderStore {
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {
+    const [result] = await this.recordMails([mail]);
+    return result ?? "already_sent";
+  }
+
+  /** One statement for all of them. */
+  async recordMails(
+    mails: readonly { orderId: string; userId: string; subject: string; body: string }[],
+  ): Promise<("sent" | "already_sent")[]> {
+    if (!mails.length) return [];
     const now = new Date().toISOString();
     const rows = await this.db
       .insert(pg.mailOutbox)
-      .values({ ...mail, createdAt: now, sentAt: now })
+      .values(mails.map((m) => ({ ...m, createdAt: now, sentAt: now })))
       .onConflictDoNothing()
       .returning({ id: pg.mailOutbox.orderId });
-    return rows.length ? "sent" : "already_sent";
+    const inserted = new Set(rows.map((r) => r.id));
+    return mails.map((m) => (inserted.has(m.orderId) ? "sent" : "already_sent"));
   }
 
   /**

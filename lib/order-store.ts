@@ -19,6 +19,8 @@ import { PgOrderStore } from "./order-store-pg";
 
 /** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (each is 2+ statements). */
 const ORDERS_PER_D1_BATCH = 50;
+/** Mail outbox rows per statement (6 columns each: D1 binds at most 100 parameters a statement). */
+const MAILS_PER_STATEMENT = 16;
 
 /** D1 shard: one `batch()` (a transaction) per order: the order row and its tickets, or nothing. */
 export class D1OrderStore implements OrderStore {
@@ -108,13 +110,25 @@ export class D1OrderStore implements OrderStore {
   }
 
   async recordMail(mail: { orderId: string; userId: string; subject: string; body: string }): Promise<"sent" | "already_sent"> {
+    const [result] = await this.recordMails([mail]);
+    return result ?? "already_sent";
+  }
+
+  /** One `batch()` for all of them, {@link MAILS_PER_STATEMENT} rows a statement. */
+  async recordMails(
+    mails: readonly { orderId: string; userId: string; subject: string; body: string }[],
+  ): Promise<("sent" | "already_sent")[]> {
     const now = new Date().toISOString();
-    const rows = await this.db
-      .insert(d1.mailOutbox)
-      .values({ ...mail, createdAt: now, sentAt: now })
-      .onConflictDoNothing()
-      .returning({ id: d1.mailOutbox.orderId });
-    return rows.length ? "sent" : "already_sent";
+    const [first, ...rest] = chunk([...mails], MAILS_PER_STATEMENT).map((part) =>
+      this.db
+        .insert(d1.mailOutbox)
+        .values(part.map((m) => ({ ...m, createdAt: now, sentAt: now })))
+        .onConflictDoNothing()
+        .returning({ id: d1.mailOutbox.orderId }),
+    );
+    if (!first) return [];
+    const inserted = new Set((await this.db.batch([first, ...rest])).flat().map((r) => r.id));
+    return mails.map((m) => (inserted.has(m.orderId) ? "sent" : "already_sent"));
   }
 
   private async withTickets(rows: d1.OrderRow[]): Promise<StoredOrderRow[]> {

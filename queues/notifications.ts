@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { buyerNoticeMessage } from "../lib/buyer-notices";
 import { log } from "../lib/log";
-import { confirmationMail, type MailAdapter } from "../lib/mail";
+import { confirmationMail, type MailAdapter, sendAllMail } from "../lib/mail";
 import { MailRejectedError, type MailSender } from "../lib/mail-sender";
 import { cancellationNotice, orderConfirmation, type Rendered, refundNotice } from "../lib/mail-templates";
 import {
@@ -95,9 +95,13 @@ const orderPaidWebhook = (n: OrderConfirmationMessage): Record<string, unknown> 
 export async function consumeNotifications(batch: MessageBatch, deps: NotificationsConsumerDeps): Promise<void> {
   // Each organizer's webhook settings are read once per batch, not once per message.
   const organizers = withWebhooksReadOnce(deps.organizers);
+  const parsed: { msg: Message; n: NotificationMessage }[] = [];
   for (const msg of batch.messages) {
     const n = await parseOrDeadLetter(notificationMessage, batch.queue, msg, deps.deadLetter);
-    if (!n) continue;
+    if (n) parsed.push({ msg, n });
+  }
+  const unrecorded = await recordConfirmations(deps.mail, parsed);
+  for (const { msg, n } of parsed) {
     try {
       if (n.kind === "organizer.event") await deliverOrganizerEvent(organizers, n);
       else if (n.kind === "buyer.notice") {
@@ -119,7 +123,8 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
               });
         await sendMail(deps, n.id, n.userId, rendered);
       } else {
-        await deps.mail.send(confirmationMail(n), n.shard);
+        // Recorded in the buyer's outbox with the rest of the batch (recordConfirmations), or its failure.
+        if (unrecorded.has(msg)) throw unrecorded.get(msg);
         if (n.ticketList)
           await sendMail(
             deps,
@@ -166,6 +171,33 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
  * (identity providers that use the address as `sub`); otherwise only the local mailbox takes it (it keeps
  * mail for developers), and a real provider is skipped with a warning.
  */
+/**
+ * Records the batch's order confirmations in their buyers' outboxes, one call per shard. Returns the
+ * error of each message whose shard's call failed (that message is retried; the others go on).
+ */
+async function recordConfirmations(mail: MailAdapter, parsed: { msg: Message; n: NotificationMessage }[]): Promise<Map<Message, unknown>> {
+  const byShard = new Map<string, { msg: Message; n: OrderConfirmationMessage }[]>();
+  for (const { msg, n } of parsed) {
+    if (n.kind !== "order.confirmation") continue;
+    byShard.set(n.shard, [...(byShard.get(n.shard) ?? []), { msg, n }]);
+  }
+  const failed = new Map<Message, unknown>();
+  await Promise.all(
+    [...byShard].map(async ([shard, items]) => {
+      try {
+        await sendAllMail(
+          mail,
+          items.map((i) => confirmationMail(i.n)),
+          shard,
+        );
+      } catch (err) {
+        for (const i of items) failed.set(i.msg, err);
+      }
+    }),
+  );
+  return failed;
+}
+
 async function sendMail(deps: NotificationsConsumerDeps, id: string, userId: string, rendered: Rendered): Promise<void> {
   if (!deps.sender) {
     log.warn("mail not configured; not sent", { mailId: id });

@@ -139,6 +139,16 @@ describe("PostgreSQL order shards (real server, two databases)", () => {
     }
     expect(await count("SHARD_1", orderId, "mail_outbox")).toBe(1);
     expect(await count("SHARD_0", orderId, "mail_outbox")).toBe(0);
+    // One batch carrying the confirmation twice (a duplicate delivery): one statement, one row, both acknowledged.
+    const again = `ord_pgmail_${freshTag()}`;
+    const twice = createMessageBatch(
+      "breakwater-notifications",
+      ["a", "b"].map((id) => ({ id: `${again}-${id}`, timestamp: new Date(), attempts: 1, body: { ...note, orderId: again } })),
+    );
+    const ctx = createExecutionContext();
+    await handleQueue(twice, pgEnv, ctx);
+    expect((await getQueueResult(twice, ctx)).explicitAcks).toHaveLength(2);
+    expect(await count("SHARD_1", again, "mail_outbox")).toBe(1);
   });
 
   it("retries while a shard is unreachable and stores exactly once after it recovers", async () => {
