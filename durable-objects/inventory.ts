@@ -87,6 +87,27 @@ const LEDGER_DEFER_MS = 1_000;
  */
 const LEDGER_DEFER_MIN_LEFT_MS = 60_000;
 
+/** Tickets per `sendBatch` of the orders hand-off (a ticket is about 250 bytes of a message; a batch may carry 256 KB). */
+const HAND_OFF_TICKETS = 500;
+
+/** Splits order messages into `sendBatch` calls: at most 100 messages and {@link HAND_OFF_TICKETS} tickets each. */
+function handOffParts(messages: OrderMessage[]): OrderMessage[][] {
+  const parts: OrderMessage[][] = [];
+  let part: OrderMessage[] = [];
+  let tickets = 0;
+  for (const m of messages) {
+    if (part.length && (part.length === 100 || tickets + m.tickets.length > HAND_OFF_TICKETS)) {
+      parts.push(part);
+      part = [];
+      tickets = 0;
+    }
+    part.push(m);
+    tickets += m.tickets.length;
+  }
+  if (part.length) parts.push(part);
+  return parts;
+}
+
 /** The delay before the `attempts`-th re-send of an unconfirmed order (1-based). */
 const outboxResendDelay = (attempts: number): number => Math.min(OUTBOX_CONFIRM_MS * 2 ** Math.max(0, attempts - 1), OUTBOX_RESEND_MAX_MS);
 
@@ -511,7 +532,7 @@ export class Inventory extends DurableObject<Env> {
    * Marks a hold in checkout sold and records its order durably, in one transaction. Idempotent: a
    * second call for the same hold returns the order already stored.
    */
-  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string): Outcome<StoredOrder> {
+  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Outcome<StoredOrder> {
     void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
@@ -553,6 +574,9 @@ export class Inventory extends DurableObject<Env> {
     // The ledger counts the places either way (in checkout or sold): settle it now without holding the
     // answer; the note stays for the alarm if this does not land.
     void this.settleLedger(holdId);
+    // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
+    // output gate sends nothing before the commit); a failure leaves the order to the outbox.
+    if (handOff) void this.handingOff.add(order.message);
     const traceparent = typeof order.message.traceparent === "string" ? order.message.traceparent : undefined;
     log.info("order recorded", { orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId });
     return ok(order);
@@ -786,6 +810,34 @@ export class Inventory extends DurableObject<Env> {
       .exec<{ id: string }>("SELECT o.id FROM order_outbox b JOIN orders o ON o.id = b.order_id ORDER BY o.created_at LIMIT ?", limit)
       .toArray()
       .map((r) => this.orderRow(r.id) as StoredOrder);
+  }
+
+  /** Orders recorded within one macrotask, handed to the orders queue together ({@link handOrdersOff}). */
+  private readonly handingOff = new Gather<OrderMessage, void>(async (messages) => {
+    await this.handOrdersOff(messages);
+    return messages.map(() => undefined);
+  });
+
+  /**
+   * Sends recorded orders' messages to the orders queue in as few `sendBatch` calls as its limits allow
+   * (100 messages, 256 KB: at most {@link HAND_OFF_TICKETS} tickets a call), then marks them sent in one
+   * transaction. A failed send leaves the rest to the outbox, which re-sends what is not marked sent
+   * ({@link OUTBOX_RESEND_MS} after recording); the consumer is idempotent.
+   */
+  private async handOrdersOff(messages: OrderMessage[]): Promise<void> {
+    const sent: string[] = [];
+    try {
+      for (const part of handOffParts(messages)) {
+        await this.env.ORDERS_QUEUE.sendBatch(part.map((body) => ({ body, contentType: "json" as const })));
+        sent.push(...part.map((m) => m.orderId));
+      }
+    } catch (err) {
+      metric.queueSendFailures.inc({ queue: "orders" }, messages.length - sent.length);
+      log.warn("order hand-off failed; the outbox re-sends", { count: messages.length - sent.length, error: String(err) });
+    }
+    if (!sent.length) return;
+    metric.queueMessages.inc({ queue: "orders", action: "sent" }, sent.length);
+    this.markOrdersSent(sent);
   }
 
   /**

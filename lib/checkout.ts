@@ -32,13 +32,16 @@ export interface CheckoutDeps extends HoldDeps {
   policy?: PaymentPolicy;
   /** Makes the signed tickets of an order. */
   issueTickets: (order: { orderId: string; eventId: string; sectionId: string; seats: string[]; quantity: number }) => Promise<Ticket[]>;
-  /** Hands the order message to the orders queue; a failure is retried by the DO's outbox. */
-  enqueueOrder: (message: OrderMessage) => Promise<void>;
+  /**
+   * Comparison mode only (with {@link awaitHandOff}): writes the order to its shard before the answer.
+   * Otherwise the Inventory DO that records an order hands it to the orders queue itself.
+   */
+  enqueueOrder?: (message: OrderMessage) => Promise<void>;
   /** Keeps background work alive after the response. */
   waitUntil: (p: Promise<unknown>) => void;
   /**
-   * Wait for the hand-off (`enqueueOrder`) before answering instead of in the background (comparison
-   * mode, where `enqueueOrder` writes the shard itself: the order then leaves the DO's outbox at once).
+   * Wait for the hand-off (`enqueueOrder`) before answering instead of leaving it to the Inventory DO
+   * (comparison mode, where `enqueueOrder` writes the shard itself: the order then leaves the DO's outbox at once).
    */
   awaitHandOff?: boolean;
   /** W3C traceparent of the request, carried into the order message. */
@@ -237,29 +240,31 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
       createdAt: Date.now(),
     };
     try {
-      completed = await inv.completeCheckout(holdId, stored, paid.payKey);
+      // Write-behind: the DO hands the order to the orders queue itself, batched with the orders recorded
+      // alongside (one sendBatch and one commit for them, no second call from here).
+      completed = await inv.completeCheckout(holdId, stored, paid.payKey, !deps.awaitHandOff);
     } catch (err) {
       log.error("completeCheckout failed", { orderId, attempt, error: String(err) });
     }
   }
   if (completed && !completed.ok && completed.code === "event_cancelled") return "event_cancelled";
   if (!message || !completed?.ok) return null;
-  const handOff = handOrderOff(deps, inv, message);
-  if (deps.awaitHandOff) await handOff;
-  else deps.waitUntil(handOff);
+  if (deps.awaitHandOff && deps.enqueueOrder) await storeBeforeAnswer(deps.enqueueOrder, inv, message);
   return completed.value;
 }
 
 /**
- * Hands a recorded order to the orders queue (`enqueueOrder`), then tells its Inventory DO: sent (the
- * outbox re-sends it only if its shard does not confirm it in time), or, in the comparison mode where
- * `enqueueOrder` wrote the shard, stored. A failure leaves the order to the DO's outbox.
+ * Comparison mode: writes a recorded order to its shard (`enqueueOrder`) before the answer, then tells its
+ * Inventory DO it is stored (it leaves the outbox). A failure leaves the order to the DO's outbox.
  */
-async function handOrderOff(deps: CheckoutDeps, inv: InventoryStub, message: OrderMessage): Promise<void> {
+async function storeBeforeAnswer(
+  store: (message: OrderMessage) => Promise<void>,
+  inv: InventoryStub,
+  message: OrderMessage,
+): Promise<void> {
   try {
-    await deps.enqueueOrder(message);
-    if (deps.awaitHandOff) await inv.confirmStored([message.orderId]);
-    else await inv.markOrdersSent([message.orderId]);
+    await store(message);
+    await inv.confirmStored([message.orderId]);
   } catch (err) {
     // The DO's outbox re-sends it.
     metric.queueSendFailures.inc({ queue: "orders" });

@@ -5,18 +5,12 @@ import { log } from "../lib/log";
 import { type OrderMessage, type OrderRefundedMessage, orderMessage, orderRefundedMessage } from "../lib/order";
 import type { OrderStore } from "../lib/order-rows";
 import { shardFor } from "../lib/shards";
-import { acknowledge, count, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
+import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
 import { consumeRefundedOrders } from "./order-refunds";
 
 /** The orders queue carries paid orders and their refunds (the shard's copy follows the Inventory DO). */
 const ordersQueueMessage = z.union([orderMessage, orderRefundedMessage]);
-
-/** Sends an order message (validated once, where checkout made it: {@link orderMessage}). */
-export async function sendOrder(queue: Queue, msg: OrderMessage): Promise<void> {
-  await queue.send(msg, { contentType: "json" });
-  count("orders", "sent");
-}
 
 /** The messages that follow a stored order: the buyer's confirmation and the `order.paid` analytics event. */
 function followUps(order: OrderMessage, shard: string): { notification: NotificationMessage; event: AnalyticsEvent } {

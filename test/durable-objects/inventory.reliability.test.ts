@@ -78,18 +78,24 @@ const ledgerEntry = (user: string, holdId: string) =>
 const outboxOf = (holdId: string) => runInDurableObject(stubOf(holdId), (inst: Inventory) => inst.unsentOrders().map((o) => o.id));
 
 describe("order outbox (#16)", () => {
-  it("keeps a sent order until its shard confirms it, and sends it again until then", async () => {
+  it("hands a recorded order to the orders queue itself, keeps it until its shard confirms it, and sends it again until then", async () => {
     const user = "rel-outbox";
     const hold = await holdFor(user);
-    const background: Promise<unknown>[] = [];
-    const lost: unknown[] = [];
-    // The queue took the message (send resolved) and then lost it, as a local queue does in a crash.
-    const { order } = await checkout(deps({ enqueueOrder: async (m) => void lost.push(m), waitUntil: (p) => background.push(p) }), user, {
-      holdId: hold.id,
-      payment: { method: "sandbox", token: "tok_ok" },
-    });
-    await Promise.all(background);
-    expect(lost).toHaveLength(1);
+    const { order } = await checkout(deps(), user, { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } });
+    // The DO sent the message (no call from the edge): the consumer stores it and confirms back.
+    await eventually(async () => (await totalRows(order.id)) === 1 && (await outboxOf(hold.id)).length === 0);
+    const sentAt = await runInDurableObject(
+      stubOf(hold.id),
+      (_i: Inventory, state) =>
+        state.storage.sql.exec<{ t: number | null }>("SELECT enqueued_at AS t FROM orders WHERE id = ?", order.id).one().t,
+    );
+    expect(sentAt).toBeTypeOf("number");
+    // Now the queue loses a message it took: the order is sent and unconfirmed, and not in its shard.
+    for (const shard of ["SHARD_0", "SHARD_1"] as const) {
+      await env[shard].prepare("DELETE FROM tickets WHERE order_id = ?").bind(order.id).run();
+      await env[shard].prepare("DELETE FROM orders WHERE id = ?").bind(order.id).run();
+    }
+    await sql(hold.id, "INSERT INTO order_outbox (order_id, due_at, attempts) VALUES (?, ?, 1)", order.id, Date.now() + 60_000);
     expect(await outboxOf(hold.id)).toEqual([order.id]);
     // The alarm before the confirmation is due sends nothing; once due, it sends the order again through
     // the real orders queue, whose consumer stores it and confirms back.

@@ -116,7 +116,12 @@ describe("D1OrderStore", () => {
 
   it("records a batch of confirmations in one call: each once, more than one statement's worth, repeats already sent", async () => {
     const tag = freshTag();
-    const mails = Array.from({ length: 40 }, (_, i) => ({ orderId: `ord_mails_${tag}_${i}`, userId: `u${i}`, subject: "s", body: `b${i}` }));
+    const mails = Array.from({ length: 40 }, (_, i) => ({
+      orderId: `ord_mails_${tag}_${i}`,
+      userId: `u${i}`,
+      subject: "s",
+      body: `b${i}`,
+    }));
     expect(await store.recordMail(mails[3] as (typeof mails)[number])).toBe("sent");
     const answers = await store.recordMails(mails);
     expect(answers.filter((a) => a === "sent")).toHaveLength(39);

@@ -5,7 +5,7 @@ import { type OrderMessage, orderMessage } from "../../lib/order";
 import type { OrderStore } from "../../lib/order-rows";
 import { D1OrderStore } from "../../lib/order-store";
 import { shardFor } from "../../lib/shards";
-import { consumeOrders, type OrdersConsumerDeps, sendOrder } from "../../queues/orders";
+import { consumeOrders, type OrdersConsumerDeps } from "../../queues/orders";
 import worker from "../../workers/index";
 import { call, tokenFor } from "../helpers";
 import {
@@ -228,12 +228,9 @@ describe("orders consumer", () => {
   });
 });
 
-describe("sendOrder", () => {
-  it("sends the message checkout validated, as is; the schema refuses what would make a broken row", async () => {
-    const q = recordingQueue();
+describe("order message", () => {
+  it("the schema refuses what would make a broken row", () => {
     const msg = orderMsg("producer", 1);
-    await sendOrder(q, msg);
-    expect(q.bodies).toEqual([msg]);
     expect(orderMessage.safeParse({ ...msg, currency: "EURO" }).success).toBe(false);
     expect(orderMessage.safeParse({ ...msg, tickets: [] } as OrderMessage).success).toBe(false);
     expect(orderMessage.safeParse({ ...msg, tickets: [msg.tickets[0], msg.tickets[0]], quantity: 2 }).success).toBe(false);

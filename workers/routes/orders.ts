@@ -11,7 +11,7 @@ import { ApiError } from "../../lib/problem";
 import { shardFor } from "../../lib/shards";
 import { issueTickets } from "../../lib/tickets";
 import { formatTraceparent, type TraceContext } from "../../lib/trace";
-import { sendOrder, storeOrder } from "../../queues/orders";
+import { storeOrder } from "../../queues/orders";
 import { principalOf, requireKnownLocation } from "../http";
 import { route } from "../route";
 import type { AppEnv } from "../types";
@@ -41,7 +41,6 @@ export function checkoutDeps(c: Context<AppEnv>, provider: PaymentProvider): Che
     limits: c.env.LIMIT_LEDGER,
     provider,
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
-    enqueueOrder: (message) => sendOrder(c.env.ORDERS_QUEUE, message),
     waitUntil: (p) => c.executionCtx.waitUntil(p),
     traceparent: traceOf(c.get("trace")),
   };
