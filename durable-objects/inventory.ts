@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
+import { chunkByWeight } from "../lib/chunk";
 import { config } from "../lib/config";
 import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
@@ -91,22 +92,8 @@ const LEDGER_DEFER_MIN_LEFT_MS = 60_000;
 const HAND_OFF_TICKETS = 500;
 
 /** Splits order messages into `sendBatch` calls: at most 100 messages and {@link HAND_OFF_TICKETS} tickets each. */
-function handOffParts(messages: OrderMessage[]): OrderMessage[][] {
-  const parts: OrderMessage[][] = [];
-  let part: OrderMessage[] = [];
-  let tickets = 0;
-  for (const m of messages) {
-    if (part.length && (part.length === 100 || tickets + m.tickets.length > HAND_OFF_TICKETS)) {
-      parts.push(part);
-      part = [];
-      tickets = 0;
-    }
-    part.push(m);
-    tickets += m.tickets.length;
-  }
-  if (part.length) parts.push(part);
-  return parts;
-}
+const handOffParts = (messages: OrderMessage[]): OrderMessage[][] =>
+  chunkByWeight(messages, 100, HAND_OFF_TICKETS, (m) => m.tickets.length);
 
 /** The delay before the `attempts`-th re-send of an unconfirmed order (1-based). */
 const outboxResendDelay = (attempts: number): number => Math.min(OUTBOX_CONFIRM_MS * 2 ** Math.max(0, attempts - 1), OUTBOX_RESEND_MAX_MS);

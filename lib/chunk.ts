@@ -4,3 +4,25 @@ export function chunk<T>(rows: readonly T[], size: number): T[][] {
   for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
   return out;
 }
+
+/**
+ * Splits `rows` into chunks of at most `most` rows whose `weight`s add up to at most `budget` (a row
+ * heavier than the budget goes alone): e.g. queue `sendBatch` calls, limited in messages and bytes.
+ */
+export function chunkByWeight<T>(rows: readonly T[], most: number, budget: number, weight: (row: T) => number): T[][] {
+  const out: T[][] = [];
+  let part: T[] = [];
+  let sum = 0;
+  for (const row of rows) {
+    const w = weight(row);
+    if (part.length && (part.length >= most || sum + w > budget)) {
+      out.push(part);
+      part = [];
+      sum = 0;
+    }
+    part.push(row);
+    sum += w;
+  }
+  if (part.length) out.push(part);
+  return out;
+}

@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, inArray, type SQL } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { queueRetryDelaySeconds } from "../lib/backoff";
-import { chunk } from "../lib/chunk";
+import { chunk, chunkByWeight } from "../lib/chunk";
 import { countingD1 } from "../lib/d1-counter";
 import { type DeadLetterRow, deadLetters } from "../lib/db/catalog-schema";
 import { log } from "../lib/log";
@@ -171,21 +171,7 @@ const REPLAY_BATCH_BYTES = 200_000;
 
 /** Splits rows into sendable groups: at most REPLAY_CHUNK messages and about REPLAY_BATCH_BYTES each. */
 function sendGroups(rows: DeadLetterRow[]): DeadLetterRow[][] {
-  const groups: DeadLetterRow[][] = [];
-  let group: DeadLetterRow[] = [];
-  let bytes = 0;
-  for (const row of rows) {
-    const size = JSON.stringify(row.body).length + 100;
-    if (group.length && (group.length >= REPLAY_CHUNK || bytes + size > REPLAY_BATCH_BYTES)) {
-      groups.push(group);
-      group = [];
-      bytes = 0;
-    }
-    group.push(row);
-    bytes += size;
-  }
-  if (group.length) groups.push(group);
-  return groups;
+  return chunkByWeight(rows, REPLAY_CHUNK, REPLAY_BATCH_BYTES, (row) => JSON.stringify(row.body).length + 100);
 }
 
 /**
