@@ -263,6 +263,9 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
     const page = await context.newPage();
     await holdTickets(page, eventId, token, 1);
     await expect.poll(() => page.textContent("#card-error")).toContain("could not load");
+    // The page pays only once it has read the hold (the button then shows the amount): on a loaded machine
+    // the click could otherwise come first and do nothing.
+    await expect.poll(() => page.textContent("#pay-button"), { timeout: 10_000 }).toMatch(/^Pay €/);
     // Paying by card now says the form is not there; nothing reaches the API's card path.
     await page.getByRole("button", { name: /^Pay/ }).click();
     await expect.poll(() => page.textContent("#card-error")).toContain("not loaded");
