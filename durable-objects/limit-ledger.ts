@@ -3,7 +3,7 @@ import { CleanupAlarm } from "../lib/cleanup-alarm";
 import { GroupCommit } from "../lib/group-commit";
 import type { Reservation, ReserveAnswer } from "../lib/holds";
 import { metric } from "../lib/metric-catalog";
-import { fail, type Outcome, ok } from "../lib/problem";
+import { fail, ok } from "../lib/problem";
 
 /** A place a buyer holds or bought, as the ledger counts it. */
 export type LedgerState = "held" | "checking_out" | "sold" | "released";

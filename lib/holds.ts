@@ -1,6 +1,6 @@
 import { type AnalyticsEvent, analyticsEvent } from "./analytics-event";
 import { type EventDoc, type EventRouting, inventoryObjectCount, type Section } from "./event-schema";
-import { type InventoryLocation, inventoryName, newLocatedId, parseLocatedId } from "./hold-id";
+import { type InventoryLocation, newLocatedId, parseLocatedId } from "./hold-id";
 import { randomToken } from "./ids";
 import {
   gaShardCapacity,
