@@ -133,7 +133,10 @@ const STEPS: { step: string; names: string[] }[] = [
     step: "logging and metrics",
     names: ["finish", "finishPrepared", "record", "inc", "observe", "series", "writeDataPoint", "info", "warn", "write"],
   },
-  { step: "queue sends", names: ["sendOrder", "sendAnalytics", "send", "sendBatch", "markOrdersSent", "handOff", "handOrdersOff", "flushAnalytics"] },
+  {
+    step: "queue sends",
+    names: ["sendOrder", "sendAnalytics", "send", "sendBatch", "markOrdersSent", "handOff", "handOrdersOff", "flushAnalytics"],
+  },
   { step: "JWT (auth)", names: ["auth", "verifyToken", "verifyHs256", "verify"] },
   { step: "rate limit (edge + Limiter DO)", names: ["rateLimit", "check", "limiterStore", "withTimeout", "tat", "limiter"] },
   { step: "idempotency", names: ["idempotency", "beginIdempotent", "completeIdempotent", "abandonIdempotent"] },
