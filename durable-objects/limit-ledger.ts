@@ -36,14 +36,15 @@ CREATE INDEX IF NOT EXISTS reservations_user ON reservations(user_id, state);
 
 /**
  * LimitLedger: the per-customer limit of one event, for the buyers of one bucket (lib/holds.ts
- * `limitLedgerStub`: `lim:<event>:<hash(user) mod buckets>`). Every buyer of an event belongs to exactly
+ * `limitStub`: `lim:<event>:<hash(user) mod buckets>`). Every buyer of an event belongs to exactly
  * one bucket, so every decision about one buyer's places in that event is serialized here, across the
  * event's sections, GA shards and the buyer's sessions: a hold first reserves its quantity, and the
  * reservation follows the hold (checkout, sold, released) as the owning Inventory DO settles it; a
  * reservation whose hold call never finished lapses by itself after the hold's lifetime.
  *
- * Many buyers share a bucket so that their reservations, arriving together at a sale's opening, share
- * one storage commit ({@link GroupCommit}); a ledger per buyer would commit once per hold.
+ * Many buyers share a bucket so that their reservations, arriving together at a sale's opening, travel in
+ * one call per Inventory DO and share one storage commit ({@link GroupCommit}); a ledger per buyer would
+ * take a call and a commit per hold.
  */
 export class LimitLedger extends DurableObject<Env> {
   private readonly sql: SqlStorage;
@@ -65,7 +66,10 @@ export class LimitLedger extends DurableObject<Env> {
     return (await this.reserveMany([{ userId, holdId, quantity, limit, expiresAt }]))[0] as ReserveAnswer;
   }
 
-  /** {@link reserve} for the reservations an edge isolate batched for this object: one answer each, in order. */
+  /**
+   * {@link reserve} for the holds an Inventory DO gathered (its `reserveAndHold`): one answer each, in order.
+   * Calls from several Inventory DOs that arrive together share one commit.
+   */
   reserveMany(asks: Reservation[]): Promise<ReserveAnswer[]> {
     return this.group.run(() => asks.map((a) => this.reserveOne(a)), asks.length);
   }
