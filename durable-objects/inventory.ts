@@ -284,7 +284,9 @@ export class Inventory extends DurableObject<Env> {
     reqs.forEach((req, i) => {
       if (answers[i] !== undefined) return;
       const name = limitName(event, req.userId);
-      byLedger.set(name, [...(byLedger.get(name) ?? []), i]);
+      const indexes = byLedger.get(name);
+      if (indexes) indexes.push(i);
+      else byLedger.set(name, [i]);
     });
     const expiresAt = now + this.cfg().holdSeconds * 1000;
     const ask = (req: HoldRequest): Reservation => ({

@@ -37,8 +37,6 @@ export interface CheckoutDeps extends HoldDeps {
    * Otherwise the Inventory DO that records an order hands it to the orders queue itself.
    */
   enqueueOrder?: (message: OrderMessage) => Promise<void>;
-  /** Keeps background work alive after the response. */
-  waitUntil: (p: Promise<unknown>) => void;
   /**
    * Wait for the hand-off (`enqueueOrder`) before answering instead of leaving it to the Inventory DO
    * (comparison mode, where `enqueueOrder` writes the shard itself: the order then leaves the DO's outbox at once).

@@ -11,37 +11,30 @@
  * answers one commit releases. The cost is one macrotask of latency per call.
  */
 export class GroupCommit {
-  private pending: (() => void)[] = [];
-
-  private items = 0;
+  private readonly gather: Gather<{ fn: () => unknown; items: number }, { ok: true; value: unknown } | { ok: false; error: unknown }>;
 
   /** @param observe Called with each group's size in items (metrics). */
-  constructor(private readonly observe?: (size: number) => void) {}
-
-  /**
-   * Runs `fn` with the calls that arrive before the next macrotask; resolves with its value (or its error).
-   * `items`: how many requests the call carries (a batched call carries several), for {@link observe}.
-   */
-  run<T>(fn: () => T, items = 1): Promise<T> {
-    this.items += items;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.push(() => {
+  constructor(observe?: (size: number) => void) {
+    this.gather = new Gather(async (calls) => {
+      observe?.(calls.reduce((n, c) => n + c.items, 0));
+      return calls.map(({ fn }) => {
         try {
-          resolve(fn());
-        } catch (err) {
-          reject(err);
+          return { ok: true, value: fn() };
+        } catch (error) {
+          return { ok: false, error };
         }
       });
-      if (this.pending.length === 1) setTimeout(() => this.flush(), 0);
     });
   }
 
-  private flush(): void {
-    const group = this.pending;
-    this.pending = [];
-    this.observe?.(this.items);
-    this.items = 0;
-    for (const call of group) call();
+  /**
+   * Runs `fn` with the calls that arrive before the next macrotask; resolves with its value (or its error).
+   * `items`: how many requests the call carries (a batched call carries several), for the metric.
+   */
+  async run<T>(fn: () => T, items = 1): Promise<T> {
+    const done = await this.gather.add({ fn, items });
+    if (!done.ok) throw done.error;
+    return done.value as T;
   }
 }
 

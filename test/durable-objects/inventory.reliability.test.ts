@@ -32,7 +32,6 @@ const deps = (over: Partial<CheckoutDeps> = {}): CheckoutDeps => ({
       (seat, i): Ticket => ({ id: `${o.orderId}-t${i}`, seat, code: `code-${seat}`, status: "valid" }),
     ),
   enqueueOrder: async () => {},
-  waitUntil: () => {},
   ...over,
 });
 

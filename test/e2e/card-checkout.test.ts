@@ -88,6 +88,37 @@ const holdStatus = async (holdId: string, token: string): Promise<string> => {
   return ((await res.json()) as { hold: { status: string } }).hold.status;
 };
 
+/**
+ * A buyer (`n`) who held one ticket of a new event and paid with the stand-in's card that stays processing:
+ * the page says "Payment processing", and the stand-in holds the payment intent of the order.
+ */
+async function processingPayment(n: number, name: string) {
+  const eventId = await createSaleEvent(server.url, await devToken(server.url, `card-org${n}`, "organizer"), { name });
+  const token = await devToken(server.url, `card-buyer${n}`, "buyer");
+  const buyer = await buyerBrowser();
+  const { page } = buyer;
+  const holdId = await holdTickets(page, eventId, token, 1);
+  await expect.poll(() => page.getByLabel("Card number").count()).toBe(1);
+  await payWith(page, "4000 0000 0000 0077"); // the stand-in's pm_standin_processing
+  await expect.poll(() => page.textContent("#pay-status")).toContain("Payment processing");
+  const orderId = holdId.replace(/^hld_/, "ord_");
+  const pi = (await standinState()).intents.find((p) => (p.metadata.breakwater_payment_key ?? "").startsWith(`${orderId}:`));
+  return { buyer, page, token, holdId, orderId, pi };
+}
+
+/** The bank settles `pi` with `outcome`; Stripe's signed `type` event reaches the server; its answer's `result`. */
+async function settleAndDeliver(pi: { id: string } | undefined, outcome: "succeeded" | "failed", type: string): Promise<string> {
+  expect((await fetch(`${standin.url}/__settle/${pi?.id}?outcome=${outcome}`, { method: "POST" })).status).toBe(200);
+  const deliveries = (await (await fetch(`${standin.url}/__events?payment_intent=${pi?.id}`)).json()) as StandinDelivery[];
+  const event = deliveries.find((d) => d.type === type);
+  const hook = await fetch(`${server.url}/v1/webhooks/stripe`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Stripe-Signature": event?.signature ?? "" },
+    body: event?.payload,
+  });
+  return ((await hook.json()) as { result: string }).result;
+}
+
 describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
   it("declined card keeps the hold, an approved card pays once under the order's key, and the page is accessible at 390 and 1280 px", async () => {
     const eventId = await createSaleEvent(server.url, await devToken(server.url, "card-org", "organizer"), { name: "Card Night" });
@@ -179,31 +210,13 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
   });
 
   it("a payment Stripe leaves processing (202) shows 'Payment processing…' and moves on to the tickets once the webhook settles it", async () => {
-    const eventId = await createSaleEvent(server.url, await devToken(server.url, "card-org2", "organizer"), { name: "Slow Bank Night" });
-    const token = await devToken(server.url, "card-buyer2", "buyer");
-    const buyer = await buyerBrowser();
-    const { page } = buyer;
-    const holdId = await holdTickets(page, eventId, token, 1);
-    await expect.poll(() => page.getByLabel("Card number").count()).toBe(1);
-
-    await payWith(page, "4000 0000 0000 0077"); // the stand-in's pm_standin_processing
-    await expect.poll(() => page.textContent("#pay-status")).toContain("Payment processing");
+    const { buyer, page, token, holdId, orderId, pi } = await processingPayment(2, "Slow Bank Night");
     expect(await holdStatus(holdId, token)).toBe("checking_out");
     expect(page.url()).toContain("/checkout/");
 
     // The bank settles; Stripe's signed webhook reaches the server; the page follows the order to its tickets.
-    const orderId = holdId.replace(/^hld_/, "ord_");
-    const pi = (await standinState()).intents.find((p) => (p.metadata.breakwater_payment_key ?? "").startsWith(`${orderId}:`));
     expect(pi?.status).toBe("processing");
-    expect((await fetch(`${standin.url}/__settle/${pi?.id}?outcome=succeeded`, { method: "POST" })).status).toBe(200);
-    const deliveries = (await (await fetch(`${standin.url}/__events?payment_intent=${pi?.id}`)).json()) as StandinDelivery[];
-    const succeeded = deliveries.find((d) => d.type === "payment_intent.succeeded");
-    const hook = await fetch(`${server.url}/v1/webhooks/stripe`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Stripe-Signature": succeeded?.signature ?? "" },
-      body: succeeded?.payload,
-    });
-    expect(((await hook.json()) as { result: string }).result).toBe("paid");
+    expect(await settleAndDeliver(pi, "succeeded", "payment_intent.succeeded")).toBe("paid");
     await page.waitForURL(`${server.url}/orders/${encodeURIComponent(orderId)}`, { timeout: 20_000 });
     await expect.poll(() => page.locator("li.ticket").count(), { timeout: 10_000 }).toBe(1);
     expect(buyer.errors).toEqual([]);
@@ -211,26 +224,8 @@ describe("card checkout (Stripe.js faked, Stripe's API stood in)", () => {
   });
 
   it("a processing payment that then fails says so and gives the hold back for another card", async () => {
-    const eventId = await createSaleEvent(server.url, await devToken(server.url, "card-org3", "organizer"), { name: "Failing Bank Night" });
-    const token = await devToken(server.url, "card-buyer3", "buyer");
-    const buyer = await buyerBrowser();
-    const { page } = buyer;
-    const holdId = await holdTickets(page, eventId, token, 1);
-    await expect.poll(() => page.getByLabel("Card number").count()).toBe(1);
-    await payWith(page, "4000 0000 0000 0077");
-    await expect.poll(() => page.textContent("#pay-status")).toContain("Payment processing");
-
-    const orderId = holdId.replace(/^hld_/, "ord_");
-    const pi = (await standinState()).intents.find((p) => (p.metadata.breakwater_payment_key ?? "").startsWith(`${orderId}:`));
-    expect((await fetch(`${standin.url}/__settle/${pi?.id}?outcome=failed`, { method: "POST" })).status).toBe(200);
-    const deliveries = (await (await fetch(`${standin.url}/__events?payment_intent=${pi?.id}`)).json()) as StandinDelivery[];
-    const failed = deliveries.find((d) => d.type === "payment_intent.payment_failed");
-    const hook = await fetch(`${server.url}/v1/webhooks/stripe`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Stripe-Signature": failed?.signature ?? "" },
-      body: failed?.payload,
-    });
-    expect(((await hook.json()) as { result: string }).result).toBe("reopened");
+    const { buyer, page, token, holdId, pi } = await processingPayment(3, "Failing Bank Night");
+    expect(await settleAndDeliver(pi, "failed", "payment_intent.payment_failed")).toBe("reopened");
     await expect.poll(() => page.textContent("#pay-error"), { timeout: 20_000 }).toContain("did not go through");
     expect(await page.textContent("#pay-status")).toBe("");
     expect(await page.isEnabled("#pay-button")).toBe(true);

@@ -41,7 +41,6 @@ export function checkoutDeps(c: Context<AppEnv>, provider: PaymentProvider): Che
     limits: c.env.LIMIT_LEDGER,
     provider,
     issueTickets: (o) => issueTickets(c.env.SIGNING_SECRET, o),
-    waitUntil: (p) => c.executionCtx.waitUntil(p),
     traceparent: traceOf(c.get("trace")),
   };
 }
