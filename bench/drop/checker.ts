@@ -15,9 +15,9 @@
  *   queues drained, and reconciliation finds nothing missing, extra or duplicated;
  * - order_unreadable: an order answered 201 reads back (GET /v1/orders/:id) for its owner;
  * - over_limit: no buyer has more places than the event's per-customer limit;
- * - admission_order: after the opening, admission follows join order (Spearman ≥ {@link MIN_FIFO_RHO} over
- *   the buyers whose admission interval is at most {@link MAX_ADMISSION_INTERVAL_MS}; no definite inversion);
- *   the pre-queue is shuffled (Spearman ≤ {@link MAX_PRESALE_RHO});
+ * - admission_order: after the opening, admission follows join order (at least {@link MIN_CONCORDANCE} of the
+ *   pairs whose join order and admission order are both known agree; no definite inversion); the pre-queue
+ *   is shuffled (Spearman ≤ {@link MAX_PRESALE_RHO});
  * - unclear_answer / server_error / dropped_connection: every request was answered with a status (errors
  *   as problem documents with a code, 429/503 with Retry-After, no 500) or timed out; a connection dropped
  *   without an answer only while the server was being killed.
@@ -64,16 +64,26 @@ export interface Verdict {
   counts: Partial<Record<Rule, number>>;
   orders: number;
   ticketsSold: number;
-  /** afterOpen.n: buyers ranked; afterOpen.wide: buyers not ranked (admission interval over 30 s). */
-  admission: { afterOpen: { n: number; rho: number; wide: number }; preSale: { n: number; rho: number } };
+  /**
+   * afterOpen.n: buyers ranked for ρ; wide: buyers not ranked (admission interval over 30 s); pairs: pairs
+   * of buyers whose join order and admission order are both known; concordance: the share of them in order.
+   */
+  admission: {
+    afterOpen: { n: number; rho: number; wide: number; pairs: number; concordance: number };
+    preSale: { n: number; rho: number };
+  };
 }
 
 /**
- * Admission after the opening must follow join order at least this closely (Spearman's ρ between join
- * time and the time the buyer learned of its admission: polling and a loaded server blur the latter, so
- * the bound is loose; {@link JOIN_GAP_MS} inversions are the sharp test).
+ * Admission after the opening must follow join order: of the pairs of buyers whose order is known both
+ * ways (A's join answered before B's was sent; A knew of its admission before B's last "waiting" poll was
+ * sent, or the reverse), at least this share must be in join order. Random admission gives 0.5. Pairs that
+ * joined within the same second may be in either order (the queue orders by arrival second), hence not 1;
+ * {@link JOIN_GAP_MS} inversions are the sharp test. Load only makes the intervals wider and the pairs
+ * fewer, never the share lower; Spearman's ρ over estimated admission times (reported, not judged) does
+ * drop under load: 0.43 in a loaded CI run with no definite inversion.
  */
-const MIN_FIFO_RHO = 0.5;
+const MIN_CONCORDANCE = 0.9;
 /**
  * A definite inversion: buyer A joined more than this before B (the queue orders by arrival second), yet
  * B's admitting answer had arrived before A's poll that still answered "waiting" was even sent.
@@ -81,6 +91,8 @@ const MIN_FIFO_RHO = 0.5;
 const JOIN_GAP_MS = 2_000;
 /** The pre-queue is drawn at random: a ρ above this says it was not shuffled. */
 const MAX_PRESALE_RHO = 0.5;
+/** Below this many known pairs the concordance is not judged. */
+const MIN_PAIRS = 1_000;
 /**
  * Below this many buyers a rank correlation says nothing; not judged. The times are interval-censored (a
  * buyer learns of its admission at its next poll, 2–30 s later, and later still on a loaded server), so
@@ -362,14 +374,29 @@ export function check(history: History, final: FinalState): Verdict {
     pre.map((j) => j.joinedAt),
     pre.map((j) => j.admittedAt),
   );
-  if (ranked.length >= MIN_RANKED && !(rhoAfter >= MIN_FIFO_RHO))
+  // Pairs known both ways: A's join answered before B's was sent, and one knew of its admission before the
+  // other's last "waiting" poll was sent.
+  const byJoin = [...after].sort((a, b) => a.joinEnd - b.joinEnd);
+  let inOrder = 0;
+  let outOfOrder = 0;
+  for (let i = 0; i < byJoin.length; i++) {
+    const a = byJoin[i] as Admission;
+    for (let k = i + 1; k < byJoin.length; k++) {
+      const b = byJoin[k] as Admission;
+      if (b.joinStart <= a.joinEnd) continue;
+      if (a.admittedAt < b.lastWaiting) inOrder++;
+      else if (b.admittedAt < a.lastWaiting) outOfOrder++;
+    }
+  }
+  const pairs = inOrder + outOfOrder;
+  const concordance = pairs === 0 ? 1 : inOrder / pairs;
+  if (pairs >= MIN_PAIRS && concordance < MIN_CONCORDANCE)
     add(
       "admission_order",
-      `after the opening, admission order follows join order with Spearman ρ = ${rhoAfter.toFixed(3)} < ${MIN_FIFO_RHO} over ${ranked.length} buyers`,
+      `after the opening, admission follows join order in ${(concordance * 100).toFixed(1)} % < ${MIN_CONCORDANCE * 100} % of ${pairs} pairs whose order is known both ways`,
       [],
     );
   // Definite inversions: A joined well before B, and B knew it was admitted before A was still told to wait.
-  const byJoin = [...after].sort((a, b) => a.joinEnd - b.joinEnd);
   for (let i = 0; i < byJoin.length; i++) {
     const b = byJoin[i] as Admission;
     for (let k = i + 1; k < byJoin.length; k++) {
@@ -420,7 +447,7 @@ export function check(history: History, final: FinalState): Verdict {
     orders: orders.size,
     ticketsSold,
     admission: {
-      afterOpen: { n: ranked.length, rho: rhoAfter, wide: after.length - ranked.length },
+      afterOpen: { n: ranked.length, rho: rhoAfter, wide: after.length - ranked.length, pairs, concordance },
       preSale: { n: pre.length, rho: rhoPre },
     },
   };

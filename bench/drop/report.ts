@@ -456,7 +456,7 @@ ${charts.join("\n")}
     .map(([k, n]) => row([k, n]))
     .join("")}</table>
 <h2>Checker</h2>
-<p>Admission order after the opening: Spearman ρ = ${round(v.admission.afterOpen.rho, 3)} over ${v.admission.afterOpen.n} buyers (${v.admission.afterOpen.wide} more not ranked: they learned of their admission over 30 s after their last "waiting" answer); pre-queue (shuffled once): ρ = ${round(v.admission.preSale.rho, 3)} over ${v.admission.preSale.n}.</p>
+<p>Admission order after the opening: ${round(v.admission.afterOpen.concordance * 100, 1)} % in join order of ${v.admission.afterOpen.pairs} pairs whose order is known both ways; Spearman ρ = ${round(v.admission.afterOpen.rho, 3)} over ${v.admission.afterOpen.n} buyers (${v.admission.afterOpen.wide} more not ranked: they learned of their admission over 30 s after their last "waiting" answer); pre-queue (shuffled once): ρ = ${round(v.admission.preSale.rho, 3)} over ${v.admission.preSale.n}.</p>
 ${violationHtml || "<p>No violations.</p>"}
 <h2>Options</h2><pre>${esc(JSON.stringify(input.options, null, 2))}</pre>
 </body></html>
