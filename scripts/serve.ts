@@ -141,6 +141,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{
   const { modulesRules: _rules, assets, ...workerOptions } = unstable_getMiniflareWorkerOptions(configPath).workerOptions;
   // The options, with or without the public socket. Miniflare 5 takes its own option shape;
   // convertV4MiniflareOptions maps wrangler's (v4) shape onto it.
+  const log = new DrainLog(LogLevel.WARN);
   const options = (sockets: { host: string; port: number; proxy: false }[]) =>
     convertV4MiniflareOptions({
       workers: [
@@ -163,7 +164,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<{
       cf: false,
       ...(process.env.INSPECTOR_PORT ? { inspectorPort: Number(process.env.INSPECTOR_PORT) } : {}),
       // Miniflare's own "Ready on" names its internal entry port, not ours: keep its log to warnings.
-      log: new Log(LogLevel.WARN),
+      log,
     } as Parameters<typeof convertV4MiniflareOptions>[0]);
   // Without the public socket until the migrations are applied: a request that came in before would meet
   // empty databases (and, for the catalog list, a 503). The socket opens once the schema is there. A
@@ -196,9 +197,13 @@ export async function startServer(opts: ServeOptions = {}): Promise<{
     applied,
     stop: async (stopOpts = {}) => {
       if (timer) clearInterval(timer);
-      if (stopOpts.drainMs && !(await drainWorkerd(stopOpts.drainMs, stopOpts.onDraining)))
-        console.warn(`requests still in flight after ${stopOpts.drainMs} ms; stopping anyway`);
+      if (stopOpts.drainMs) {
+        log.draining = true;
+        if (!(await drainWorkerd(stopOpts.drainMs, stopOpts.onDraining)))
+          console.warn(`requests still in flight after ${stopOpts.drainMs} ms; stopping anyway`);
+      }
       await mf.dispose();
+      restoreWorkerdPath();
     },
   };
 }
@@ -222,13 +227,34 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
+/** Miniflare's log, without its restart messages while draining (the exit is ours, not a crash). */
+class DrainLog extends Log {
+  draining = false;
+  override warn(message: string): void {
+    if (!(this.draining && message.includes("crashed unexpectedly"))) super.warn(message);
+  }
+  override error(message: Error): void {
+    if (!(this.draining && /failed to (re)?start/i.test(message.message))) super.error(message);
+  }
+}
+
+const workerdPathBefore = process.env.MINIFLARE_WORKERD_PATH;
+/** After a drain, the workerd that Miniflare starts is the real one again. */
+function restoreWorkerdPath(): void {
+  if (workerdPathBefore === undefined) delete process.env.MINIFLARE_WORKERD_PATH;
+  else process.env.MINIFLARE_WORKERD_PATH = workerdPathBefore;
+}
+
 /**
- * Graceful stop: workerd, sent SIGTERM, closes its listening sockets at once and exits when the requests in
+ * Graceful stop: workerd, sent SIGTERM, stops accepting connections at once and exits when the requests in
  * flight have been answered. Miniflare would dispose of it with SIGKILL (a checkout in flight gets a reset
- * socket), so it is signalled first and waited for, at most `timeoutMs`. (Miniflare restarts a workerd that
- * exits on its own; the dispose that follows stops that one.) Returns whether every request finished.
+ * socket), so it is signalled first and waited for, at most `timeoutMs`. Miniflare restarts a workerd that
+ * exits on its own (as after a crash), and a restarted one would serve the port again until the dispose
+ * that follows: so the drain points Miniflare's workerd path (`MINIFLARE_WORKERD_PATH`, read at each start)
+ * at a program that exits at once, and that restart fails. Returns whether every request finished.
  */
 async function drainWorkerd(timeoutMs: number, onDraining?: () => void): Promise<boolean> {
+  process.env.MINIFLARE_WORKERD_PATH = existsSync("/bin/false") ? "/bin/false" : "/usr/bin/false";
   const pids = workerdChildren();
   for (const pid of pids) process.kill(pid, "SIGTERM");
   onDraining?.();
