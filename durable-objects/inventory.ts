@@ -1069,7 +1069,7 @@ export class Inventory extends DurableObject<Env> {
         }
       });
       const resent = due.filter((d) => d.attempts > 0).length;
-      if (resent) console.log(JSON.stringify({ level: "warn", msg: "outbox re-sent orders their shard has not confirmed", count: resent }));
+      if (resent) log.warn("outbox re-sent orders their shard has not confirmed", { count: resent });
     } catch (err) {
       log.error("outbox send failed; will retry", { count: due.length, error: String(err) });
     }

@@ -147,14 +147,7 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
   try {
     await deps.confirmStored([...new Set(stored.map((p) => p.order.orderId))]);
   } catch (err) {
-    console.error(
-      JSON.stringify({
-        level: "warn",
-        msg: "stored orders not confirmed to their inventory; its outbox re-sends them",
-        count: stored.length,
-        error: String(err),
-      }),
-    );
+    log.warn("stored orders not confirmed to their inventory; its outbox re-sends them", { count: stored.length, error: String(err) });
   }
   for (const p of stored) acknowledge(batch.queue, p.msg);
 }
