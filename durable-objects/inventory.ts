@@ -87,6 +87,14 @@ const LEDGER_DEFER_MS = 1_000;
  * deferred note must land (alarm retries each LEDGER_RETRY_MS) long before the reservation would lapse.
  */
 const LEDGER_DEFER_MIN_LEFT_MS = 60_000;
+/** Ledger notes settled per alarm run (one call per ledger among them); more wait for the next run. */
+const LEDGER_SETTLE_BATCH = 500;
+
+/** A hold whose buyer's LimitLedger must learn its state (`ledger_sync`). */
+type LedgerNote = {
+  hold_id: string;
+  version: number;
+};
 
 /** Tickets per `sendBatch` of the orders hand-off (a ticket is about 250 bytes of a message; a batch may carry 256 KB). */
 const HAND_OFF_TICKETS = 500;
@@ -453,7 +461,8 @@ export class Inventory extends DurableObject<Env> {
   async release(holdId: string, userId: string): Promise<Outcome<HoldView>> {
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
-    this.expireDue(now);
+    // Skipped while no active hold can be due: this one, if active, is among them.
+    this.expireDue(now, false);
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     if (row.status === "checking_out") return fail("hold_not_active", "The hold is in checkout.");
@@ -478,7 +487,8 @@ export class Inventory extends DurableObject<Env> {
     void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
-    this.expireDue(now);
+    // Skipped while no active hold can be due: this one, if active, is among them.
+    this.expireDue(now, false);
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
@@ -505,13 +515,10 @@ export class Inventory extends DurableObject<Env> {
         });
         this.scheduleAlarm(now + this.timings.timeoutMs);
         const hold = this.view({ ...row, status: "checking_out", checkout_attempt: attempt });
-        // The ledger must count the places as long as the hold is in checkout (which never expires). Its
-        // reservation counts them until the hold's expiry (+ slack): with time to spare, the note is settled
-        // by the next alarm (within LEDGER_DEFER_MS, retried until it lands), and a checkout that completes
-        // before then settles `sold` over it: one ledger call per checkout instead of two. Near its expiry
-        // the ledger is told before any charge.
+        // The ledger must count the places as long as the hold is in checkout (which never expires). Near
+        // its expiry the ledger is told before any charge.
         if (row.expires_at - now < LEDGER_DEFER_MIN_LEFT_MS) await this.settleLedger(holdId);
-        else this.scheduleAlarm(now + LEDGER_DEFER_MS);
+        else this.deferLedger(holdId, row.expires_at, now);
         return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
       }
     }
@@ -560,9 +567,10 @@ export class Inventory extends DurableObject<Env> {
     this.counts.sold += row.quantity;
     this.markDirty(now);
     this.scheduleAlarm(now + OUTBOX_RESEND_MS);
-    // The ledger counts the places either way (in checkout or sold): settle it now without holding the
-    // answer; the note stays for the alarm if this does not land.
-    void this.settleLedger(holdId);
+    // The ledger counts the places either way (in checkout or sold) until the hold's expiry: the alarm
+    // settles `sold` with the other notes (one call per ledger); near the expiry, now, without holding the
+    // answer. The note stays until it lands.
+    this.deferLedger(holdId, row.expires_at, now);
     // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
     // output gate sends nothing before the commit); a failure leaves the order to the outbox.
     if (handOff) void this.handingOff.add(order.message);
@@ -1251,8 +1259,9 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Expires every active hold whose time has come. Idempotent. The hold path passes `force = false`: it
-   * skips the query while no active hold can be due ({@link nextExpiryAt}); every other call looks.
+   * Expires every active hold whose time has come. Idempotent. The hold and checkout paths pass
+   * `force = false`: they skip the query while no active hold can be due ({@link nextExpiryAt}); every other
+   * call looks.
    */
   private expireDue(now: number, force = true): void {
     if (!force && now < this.nextExpiryAt) return;
@@ -1372,42 +1381,67 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Tells the buyers' LimitLedgers the current state of holds noted by {@link noteLedger} (one hold, or
-   * up to 100): every path that reopens, expires, releases or sells a hold ends here, so a ledger entry
-   * never outlives its hold. The version makes a late, older settlement harmless. Failures stay noted.
+   * Tells the buyers' LimitLedgers the current state of holds noted by {@link noteLedger} (one hold, or up
+   * to {@link LEDGER_SETTLE_BATCH}), one call per ledger: every path that reopens, expires, releases or sells
+   * a hold ends here, so a ledger entry never outlives its hold. The version makes a late, older settlement
+   * harmless. Failures stay noted (the alarm retries).
    */
   private async settleLedger(holdId?: string): Promise<void> {
-    const notes = (
-      holdId
-        ? this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
-        : this.sql.exec<{ hold_id: string; version: number }>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT 100")
-    ).toArray();
     const event = this.event;
     if (!event) return;
+    const notes = (
+      holdId
+        ? this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
+        : this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT ?", LEDGER_SETTLE_BATCH)
+    ).toArray();
+    const byLedger = new Map<string, { userId: string; settlements: LedgerSettlement[]; notes: LedgerNote[] }>();
+    for (const note of notes) {
+      const row = this.holdRow(note.hold_id);
+      if (!row) {
+        this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ?", note.hold_id);
+        continue;
+      }
+      const name = limitName(event, row.user_id);
+      const group = byLedger.get(name) ?? { userId: row.user_id, settlements: [], notes: [] };
+      byLedger.set(name, group);
+      group.notes.push(note);
+      group.settlements.push({
+        userId: row.user_id,
+        holdKey: row.id,
+        quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
+        state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
+        expiresAt: row.expires_at,
+        version: note.version,
+      });
+    }
     await Promise.all(
-      notes.map(async (note) => {
-        const row = this.holdRow(note.hold_id);
-        if (!row) {
-          this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ?", note.hold_id);
-          return;
-        }
-        const settlement: LedgerSettlement = {
-          userId: row.user_id,
-          holdKey: row.id,
-          quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
-          state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
-          expiresAt: row.expires_at,
-          version: note.version,
-        };
+      [...byLedger.values()].map(async (group) => {
         try {
-          await limitStub(this.env.LIMIT_LEDGER, event, row.user_id).settle(settlement);
-          this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", note.hold_id, note.version);
+          await limitStub(this.env.LIMIT_LEDGER, event, group.userId).settleMany(group.settlements);
+          this.ctx.storage.transactionSync(() => {
+            for (const n of group.notes) this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", n.hold_id, n.version);
+          });
         } catch (err) {
-          log.error("ledger settlement failed; will retry", { holdId: row.id, error: String(err) });
+          log.error("ledger settlement failed; will retry", {
+            holds: group.notes.map((n) => n.hold_id).slice(0, 5),
+            count: group.notes.length,
+            error: String(err),
+          });
           this.scheduleAlarm(Date.now() + LEDGER_RETRY_MS);
         }
       }),
     );
+  }
+
+  /**
+   * A hold's reservation counts its places until the hold's expiry (+ slack), so a note with time to spare
+   * waits for the next alarm (within {@link LEDGER_DEFER_MS}, retried until it lands), which settles it with
+   * the other notes, one call per ledger; a checkout that begins and completes meanwhile costs one
+   * settlement. Near the expiry the note is settled at once, without holding the caller.
+   */
+  private deferLedger(holdId: string, expiresAt: number, now: number): void {
+    if (expiresAt - now < LEDGER_DEFER_MIN_LEFT_MS) void this.settleLedger(holdId);
+    else this.scheduleAlarm(now + LEDGER_DEFER_MS);
   }
 
   private scheduleAlarm(at: number): void {

@@ -93,26 +93,31 @@ export class LimitLedger extends DurableObject<Env> {
   }
 
   /**
-   * The owning Inventory DO's word on a hold: the reservation takes the hold's state (and, when held, its
-   * expiry) unless a newer settlement was applied already. Creates the reservation if it lapsed meanwhile.
+   * The owning Inventory DO's word on its holds (all it has for this ledger, in one call): each reservation
+   * takes its hold's state (and, when held, its expiry) unless a newer settlement was applied already, and
+   * is created if it lapsed meanwhile. Calls that arrive together share one commit.
    */
-  settle(s: LedgerSettlement): Promise<void> {
+  settleMany(settlements: LedgerSettlement[]): Promise<void> {
     return this.group.run(() => {
-      this.sql.exec(
-        `INSERT INTO reservations (hold_id, user_id, quantity, state, expires_at, version) VALUES (?, ?, ?, ?, ?, ?)
+      for (const s of settlements) this.settleOne(s);
+      this.cleanup.ensure(Date.now());
+    }, settlements.length);
+  }
+
+  private settleOne(s: LedgerSettlement): void {
+    this.sql.exec(
+      `INSERT INTO reservations (hold_id, user_id, quantity, state, expires_at, version) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (hold_id) DO UPDATE SET state = excluded.state, quantity = excluded.quantity,
            expires_at = CASE WHEN excluded.state = 'held' THEN excluded.expires_at ELSE reservations.expires_at END,
            version = excluded.version
          WHERE reservations.version < excluded.version`,
-        s.holdKey,
-        s.userId,
-        s.quantity,
-        s.state,
-        s.expiresAt + RESERVATION_SLACK_MS,
-        s.version,
-      );
-      this.cleanup.ensure(Date.now());
-    });
+      s.holdKey,
+      s.userId,
+      s.quantity,
+      s.state,
+      s.expiresAt + RESERVATION_SLACK_MS,
+      s.version,
+    );
   }
 
   /** Moves a reservation along with its hold. `expiresAt` applies to `held` (e.g. after a failed checkout). */

@@ -127,6 +127,36 @@ describe("LimitLedger: a reservation follows its hold", () => {
     ]);
   });
 
+  it("takes an Inventory DO's settlements of several holds in one call, each unless a newer one was applied, and creates lapsed ones", async () => {
+    const ledger = fresh();
+    const other = buyerOf(ledger.eventId);
+    const until = inTenMinutes();
+    await ledger.reserve("h1", 2, 4, until);
+    await ledger.reserve("h2", 1, 4, until);
+    const settle = (holdKey: string, userId: string, state: LedgerState, version: number, quantity = 1) => ({
+      userId,
+      holdKey,
+      quantity,
+      state,
+      expiresAt: until,
+      version,
+    });
+    await ledger.stub.settleMany([settle("h1", ledger.user, "sold", 5, 2), settle("h2", ledger.user, "released", 3)]);
+    // An older settlement of h1 arrives late, with a newer one of h2 and one of a reservation that lapsed.
+    await ledger.stub.settleMany([
+      settle("h1", ledger.user, "released", 4, 2),
+      settle("h2", ledger.user, "held", 6),
+      settle("h3", other.user, "checking_out", 7),
+    ]);
+    expect((await rowsOf(ledger)).map((r) => [r.hold_id, r.user_id, r.state])).toEqual([
+      ["h1", ledger.user, "sold"],
+      ["h2", ledger.user, "held"],
+      ["h3", other.user, "checking_out"],
+    ]);
+    expect(await ledger.usage()).toBe(3);
+    expect(await other.usage()).toBe(1);
+  });
+
   it("never lapses places in checkout or sold, though their hold's time has passed", async () => {
     const ledger = fresh();
     await ledger.reserve("h1", 1, 4, inTenMinutes());
@@ -255,8 +285,9 @@ describe("LimitLedger behind the routes", () => {
       json: { holdId: seated, payment: { method: "sandbox", token: "tok_ok" } },
     });
     expect(paid.status).toBe(201);
-    // The sale is settled into the ledger just after the answer (it counted as checking_out until then).
-    await expect.poll(async () => (await stateOf(seated))?.state).toBe("sold");
+    // The Inventory DO's next alarm (within a second) settles the sale into the ledger with its other
+    // notes; until then the reservation counts as held, to the hold's expiry.
+    await expect.poll(async () => (await stateOf(seated))?.state, { timeout: 10_000 }).toBe("sold");
     expect((await call(`/v1/holds/${ga}`, { method: "DELETE", token })).status).toBe(204);
     expect((await stateOf(ga))?.state).toBe("released");
     expect(await ledger.usage()).toBe(2);
