@@ -445,12 +445,21 @@ export class Inventory extends DurableObject<Env> {
     }
   }
 
-  /** The hold if `userId` owns it (another user's hold is "not found"). Expires it first when due. */
-  getHold(holdId: string, userId: string): Outcome<HoldView> {
+  /**
+   * The hold if `userId` owns it (another user's hold is "not found"). Expires it first when due. A hold
+   * that ended (expired or released) is answered only once the buyer's LimitLedger knows it: a buyer who
+   * sees the hold gone can hold again at once, though the alarm that expired it is still settling.
+   */
+  async getHold(holdId: string, userId: string): Promise<Outcome<HoldView>> {
     if (!this.config) return fail("not_found", "No such hold.");
     this.expireDue(Date.now());
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
+    if (
+      (row.status === "expired" || row.status === "released") &&
+      this.sql.exec("SELECT 1 FROM ledger_sync WHERE hold_id = ?", holdId).toArray().length
+    )
+      await this.settleLedger(holdId);
     return ok(this.view(row));
   }
 

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { forgetEmptyShards, inventoryStub, ledgerStub, limitStub } from "../../lib/holds";
+import { forgetEmptyShards, holdLocation, inventoryStub, ledgerStub, limitStub } from "../../lib/holds";
 import type { HoldView } from "../../lib/inventory-types";
 import { sha256Hex } from "../../lib/signing";
 import { issuePass } from "../../lib/waiting-room";
@@ -295,6 +295,27 @@ describe("expiry", () => {
     expect(((await (await call(`/v1/holds/${h.id}`, { token: t })).json()) as { hold: HoldBody }).hold.status).toBe("expired");
     // The seats sell again, and the limit no longer counts them.
     expect((await hold(ev.id, t, { sectionId: "a", seats: ["1-1", "1-2", "1-3", "1-4"] })).status).toBe(201);
+  });
+});
+
+describe("expiry seen by the buyer", () => {
+  it("answers a hold that expired on a GET only once the buyer's ledger knows it, so the buyer can hold up to the limit at once", async () => {
+    const ev = await createEvent(organizer, { holdSeconds: 30, perCustomerLimit: 2 });
+    const t = await buyer("mira");
+    const { hold: h } = (await (await hold(ev.id, t, { sectionId: "floor", quantity: 2 })).json()) as { hold: HoldBody };
+    expect((await hold(ev.id, t, { sectionId: "a", quantity: 1 })).status).toBe(422);
+    // The hold's time is up; no alarm has run (the ledger still counts the places as held until its own
+    // expiry, the hold's time and the slack, which has not come).
+    await runInDurableObject(inventoryStub(env.INVENTORY, holdLocation(h.id)), (_i, state) => {
+      state.storage.sql.exec("UPDATE holds SET expires_at = ? WHERE id = ?", Date.now() - 1, h.id);
+    });
+    expect(((await (await call(`/v1/holds/${h.id}`, { token: t })).json()) as { hold: HoldBody }).hold.status).toBe("expired");
+    const ledgerRow = await runInDurableObject(limitStub(env.LIMIT_LEDGER, ev, "mira"), (_i, state) =>
+      state.storage.sql.exec<{ state: string }>("SELECT state FROM reservations WHERE hold_id = ?", h.id).one(),
+    );
+    expect(ledgerRow.state).toBe("released");
+    expect((await hold(ev.id, t, { sectionId: "a", quantity: 2 })).status).toBe(201);
+    expect((await hold(ev.id, t, { sectionId: "floor", quantity: 1 })).status).toBe(422);
   });
 });
 
