@@ -496,9 +496,13 @@ export class Inventory extends DurableObject<Env> {
     void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
-    // Skipped while no active hold can be due: this one, if active, is among them.
+    // Skipped while no active hold can be due; a hold found active past its time expires here all the same.
     this.expireDue(now, false);
-    const row = this.holdRow(holdId);
+    let row = this.holdRow(holdId);
+    if (row?.status === "active" && row.expires_at <= now) {
+      this.expireDue(now);
+      row = this.holdRow(holdId);
+    }
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
     switch (row.status) {
