@@ -470,8 +470,7 @@ export class Inventory extends DurableObject<Env> {
   async release(holdId: string, userId: string): Promise<Outcome<HoldView>> {
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
-    // Skipped while no active hold can be due: this one, if active, is among them.
-    this.expireDue(now, false);
+    this.expireDue(now);
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     if (row.status === "checking_out") return fail("hold_not_active", "The hold is in checkout.");
