@@ -1,12 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AnalyticsEvent, sendAnalytics } from "../lib/analytics-event";
-import { chunkByWeight } from "../lib/chunk";
+import { chunkByWeight, groupBy } from "../lib/chunk";
 import { config } from "../lib/config";
 import type { EventRouting } from "../lib/event-schema";
 import { faultWindow } from "../lib/faults";
 import { Gather, GroupCommit } from "../lib/group-commit";
 import { inventoryName, orderIdForHold } from "../lib/hold-id";
-import { limitName, limitStub, type Reservation, type ReserveAnswer } from "../lib/holds";
+import { limitName, limitStub, limitStubNamed, type Reservation, type ReserveAnswer } from "../lib/holds";
 import {
   type HoldRequest,
   type HoldStatus,
@@ -288,14 +288,8 @@ export class Inventory extends DurableObject<Env> {
     const answers: (Outcome<HoldView> | undefined)[] = reqs.map((req) => (this.mayHold(req) ? undefined : this.holdOne(req)));
     const event = this.event;
     if (!event) throw new Error("inventory without its event routing");
-    const byLedger = new Map<string, number[]>();
-    reqs.forEach((req, i) => {
-      if (answers[i] !== undefined) return;
-      const name = limitName(event, req.userId);
-      const indexes = byLedger.get(name);
-      if (indexes) indexes.push(i);
-      else byLedger.set(name, [i]);
-    });
+    const pending = reqs.flatMap((_, i) => (answers[i] === undefined ? [i] : []));
+    const byLedger = groupBy(pending, (i) => limitName(event, (reqs[i] as HoldRequest).userId));
     const expiresAt = now + this.cfg().holdSeconds * 1000;
     const ask = (req: HoldRequest): Reservation => ({
       userId: req.userId,
@@ -307,8 +301,7 @@ export class Inventory extends DurableObject<Env> {
     const granted = await Promise.all(
       [...byLedger].map(async ([name, indexes]): Promise<[number, ReserveAnswer][]> => {
         try {
-          const ledger = this.env.LIMIT_LEDGER.get(this.env.LIMIT_LEDGER.idFromName(name));
-          const answered = await ledger.reserveMany(indexes.map((i) => ask(reqs[i] as HoldRequest)));
+          const answered = await limitStubNamed(this.env.LIMIT_LEDGER, name).reserveMany(indexes.map((i) => ask(reqs[i] as HoldRequest)));
           return indexes.map((i, k) => [i, answered[k] as ReserveAnswer]);
         } catch (err) {
           log.warn("limit ledger unreachable; holds refused", { ledger: name, holds: indexes.length, error: String(err) });
@@ -455,11 +448,7 @@ export class Inventory extends DurableObject<Env> {
     this.expireDue(Date.now());
     const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
-    if (
-      (row.status === "expired" || row.status === "released") &&
-      this.sql.exec("SELECT 1 FROM ledger_sync WHERE hold_id = ?", holdId).toArray().length
-    )
-      await this.settleLedger(holdId);
+    if (row.status === "expired" || row.status === "released") await this.settleLedger(holdId);
     return ok(this.view(row));
   }
 
@@ -495,13 +484,8 @@ export class Inventory extends DurableObject<Env> {
     void this.stallIfFaulted();
     if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
-    // Skipped while no active hold can be due; a hold found active past its time expires here all the same.
-    this.expireDue(now, false);
-    let row = this.holdRow(holdId);
-    if (row?.status === "active" && row.expires_at <= now) {
-      this.expireDue(now);
-      row = this.holdRow(holdId);
-    }
+    this.expireDue(now);
+    const row = this.holdRow(holdId);
     if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
     switch (row.status) {
@@ -529,8 +513,7 @@ export class Inventory extends DurableObject<Env> {
         const hold = this.view({ ...row, status: "checking_out", checkout_attempt: attempt });
         // The ledger must count the places as long as the hold is in checkout (which never expires). Near
         // its expiry the ledger is told before any charge.
-        if (row.expires_at - now < LEDGER_DEFER_MIN_LEFT_MS) await this.settleLedger(holdId);
-        else this.deferLedger(holdId, row.expires_at, now);
+        await this.settleLedgerSoon(holdId, row.expires_at, now);
         return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
       }
     }
@@ -582,7 +565,7 @@ export class Inventory extends DurableObject<Env> {
     // The ledger counts the places either way (in checkout or sold) until the hold's expiry: the alarm
     // settles `sold` with the other notes (one call per ledger); near the expiry, now, without holding the
     // answer. The note stays until it lands.
-    this.deferLedger(holdId, row.expires_at, now);
+    void this.settleLedgerSoon(holdId, row.expires_at, now);
     // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
     // output gate sends nothing before the commit); a failure leaves the order to the outbox.
     if (handOff) void this.handingOff.add(order.message);
@@ -1271,9 +1254,8 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Expires every active hold whose time has come. Idempotent. The hold and checkout paths pass
-   * `force = false`: they skip the query while no active hold can be due ({@link nextExpiryAt}); every other
-   * call looks.
+   * Expires every active hold whose time has come. Idempotent. The hold path passes `force = false`: it
+   * skips the query while no active hold can be due ({@link nextExpiryAt}); every other call looks.
    */
   private expireDue(now: number, force = true): void {
     if (!force && now < this.nextExpiryAt) return;
@@ -1406,37 +1388,37 @@ export class Inventory extends DurableObject<Env> {
         ? this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
         : this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT ?", LEDGER_SETTLE_BATCH)
     ).toArray();
-    const byLedger = new Map<string, { userId: string; settlements: LedgerSettlement[]; notes: LedgerNote[] }>();
+    const settling: { note: LedgerNote; settlement: LedgerSettlement }[] = [];
     for (const note of notes) {
       const row = this.holdRow(note.hold_id);
       if (!row) {
         this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ?", note.hold_id);
         continue;
       }
-      const name = limitName(event, row.user_id);
-      const group = byLedger.get(name) ?? { userId: row.user_id, settlements: [], notes: [] };
-      byLedger.set(name, group);
-      group.notes.push(note);
-      group.settlements.push({
-        userId: row.user_id,
-        holdKey: row.id,
-        quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
-        state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
-        expiresAt: row.expires_at,
-        version: note.version,
+      settling.push({
+        note,
+        settlement: {
+          userId: row.user_id,
+          holdKey: row.id,
+          quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
+          state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
+          expiresAt: row.expires_at,
+          version: note.version,
+        },
       });
     }
     await Promise.all(
-      [...byLedger.values()].map(async (group) => {
+      [...groupBy(settling, (s) => limitName(event, s.settlement.userId))].map(async ([name, group]) => {
         try {
-          await limitStub(this.env.LIMIT_LEDGER, event, group.userId).settleMany(group.settlements);
+          await limitStubNamed(this.env.LIMIT_LEDGER, name).settleMany(group.map((s) => s.settlement));
           this.ctx.storage.transactionSync(() => {
-            for (const n of group.notes) this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", n.hold_id, n.version);
+            for (const { note } of group)
+              this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ? AND version = ?", note.hold_id, note.version);
           });
         } catch (err) {
           log.error("ledger settlement failed; will retry", {
-            holds: group.notes.map((n) => n.hold_id).slice(0, 5),
-            count: group.notes.length,
+            holds: group.slice(0, 5).map((s) => s.note.hold_id),
+            count: group.length,
             error: String(err),
           });
           this.scheduleAlarm(Date.now() + LEDGER_RETRY_MS);
@@ -1449,11 +1431,13 @@ export class Inventory extends DurableObject<Env> {
    * A hold's reservation counts its places until the hold's expiry (+ slack), so a note with time to spare
    * waits for the next alarm (within {@link LEDGER_DEFER_MS}, retried until it lands), which settles it with
    * the other notes, one call per ledger; a checkout that begins and completes meanwhile costs one
-   * settlement. Near the expiry the note is settled at once, without holding the caller.
+   * settlement. Near the expiry the note is settled at once (the returned promise; the caller decides
+   * whether to wait for it).
    */
-  private deferLedger(holdId: string, expiresAt: number, now: number): void {
-    if (expiresAt - now < LEDGER_DEFER_MIN_LEFT_MS) void this.settleLedger(holdId);
-    else this.scheduleAlarm(now + LEDGER_DEFER_MS);
+  private settleLedgerSoon(holdId: string, expiresAt: number, now: number): Promise<void> {
+    if (expiresAt - now < LEDGER_DEFER_MIN_LEFT_MS) return this.settleLedger(holdId);
+    this.scheduleAlarm(now + LEDGER_DEFER_MS);
+    return Promise.resolve();
   }
 
   private scheduleAlarm(at: number): void {

@@ -5,6 +5,18 @@ export function chunk<T>(rows: readonly T[], size: number): T[][] {
   return out;
 }
 
+/** Groups `rows` by `key`, in first-seen order of the keys and of the rows within each group. */
+export function groupBy<T, K>(rows: Iterable<T>, key: (row: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const row of rows) {
+    const k = key(row);
+    const group = out.get(k);
+    if (group) group.push(row);
+    else out.set(k, [row]);
+  }
+  return out;
+}
+
 /**
  * Splits `rows` into chunks of at most `most` rows whose `weight`s add up to at most `budget` (a row
  * heavier than the budget goes alone): e.g. queue `sendBatch` calls, limited in messages and bytes.

@@ -78,8 +78,11 @@ export const limitBuckets = (event: { sections: Parameters<typeof inventoryObjec
 
 /** The LimitLedger that keeps `userId`'s places in `event` (the same for every section and shard). */
 export function limitStub(ns: LimitNamespace, event: { id: string } & Parameters<typeof limitBuckets>[0], userId: string): LimitStub {
-  return ns.get(ns.idFromName(limitName(event, userId)));
+  return limitStubNamed(ns, limitName(event, userId));
 }
+
+/** The LimitLedger named `name` ({@link limitName}): for callers that grouped buyers by ledger first. */
+export const limitStubNamed = (ns: LimitNamespace, name: string): LimitStub => ns.get(ns.idFromName(name));
 
 /** The name of {@link limitStub}'s object. */
 export const limitName = (event: { id: string } & Parameters<typeof limitBuckets>[0], userId: string): string =>

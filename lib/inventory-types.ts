@@ -114,5 +114,5 @@ export interface HoldRequest {
 /** `Inventory.place`'s answer when the object needs its configuration (first call, or a newer event version). */
 export const NEEDS_SETUP = "needs_setup" as const;
 
-/** One request's answer from `Inventory.placeMany`. */
+/** `Inventory.place`'s answer: the hold's outcome, or {@link NEEDS_SETUP}. */
 export type PlaceAnswer = Outcome<HoldView> | typeof NEEDS_SETUP;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { buyerNoticeMessage } from "../lib/buyer-notices";
+import { groupBy } from "../lib/chunk";
 import { log } from "../lib/log";
 import { confirmationMail, type MailAdapter, sendAllMail } from "../lib/mail";
 import { MailRejectedError, type MailSender } from "../lib/mail-sender";
@@ -167,20 +168,12 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
 }
 
 /**
- * Sends one rendered mail to a buyer. The buyer's address is their user id when that is an e-mail address
- * (identity providers that use the address as `sub`); otherwise only the local mailbox takes it (it keeps
- * mail for developers), and a real provider is skipped with a warning.
- */
-/**
  * Records the batch's order confirmations in their buyers' outboxes, one call per shard. Returns the
  * error of each message whose shard's call failed (that message is retried; the others go on).
  */
 async function recordConfirmations(mail: MailAdapter, parsed: { msg: Message; n: NotificationMessage }[]): Promise<Map<Message, unknown>> {
-  const byShard = new Map<string, { msg: Message; n: OrderConfirmationMessage }[]>();
-  for (const { msg, n } of parsed) {
-    if (n.kind !== "order.confirmation") continue;
-    byShard.set(n.shard, [...(byShard.get(n.shard) ?? []), { msg, n }]);
-  }
+  const confirmations = parsed.flatMap(({ msg, n }) => (n.kind === "order.confirmation" ? [{ msg, n }] : []));
+  const byShard = groupBy(confirmations, (c) => c.n.shard);
   const failed = new Map<Message, unknown>();
   await Promise.all(
     [...byShard].map(async ([shard, items]) => {
@@ -198,6 +191,11 @@ async function recordConfirmations(mail: MailAdapter, parsed: { msg: Message; n:
   return failed;
 }
 
+/**
+ * Sends one rendered mail to a buyer. The buyer's address is their user id when that is an e-mail address
+ * (identity providers that use the address as `sub`); otherwise only the local mailbox takes it (it keeps
+ * mail for developers), and a real provider is skipped with a warning.
+ */
 async function sendMail(deps: NotificationsConsumerDeps, id: string, userId: string, rendered: Rendered): Promise<void> {
   if (!deps.sender) {
     log.warn("mail not configured; not sent", { mailId: id });

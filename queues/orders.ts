@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type AnalyticsEvent, analyticsEvent } from "../lib/analytics-event";
-import { chunk } from "../lib/chunk";
+import { chunk, groupBy } from "../lib/chunk";
 import { log } from "../lib/log";
 import { type OrderMessage, type OrderRefundedMessage, orderMessage, orderRefundedMessage } from "../lib/order";
 import type { OrderStore } from "../lib/order-rows";
@@ -100,18 +100,15 @@ interface Pending {
  * order again later, which only confirms it again.
  */
 export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDeps): Promise<void> {
-  const byShard = new Map<string, Pending[]>();
+  const paid: Pending[] = [];
   const refunds: { msg: Message; refund: OrderRefundedMessage }[] = [];
   for (const msg of batch.messages) {
     const order = await parseOrDeadLetter(ordersQueueMessage, batch.queue, msg, deps.deadLetter);
     if (!order) continue;
-    if (order.kind === "order.refunded") {
-      refunds.push({ msg, refund: order });
-      continue;
-    }
-    const shard = shardFor(order.userId, deps.shards);
-    byShard.set(shard, [...(byShard.get(shard) ?? []), { msg, order, shard }]);
+    if (order.kind === "order.refunded") refunds.push({ msg, refund: order });
+    else paid.push({ msg, order, shard: shardFor(order.userId, deps.shards) });
   }
+  const byShard = groupBy(paid, (p) => p.shard);
   const stored: Pending[] = [];
   // Paid orders first: a refund in the same batch then finds its order in the shard.
   const storing = Promise.all(
