@@ -123,10 +123,8 @@ const RPC_CALLERS = new Set([
   "getHold",
   "releaseHold",
   "holdInShard",
-  "reserveForCustomer",
   "reserveAndHold",
   "beginOrReplay",
-  "handOrderOff",
 ]);
 const STEPS: { step: string; names: string[] }[] = [
   {
@@ -135,12 +133,12 @@ const STEPS: { step: string; names: string[] }[] = [
   },
   {
     step: "queue sends",
-    names: ["sendOrder", "sendAnalytics", "send", "sendBatch", "markOrdersSent", "handOff", "handOrdersOff", "flushAnalytics"],
+    names: ["sendAnalytics", "send", "sendBatch", "markOrdersSent", "handOrdersOff", "flushAnalytics"],
   },
   { step: "JWT (auth)", names: ["auth", "verifyToken", "verifyHs256", "verify"] },
   { step: "rate limit (edge + Limiter DO)", names: ["rateLimit", "check", "limiterStore", "withTimeout", "tat", "limiter"] },
   { step: "idempotency", names: ["idempotency", "beginIdempotent", "completeIdempotent", "abandonIdempotent"] },
-  { step: "LimitLedger DO", names: ["reserve", "reserveMany", "reserveOne", "settle", "setState", "used", "scheduleCleanup"] },
+  { step: "LimitLedger DO", names: ["reserve", "reserveMany", "reserveOne", "settleMany", "settleOne", "setState", "used", "ranWith"] },
   {
     step: "Inventory DO",
     names: [
@@ -149,6 +147,7 @@ const STEPS: { step: string; names: string[] }[] = [
       "completeCheckout",
       "abortCheckout",
       "settleLedger",
+      "settleLedgerSoon",
       "noteLedger",
       "ensure",
       "expireDue",
@@ -169,13 +168,12 @@ const STEPS: { step: string; names: string[] }[] = [
       "insertHold",
       "noteExpiry",
       "keepEventVersion",
-      "settleNote",
       "reportInventory",
       "announceSoldOut",
     ],
   },
   { step: "payment (sandbox)", names: ["chargeWithPolicy", "chargeOrReopen", "charge", "succeed", "run"] },
-  { step: "tickets (signing)", names: ["issueTickets", "signTicket", "signToken"] },
+  { step: "tickets (signing)", names: ["issueTickets", "signTicket"] },
   { step: "validation (zod)", names: ["validate", "safeParse", "parse", "_parse"] },
   {
     step: "handler (placeHold / checkout)",

@@ -150,9 +150,10 @@ export function doCallError(err: unknown, what: string): never {
 }
 
 /**
- * Places a hold for `userId`: checks the request against the event ({@link holdQuantity}), reserves the
- * quantity against the per-customer limit ({@link reserveForCustomer}), then holds in the owning Inventory
- * DO, for GA the buyer's shard first, then the others ({@link holdInShards}). `section` availability from
+ * Places a hold for `userId`: checks the request against the event ({@link holdQuantity}), then holds in
+ * the owning Inventory DO, which first reserves the quantity in the buyer's LimitLedger (the event's
+ * per-customer limit travels with the request); for GA the buyer's shard first, then the others
+ * ({@link holdInShards}). `section` availability from
  * the published snapshot, when given, answers `sold_out` without any DO call.
  */
 export async function placeHold(
