@@ -144,7 +144,11 @@ const STEPS: { step: string; names: string[] }[] = [
     names: [
       "hold",
       "beginCheckout",
+      "lockForCheckout",
       "completeCheckout",
+      "recordOrder",
+      "moveHoldSeats",
+      "expireRows",
       "abortCheckout",
       "settleLedger",
       "settleLedgerSoon",

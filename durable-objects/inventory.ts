@@ -35,7 +35,6 @@ import {
   type TicketView,
   ticketStatuses,
 } from "../lib/ticket-status";
-import { parseTraceparent } from "../lib/trace";
 import * as capacityMoves from "./inventory-capacity";
 import * as refunds from "./inventory-refunds";
 import type { LedgerSettlement } from "./limit-ledger";
@@ -482,21 +481,40 @@ export class Inventory extends DurableObject<Env> {
    */
   async beginCheckout(holdId: string, userId: string, paymentMethod: string): Promise<Outcome<{ hold: HoldView; paymentKey: string }>> {
     void this.stallIfFaulted();
-    if (!this.config) return fail("not_found", "No such hold.");
+    // Group commit: the checkouts begun in this macrotask share one storage commit.
+    const begun = await this.group.run(() => this.lockForCheckout(holdId, userId, paymentMethod));
+    // The ledger must count the places as long as the hold is in checkout (which never expires). Near
+    // its expiry the ledger is told before any charge.
+    if (begun.locked) await this.settleLedgerSoon(holdId, begun.locked.expiresAt, begun.locked.at);
+    return begun.outcome;
+  }
+
+  /** {@link beginCheckout}'s decision and write; `locked` when it moved an active hold into checkout. */
+  private lockForCheckout(
+    holdId: string,
+    userId: string,
+    paymentMethod: string,
+  ): { outcome: Outcome<{ hold: HoldView; paymentKey: string }>; locked?: { expiresAt: number; at: number } } {
+    const outcome = (o: Outcome<{ hold: HoldView; paymentKey: string }>) => ({ outcome: o });
+    if (!this.config) return outcome(fail("not_found", "No such hold."));
     const now = Date.now();
-    this.expireDue(now);
-    const row = this.holdRow(holdId);
-    if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
-    if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
+    let row = this.holdRow(holdId);
+    if (!row || row.user_id !== userId) return outcome(fail("not_found", "No such hold."));
+    // This hold's own time, read from its row (other due holds are the alarm's and the next hold's work).
+    if (row.status === "active" && row.expires_at <= now) {
+      this.expireRows([row], now);
+      row = { ...row, status: "expired" };
+    }
+    if (this.cancelled && row.status !== "sold") return outcome(fail("event_cancelled", "This event is cancelled."));
     switch (row.status) {
       case "expired":
-        return fail("hold_expired", "The hold expired before checkout.");
+        return outcome(fail("hold_expired", "The hold expired before checkout."));
       case "released":
-        return fail("hold_expired", "The hold was released.");
+        return outcome(fail("hold_expired", "The hold was released."));
       case "checking_out":
-        return fail("idempotency_conflict", "A checkout for this hold is already in progress.");
+        return outcome(fail("idempotency_conflict", "A checkout for this hold is already in progress."));
       case "sold":
-        return ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) });
+        return outcome(ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) }));
       case "active": {
         const attempt = row.checkout_attempt + 1;
         this.ctx.storage.transactionSync(() => {
@@ -511,10 +529,7 @@ export class Inventory extends DurableObject<Env> {
         });
         this.scheduleAlarm(now + this.timings.timeoutMs);
         const hold = this.view({ ...row, status: "checking_out", checkout_attempt: attempt });
-        // The ledger must count the places as long as the hold is in checkout (which never expires). Near
-        // its expiry the ledger is told before any charge.
-        await this.settleLedgerSoon(holdId, row.expires_at, now);
-        return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
+        return { outcome: ok({ hold, paymentKey: paymentKey(holdId, attempt) }), locked: { expiresAt: row.expires_at, at: now } };
       }
     }
   }
@@ -523,8 +538,14 @@ export class Inventory extends DurableObject<Env> {
    * Marks a hold in checkout sold and records its order durably, in one transaction. Idempotent: a
    * second call for the same hold returns the order already stored.
    */
-  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Outcome<StoredOrder> {
+  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder>> {
     void this.stallIfFaulted();
+    // Group commit: the orders recorded in this macrotask share one storage commit.
+    return this.group.run(() => this.recordOrder(holdId, order, forPaymentKey, handOff));
+  }
+
+  /** {@link completeCheckout}'s decision and transaction. */
+  private recordOrder(holdId: string, order: StoredOrder, forPaymentKey: string | undefined, handOff: boolean): Outcome<StoredOrder> {
     if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
@@ -543,7 +564,7 @@ export class Inventory extends DurableObject<Env> {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE holds SET status = 'sold', order_id = ? WHERE id = ?", order.id, holdId);
-      this.sql.exec("UPDATE seats SET status = 'sold' WHERE hold_id = ?", holdId);
+      this.moveHoldSeats(row, "sold");
       this.sql.exec("UPDATE counters SET held = held - ?, sold = sold + ? WHERE id = 0", row.quantity, row.quantity);
       this.sql.exec(
         "INSERT INTO orders (id, hold_id, user_id, body, message, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -569,8 +590,6 @@ export class Inventory extends DurableObject<Env> {
     // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
     // output gate sends nothing before the commit); a failure leaves the order to the outbox.
     if (handOff) void this.handingOff.add(order.message);
-    const traceparent = typeof order.message.traceparent === "string" ? order.message.traceparent : undefined;
-    log.info("order recorded", { orderId: order.id, holdId, traceId: parseTraceparent(traceparent)?.traceId });
     return ok(order);
   }
 
@@ -1268,6 +1287,11 @@ export class Inventory extends DurableObject<Env> {
         .one().t;
       this.nextExpiryAt = next ?? Number.POSITIVE_INFINITY;
     }
+    this.expireRows(due, now);
+  }
+
+  /** Expires `due` (active holds whose time has come): their places go back on sale, and their funnel events wait for the alarm. */
+  private expireRows(due: HoldRow[], now: number): void {
     if (!due.length) return;
     this.ctx.storage.transactionSync(() => {
       for (const row of due) this.releaseRow(row, "expired");
@@ -1300,10 +1324,27 @@ export class Inventory extends DurableObject<Env> {
   private releaseRow(row: HoldRow, status: "released" | "expired"): void {
     this.sql.exec("UPDATE holds SET status = ? WHERE id = ? AND status = 'active'", status, row.id);
     this.noteLedger(row.id);
-    this.sql.exec("UPDATE seats SET status = 'available', hold_id = NULL WHERE hold_id = ? AND status = 'held'", row.id);
+    this.moveHoldSeats(row, "available");
     this.sql.exec("UPDATE counters SET held = held - ? WHERE id = 0", row.quantity);
     this.counts.held -= row.quantity;
     this.counts.available += row.quantity;
+  }
+
+  /**
+   * Moves a hold's named seats (a GA hold has none) out of `held`, found by primary key from the hold's own
+   * list: `sold` keeps them on the hold, `available` frees them.
+   */
+  private moveHoldSeats(row: HoldRow, to: "sold" | "available"): void {
+    const seats = JSON.parse(row.seats) as string[];
+    if (!seats.length) return;
+    const ids = seats.map(() => "?").join(", ");
+    if (to === "sold") this.sql.exec(`UPDATE seats SET status = 'sold' WHERE id IN (${ids}) AND hold_id = ?`, ...seats, row.id);
+    else
+      this.sql.exec(
+        `UPDATE seats SET status = 'available', hold_id = NULL WHERE id IN (${ids}) AND hold_id = ? AND status = 'held'`,
+        ...seats,
+        row.id,
+      );
   }
 
   private holdRow(id: string): HoldRow | undefined {

@@ -17,12 +17,14 @@ import { PgOrderStore } from "./order-store-pg";
 
 // ───────────────────────────── D1 ─────────────────────────────
 
-/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (each is 2+ statements). */
+/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders}. */
 const ORDERS_PER_D1_BATCH = 50;
+/** Order rows per INSERT statement: D1 binds at most 100 parameters a statement, and an order row binds 14. */
+const ORDERS_PER_STATEMENT = 7;
 /** Mail outbox rows per statement (6 columns each: D1 binds at most 100 parameters a statement). */
 const MAILS_PER_STATEMENT = 16;
 
-/** D1 shard: one `batch()` (a transaction) per order: the order row and its tickets, or nothing. */
+/** D1 shard: orders and their tickets written together, one `batch()` (a transaction) per {@link ORDERS_PER_D1_BATCH}. */
 export class D1OrderStore implements OrderStore {
   private readonly db;
   constructor(
@@ -37,27 +39,30 @@ export class D1OrderStore implements OrderStore {
     return result ?? "exists";
   }
 
-  /** One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders. */
+  /**
+   * One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders, with several
+   * rows per statement: the order rows (their `returning` names the ones that were new), then the tickets.
+   * An order given twice is `inserted` at most once.
+   */
   async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
     await delayIfFaulted("shard_slow", this.name);
     failIfFaulted("shard_writes", `shard ${this.name} write failed`);
     const now = new Date().toISOString();
     const out: ("inserted" | "exists")[] = [];
     for (const part of chunk([...msgs], ORDERS_PER_D1_BATCH)) {
-      const statements = part.map((msg) => ({
-        order: this.db.insert(d1.orders).values(orderColumns(msg, now)).onConflictDoNothing().returning({ id: d1.orders.id }),
-        tickets: chunk(ticketColumns(msg), TICKETS_PER_STATEMENT).map((rows) =>
-          this.db.insert(d1.tickets).values(rows).onConflictDoNothing(),
-        ),
-      }));
-      const [first, ...rest] = statements.flatMap((st) => [st.order, ...st.tickets]);
+      const orderStatements = chunk(
+        part.map((msg) => orderColumns(msg, now)),
+        ORDERS_PER_STATEMENT,
+      ).map((rows) => this.db.insert(d1.orders).values(rows).onConflictDoNothing().returning({ id: d1.orders.id }));
+      const ticketStatements = chunk(part.flatMap(ticketColumns), TICKETS_PER_STATEMENT).map((rows) =>
+        this.db.insert(d1.tickets).values(rows).onConflictDoNothing(),
+      );
+      const [first, ...rest] = [...orderStatements, ...ticketStatements];
       if (!first) continue;
       const results = await this.db.batch([first, ...rest]);
-      // Each order's own statement is the first of its group: its `returning` says whether it was new.
-      let at = 0;
-      for (const st of statements) {
-        out.push((results[at] as unknown[]).length ? "inserted" : "exists");
-        at += 1 + st.tickets.length;
+      const inserted = new Set(results.slice(0, orderStatements.length).flatMap((rows) => (rows as { id: string }[]).map((r) => r.id)));
+      for (const msg of part) {
+        out.push(inserted.delete(msg.orderId) ? "inserted" : "exists");
       }
     }
     return out;

@@ -156,9 +156,9 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
           inst.snapshot();
           expect(sql.exec<{ status: string }>("SELECT status FROM holds WHERE id = ?", h.id).one().status).toBe("checking_out");
           if (op.pay) {
-            const done = inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user));
+            const done = await inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user));
             expect(done.ok).toBe(true);
-            expect(inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user)).ok).toBe(true);
+            expect((await inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user))).ok).toBe(true);
             h.status = "sold";
           } else {
             const back = await inst.abortCheckout(h.id);

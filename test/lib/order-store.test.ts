@@ -25,6 +25,17 @@ describe("D1OrderStore", () => {
     }
   });
 
+  it("counts an order given twice in one call as new once (a redelivered message in the same batch)", async () => {
+    const tag = freshTag();
+    const a = orderMsg(`${tag}-a`, 1, {}, tag);
+    const b = orderMsg(`${tag}-b`, 2, {}, tag);
+    expect(await store.saveOrders([a, b, a])).toEqual(["inserted", "inserted", "exists"]);
+    const n = await env.SHARD_0.prepare("SELECT count(*) AS n FROM tickets WHERE order_id IN (?, ?)")
+      .bind(a.orderId, b.orderId)
+      .first<{ n: number }>();
+    expect(n?.n).toBe(a.tickets.length + b.tickets.length);
+  });
+
   it("stores an order and its tickets in one batch; a replay changes nothing; reads it back as the API's order", async () => {
     const tag = freshTag();
     const msg = orderMsg(`${tag}-buyer`, 1, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" }, tag);
