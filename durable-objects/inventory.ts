@@ -94,6 +94,9 @@ type LedgerNote = {
   hold_id: string;
   version: number;
 };
+/** The notes to settle with their holds' rows, read in one query (`id` is null when the hold is gone). */
+const LEDGER_NOTES_SQL =
+  "SELECT ledger_sync.hold_id AS note_hold_id, ledger_sync.version AS note_version, holds.* FROM ledger_sync LEFT JOIN holds ON holds.id = ledger_sync.hold_id";
 
 /** Tickets per `sendBatch` of the orders hand-off (a ticket is about 250 bytes of a message; a batch may carry 256 KB). */
 const HAND_OFF_TICKETS = 500;
@@ -483,38 +486,35 @@ export class Inventory extends DurableObject<Env> {
     void this.stallIfFaulted();
     // Group commit: the checkouts begun in this macrotask share one storage commit.
     const begun = await this.group.run(() => this.lockForCheckout(holdId, userId, paymentMethod));
-    // The ledger must count the places as long as the hold is in checkout (which never expires). Near
-    // its expiry the ledger is told before any charge.
-    if (begun.locked) await this.settleLedgerSoon(holdId, begun.locked.expiresAt, begun.locked.at);
-    return begun.outcome;
+    // A hold answered in checkout was locked just now (one already in checkout answers a conflict). The
+    // ledger must count the places as long as the hold is in checkout (which never expires). Near its
+    // expiry the ledger is told before any charge.
+    if (begun.ok && begun.value.hold.status === "checking_out")
+      await this.settleLedgerSoon(holdId, Date.parse(begun.value.hold.expiresAt), Date.now());
+    return begun;
   }
 
-  /** {@link beginCheckout}'s decision and write; `locked` when it moved an active hold into checkout. */
-  private lockForCheckout(
-    holdId: string,
-    userId: string,
-    paymentMethod: string,
-  ): { outcome: Outcome<{ hold: HoldView; paymentKey: string }>; locked?: { expiresAt: number; at: number } } {
-    const outcome = (o: Outcome<{ hold: HoldView; paymentKey: string }>) => ({ outcome: o });
-    if (!this.config) return outcome(fail("not_found", "No such hold."));
+  /** {@link beginCheckout}'s decision and write. */
+  private lockForCheckout(holdId: string, userId: string, paymentMethod: string): Outcome<{ hold: HoldView; paymentKey: string }> {
+    if (!this.config) return fail("not_found", "No such hold.");
     const now = Date.now();
     let row = this.holdRow(holdId);
-    if (!row || row.user_id !== userId) return outcome(fail("not_found", "No such hold."));
+    if (!row || row.user_id !== userId) return fail("not_found", "No such hold.");
     // This hold's own time, read from its row (other due holds are the alarm's and the next hold's work).
     if (row.status === "active" && row.expires_at <= now) {
       this.expireRows([row], now);
       row = { ...row, status: "expired" };
     }
-    if (this.cancelled && row.status !== "sold") return outcome(fail("event_cancelled", "This event is cancelled."));
+    if (this.cancelled && row.status !== "sold") return fail("event_cancelled", "This event is cancelled.");
     switch (row.status) {
       case "expired":
-        return outcome(fail("hold_expired", "The hold expired before checkout."));
+        return fail("hold_expired", "The hold expired before checkout.");
       case "released":
-        return outcome(fail("hold_expired", "The hold was released."));
+        return fail("hold_expired", "The hold was released.");
       case "checking_out":
-        return outcome(fail("idempotency_conflict", "A checkout for this hold is already in progress."));
+        return fail("idempotency_conflict", "A checkout for this hold is already in progress.");
       case "sold":
-        return outcome(ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) }));
+        return ok({ hold: this.view(row), paymentKey: paymentKey(holdId, row.checkout_attempt) });
       case "active": {
         const attempt = row.checkout_attempt + 1;
         this.ctx.storage.transactionSync(() => {
@@ -529,7 +529,7 @@ export class Inventory extends DurableObject<Env> {
         });
         this.scheduleAlarm(now + this.timings.timeoutMs);
         const hold = this.view({ ...row, status: "checking_out", checkout_attempt: attempt });
-        return { outcome: ok({ hold, paymentKey: paymentKey(holdId, attempt) }), locked: { expiresAt: row.expires_at, at: now } };
+        return ok({ hold, paymentKey: paymentKey(holdId, attempt) });
       }
     }
   }
@@ -1424,26 +1424,28 @@ export class Inventory extends DurableObject<Env> {
   private async settleLedger(holdId?: string): Promise<void> {
     const event = this.event;
     if (!event) return;
-    const notes = (
+    // A row's hold columns are null when the hold is gone.
+    type NoteRow = HoldRow & { note_hold_id: string; note_version: number };
+    const rows = (
       holdId
-        ? this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync WHERE hold_id = ?", holdId)
-        : this.sql.exec<LedgerNote>("SELECT hold_id, version FROM ledger_sync ORDER BY version LIMIT ?", LEDGER_SETTLE_BATCH)
+        ? this.sql.exec<NoteRow>(`${LEDGER_NOTES_SQL} WHERE ledger_sync.hold_id = ?`, holdId)
+        : this.sql.exec<NoteRow>(`${LEDGER_NOTES_SQL} ORDER BY ledger_sync.version LIMIT ?`, LEDGER_SETTLE_BATCH)
     ).toArray();
     const settling: { note: LedgerNote; settlement: LedgerSettlement }[] = [];
-    for (const note of notes) {
-      const row = this.holdRow(note.hold_id);
-      if (!row) {
+    for (const r of rows) {
+      const note: LedgerNote = { hold_id: r.note_hold_id, version: r.note_version };
+      if (!r.id) {
         this.sql.exec("DELETE FROM ledger_sync WHERE hold_id = ?", note.hold_id);
         continue;
       }
       settling.push({
         note,
         settlement: {
-          userId: row.user_id,
-          holdKey: row.id,
-          quantity: row.quantity - refunds.voidedCount(this.sql, row.order_id),
-          state: row.status === "active" ? "held" : row.status === "checking_out" || row.status === "sold" ? row.status : "released",
-          expiresAt: row.expires_at,
+          userId: r.user_id,
+          holdKey: r.id,
+          quantity: r.quantity - refunds.voidedCount(this.sql, r.order_id),
+          state: r.status === "active" ? "held" : r.status === "checking_out" || r.status === "sold" ? r.status : "released",
+          expiresAt: r.expires_at,
           version: note.version,
         },
       });

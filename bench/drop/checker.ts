@@ -374,18 +374,27 @@ export function check(history: History, final: FinalState): Verdict {
     pre.map((j) => j.joinedAt),
     pre.map((j) => j.admittedAt),
   );
-  // Pairs known both ways: A's join answered before B's was sent, and one knew of its admission before the
-  // other's last "waiting" poll was sent.
+  // One pass over the pairs in join order. Known both ways: A's join answered before B's was sent, and one
+  // knew of its admission before the other's last "waiting" poll was sent. A definite inversion is a pair
+  // out of order whose joins are over JOIN_GAP_MS apart (the first per earlier buyer is reported).
   const byJoin = [...after].sort((a, b) => a.joinEnd - b.joinEnd);
   let inOrder = 0;
   let outOfOrder = 0;
+  const inversions: [Admission, Admission][] = [];
   for (let i = 0; i < byJoin.length; i++) {
     const a = byJoin[i] as Admission;
+    let inverted = false;
     for (let k = i + 1; k < byJoin.length; k++) {
       const b = byJoin[k] as Admission;
       if (b.joinStart <= a.joinEnd) continue;
       if (a.admittedAt < b.lastWaiting) inOrder++;
-      else if (b.admittedAt < a.lastWaiting) outOfOrder++;
+      else if (b.admittedAt < a.lastWaiting) {
+        outOfOrder++;
+        if (!inverted && b.joinStart - a.joinEnd >= JOIN_GAP_MS) {
+          inversions.push([a, b]);
+          inverted = true;
+        }
+      }
     }
   }
   const pairs = inOrder + outOfOrder;
@@ -397,21 +406,12 @@ export function check(history: History, final: FinalState): Verdict {
       [],
     );
   // Definite inversions: A joined well before B, and B knew it was admitted before A was still told to wait.
-  for (let i = 0; i < byJoin.length; i++) {
-    const b = byJoin[i] as Admission;
-    for (let k = i + 1; k < byJoin.length; k++) {
-      const later = byJoin[k] as Admission;
-      if (later.joinStart - b.joinEnd < JOIN_GAP_MS) continue;
-      if (later.admittedAt < b.lastWaiting) {
-        add(
-          "admission_order",
-          `buyer ${later.buyer} joined at ${fmt(later.joinStart)}, ${((later.joinStart - b.joinEnd) / 1000).toFixed(1)} s after ${b.buyer} (joined by ${fmt(b.joinEnd)}), and was admitted by ${fmt(later.admittedAt)}, while ${b.buyer} was still told to wait at ${fmt(b.lastWaiting)}`,
-          [b.buyer, later.buyer],
-        );
-        break;
-      }
-    }
-  }
+  for (const [a, b] of inversions)
+    add(
+      "admission_order",
+      `buyer ${b.buyer} joined at ${fmt(b.joinStart)}, ${((b.joinStart - a.joinEnd) / 1000).toFixed(1)} s after ${a.buyer} (joined by ${fmt(a.joinEnd)}), and was admitted by ${fmt(b.admittedAt)}, while ${a.buyer} was still told to wait at ${fmt(a.lastWaiting)}`,
+      [a.buyer, b.buyer],
+    );
   if (pre.length >= MIN_RANKED && rhoPre > MAX_PRESALE_RHO)
     add(
       "admission_order",
