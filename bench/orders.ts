@@ -18,11 +18,13 @@
  *   against bench/lib/baseline-server.ts.
  * After every Breakwater run the bench waits until every order is in its shard (the admin reconciliation
  * with no grace: nothing missing, nothing extra, nothing twice) and reports when; an order still missing
- * at the deadline (300 s) is reported as lost. p99 is each checkout's hold + order time.
+ * at the deadline (300 s) is reported as lost; then it waits until every order's confirmation mail has
+ * reached the mail sink. p99 is each checkout's hold + order time. Mail goes over HTTP to a local stand-in
+ * of the mail API (bench/lib/mail-sink.ts), as production sends it; `MAIL=mailbox` keeps the local KV mailbox.
  *
  * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
  * SCENARIOS ("healthy,slow,outage"), SLOW_MS (50), OUTAGE_SECONDS (30), SKIP ("pg" to skip the baseline),
- * RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created
+ * MAIL (sink; the sink listens on PORT+4), RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created
  * when missing).
  */
 import { spawn } from "node:child_process";
@@ -32,6 +34,7 @@ import path from "node:path";
 import postgres from "postgres";
 import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { type BreakwaterProcess, percentile, startBreakwater } from "./lib/breakwater-process.ts";
+import { benchMail, buyerId, type MailSink } from "./lib/mail-sink.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
@@ -46,6 +49,7 @@ const OUTAGE_SECONDS = envInt("OUTAGE_SECONDS", 30, 1, 600);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
 const ALL_SHARDS = ["SHARD_0", "SHARD_1", "SHARD_2", "SHARD_3"];
 const DRAIN_DEADLINE_MS = 300_000;
+const mail = await benchMail(PORT + 4);
 
 type Fault = "none" | "slow" | "outage";
 
@@ -68,6 +72,10 @@ interface Run {
   lost?: number;
   /** Breakwater: orders in a shard that no DO sold, or in a shard twice (must be 0). */
   extraOrDuplicated?: number;
+  /** Breakwater with the mail sink: every order's confirmation received this many seconds after the start. */
+  mailedAfterSeconds?: number;
+  /** Breakwater with the mail sink: orders whose confirmation had not arrived at the deadline. */
+  unmailed?: number;
 }
 
 /** Runs checkouts with `C` concurrent buyers until `n` are done and at least `minSeconds` have passed. */
@@ -131,11 +139,20 @@ async function drain(bw: BreakwaterProcess, admin: string, eventId: string): Pro
   }
 }
 
+/** Waits until the sink has received `n` mails (the same deadline as the shards); when, and how many were missing. */
+async function mailsIn(sink: MailSink, n: number): Promise<{ at: number; missing: number }> {
+  const deadline = Date.now() + DRAIN_DEADLINE_MS;
+  while (sink.received() < n && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+  return { at: performance.now(), missing: Math.max(0, n - sink.received()) };
+}
+
 async function runBreakwater(mode: "write-behind" | "synchronous", shards: number, fault: Fault): Promise<Run> {
+  mail?.reset();
   const bw = await startBreakwater(PORT, {
     ORDER_SHARDS: ALL_SHARDS.slice(0, shards).join(","),
     CHECKOUT_WRITE: mode === "synchronous" ? "sync" : "queue",
     FAULT_INJECTION: "true",
+    ...mail?.env,
   });
   try {
     const organizer = await bw.token("bench-org", "organizer");
@@ -143,7 +160,7 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     const minSeconds = fault === "outage" ? OUTAGE_SECONDS + 10 : 0;
     const most = Math.max(N, minSeconds * 400);
     const buyerCount = Math.ceil(most / 40) + C;
-    const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
+    const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(buyerId("bench-buyer", i), "buyer")));
     const now = Date.now();
     const created = await bw.request(
       "POST",
@@ -186,6 +203,11 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     result.drainPerShardPerSecond = result.drainPerSecond / shards;
     result.lost = drained.lost;
     result.extraOrDuplicated = drained.extra;
+    if (mail) {
+      const mailed = await mailsIn(mail, result.orders);
+      result.mailedAfterSeconds = (mailed.at - started) / 1000;
+      result.unmailed = mailed.missing;
+    }
     return result;
   } finally {
     await bw.stop();
@@ -271,7 +293,8 @@ const f = (n: number | undefined, d = 0) => (n === undefined ? "–" : n.toFixed
 const show = (r: Run) =>
   console.log(
     `  ${r.mode}${r.fault === "none" ? "" : ` (${r.fault} shard)`}, ${r.shards} shard(s): ${f(r.ordersPerSecond)} orders/s, p99 ${f(r.p99)} ms` +
-      (r.drainPerSecond === undefined ? "" : `, in the shards after ${f(r.drainedAfterSeconds, 1)} s, lost ${r.lost}`),
+      (r.drainPerSecond === undefined ? "" : `, in the shards after ${f(r.drainedAfterSeconds, 1)} s, lost ${r.lost}`) +
+      (r.mailedAfterSeconds === undefined ? "" : `, mailed after ${f(r.mailedAfterSeconds, 1)} s, unmailed ${r.unmailed}`),
   );
 const syncShards = SHARD_COUNTS.includes(2) ? 2 : (SHARD_COUNTS[0] ?? 1);
 if (SCENARIOS.has("healthy")) {
@@ -295,12 +318,12 @@ if (!SKIP.has("pg")) {
 }
 
 console.log(
-  "\n| mode | shard fault | shards | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | all in shards after (s) | drain/s per shard | lost |",
+  "\n| mode | shard fault | shards | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | all in shards after (s) | drain/s per shard | lost | all mailed after (s) | unmailed |",
 );
-console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of runs)
   console.log(
-    `| ${r.mode} | ${r.fault} | ${r.shards} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerShardPerSecond)} | ${r.lost ?? "–"} |`,
+    `| ${r.mode} | ${r.fault} | ${r.shards} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerShardPerSecond)} | ${r.lost ?? "–"} | ${f(r.mailedAfterSeconds, 1)} | ${r.unmailed ?? "–"} |`,
   );
 const find = (mode: Run["mode"], fault: Fault) =>
   runs.find((r) => r.mode === mode && r.fault === fault && (mode === "postgres" || r.shards === syncShards));
@@ -324,6 +347,8 @@ const file = writeResults("orders", {
   slowMs: SLOW_MS,
   outageSeconds: OUTAGE_SECONDS,
   drainPerShardPerSecond: wb?.drainPerShardPerSecond,
+  mail: mail ? "sink" : "mailbox",
   runs,
 });
 console.log(`wrote ${file}`);
+await mail?.close();

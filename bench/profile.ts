@@ -11,17 +11,20 @@
  * Every sample is given to one step by its stack (see STEPS and attribute()), and the table prints each
  * step's share of the profile and that share of workerd's CPU per operation (from /proc). The profile
  * clocks the thread's wall time, so on a loaded machine its total exceeds the CPU time; the shares stay
- * comparable. Queue consumers triggered by an operation are part of its cost (the run waits for the
- * machine to be quiet between phases so one phase's consumers are not billed to the next). Rate limits run with limits too high to refuse (`RATE_LIMITS` below), so their Limiter
+ * comparable. Queue consumers triggered by an operation are part of its cost: each phase's profile and CPU
+ * run until workerd is quiet again (its rate is the answers'). Mail goes over HTTP to a local sink, as in
+ * production (`MAIL`, bench/lib/mail-sink.ts). Rate limits run with limits too high to refuse (`RATE_LIMITS` below), so their Limiter
  * DO calls are on the path as in production; request logs are off (as in every bench).
  *
  * Env: HOLDS (2000), CHECKOUTS (1000), CONCURRENCY (32), PORT (8795; inspector PORT+1),
- * SAMPLING_US (200), PROFILE_DUMP (a path prefix: also write each phase's .cpuprofile), RATE_LIMITS (default: every route's limits at 1,000,000/s), RESULTS_TAG.
+ * SAMPLING_US (200), PROFILE_DUMP (a path prefix: also write each phase's .cpuprofile), RATE_LIMITS (default: every route's limits at 1,000,000/s), MAIL (sink; mailbox: the local KV mailbox;
+ * the sink listens on PORT+2), RESULTS_TAG.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startBreakwater } from "./lib/breakwater-process.ts";
+import { benchMail, buyerId } from "./lib/mail-sink.ts";
 import { envInt } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
@@ -275,7 +278,8 @@ interface Phase {
   steps: Record<string, number>;
 }
 
-const bw = await startBreakwater(PORT, { INSPECTOR_PORT: String(INSPECTOR), RATE_LIMITS }, C * 2);
+const mail = await benchMail(PORT + 2);
+const bw = await startBreakwater(PORT, { INSPECTOR_PORT: String(INSPECTOR), RATE_LIMITS, ...mail?.env }, C * 2);
 const phases: Phase[] = [];
 try {
   const pid = workerdOf("scripts/serve.ts", PORT);
@@ -286,7 +290,7 @@ try {
 
   const organizer = await bw.token("profile-organizer", "organizer");
   const buyerCount = Math.max(C * 2, Math.ceil((HOLDS + CHECKOUTS + 2 * C + 100) / 40));
-  const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(`profile-buyer-${i}`, "buyer")));
+  const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(buyerId("profile-buyer", i), "buyer")));
   const now = Date.now();
   const created = await bw.request(
     "POST",
@@ -334,10 +338,20 @@ try {
     );
     return (performance.now() - t0) / 1000;
   };
+  /** Waits until workerd is idle (under 5 % of a core over half a second): queue consumers of earlier work done. */
+  const quiet = async () => {
+    for (let tries = 0; tries < 60; tries++) {
+      const c0 = cpuSeconds(pid) ?? 0;
+      await new Promise((r) => setTimeout(r, 500));
+      if ((cpuSeconds(pid) ?? 0) - c0 < 0.025) return;
+    }
+  };
   const profiled = async (phase: Phase["phase"], n: number, op: (i: number) => Promise<void>) => {
     const cpu0 = cpuSeconds(pid) ?? 0;
     await cdp.send("Profiler.start");
     const seconds = await loop(n, op);
+    // The queue consumers the operations triggered are part of their cost: the profile runs until they are done.
+    await quiet();
     const { profile } = (await cdp.send("Profiler.stop")) as { profile: Profile };
     const cpu = (cpuSeconds(pid) ?? 0) - cpu0;
     if (process.env.PROFILE_DUMP) writeFileSync(`${process.env.PROFILE_DUMP}-${phase}.cpuprofile`, JSON.stringify(profile));
@@ -364,14 +378,6 @@ try {
   await Promise.all(warm.map((h, i) => pay(h, i)));
   await loop(100, async (i) => void (await hold("hot", i)));
 
-  /** Waits until workerd is idle (under 5 % of a core over half a second): queue consumers of earlier work done. */
-  const quiet = async () => {
-    for (let tries = 0; tries < 60; tries++) {
-      const c0 = cpuSeconds(pid) ?? 0;
-      await new Promise((r) => setTimeout(r, 500));
-      if ((cpuSeconds(pid) ?? 0) - c0 < 0.025) return;
-    }
-  };
   await quiet();
   await profiled("holds", HOLDS, async (i) => void (await hold("hot", i)));
   const holdIds: string[] = [];
@@ -381,8 +387,10 @@ try {
   await quiet();
   await profiled("checkouts", CHECKOUTS, (i) => pay(holdIds[i] as string, i));
   cdp.close();
+  if (mail) console.log(`mails delivered to the sink: ${mail.received()} of ${CHECKOUTS + C} orders`);
 } finally {
   await bw.stop();
+  await mail?.close();
 }
 
 const rows = [...new Set(phases.flatMap((p) => Object.keys(p.steps)))];

@@ -38,3 +38,15 @@ export function chunkByWeight<T>(rows: readonly T[], most: number, budget: numbe
   if (part.length) out.push(part);
   return out;
 }
+
+/**
+ * Runs `fn` on every item, at most `limit` at a time, starting them in order; resolves when all have
+ * finished. `fn` handles its own failures: a rejection rejects the whole run.
+ */
+export async function forEachConcurrent<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { buyerNoticeMessage } from "../lib/buyer-notices";
-import { groupBy } from "../lib/chunk";
+import { forEachConcurrent, groupBy } from "../lib/chunk";
 import { log } from "../lib/log";
 import { confirmationMail, type MailAdapter, sendAllMail } from "../lib/mail";
 import { MailRejectedError, type MailSender } from "../lib/mail-sender";
@@ -15,6 +15,12 @@ import {
 import { qrLinkSignature } from "../lib/tickets";
 import type { WebhookPublisher } from "../lib/webhooks";
 import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
+
+/**
+ * Messages of a batch handled at once: a mail or webhook call waits on the network, so one after another
+ * a 50-message batch would take 50 round trips; a few at a time stays inside a mail provider's request rate.
+ */
+const NOTIFY_CONCURRENCY = 8;
 
 /** One paid order to confirm to its buyer and announce to its organizer. */
 const orderConfirmationMessage = z.object({
@@ -102,7 +108,7 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
     if (n) parsed.push({ msg, n });
   }
   const unrecorded = await recordConfirmations(deps.mail, parsed);
-  for (const { msg, n } of parsed) {
+  await forEachConcurrent(parsed, NOTIFY_CONCURRENCY, async ({ msg, n }) => {
     try {
       if (n.kind === "organizer.event") await deliverOrganizerEvent(organizers, n);
       else if (n.kind === "buyer.notice") {
@@ -152,7 +158,7 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
         try {
           await deps.deadLetter(batch.queue, msg, err.message);
           acknowledge(batch.queue, msg);
-          continue;
+          return;
         } catch {
           // The dead letter could not be recorded: retry (the DLQ takes it after max_retries).
         }
@@ -164,7 +170,7 @@ export async function consumeNotifications(batch: MessageBatch, deps: Notificati
         err,
       );
     }
-  }
+  });
 }
 
 /**

@@ -35,12 +35,16 @@ function readVars(file: string): Record<string, string> {
   return vars;
 }
 
+/** The optional secrets of lib/config.ts (not in wrangler.toml's [secrets].required). */
+const OPTIONAL_SECRETS = ["MAIL_API_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"];
+
 /** Local vars: .dev.vars, else .dev.vars.example; then overrides from the environment. */
 export function localVars(): Record<string, string> {
   const file = existsSync(path.join(root, ".dev.vars")) ? ".dev.vars" : ".dev.vars.example";
   const vars = readVars(path.join(root, file));
-  // Any var declared in wrangler.toml [vars] may be overridden from the environment (e.g. RATE_LIMITS=off).
-  const declared = Object.keys(unstable_readConfig({ config: defaultConfigPath }).vars ?? {});
+  // Any var declared in wrangler.toml [vars], and the optional secrets, may be overridden from the environment
+  // (e.g. RATE_LIMITS=off; MAIL_API_KEY with MAIL_API_URL to send mail through a local stand-in of the mail API).
+  const declared = [...Object.keys(unstable_readConfig({ config: defaultConfigPath }).vars ?? {}), ...OPTIONAL_SECRETS];
   for (const key of declared) {
     const v = process.env[key];
     if (v !== undefined) vars[key] = v;

@@ -2,6 +2,7 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Mail, MailAdapter } from "../../lib/mail";
+import { type MailSender, MailUnavailableError } from "../../lib/mail-sender";
 import type { WebhookPublisher } from "../../lib/webhooks";
 import { consumeNotifications, type NotificationsConsumerDeps, type OrderConfirmationMessage } from "../../queues/notifications";
 import worker from "../../workers/index";
@@ -141,6 +142,38 @@ describe("notifications consumer", () => {
     expect(third.outcomes).toEqual([{ acked: true }]);
     expect(mail.sent).toHaveLength(1);
     expect(webhooks.published).toHaveLength(1);
+  });
+
+  it("sends a batch's mails a few at a time, and retries only the message whose send failed", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const delivered: string[] = [];
+    const sender: MailSender = {
+      name: "test",
+      async send(m) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        if (m.id === "order.confirmation:ord_c7") throw new MailUnavailableError("provider 503");
+        delivered.push(m.id);
+      },
+    };
+    const bodies = Array.from({ length: 20 }, (_, i) =>
+      note(`ord_c${i}`, { userId: `buyer${i}@example.com`, ticketList: [{ id: `tkt_c${i}`, seat: "GA" }] }),
+    );
+    const { batch, outcomes } = recordingBatch("breakwater-notifications", bodies);
+    await consumeNotifications(batch, depsOf({ sender }));
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(8);
+    expect(outcomes.filter((o) => o.acked)).toHaveLength(19);
+    expect(outcomes[7]).toMatchObject({ acked: false, retry: { delaySeconds: expect.any(Number) } });
+    expect(delivered.sort()).toEqual(
+      bodies
+        .filter((_, i) => i !== 7)
+        .map((b) => `order.confirmation:${b.orderId}`)
+        .sort(),
+    );
   });
 
   it("dead-letters an invalid message at once, without mailing", async () => {
