@@ -36,6 +36,7 @@ import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { type BreakwaterProcess, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { benchMail, buyerId, type MailSink } from "./lib/mail-sink.ts";
 import { envInt } from "./lib/options.ts";
+import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -72,6 +73,8 @@ interface Run {
   lost?: number;
   /** Breakwater: orders in a shard that no DO sold, or in a shard twice (must be 0). */
   extraOrDuplicated?: number;
+  /** Breakwater: workerd's CPU (all threads) per order answered, ms, over the answering window (consumers included as they keep up). */
+  cpuMsPerOrder?: number;
   /** Breakwater with the mail sink: every order's confirmation received this many seconds after the start. */
   mailedAfterSeconds?: number;
   /** Breakwater with the mail sink: orders whose confirmation had not arrived at the deadline. */
@@ -180,6 +183,8 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     const eventId = (JSON.parse(created.body) as { event: { id: string } }).event.id;
     await openFault(bw, admin, fault);
     let shown = 0;
+    const pid = workerdOf("scripts/serve.ts", PORT);
+    const cpu0 = pid === undefined ? undefined : cpuSeconds(pid);
     const started = performance.now();
     const r = await closedLoop(N, minSeconds, async (i) => {
       const token = buyers[i % buyerCount] as string;
@@ -197,6 +202,8 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
       return true;
     });
     const result = summary(mode, fault, shards, r);
+    const cpu1 = pid === undefined ? undefined : cpuSeconds(pid);
+    if (cpu0 !== undefined && cpu1 !== undefined) result.cpuMsPerOrder = ((cpu1 - cpu0) * 1000) / result.orders;
     const drained = await drain(bw, admin, eventId);
     result.drainedAfterSeconds = (drained.at - started) / 1000;
     result.drainPerSecond = result.orders / result.drainedAfterSeconds;
@@ -293,6 +300,7 @@ const f = (n: number | undefined, d = 0) => (n === undefined ? "–" : n.toFixed
 const show = (r: Run) =>
   console.log(
     `  ${r.mode}${r.fault === "none" ? "" : ` (${r.fault} shard)`}, ${r.shards} shard(s): ${f(r.ordersPerSecond)} orders/s, p99 ${f(r.p99)} ms` +
+      (r.cpuMsPerOrder === undefined ? "" : `, workerd CPU ${f(r.cpuMsPerOrder, 2)} ms/order`) +
       (r.drainPerSecond === undefined ? "" : `, in the shards after ${f(r.drainedAfterSeconds, 1)} s, lost ${r.lost}`) +
       (r.mailedAfterSeconds === undefined ? "" : `, mailed after ${f(r.mailedAfterSeconds, 1)} s, unmailed ${r.unmailed}`),
   );

@@ -535,17 +535,23 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Marks a hold in checkout sold and records its order durably, in one transaction. Idempotent: a
-   * second call for the same hold returns the order already stored.
+   * Marks a hold in checkout sold and records its order durably, in one transaction. Answers null when it
+   * recorded `order` now (the caller has it: it is not sent back). Idempotent: a second call for the same
+   * hold answers the order already stored.
    */
-  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder>> {
+  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder | null>> {
     void this.stallIfFaulted();
     // Group commit: the orders recorded in this macrotask share one storage commit.
     return this.group.run(() => this.recordOrder(holdId, order, forPaymentKey, handOff));
   }
 
   /** {@link completeCheckout}'s decision and transaction. */
-  private recordOrder(holdId: string, order: StoredOrder, forPaymentKey: string | undefined, handOff: boolean): Outcome<StoredOrder> {
+  private recordOrder(
+    holdId: string,
+    order: StoredOrder,
+    forPaymentKey: string | undefined,
+    handOff: boolean,
+  ): Outcome<StoredOrder | null> {
     if (!this.config) return fail("not_found", "No such hold.");
     const row = this.holdRow(holdId);
     if (!row) return fail("not_found", "No such hold.");
@@ -590,7 +596,7 @@ export class Inventory extends DurableObject<Env> {
     // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
     // output gate sends nothing before the commit); a failure leaves the order to the outbox.
     if (handOff) void this.handingOff.add(order.message);
-    return ok(order);
+    return ok(null);
   }
 
   /**
@@ -858,24 +864,21 @@ export class Inventory extends DurableObject<Env> {
   markOrdersSent(ids: string[]): void {
     if (!this.config) return;
     const now = Date.now();
+    const list = JSON.stringify(ids);
     this.ctx.storage.transactionSync(() => {
-      for (const id of ids) {
-        this.sql.exec("UPDATE orders SET enqueued_at = ? WHERE id = ? AND enqueued_at IS NULL", now, id);
-        this.sql.exec(
-          "UPDATE order_outbox SET due_at = ?, attempts = attempts + 1 WHERE order_id = ? AND attempts = 0",
-          now + outboxResendDelay(1),
-          id,
-        );
-      }
+      this.sql.exec("UPDATE orders SET enqueued_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND enqueued_at IS NULL", now, list);
+      this.sql.exec(
+        "UPDATE order_outbox SET due_at = ?, attempts = attempts + 1 WHERE order_id IN (SELECT value FROM json_each(?)) AND attempts = 0",
+        now + outboxResendDelay(1),
+        list,
+      );
     });
   }
 
   /** The shard has these orders (the orders consumer confirms back): they leave the outbox. Idempotent. */
   confirmStored(ids: string[]): void {
     if (!this.config) return;
-    this.ctx.storage.transactionSync(() => {
-      for (const id of ids) this.sql.exec("DELETE FROM order_outbox WHERE order_id = ?", id);
-    });
+    this.sql.exec("DELETE FROM order_outbox WHERE order_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
   }
 
   /**

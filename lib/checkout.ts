@@ -227,16 +227,10 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
   if (!parsed.success) log.error("order message invalid; refunding", { orderId, issues: parsed.error.issues.slice(0, 5) });
   const message = parsed.success ? parsed.data : null;
 
-  let completed: Outcome<StoredOrder> | undefined;
+  let completed: Outcome<StoredOrder | null> | undefined;
+  let stored: StoredOrder | undefined;
   for (let attempt = 0; message && attempt < 3 && !completed; attempt++) {
-    const stored: StoredOrder = {
-      id: orderId,
-      holdId,
-      userId,
-      body: order,
-      message,
-      createdAt: Date.now(),
-    };
+    stored = { id: orderId, holdId, userId, body: order, message, createdAt: Date.now() };
     try {
       // Write-behind: the DO hands the order to the orders queue itself, batched with the orders recorded
       // alongside (one sendBatch and one commit for them, no second call from here).
@@ -246,9 +240,10 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     }
   }
   if (completed && !completed.ok && completed.code === "event_cancelled") return "event_cancelled";
-  if (!message || !completed?.ok) return null;
+  if (!message || !stored || !completed?.ok) return null;
   if (deps.awaitHandOff && deps.enqueueOrder) await storeBeforeAnswer(deps.enqueueOrder, inv, message);
-  return completed.value;
+  // Null: recorded now, as sent; otherwise a retried call found the order recorded before.
+  return completed.value ?? stored;
 }
 
 /**

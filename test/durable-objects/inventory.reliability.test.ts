@@ -110,6 +110,41 @@ describe("order outbox (#16)", () => {
   });
 });
 
+describe("order outbox, several orders per call", () => {
+  it("marks several orders sent and confirms some of them in one call each", async () => {
+    const orders: { holdId: string; id: string }[] = [];
+    for (const user of ["rel-multi-a", "rel-multi-b", "rel-multi-c"]) {
+      const hold = await holdFor(user, 1);
+      const { order } = await checkout(deps(), user, { holdId: hold.id, payment: { method: "sandbox", token: "tok_ok" } });
+      orders.push({ holdId: hold.id, id: order.id });
+    }
+    const holdId = orders[0]?.holdId as string;
+    expect(new Set(orders.map((o) => JSON.stringify(holdLocation(o.holdId)))).size).toBe(1);
+    // Wait for the real hand-off and confirmations, then put the three back as recorded and never sent.
+    await eventually(async () => (await outboxOf(holdId)).length === 0);
+    for (const o of orders) {
+      await sql(holdId, "UPDATE orders SET enqueued_at = NULL WHERE id = ?", o.id);
+      await sql(holdId, "INSERT INTO order_outbox (order_id, due_at, attempts) VALUES (?, ?, 0)", o.id, Date.now() + 60_000);
+    }
+    const ids = orders.map((o) => o.id);
+    const state = () =>
+      runInDurableObject(stubOf(holdId), (_i: Inventory, st) =>
+        ids.map((id) => ({
+          sent: st.storage.sql.exec<{ t: number | null }>("SELECT enqueued_at AS t FROM orders WHERE id = ?", id).one().t !== null,
+          attempts:
+            st.storage.sql.exec<{ a: number }>("SELECT attempts AS a FROM order_outbox WHERE order_id = ?", id).toArray()[0]?.a ?? null,
+        })),
+      );
+    await runInDurableObject(stubOf(holdId), (inst: Inventory) => inst.markOrdersSent(ids));
+    expect(await state()).toEqual(ids.map(() => ({ sent: true, attempts: 1 })));
+    // Marked again (a duplicate hand-off): attempts stay at one.
+    await runInDurableObject(stubOf(holdId), (inst: Inventory) => inst.markOrdersSent(ids));
+    expect(await state()).toEqual(ids.map(() => ({ sent: true, attempts: 1 })));
+    await runInDurableObject(stubOf(holdId), (inst: Inventory) => inst.confirmStored([ids[0] as string, ids[2] as string]));
+    expect(await outboxOf(holdId)).toEqual([ids[1]]);
+  });
+});
+
 describe("alarm retries", () => {
   it("retries a pending refund until the provider settles it", async () => {
     const hold = await holdFor("rel-refund", 1);
