@@ -3,6 +3,7 @@ import { BreakerOpenError, CircuitBreaker } from "./circuit-breaker";
 import { faultWindow } from "./faults";
 import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
+import { hash32 } from "./signing";
 import { withTimeout } from "./timeout";
 
 /**
@@ -102,34 +103,30 @@ export interface SandboxCharge {
  */
 export interface SandboxLedgerStore {
   get(idempotencyKey: string): Promise<SandboxCharge | null>;
+  /** Stores the charge unless one is stored under its key; answers the one stored (the first wins). */
+  record(charge: SandboxCharge): Promise<SandboxCharge>;
   put(charge: SandboxCharge): Promise<void>;
   /** Every charge. */
   list(): Promise<SandboxCharge[]>;
 }
 
-/** KV key prefix of the sandbox's durable ledger. */
-const SANDBOX_LEDGER_PREFIX = "sandbox:charge:";
+/** Objects the sandbox ledger is spread over (by idempotency key). Never lower it: charges would be lost. */
+const SANDBOX_LEDGER_OBJECTS = 8;
+/** The SandboxLedger object that keeps the charge made under `key`. */
+const sandboxLedgerName = (key: string): string => `sandbox:${hash32(key) % SANDBOX_LEDGER_OBJECTS}`;
 
-/**
- * The sandbox ledger in a KV namespace (CATALOG_KV), one key per charge with the charge as metadata too,
- * so listing it is one `list` per 1,000 charges. Each key is written at most twice (charge, refund).
- */
-export function kvSandboxLedger(kv: KVNamespace): SandboxLedgerStore {
+/** The sandbox ledger in SandboxLedger Durable Objects (durable-objects/sandbox-ledger.ts): one call per charge. */
+export function objectSandboxLedger(ns: Env["SANDBOX_LEDGER"]): SandboxLedgerStore {
+  const of = (key: string) => ns.get(ns.idFromName(sandboxLedgerName(key)));
   return {
-    get: (key) => kv.get<SandboxCharge>(SANDBOX_LEDGER_PREFIX + key, "json"),
-    put: (c) => kv.put(SANDBOX_LEDGER_PREFIX + c.idempotencyKey, JSON.stringify(c), { metadata: c }),
+    get: (key) => of(key).get(key),
+    record: (c) => of(c.idempotencyKey).record(c),
+    put: (c) => of(c.idempotencyKey).put(c),
     async list() {
-      const out: SandboxCharge[] = [];
-      let cursor: string | undefined;
-      for (;;) {
-        const page = await kv.list<SandboxCharge>({ prefix: SANDBOX_LEDGER_PREFIX, ...(cursor ? { cursor } : {}) });
-        for (const k of page.keys) {
-          const c = k.metadata ?? (await kv.get<SandboxCharge>(k.name, "json"));
-          if (c) out.push(c);
-        }
-        if (page.list_complete) return out;
-        cursor = page.cursor;
-      }
+      const parts = await Promise.all(
+        Array.from({ length: SANDBOX_LEDGER_OBJECTS }, (_, i) => ns.get(ns.idFromName(`sandbox:${i}`)).list()),
+      );
+      return parts.flat().sort((a, b) => (a.chargedAt ?? "").localeCompare(b.chargedAt ?? ""));
     },
   };
 }
@@ -181,9 +178,9 @@ export function sandboxProvider(opts: { slowMs?: number; ledger?: SandboxLedgerS
     if (faultWindow("payments")) throw new PaymentUnavailableError(`sandbox: provider outage during ${what} (injected fault)`);
   };
   const succeed = async (req: ChargeRequest): Promise<ChargeResult> => {
-    const existing = await known(req.idempotencyKey);
+    const existing = sandboxCharges.get(req.idempotencyKey);
     if (existing) return { status: "succeeded", chargeId: existing.chargeId };
-    const charge: SandboxCharge = {
+    const fresh: SandboxCharge = {
       idempotencyKey: req.idempotencyKey,
       chargeId: `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`,
       amount: req.amount,
@@ -191,8 +188,11 @@ export function sandboxProvider(opts: { slowMs?: number; ledger?: SandboxLedgerS
       status: "succeeded",
       chargedAt: new Date().toISOString(),
     };
+    // One call to the ledger: a charge stored under this key before (another isolate, or this one before a
+    // restart) is the one that stands, as with a provider's idempotency key.
+    const stored = ledger ? await ledger.record(fresh) : fresh;
+    const charge = sandboxCharges.get(req.idempotencyKey) ?? stored;
     sandboxCharges.set(req.idempotencyKey, charge);
-    await ledger?.put(charge);
     return { status: "succeeded", chargeId: charge.chargeId };
   };
   return {
@@ -337,13 +337,13 @@ export async function chargeWithPolicy(
 /** The sandbox provider this isolate uses (lib/payment-methods.ts picks providers by method). */
 export const sandboxProviderInstance = sandboxProvider();
 
-const durableSandboxes = new WeakMap<KVNamespace, PaymentProvider>();
-/** The sandbox with its durable ledger in `kv` (CATALOG_KV): one per namespace, sharing the isolate's memory. */
-export function durableSandbox(kv: KVNamespace): PaymentProvider {
-  let p = durableSandboxes.get(kv);
+const durableSandboxes = new WeakMap<Env["SANDBOX_LEDGER"], PaymentProvider>();
+/** The sandbox with its durable ledger in SandboxLedger objects: one per namespace, sharing the isolate's memory. */
+export function durableSandbox(ns: Env["SANDBOX_LEDGER"]): PaymentProvider {
+  let p = durableSandboxes.get(ns);
   if (!p) {
-    p = sandboxProvider({ ledger: kvSandboxLedger(kv) });
-    durableSandboxes.set(kv, p);
+    p = sandboxProvider({ ledger: objectSandboxLedger(ns) });
+    durableSandboxes.set(ns, p);
   }
   return p;
 }

@@ -11,6 +11,7 @@ export { CustomerLedger } from "../durable-objects/customer-ledger";
 export { Inventory } from "../durable-objects/inventory";
 export { LimitLedger } from "../durable-objects/limit-ledger";
 export { Limiter } from "../durable-objects/limiter";
+export { SandboxLedger } from "../durable-objects/sandbox-ledger";
 export { WaitingRoom } from "../durable-objects/waiting-room";
 
 /**

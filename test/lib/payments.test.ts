@@ -1,8 +1,11 @@
+import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { backoffDelay, queueRetryDelaySeconds } from "../../lib/backoff";
 import {
   breakerFor,
   chargeWithPolicy,
+  durableSandbox,
+  objectSandboxLedger,
   resetBreakers,
   resetSandbox,
   sandboxCallCount,
@@ -108,5 +111,31 @@ describe("queue retry delays (full jitter)", () => {
       expect(d).toBeGreaterThanOrEqual(0);
       expect(d).toBeLessThanOrEqual(Math.min(1000, 100 * 2 ** a));
     }
+  });
+});
+
+describe("sandbox's durable ledger (SandboxLedger objects)", () => {
+  it("keeps the first charge under a key, whoever charges again, and a restarted isolate still voids it", async () => {
+    const ledger = objectSandboxLedger(env.SANDBOX_LEDGER);
+    const key = `ledger-${crypto.randomUUID()}:1`;
+    const first = await durableSandbox(env.SANDBOX_LEDGER).charge(req("tok_ok", key));
+    // Another isolate that never saw this charge (memory forgotten) charging the same key gets the same charge.
+    resetSandbox();
+    const again = await durableSandbox(env.SANDBOX_LEDGER).charge(req("tok_ok", key));
+    expect(again).toEqual(first);
+    // A second record under the key never replaces the first.
+    const stored = await ledger.record({ idempotencyKey: key, chargeId: "ch_other", amount: 1, currency: "EUR", status: "succeeded" });
+    expect(stored.chargeId).toBe(first.status === "succeeded" ? first.chargeId : "");
+    resetSandbox();
+    expect(await durableSandbox(env.SANDBOX_LEDGER).voidCharge(key)).toEqual({ refunded: true, chargeId: stored.chargeId });
+    expect(await ledger.get(key)).toMatchObject({ status: "refunded", chargeId: stored.chargeId });
+    expect((await ledger.list()).filter((c) => c.idempotencyKey === key)).toHaveLength(1);
+  });
+
+  it("lists the charges of every object", async () => {
+    const keys = Array.from({ length: 24 }, (_, i) => `list-${i}-${crypto.randomUUID()}:1`);
+    await Promise.all(keys.map((k) => durableSandbox(env.SANDBOX_LEDGER).charge(req("tok_ok", k))));
+    const listed = new Set((await objectSandboxLedger(env.SANDBOX_LEDGER).list()).map((c) => c.idempotencyKey));
+    expect(keys.every((k) => listed.has(k))).toBe(true);
   });
 });

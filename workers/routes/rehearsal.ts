@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { FAULT_NAMES, faultInjectionEnabled, openFaults, setFault } from "../../lib/faults";
-import { kvSandboxLedger } from "../../lib/payments";
+import { objectSandboxLedger } from "../../lib/payments";
 import { ApiError } from "../../lib/problem";
 import { route } from "../route";
 import type { AppEnv } from "../types";
@@ -102,5 +102,5 @@ route(
     auth: ["admin"],
     responses: { 200: { description: "Charges", schema: z.object({ charges: z.array(chargeSchema) }) } },
   },
-  async (c) => c.json({ charges: await kvSandboxLedger(c.env.CATALOG_KV).list() }, 200, { "Cache-Control": "no-store" }),
+  async (c) => c.json({ charges: await objectSandboxLedger(c.env.SANDBOX_LEDGER).list() }, 200, { "Cache-Control": "no-store" }),
 );
