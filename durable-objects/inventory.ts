@@ -132,7 +132,9 @@ CREATE INDEX IF NOT EXISTS holds_status_expiry ON holds(status, expires_at);
 CREATE TABLE IF NOT EXISTS orders (
   id TEXT PRIMARY KEY, hold_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL, body TEXT NOT NULL, message TEXT NOT NULL,
   created_at INTEGER NOT NULL, enqueued_at INTEGER);
-CREATE INDEX IF NOT EXISTS orders_unsent ON orders(enqueued_at) WHERE enqueued_at IS NULL;
+-- orders_unsent indexed enqueued_at IS NULL for the one-time outbox migration only, and cost every order an
+-- index insert and delete; that migration now scans.
+DROP INDEX IF EXISTS orders_unsent;
 CREATE TABLE IF NOT EXISTS order_outbox (order_id TEXT PRIMARY KEY, due_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS order_outbox_due ON order_outbox(due_at);
 CREATE TABLE IF NOT EXISTS ledger_sync (hold_id TEXT PRIMARY KEY, version INTEGER NOT NULL);

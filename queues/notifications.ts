@@ -97,7 +97,8 @@ const orderPaidWebhook = (n: OrderConfirmationMessage): Record<string, unknown> 
  * subscribed to `order.paid`; delivers the other organizer events the same way. Webhooks go through QStash,
  * deduplicated per delivery, so a redelivered message does not post twice. A failure of any step retries
  * the message with exponential backoff and full jitter (the mail step is then a no-op); after max_retries
- * it ends in the dead-letter queue. Invalid messages are dead letters at once.
+ * it ends in the dead-letter queue. Invalid messages are dead letters at once. Up to
+ * {@link NOTIFY_CONCURRENCY} messages are handled at a time, each acknowledged or retried on its own.
  */
 export async function consumeNotifications(batch: MessageBatch, deps: NotificationsConsumerDeps): Promise<void> {
   // Each organizer's webhook settings are read once per batch, not once per message.
