@@ -112,20 +112,19 @@ export interface SandboxLedgerStore {
 
 /** Objects the sandbox ledger is spread over (by idempotency key). Never lower it: charges would be lost. */
 const SANDBOX_LEDGER_OBJECTS = 8;
-/** The SandboxLedger object that keeps the charge made under `key`. */
-const sandboxLedgerName = (key: string): string => `sandbox:${hash32(key) % SANDBOX_LEDGER_OBJECTS}`;
+/** The name of SandboxLedger object `i` of {@link SANDBOX_LEDGER_OBJECTS}; the charge made under a key is in object `hash32(key) % n`. */
+const sandboxLedgerName = (i: number): string => `sandbox:${i}`;
 
 /** The sandbox ledger in SandboxLedger Durable Objects (durable-objects/sandbox-ledger.ts): one call per charge. */
 export function objectSandboxLedger(ns: Env["SANDBOX_LEDGER"]): SandboxLedgerStore {
-  const of = (key: string) => ns.get(ns.idFromName(sandboxLedgerName(key)));
+  const object = (i: number) => ns.get(ns.idFromName(sandboxLedgerName(i)));
+  const of = (key: string) => object(hash32(key) % SANDBOX_LEDGER_OBJECTS);
   return {
     get: (key) => of(key).get(key),
     record: (c) => of(c.idempotencyKey).record(c),
     put: (c) => of(c.idempotencyKey).put(c),
     async list() {
-      const parts = await Promise.all(
-        Array.from({ length: SANDBOX_LEDGER_OBJECTS }, (_, i) => ns.get(ns.idFromName(`sandbox:${i}`)).list()),
-      );
+      const parts = await Promise.all(Array.from({ length: SANDBOX_LEDGER_OBJECTS }, (_, i) => object(i).list()));
       return parts.flat().sort((a, b) => (a.chargedAt ?? "").localeCompare(b.chargedAt ?? ""));
     },
   };
