@@ -48,6 +48,31 @@ export function retryLater(queue: string, msg: Message, context: Record<string, 
   msg.retry({ delaySeconds });
 }
 
+/**
+ * Retries messages that failed together (one shard write for a batch, one hand-off) with one log line for
+ * all of them: each message waits its own backoff (by its attempts), and `ids` names them in the line. An
+ * outage then logs once per batch, not once per message.
+ */
+export function retryAllLater(
+  queue: string,
+  msgs: readonly { msg: Message; id: string }[],
+  context: Record<string, unknown>,
+  err: unknown,
+): void {
+  if (!msgs.length) return;
+  const attempts = msgs.map(({ msg }) => msg.attempts);
+  log.error("messages failed; retrying", {
+    queue,
+    count: msgs.length,
+    ids: msgs.map((m) => m.id),
+    attempts: { min: Math.min(...attempts), max: Math.max(...attempts) },
+    ...context,
+    error: String(err),
+  });
+  count(queue, "retried", msgs.length);
+  for (const { msg } of msgs) msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts, { policy: retryPolicyFor(queue) }) });
+}
+
 /** Acknowledges a message and counts it. */
 export function acknowledge(queue: string, msg: Message): void {
   count(queue, "acked");

@@ -5,7 +5,7 @@ import { log } from "../lib/log";
 import { type OrderMessage, type OrderRefundedMessage, orderMessage, orderRefundedMessage } from "../lib/order";
 import type { OrderStore } from "../lib/order-rows";
 import { shardFor } from "../lib/shards";
-import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
+import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryAllLater } from "./consume";
 import type { NotificationMessage } from "./notifications";
 import { consumeRefundedOrders } from "./order-refunds";
 
@@ -118,7 +118,12 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
       try {
         results = await deps.store(shard).saveOrders(pending.map((p) => p.order));
       } catch (err) {
-        for (const p of pending) retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard }, err);
+        retryAllLater(
+          batch.queue,
+          pending.map((p) => ({ msg: p.msg, id: p.order.orderId })),
+          { shard },
+          err,
+        );
         return;
       }
       pending.forEach((p, i) => {
@@ -138,7 +143,12 @@ export async function consumeOrders(batch: MessageBatch, deps: OrdersConsumerDep
       await deps.analytics.sendBatch(part.map((f) => ({ body: f.event, contentType: "json" as const })));
     }
   } catch (err) {
-    for (const p of stored) retryLater(batch.queue, p.msg, { orderId: p.order.orderId, shard: p.shard, step: "hand-off" }, err);
+    retryAllLater(
+      batch.queue,
+      stored.map((p) => ({ msg: p.msg, id: p.order.orderId })),
+      { step: "hand-off" },
+      err,
+    );
     return;
   }
   try {
