@@ -40,9 +40,12 @@ export async function parseOrDeadLetter<S extends z.ZodType>(
 export const retryPolicyFor = (queue: string): QueueRetryPolicy =>
   queue === "breakwater-orders" || queue === "breakwater-refunds" ? ORDERS_QUEUE_RETRY : DEFAULT_QUEUE_RETRY;
 
+/** The backoff of a message's next try: exponential with jitter, by its attempts and its queue's policy. */
+const retryDelay = (queue: string, msg: Message): number => queueRetryDelaySeconds(msg.attempts, { policy: retryPolicyFor(queue) });
+
 /** Retries a message later with exponential backoff and jitter (the queue's policy), logging why and counting it. */
 export function retryLater(queue: string, msg: Message, context: Record<string, unknown>, err: unknown): void {
-  const delaySeconds = queueRetryDelaySeconds(msg.attempts, { policy: retryPolicyFor(queue) });
+  const delaySeconds = retryDelay(queue, msg);
   log.error("message failed; retrying", { queue, messageId: msg.id, attempts: msg.attempts, delaySeconds, ...context, error: String(err) });
   count(queue, "retried");
   msg.retry({ delaySeconds });
@@ -70,7 +73,7 @@ export function retryAllLater(
     error: String(err),
   });
   count(queue, "retried", msgs.length);
-  for (const { msg } of msgs) msg.retry({ delaySeconds: queueRetryDelaySeconds(msg.attempts, { policy: retryPolicyFor(queue) }) });
+  for (const { msg } of msgs) msg.retry({ delaySeconds: retryDelay(queue, msg) });
 }
 
 /** Acknowledges a message and counts it. */
