@@ -83,9 +83,9 @@ function ticketStates(sql: SqlStorage, orderId: string): Map<string, TicketStatu
   );
 }
 
-/** How many tickets of an order are void (the ledger counts only the others). */
-export const voidedCount = (sql: SqlStorage, orderId: string | null): number =>
-  orderId ? sql.exec<{ n: number }>("SELECT count(*) AS n FROM ticket_marks WHERE order_id = ? AND status = 'void'", orderId).one().n : 0;
+/** The SQL expression counting the voided tickets (the ledger counts only the others) of the order the column `orderId` names. */
+export const voidedCountOf = (orderId: string): string =>
+  `(SELECT count(*) FROM ticket_marks WHERE ticket_marks.order_id = ${orderId} AND ticket_marks.status = 'void')`;
 
 /** The order document with its tickets' states and the order's status as they are now. */
 export function currentOrder(sql: SqlStorage, order: Order): Order {

@@ -94,9 +94,12 @@ type LedgerNote = {
   hold_id: string;
   version: number;
 };
-/** The notes to settle with their holds' rows, read in one query (`id` is null when the hold is gone). */
-const LEDGER_NOTES_SQL =
-  "SELECT ledger_sync.hold_id AS note_hold_id, ledger_sync.version AS note_version, holds.* FROM ledger_sync LEFT JOIN holds ON holds.id = ledger_sync.hold_id";
+/**
+ * The notes to settle with their holds' rows and voided tickets, read in one query (`id` is null when the
+ * hold is gone).
+ */
+const LEDGER_NOTES_SQL = `SELECT ledger_sync.hold_id AS note_hold_id, ledger_sync.version AS note_version, holds.*,
+  ${refunds.voidedCountOf("holds.order_id")} AS voided FROM ledger_sync LEFT JOIN holds ON holds.id = ledger_sync.hold_id`;
 
 /** Tickets per `sendBatch` of the orders hand-off (a ticket is about 250 bytes of a message; a batch may carry 256 KB). */
 const HAND_OFF_TICKETS = 500;
@@ -1343,13 +1346,8 @@ export class Inventory extends DurableObject<Env> {
     const seats = JSON.parse(row.seats) as string[];
     if (!seats.length) return;
     const ids = seats.map(() => "?").join(", ");
-    if (to === "sold") this.sql.exec(`UPDATE seats SET status = 'sold' WHERE id IN (${ids}) AND hold_id = ?`, ...seats, row.id);
-    else
-      this.sql.exec(
-        `UPDATE seats SET status = 'available', hold_id = NULL WHERE id IN (${ids}) AND hold_id = ? AND status = 'held'`,
-        ...seats,
-        row.id,
-      );
+    const change = to === "sold" ? "status = 'sold' WHERE" : "status = 'available', hold_id = NULL WHERE status = 'held' AND";
+    this.sql.exec(`UPDATE seats SET ${change} id IN (${ids}) AND hold_id = ?`, ...seats, row.id);
   }
 
   private holdRow(id: string): HoldRow | undefined {
@@ -1430,7 +1428,7 @@ export class Inventory extends DurableObject<Env> {
     const event = this.event;
     if (!event) return;
     // A row's hold columns are null when the hold is gone.
-    type NoteRow = HoldRow & { note_hold_id: string; note_version: number };
+    type NoteRow = HoldRow & { note_hold_id: string; note_version: number; voided: number };
     const rows = (
       holdId
         ? this.sql.exec<NoteRow>(`${LEDGER_NOTES_SQL} WHERE ledger_sync.hold_id = ?`, holdId)
@@ -1448,7 +1446,7 @@ export class Inventory extends DurableObject<Env> {
         settlement: {
           userId: r.user_id,
           holdKey: r.id,
-          quantity: r.quantity - refunds.voidedCount(this.sql, r.order_id),
+          quantity: r.quantity - r.voided,
           state: r.status === "active" ? "held" : r.status === "checking_out" || r.status === "sold" ? r.status : "released",
           expiresAt: r.expires_at,
           version: note.version,

@@ -34,24 +34,27 @@ export class SandboxLedger extends DurableObject<Env> {
 
   /** Stores `charge` unless a charge is stored under its key already; answers the one stored. */
   record(charge: SandboxCharge): Promise<SandboxCharge> {
-    return this.group.run(() => {
-      this.write(charge, "DO NOTHING");
-      return this.get(charge.idempotencyKey) ?? charge;
-    });
+    // Read back only when another charge holds the key (what was just written is `charge` itself).
+    return this.group.run(() => (this.write(charge, "DO NOTHING") ? charge : (this.get(charge.idempotencyKey) ?? charge)));
   }
 
   /** Stores `charge` as it is now (a void or a refund changed it). */
   put(charge: SandboxCharge): Promise<void> {
-    return this.group.run(() => this.write(charge, "DO UPDATE SET charge = excluded.charge"));
+    return this.group.run(() => {
+      this.write(charge, "DO UPDATE SET charge = excluded.charge");
+    });
   }
 
-  private write(charge: SandboxCharge, onConflict: "DO NOTHING" | "DO UPDATE SET charge = excluded.charge"): void {
-    this.sql.exec(
+  /** Writes `charge`; false when a conflict wrote nothing. */
+  private write(charge: SandboxCharge, onConflict: "DO NOTHING" | "DO UPDATE SET charge = excluded.charge"): boolean {
+    const cursor = this.sql.exec(
       `INSERT INTO charges (idempotency_key, charge, charged_at) VALUES (?, ?, ?) ON CONFLICT (idempotency_key) ${onConflict}`,
       charge.idempotencyKey,
       JSON.stringify(charge),
       charge.chargedAt ?? new Date().toISOString(),
     );
+    cursor.toArray();
+    return cursor.rowsWritten > 0;
   }
 
   /** Every charge of this object, oldest first. */
