@@ -24,7 +24,9 @@
  *
  * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
  * SCENARIOS ("healthy,slow,outage"), SLOW_MS (50), OUTAGE_SECONDS (30), SKIP ("pg" to skip the baseline),
- * MAIL (sink; the sink listens on PORT+4), RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created
+ * MAIL (sink; the sink listens on PORT+4), GA_SHARDS (1: the section in one Inventory DO, as the baseline keeps it in one
+ * table; a large sale spreads a GA section over several, each on its own machine in production, where locally
+ * they all share workerd's one thread), RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created
  * when missing).
  */
 import { spawn } from "node:child_process";
@@ -48,6 +50,7 @@ const SCENARIOS = new Set((process.env.SCENARIOS ?? "healthy,slow,outage").split
 const SLOW_MS = envInt("SLOW_MS", 50, 1, 5_000);
 const OUTAGE_SECONDS = envInt("OUTAGE_SECONDS", 30, 1, 600);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
+const GA_SHARDS = envInt("GA_SHARDS", 1, 1, 16);
 const ALL_SHARDS = ["SHARD_0", "SHARD_1", "SHARD_2", "SHARD_3"];
 const DRAIN_DEADLINE_MS = 300_000;
 const mail = await benchMail(PORT + 4);
@@ -175,7 +178,7 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
         saleStartsAt: new Date(now - 60_000).toISOString(),
         currency: "EUR",
         perCustomerLimit: 50,
-        sections: [{ id: "ga", name: "GA", kind: "ga", price: 4500, capacity: most + 100, shards: 4 }],
+        sections: [{ id: "ga", name: "GA", kind: "ga", price: 4500, capacity: most + 100, shards: GA_SHARDS }],
       },
       organizer,
     );
@@ -293,7 +296,9 @@ async function runPostgres(): Promise<Run> {
   }
 }
 
-console.log(`bench/orders: ${N} orders (hold + pay), ${C} concurrent buyers, ${os.cpus().length} cores`);
+console.log(
+  `bench/orders: ${N} orders (hold + pay), ${C} concurrent buyers, GA section in ${GA_SHARDS} Inventory DO(s), ${os.cpus().length} cores`,
+);
 console.log("Path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → DOs → sandbox payment → queue → D1 shards\n");
 const runs: Run[] = [];
 const f = (n: number | undefined, d = 0) => (n === undefined ? "–" : n.toFixed(d));
@@ -352,6 +357,7 @@ const file = writeResults("orders", {
   ...runInfo(),
   orders: N,
   concurrency: C,
+  gaShards: GA_SHARDS,
   slowMs: SLOW_MS,
   outageSeconds: OUTAGE_SECONDS,
   drainPerShardPerSecond: wb?.drainPerShardPerSecond,

@@ -3,7 +3,6 @@ import { BreakerOpenError, CircuitBreaker } from "./circuit-breaker";
 import { faultWindow } from "./faults";
 import { metric } from "./metric-catalog";
 import { ApiError } from "./problem";
-import { hash32 } from "./signing";
 import { withTimeout } from "./timeout";
 
 /**
@@ -110,23 +109,17 @@ export interface SandboxLedgerStore {
   list(): Promise<SandboxCharge[]>;
 }
 
-/** Objects the sandbox ledger is spread over (by idempotency key). Never lower it: charges would be lost. */
-const SANDBOX_LEDGER_OBJECTS = 8;
-/** The name of SandboxLedger object `i` of {@link SANDBOX_LEDGER_OBJECTS}; the charge made under a key is in object `hash32(key) % n`. */
-const sandboxLedgerName = (i: number): string => `sandbox:${i}`;
+/** The SandboxLedger object that keeps the sandbox's charges (durable-objects/sandbox-ledger.ts). */
+export const SANDBOX_LEDGER_NAME = "sandbox";
 
-/** The sandbox ledger in SandboxLedger Durable Objects (durable-objects/sandbox-ledger.ts): one call per charge. */
+/** The sandbox ledger in its SandboxLedger Durable Object: one call per charge. */
 export function objectSandboxLedger(ns: Env["SANDBOX_LEDGER"]): SandboxLedgerStore {
-  const object = (i: number) => ns.get(ns.idFromName(sandboxLedgerName(i)));
-  const of = (key: string) => object(hash32(key) % SANDBOX_LEDGER_OBJECTS);
+  const object = () => ns.get(ns.idFromName(SANDBOX_LEDGER_NAME));
   return {
-    get: (key) => of(key).get(key),
-    record: (c) => of(c.idempotencyKey).record(c),
-    put: (c) => of(c.idempotencyKey).put(c),
-    async list() {
-      const parts = await Promise.all(Array.from({ length: SANDBOX_LEDGER_OBJECTS }, (_, i) => object(i).list()));
-      return parts.flat().sort((a, b) => (a.chargedAt ?? "").localeCompare(b.chargedAt ?? ""));
-    },
+    get: (key) => object().get(key),
+    record: (c) => object().record(c),
+    put: (c) => object().put(c),
+    list: () => object().list(),
   };
 }
 

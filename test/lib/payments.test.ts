@@ -114,7 +114,7 @@ describe("queue retry delays (full jitter)", () => {
   });
 });
 
-describe("sandbox's durable ledger (SandboxLedger objects)", () => {
+describe("sandbox's durable ledger (SandboxLedger)", () => {
   it("keeps the first charge under a key, whoever charges again, and a restarted isolate still voids it", async () => {
     const ledger = objectSandboxLedger(env.SANDBOX_LEDGER);
     const key = `ledger-${crypto.randomUUID()}:1`;
@@ -132,7 +132,7 @@ describe("sandbox's durable ledger (SandboxLedger objects)", () => {
     expect((await ledger.list()).filter((c) => c.idempotencyKey === key)).toHaveLength(1);
   });
 
-  it("lists the charges of every object", async () => {
+  it("lists every charge", async () => {
     const keys = Array.from({ length: 24 }, (_, i) => `list-${i}-${crypto.randomUUID()}:1`);
     await Promise.all(keys.map((k) => durableSandbox(env.SANDBOX_LEDGER).charge(req("tok_ok", k))));
     const listed = new Set((await objectSandboxLedger(env.SANDBOX_LEDGER).list()).map((c) => c.idempotencyKey));
