@@ -66,12 +66,6 @@ export function orderColumns(msg: OrderMessage, storedAt: string) {
 export const ticketColumns = (msg: OrderMessage) =>
   msg.tickets.map((t) => ({ id: t.id, orderId: msg.orderId, seat: t.seat, code: t.code }));
 
-/**
- * Ticket rows per INSERT statement. D1 binds at most 100 parameters per statement and a ticket row binds
- * 4, so a large order is written as several statements (in the same `batch()`, still one transaction).
- */
-export const TICKETS_PER_STATEMENT = 20;
-
 /** An order document from its row and tickets. */
 export function toView(
   r: {

@@ -1,12 +1,13 @@
-import { and, asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, getTableName, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
+import type { SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { chunk } from "./chunk";
 import { config } from "./config";
 import { countingD1 } from "./d1-counter";
 import * as d1 from "./db/shard-schema";
 import { delayIfFaulted, failIfFaulted } from "./faults";
 import type { OrderMessage, OrderRefundedMessage } from "./order";
-import { type OrderStore, orderColumns, type StoredOrderRow, TICKETS_PER_STATEMENT, ticketColumns, toView } from "./order-rows";
+import { type OrderStore, orderColumns, type StoredOrderRow, ticketColumns, toView } from "./order-rows";
 import { PgOrderStore } from "./order-store-pg";
 
 /**
@@ -17,21 +18,68 @@ import { PgOrderStore } from "./order-store-pg";
 
 // ───────────────────────────── D1 ─────────────────────────────
 
-/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders}. */
+/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (their rows stay far below D1's 2 MB a value). */
 const ORDERS_PER_D1_BATCH = 50;
-/** Order rows per INSERT statement: D1 binds at most 100 parameters a statement, and an order row binds 14. */
-const ORDERS_PER_STATEMENT = 7;
-/** Mail outbox rows per statement (6 columns each: D1 binds at most 100 parameters a statement). */
-const MAILS_PER_STATEMENT = 16;
+
+/**
+ * `INSERT INTO table (…) SELECT … FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`: any number of rows
+ * in one statement that binds one parameter, the rows as a JSON array. D1 binds at most 100 parameters a
+ * statement, so one parameter a column took a statement per few rows, each built and bound apart.
+ * `columns` maps each key of the rows to its column (names from the schema); keys in `json` hold JSON
+ * values, stored as JSON text. (drizzle's `batch()` cannot run a raw statement with parameters, so these
+ * go to the D1 binding itself.)
+ */
+function insertJsonRows(table: SQLiteTable, columns: Record<string, SQLiteColumn>, json: ReadonlySet<string> = new Set()): string {
+  const keys = Object.keys(columns);
+  const names = keys.map((k) => `"${(columns[k] as SQLiteColumn).name}"`).join(", ");
+  const values = keys.map((k) => `value ${json.has(k) ? "->" : "->>"} '$.${k}'`).join(", ");
+  return `INSERT INTO "${getTableName(table)}" (${names}) SELECT ${values} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`;
+}
+const { orders: o, tickets: t, mailOutbox: m } = d1;
+/** The rows of `orderColumns`; answers the ids it inserted. */
+const INSERT_ORDERS = `${insertJsonRows(
+  o,
+  {
+    id: o.id,
+    userId: o.userId,
+    eventId: o.eventId,
+    sectionId: o.sectionId,
+    holdId: o.holdId,
+    seats: o.seats,
+    quantity: o.quantity,
+    total: o.total,
+    currency: o.currency,
+    paidAt: o.paidAt,
+    paymentProvider: o.paymentProvider,
+    chargeId: o.chargeId,
+    traceId: o.traceId,
+    storedAt: o.storedAt,
+  },
+  new Set(["seats"]),
+)} RETURNING "${o.id.name}" AS id`;
+/** The rows of `ticketColumns`. */
+const INSERT_TICKETS = insertJsonRows(t, { id: t.id, orderId: t.orderId, seat: t.seat, code: t.code });
+/** Mail outbox rows; answers the order ids it inserted. */
+const INSERT_MAILS = `${insertJsonRows(m, {
+  orderId: m.orderId,
+  userId: m.userId,
+  subject: m.subject,
+  body: m.body,
+  createdAt: m.createdAt,
+  sentAt: m.sentAt,
+})} RETURNING "${m.orderId.name}" AS id`;
 
 /** D1 shard: orders and their tickets written together, one `batch()` (a transaction) per {@link ORDERS_PER_D1_BATCH}. */
 export class D1OrderStore implements OrderStore {
   private readonly db;
+  /** The binding itself, for the statements drizzle cannot batch ({@link insertJsonRows}). */
+  private readonly d1: D1Database;
   constructor(
     readonly name: string,
     binding: D1Database,
   ) {
-    this.db = drizzle(countingD1(binding, name), { schema: d1 });
+    this.d1 = countingD1(binding, name);
+    this.db = drizzle(this.d1, { schema: d1 });
   }
 
   async saveOrder(msg: OrderMessage): Promise<"inserted" | "exists"> {
@@ -40,9 +88,9 @@ export class D1OrderStore implements OrderStore {
   }
 
   /**
-   * One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders, with several
-   * rows per statement: the order rows (their `returning` names the ones that were new), then the tickets.
-   * An order given twice is `inserted` at most once.
+   * One `batch()` (one round trip, one transaction) per {@link ORDERS_PER_D1_BATCH} orders, of two
+   * statements ({@link insertJsonRows}): the order rows (their `RETURNING` names the ones that were new),
+   * then the tickets. An order given twice is `inserted` at most once.
    */
   async saveOrders(msgs: readonly OrderMessage[]): Promise<("inserted" | "exists")[]> {
     await delayIfFaulted("shard_slow", this.name);
@@ -50,17 +98,11 @@ export class D1OrderStore implements OrderStore {
     const now = new Date().toISOString();
     const out: ("inserted" | "exists")[] = [];
     for (const part of chunk([...msgs], ORDERS_PER_D1_BATCH)) {
-      const orderStatements = chunk(
-        part.map((msg) => orderColumns(msg, now)),
-        ORDERS_PER_STATEMENT,
-      ).map((rows) => this.db.insert(d1.orders).values(rows).onConflictDoNothing().returning({ id: d1.orders.id }));
-      const ticketStatements = chunk(part.flatMap(ticketColumns), TICKETS_PER_STATEMENT).map((rows) =>
-        this.db.insert(d1.tickets).values(rows).onConflictDoNothing(),
-      );
-      const [first, ...rest] = [...orderStatements, ...ticketStatements];
-      if (!first) continue;
-      const results = await this.db.batch([first, ...rest]);
-      const inserted = new Set(results.slice(0, orderStatements.length).flatMap((rows) => (rows as { id: string }[]).map((r) => r.id)));
+      const [newOrders] = await this.d1.batch<{ id: string }>([
+        this.d1.prepare(INSERT_ORDERS).bind(JSON.stringify(part.map((msg) => orderColumns(msg, now)))),
+        this.d1.prepare(INSERT_TICKETS).bind(JSON.stringify(part.flatMap(ticketColumns))),
+      ]);
+      const inserted = new Set(newOrders?.results.map((r) => r.id));
       for (const msg of part) {
         out.push(inserted.delete(msg.orderId) ? "inserted" : "exists");
       }
@@ -119,21 +161,23 @@ export class D1OrderStore implements OrderStore {
     return result ?? "already_sent";
   }
 
-  /** One `batch()` for all of them, {@link MAILS_PER_STATEMENT} rows a statement. */
+  /** One statement for all of them ({@link insertJsonRows}). */
   async recordMails(
     mails: readonly { orderId: string; userId: string; subject: string; body: string }[],
   ): Promise<("sent" | "already_sent")[]> {
+    if (!mails.length) return [];
     const now = new Date().toISOString();
-    const [first, ...rest] = chunk([...mails], MAILS_PER_STATEMENT).map((part) =>
-      this.db
-        .insert(d1.mailOutbox)
-        .values(part.map((m) => ({ ...m, createdAt: now, sentAt: now })))
-        .onConflictDoNothing()
-        .returning({ id: d1.mailOutbox.orderId }),
-    );
-    if (!first) return [];
-    const inserted = new Set((await this.db.batch([first, ...rest])).flat().map((r) => r.id));
-    return mails.map((m) => (inserted.has(m.orderId) ? "sent" : "already_sent"));
+    const rows = mails.map((mail) => ({
+      orderId: mail.orderId,
+      userId: mail.userId,
+      subject: mail.subject,
+      body: mail.body,
+      createdAt: now,
+      sentAt: now,
+    }));
+    const { results } = await this.d1.prepare(INSERT_MAILS).bind(JSON.stringify(rows)).all<{ id: string }>();
+    const inserted = new Set(results.map((r) => r.id));
+    return mails.map((mail) => (inserted.has(mail.orderId) ? "sent" : "already_sent"));
   }
 
   private async withTickets(rows: d1.OrderRow[]): Promise<StoredOrderRow[]> {
