@@ -859,7 +859,8 @@ export class Inventory extends DurableObject<Env> {
     }
     if (!sent.length) return;
     metric.queueMessages.inc({ queue: "orders", action: "sent" }, sent.length);
-    this.markOrdersSent(sent);
+    // Joins the next group commit (the holds and checkouts arriving meanwhile) rather than a commit of its own.
+    await this.group.run(() => this.markOrdersSent(sent), 0);
   }
 
   /**
@@ -881,9 +882,11 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /** The shard has these orders (the orders consumer confirms back): they leave the outbox. Idempotent. */
-  confirmStored(ids: string[]): void {
-    if (!this.config) return;
-    this.sql.exec("DELETE FROM order_outbox WHERE order_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
+  confirmStored(ids: string[]): Promise<void> {
+    // Group commit: shares a commit with the holds and checkouts arriving meanwhile.
+    return this.group.run(() => {
+      if (this.config) this.sql.exec("DELETE FROM order_outbox WHERE order_id IN (SELECT value FROM json_each(?))", JSON.stringify(ids));
+    }, 0);
   }
 
   /**

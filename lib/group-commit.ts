@@ -16,7 +16,8 @@ export class GroupCommit {
   /** @param observe Called with each group's size in items (metrics). */
   constructor(observe?: (size: number) => void) {
     this.gather = new Gather(async (calls) => {
-      observe?.(calls.reduce((n, c) => n + c.items, 0));
+      const items = calls.reduce((n, c) => n + c.items, 0);
+      if (items) observe?.(items);
       return calls.map(({ fn }) => {
         try {
           return { ok: true, value: fn() };
@@ -29,7 +30,8 @@ export class GroupCommit {
 
   /**
    * Runs `fn` with the calls that arrive before the next macrotask; resolves with its value (or its error).
-   * `items`: how many requests the call carries (a batched call carries several), for the metric.
+   * `items`: how many requests the call carries (a batched call carries several; 0 for bookkeeping that
+   * rides along), for the metric.
    */
   async run<T>(fn: () => T, items = 1): Promise<T> {
     const done = await this.gather.add({ fn, items });
