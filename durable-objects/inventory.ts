@@ -20,7 +20,7 @@ import {
 } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
-import type { Order, OrderMessage, RefundRecord, StoredOrder, TicketStatus } from "../lib/order";
+import { type Order, type OrderMessage, paidOrderOf, type RefundRecord, type StoredOrder, type TicketStatus } from "../lib/order";
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import {
@@ -540,12 +540,22 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Marks a hold in checkout sold and records its order durably, in one transaction. Answers null when it
-   * recorded `order` now (the caller has it: it is not sent back). Idempotent: a second call for the same
+   * Marks a hold in checkout sold and records its order (the paid-order `message` and its document,
+   * {@link paidOrderOf}) durably, in one transaction. Answers null when it recorded the order now (the
+   * caller has it: it is not sent back). Idempotent: a second call for the same
    * hold answers the order already stored.
    */
-  completeCheckout(holdId: string, order: StoredOrder, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder | null>> {
+  completeCheckout(holdId: string, message: OrderMessage, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder | null>> {
     void this.stallIfFaulted();
+    // The caller sends the message only (the order document is derived from it): half the payload.
+    const order: StoredOrder = {
+      id: message.orderId,
+      holdId,
+      userId: message.userId,
+      body: paidOrderOf(message),
+      message,
+      createdAt: Date.now(),
+    };
     // Group commit: the orders recorded in this macrotask share one storage commit.
     return this.group.run(() => this.recordOrder(holdId, order, forPaymentKey, handOff));
   }

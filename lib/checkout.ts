@@ -3,7 +3,16 @@ import { doCallError, type HoldDeps, holdLocation, type InventoryStub, inventory
 import type { HoldView } from "./inventory-types";
 import { log } from "./log";
 import { metric } from "./metric-catalog";
-import { type Order, type OrderMessage, orderMessage, type PendingOrder, type RefundRecord, type StoredOrder, type Ticket } from "./order";
+import {
+  type Order,
+  type OrderMessage,
+  orderMessage,
+  type PendingOrder,
+  paidOrderOf,
+  type RefundRecord,
+  type StoredOrder,
+  type Ticket,
+} from "./order";
 import {
   type ChargeAmount,
   type ChargeOutcome,
@@ -158,12 +167,12 @@ async function settleCharge(
   throw new ApiError("overloaded", "The order could not be completed; the charge was refunded. Please retry.", { retryAfterSeconds: 2 });
 }
 
-/** The order document of a hold's checkout: `paid` with its tickets, or `pending` (none until settled). */
-function orderOf<S extends "paid" | "pending">(holdId: string, hold: HoldView, status: S, tickets: Ticket[], createdAt: string) {
+/** The order of a checkout whose payment the provider has not settled yet (no tickets until it has). */
+function pendingView(holdId: string, hold: HoldView): PendingOrder {
   const loc = holdLocation(holdId);
   return {
     id: orderIdForHold(holdId),
-    status,
+    status: "pending",
     eventId: loc.eventId,
     sectionId: loc.sectionId,
     holdId,
@@ -171,13 +180,10 @@ function orderOf<S extends "paid" | "pending">(holdId: string, hold: HoldView, s
     quantity: hold.quantity,
     total: hold.total,
     currency: hold.currency,
-    tickets,
-    createdAt,
+    tickets: [],
+    createdAt: new Date().toISOString(),
   };
 }
-
-/** The order of a checkout whose payment the provider has not settled yet (no tickets until it has). */
-const pendingView = (holdId: string, hold: HoldView): PendingOrder => orderOf(holdId, hold, "pending", [], new Date().toISOString());
 
 /** A payment the provider made for a checkout attempt. */
 interface PaidAttempt {
@@ -205,7 +211,6 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
     seats: hold.seats,
     quantity: hold.quantity,
   });
-  const order: Order = orderOf(holdId, hold, "paid", tickets, createdAt);
   // Validated once, here: the DO stores it, the outbox re-sends it and sync mode stores it as is.
   const parsed = orderMessage.safeParse({
     v: 1,
@@ -230,11 +235,12 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
   let completed: Outcome<StoredOrder | null> | undefined;
   let stored: StoredOrder | undefined;
   for (let attempt = 0; message && attempt < 3 && !completed; attempt++) {
-    stored = { id: orderId, holdId, userId, body: order, message, createdAt: Date.now() };
+    stored = { id: orderId, holdId, userId, body: paidOrderOf(message), message, createdAt: Date.now() };
     try {
       // Write-behind: the DO hands the order to the orders queue itself, batched with the orders recorded
-      // alongside (one sendBatch and one commit for them, no second call from here).
-      completed = await inv.completeCheckout(holdId, stored, paid.payKey, !deps.awaitHandOff);
+      // alongside (one sendBatch and one commit for them, no second call from here). It is sent the
+      // message only and derives the same document from it.
+      completed = await inv.completeCheckout(holdId, message, paid.payKey, !deps.awaitHandOff);
     } catch (err) {
       log.error("completeCheckout failed", { orderId, attempt, error: String(err) });
     }

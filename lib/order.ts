@@ -84,6 +84,21 @@ export const orderMessage = orderSchema
   });
 export type OrderMessage = z.output<typeof orderMessage>;
 
+/** The order document of a paid-order message, as its buyer is answered when it is recorded (every ticket valid). */
+export const paidOrderOf = (m: OrderMessage): Order => ({
+  id: m.orderId,
+  status: "paid",
+  eventId: m.eventId,
+  sectionId: m.sectionId,
+  holdId: m.holdId,
+  seats: m.seats,
+  quantity: m.quantity,
+  total: m.total,
+  currency: m.currency,
+  tickets: m.tickets.map((t) => ({ ...t, status: "valid" })),
+  createdAt: m.paidAt,
+});
+
 /** A recorded order, as checkout stores it in the Inventory DO before answering. */
 export interface StoredOrder {
   id: string;

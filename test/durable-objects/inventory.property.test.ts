@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { Inventory } from "../../durable-objects/inventory";
 import type { EventRouting } from "../../lib/event-schema";
 import type { InventoryConfig } from "../../lib/inventory-types";
-import type { StoredOrder } from "../../lib/order";
+import type { OrderMessage } from "../../lib/order";
 
 /**
  * Random sequences of hold / release / expire / checkout (confirm or abort) against one Inventory DO,
@@ -26,17 +26,17 @@ const ROWS = [
 const SEAT_IDS = ROWS.flatMap((r) => Array.from({ length: r.seats }, (_, i) => `${r.id}-${i + 1}`));
 
 /** A recorded order for the model: the DO stores and returns it, it never reads its fields. */
-const storedOrder = (id: string, holdId: string, userId: string): StoredOrder => {
-  const createdAt = new Date().toISOString();
-  const tickets = [{ id: `${id}-t0`, seat: "GA-1", code: "c", status: "valid" as const }];
+const paidMessage = (id: string, holdId: string, userId: string): OrderMessage => {
+  const tickets = [{ id: `${id}-t0`, seat: "GA-1", code: "c" }];
   const doc = { eventId: "evt", sectionId: "sec", holdId, seats: [], quantity: 1, total: 0, currency: "EUR", tickets };
   return {
-    id,
-    holdId,
+    ...doc,
+    v: 1,
+    kind: "order.paid",
+    orderId: id,
     userId,
-    body: { ...doc, id, status: "paid", createdAt },
-    message: { ...doc, v: 1, kind: "order.paid", orderId: id, userId, paidAt: createdAt, payment: { provider: "sandbox", chargeId: "ch" } },
-    createdAt: Date.now(),
+    paidAt: new Date().toISOString(),
+    payment: { provider: "sandbox", chargeId: "ch" },
   };
 };
 
@@ -156,9 +156,9 @@ async function checkSequence(kind: "seated" | "ga", ops: Op[]): Promise<void> {
           inst.snapshot();
           expect(sql.exec<{ status: string }>("SELECT status FROM holds WHERE id = ?", h.id).one().status).toBe("checking_out");
           if (op.pay) {
-            const done = await inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user));
+            const done = await inst.completeCheckout(h.id, paidMessage(`o-${h.id}`, h.id, h.user));
             expect(done.ok).toBe(true);
-            expect((await inst.completeCheckout(h.id, storedOrder(`o-${h.id}`, h.id, h.user))).ok).toBe(true);
+            expect((await inst.completeCheckout(h.id, paidMessage(`o-${h.id}`, h.id, h.user))).ok).toBe(true);
             h.status = "sold";
           } else {
             const back = await inst.abortCheckout(h.id);
