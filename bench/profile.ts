@@ -35,6 +35,8 @@ const C = envInt("CONCURRENCY", 32, 1, 512);
 const PORT = envInt("PORT", 8795, 1_024, 65_000);
 const INSPECTOR = PORT + 1;
 const SAMPLING_US = envInt("SAMPLING_US", 200, 50, 10_000);
+/** The most one sample counts for (a few sampling intervals). */
+const MAX_SAMPLE_US = SAMPLING_US * 4;
 const high = { limit: 1_000_000, periodSeconds: 1 };
 const RATE_LIMITS =
   process.env.RATE_LIMITS ??
@@ -250,7 +252,9 @@ function attribute(p: Profile, isStubCall: (f: CallFrame) => boolean): Map<strin
   const out = new Map<string, number>();
   for (let i = 0; i < p.samples.length; i++) {
     const s = stepOf(p.samples[i] as number);
-    out.set(s, (out.get(s) ?? 0) + (p.timeDeltas[i] ?? 0));
+    // A sample after a gap (the thread descheduled, the inspector busy) would take the whole gap to its step:
+    // one sample once took a fifth of a phase. Each sample counts at most MAX_SAMPLE_US.
+    out.set(s, (out.get(s) ?? 0) + Math.min(p.timeDeltas[i] ?? 0, MAX_SAMPLE_US));
   }
   return out;
 }
