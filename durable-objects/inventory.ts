@@ -20,7 +20,7 @@ import {
 } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
-import { type Order, type OrderMessage, paidOrderOf, type RefundRecord, type StoredOrder, type TicketStatus } from "../lib/order";
+import { type OrderMessage, orderBodyOf, paidOrderOf, type RefundRecord, type StoredOrder, type TicketStatus } from "../lib/order";
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import {
@@ -592,7 +592,8 @@ export class Inventory extends DurableObject<Env> {
         order.id,
         holdId,
         order.userId,
-        JSON.stringify(order.body),
+        // "": the document is the message's own (orderBodyOf), not stored twice.
+        "",
         JSON.stringify(order.message),
         order.createdAt,
       );
@@ -1379,7 +1380,7 @@ export class Inventory extends DurableObject<Env> {
           id: r.id,
           holdId: r.hold_id,
           userId: r.user_id,
-          body: JSON.parse(r.body) as Order,
+          body: orderBodyOf(r),
           message: JSON.parse(r.message) as OrderMessage,
           createdAt: r.created_at,
         }

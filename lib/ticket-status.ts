@@ -1,6 +1,6 @@
 import { log } from "./log";
 import { metric } from "./metric-catalog";
-import type { Order, TicketStatus } from "./order";
+import { type Order, orderBodyOf, type TicketStatus } from "./order";
 import { type OrganizerEventMessage, sendOrganizerEvent } from "./organizer-webhooks";
 
 /**
@@ -67,10 +67,11 @@ interface OrderRow extends Record<string, SqlStorageValue> {
   id: string;
   user_id: string;
   body: string;
+  message: string;
 }
 
 const orderRow = (sql: SqlStorage, orderId: string): OrderRow | undefined =>
-  sql.exec<OrderRow>("SELECT id, user_id, body FROM orders WHERE id = ?", orderId).toArray()[0];
+  sql.exec<OrderRow>("SELECT id, user_id, body, message FROM orders WHERE id = ?", orderId).toArray()[0];
 
 const markOf = (sql: SqlStorage, ticketId: string): Mark | undefined =>
   sql
@@ -103,7 +104,7 @@ export function withTicketStatus(sql: SqlStorage, order: Order): Order {
 function findTicket(sql: SqlStorage, orderId: string, ticketId: string): { view: TicketView; userId: string; mark?: Mark } | undefined {
   const row = orderRow(sql, orderId);
   if (!row) return undefined;
-  const order = JSON.parse(row.body) as Order;
+  const order = orderBodyOf(row);
   const ticket = order.tickets.find((t) => t.id === ticketId);
   if (!ticket) return undefined;
   const mark = markOf(sql, ticketId);
@@ -208,12 +209,16 @@ export async function sendAnnouncements(sql: SqlStorage, queue: Queue, now: numb
  */
 export function checkInList(sql: SqlStorage, afterOrderId: string, limit: number): { rows: CheckInRow[]; next: string | null } {
   const orders = sql
-    .exec<{ id: string; body: string }>("SELECT id, body FROM orders WHERE id > ? ORDER BY id LIMIT ?", afterOrderId, limit)
+    .exec<{ id: string; body: string; message: string }>(
+      "SELECT id, body, message FROM orders WHERE id > ? ORDER BY id LIMIT ?",
+      afterOrderId,
+      limit,
+    )
     .toArray();
   const rows: CheckInRow[] = [];
   for (const o of orders) {
     const marks = marksOf(sql, o.id);
-    for (const t of (JSON.parse(o.body) as Order).tickets) {
+    for (const t of orderBodyOf(o).tickets) {
       const mark = marks.get(t.id);
       rows.push({
         ticketId: t.id,

@@ -1,7 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { type OrderMessage, orderMessage } from "../../lib/order";
+import { type OrderMessage, orderBodyOf, orderMessage, orderSchema, paidOrderOf } from "../../lib/order";
 import type { OrderStore } from "../../lib/order-rows";
 import { D1OrderStore } from "../../lib/order-store";
 import { shardFor } from "../../lib/shards";
@@ -235,6 +235,28 @@ describe("order message", () => {
     expect(orderMessage.safeParse({ ...msg, tickets: [] } as OrderMessage).success).toBe(false);
     expect(orderMessage.safeParse({ ...msg, tickets: [msg.tickets[0], msg.tickets[0]], quantity: 2 }).success).toBe(false);
     expect(orderMessage.safeParse({ ...msg, extra: "ignored", organizerId: "o" }).success).toBe(true);
+  });
+
+  it("is the order document an Inventory DO keeps: derived from the message, or read as an older row stored it", () => {
+    const msg = orderMsg("document", 2);
+    const doc = paidOrderOf(msg);
+    expect(doc).toEqual({
+      id: msg.orderId,
+      status: "paid",
+      eventId: msg.eventId,
+      sectionId: msg.sectionId,
+      holdId: msg.holdId,
+      seats: msg.seats,
+      quantity: msg.quantity,
+      total: msg.total,
+      currency: msg.currency,
+      tickets: msg.tickets.map((t) => ({ ...t, status: "valid" })),
+      createdAt: msg.paidAt,
+    });
+    expect(orderSchema.safeParse(doc).success).toBe(true);
+    expect(orderBodyOf({ body: "", message: JSON.stringify(msg) })).toEqual(doc);
+    const older = { ...doc, createdAt: "2026-12-01T10:00:00.000Z" };
+    expect(orderBodyOf({ body: JSON.stringify(older), message: JSON.stringify(msg) })).toEqual(older);
   });
 });
 
