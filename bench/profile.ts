@@ -113,6 +113,7 @@ const CONSUMERS = new Set([
   "buildSelection",
   "_prepare",
 ]);
+const CONSUMERS_STEP = "queue consumers (orders → D1 shard, notifications, analytics)";
 /** Scripts of the runtime whose frames belong to the consumers (D1). */
 const CONSUMER_URLS = new Set(["cloudflare-internal:d1-api"]);
 /** Functions whose own (self) time is mostly a Durable Object stub call (RPC serialization and dispatch). */
@@ -232,13 +233,13 @@ function attribute(p: Profile, isStubCall: (f: CallFrame) => boolean): Map<strin
         CONSUMERS.has(bare((byId.get(cur) as ProfileNode).callFrame.functionName)) ||
         CONSUMER_URLS.has((byId.get(cur) as ProfileNode).callFrame.url)
       )
-        step = "queue consumers (orders → D1 shard, notifications, analytics)";
+        step = CONSUMERS_STEP;
     let sql = !leaf.url && SQL_NATIVE.has(special);
     const serialization = !leaf.url && (special === "parse" || special === "stringify");
     for (let cur: number | undefined = id; step === undefined && cur !== undefined; cur = parent.get(cur)) {
       const f = (byId.get(cur) as ProfileNode).callFrame;
       if (!f.url && SQL_NATIVE.has(f.functionName)) sql = true;
-      const s = ours(f) ? (isStubCall(f) ? RPC_STEP : stepOfName.get(bare(f.functionName))) : undefined;
+      const s = ours(f) ? (isStubCall(f) ? RPC_STEP : (moduleStep(f) ?? stepOfName.get(bare(f.functionName)))) : undefined;
       if (!s) continue;
       if (sql && (s === "Inventory DO" || s === "LimitLedger DO" || s === "idempotency" || s === "rate limit (edge + Limiter DO)"))
         step = `SQLite in ${s}`;
@@ -261,10 +262,43 @@ function attribute(p: Profile, isStubCall: (f: CallFrame) => boolean): Map<strin
 
 /** The bundle's lines (to tell the rate limiter's stub call `check: (…) => ns.get(…).check(…)` from the DO's `check`). */
 let bundleLines: string[] | undefined;
-const isStubCall = (f: CallFrame): boolean => {
-  if (bare(f.functionName) !== "check") return false;
-  bundleLines ??= readFileSync(path.join(import.meta.dirname, "..", ".build", "worker", "index.js"), "utf8").split("\n");
-  return /ns\.get\(/.test(bundleLines[f.lineNumber] ?? "");
+const lines = (): string[] =>
+  (bundleLines ??= readFileSync(path.join(import.meta.dirname, "..", ".build", "worker", "index.js"), "utf8").split("\n"));
+const isStubCall = (f: CallFrame): boolean => bare(f.functionName) === "check" && /ns\.get\(/.test(lines()[f.lineNumber] ?? "");
+
+/**
+ * Modules whose frames are one step whatever their function names: names repeat across modules (the
+ * sandbox ledger's `record` and `write`, the mail sender's `send`, the log's `write`), and a consumer's
+ * frames lose the consumer's entry after an await.
+ */
+const MODULE_STEPS: [RegExp, string][] = [
+  [/^(queues\/|lib\/mail|lib\/order-store|lib\/organizer-webhooks|lib\/buyer-notices)/, CONSUMERS_STEP],
+  [/^(lib\/payments\.ts|durable-objects\/sandbox-ledger\.ts)$/, "payment (sandbox)"],
+  [/^(lib\/log\.ts|lib\/metrics\.ts|lib\/metric-catalog\.ts|lib\/otel\.ts)$/, "logging and metrics"],
+];
+/** The bundle's module markers (esbuild's `// <path>` line before each module's code), by line. */
+let modules: { line: number; path: string }[] | undefined;
+const moduleOf = (line: number): string | undefined => {
+  modules ??= lines().flatMap((l, i) => {
+    const m = /^\/\/ ((?:lib|queues|workers|durable-objects|node_modules)\/\S+\.[cm]?[jt]s)$/.exec(l);
+    return m ? [{ line: i, path: m[1] as string }] : [];
+  });
+  let lo = 0;
+  let hi = modules.length - 1;
+  let found: string | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const m = modules[mid] as { line: number; path: string };
+    if (m.line <= line) {
+      found = m.path;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found;
+};
+const moduleStep = (f: CallFrame): string | undefined => {
+  const mod = moduleOf(f.lineNumber);
+  return mod === undefined ? undefined : MODULE_STEPS.find(([re]) => re.test(mod))?.[1];
 };
 
 // ───────────────────────────── the run ─────────────────────────────
