@@ -1,9 +1,9 @@
-import { and, asc, desc, eq, getTableName, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
-import type { SQLiteColumn, SQLiteTable } from "drizzle-orm/sqlite-core";
 import { chunk } from "./chunk";
 import { config } from "./config";
 import { countingD1 } from "./d1-counter";
+import { insertJsonRows } from "./d1-json-rows";
 import * as d1 from "./db/shard-schema";
 import { delayIfFaulted, failIfFaulted } from "./faults";
 import type { OrderMessage, OrderRefundedMessage } from "./order";
@@ -21,20 +21,6 @@ import { PgOrderStore } from "./order-store-pg";
 /** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (their rows stay far below D1's 2 MB a value). */
 const ORDERS_PER_D1_BATCH = 50;
 
-/**
- * `INSERT INTO table (…) SELECT … FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`: any number of rows
- * in one statement that binds one parameter, the rows as a JSON array. D1 binds at most 100 parameters a
- * statement, so one parameter a column took a statement per few rows, each built and bound apart.
- * `columns` maps each key of the rows to its column (names from the schema); keys in `json` hold JSON
- * values, stored as JSON text. (drizzle's `batch()` cannot run a raw statement with parameters, so these
- * go to the D1 binding itself.)
- */
-function insertJsonRows(table: SQLiteTable, columns: Record<string, SQLiteColumn>, json: ReadonlySet<string> = new Set()): string {
-  const keys = Object.keys(columns);
-  const names = keys.map((k) => `"${(columns[k] as SQLiteColumn).name}"`).join(", ");
-  const values = keys.map((k) => `value ${json.has(k) ? "->" : "->>"} '$.${k}'`).join(", ");
-  return `INSERT INTO "${getTableName(table)}" (${names}) SELECT ${values} FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`;
-}
 const { orders: o, tickets: t, mailOutbox: m } = d1;
 /** The rows of `orderColumns`; answers the ids it inserted. */
 const INSERT_ORDERS = `${insertJsonRows(

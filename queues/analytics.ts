@@ -1,21 +1,26 @@
-import { drizzle } from "drizzle-orm/d1";
 import { type AnalyticsEvent, analyticsEventSchema } from "../lib/analytics-event";
-import { chunk } from "../lib/chunk";
 import { countingD1 } from "../lib/d1-counter";
-import { analyticsEvents } from "../lib/db/catalog-schema";
+import { insertJsonRows } from "../lib/d1-json-rows";
+import { analyticsEvents as a } from "../lib/db/catalog-schema";
 import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
-/** Rows per INSERT: D1 binds at most 100 parameters per statement, a row binds 7. */
-const ROWS_PER_STATEMENT = 14;
+/** The batch's events in one statement (lib/d1-json-rows.ts). */
+const INSERT_EVENTS = insertJsonRows(a, {
+  id: a.id,
+  kind: a.kind,
+  eventId: a.eventId,
+  at: a.at,
+  userId: a.userId,
+  quantity: a.quantity,
+  amount: a.amount,
+});
 
 /**
- * Appends a batch of raw events to the catalog D1 (`analytics_events`) in one `batch()` (one
- * transaction); redeliveries and replays are ignored by primary key. Invalid messages become dead letters
+ * Appends a batch of raw events to the catalog D1 (`analytics_events`) in one statement; redeliveries and replays are ignored by primary key. Invalid messages become dead letters
  * at once; a failed write retries the valid ones with exponential backoff and full jitter (after
  * max_retries they land in the dead-letter queue).
  */
 export async function consumeAnalytics(batch: MessageBatch, deps: { catalog: D1Database; deadLetter: DeadLetterSink }): Promise<void> {
-  const db = drizzle(countingD1(deps.catalog, "catalog"));
   const valid: { msg: Message; e: AnalyticsEvent }[] = [];
   for (const msg of batch.messages) {
     const e = await parseOrDeadLetter(analyticsEventSchema, batch.queue, msg, deps.deadLetter);
@@ -30,10 +35,9 @@ export async function consumeAnalytics(batch: MessageBatch, deps: { catalog: D1D
     quantity: e.quantity,
     amount: e.amount,
   }));
-  const [first, ...rest] = chunk(rows, ROWS_PER_STATEMENT).map((part) => db.insert(analyticsEvents).values(part).onConflictDoNothing());
-  if (!first) return;
+  if (!rows.length) return;
   try {
-    await db.batch([first, ...rest]);
+    await countingD1(deps.catalog, "catalog").prepare(INSERT_EVENTS).bind(JSON.stringify(rows)).run();
   } catch (err) {
     for (const { msg, e } of valid) retryLater(batch.queue, msg, { analyticsId: e.id }, err);
     return;

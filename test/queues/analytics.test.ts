@@ -76,12 +76,11 @@ describe("analytics consumer", () => {
 
   it("retries every valid event with backoff when the catalog write fails", async () => {
     const eventId = `evt_an_${freshTag()}`;
-    const failing = {
-      prepare: (sql: string) => env.CATALOG_DB.prepare(sql),
-      batch: async () => {
-        throw new Error("D1_ERROR: catalog overloaded");
-      },
-    } as unknown as D1Database;
+    const fail = async () => {
+      throw new Error("D1_ERROR: catalog overloaded");
+    };
+    // Every write fails, however it is made (one statement or a batch).
+    const failing = { prepare: () => ({ bind: () => ({ run: fail, all: fail, first: fail }) }), batch: fail } as unknown as D1Database;
     const { batch, outcomes } = recordingBatch(
       "breakwater-analytics",
       [1, 2, 3].map((i) => ({ kind: "hold.expired", eventId, at: at(i) })),
