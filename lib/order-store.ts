@@ -18,7 +18,7 @@ import { PgOrderStore } from "./order-store-pg";
 
 // ───────────────────────────── D1 ─────────────────────────────
 
-/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (their rows stay far below D1's 2 MB a value). */
+/** Orders written per D1 `batch()` by {@link D1OrderStore.saveOrders} (each statement's JSON stays below D1's 2 MB a value: at most 50 tickets an order). */
 const ORDERS_PER_D1_BATCH = 50;
 
 const { orders: o, tickets: t, mailOutbox: m } = d1;
