@@ -10,6 +10,7 @@ import { b64url } from "../../lib/signing";
 import { app } from "../../workers/app";
 import { call, createEvent, type EventBody, type Problem, tokenFor } from "../helpers";
 import { expectInventoryInvariants } from "../inventory-helpers";
+import { eventually } from "../queues/helpers";
 
 /**
  * The security cases every route shares (as Unkey's `runCommonRouteTests`), run for every operation of the
@@ -263,6 +264,16 @@ beforeAll(async () => {
   if (paid.status !== 201) throw new Error(`order failed: ${paid.status} ${await paid.text()}`);
   const { order } = (await paid.json()) as { order: { id: string; tickets: { id: string }[] } };
   f = { event, holdId, orderId: order.id, ticketId: order.tickets[0]?.id ?? "", buyerA };
+  // The Inventory DO tells buyer A's LimitLedger of the sale with its next alarm (about a second later):
+  // the fixtures are still until then, or a test's before/after snapshot would straddle that settlement.
+  const ledger = limitStub(env.LIMIT_LEDGER, event, BUYER_A);
+  await eventually(async () =>
+    (
+      await runInDurableObject(ledger, (_: LimitLedger, state) =>
+        state.storage.sql.exec<{ state: string }>("SELECT state FROM reservations WHERE hold_id = ?", paidHold).toArray(),
+      )
+    ).some((r) => r.state === "sold"),
+  );
 });
 beforeEach(() => resetBreakers());
 
