@@ -276,7 +276,7 @@ export function recordCancellation(sql: SqlStorage, reason: string | undefined, 
   const total = sql
     .exec<{ n: number }>(
       `SELECT count(*) AS n FROM orders o WHERE (SELECT count(*) FROM ticket_marks m WHERE m.order_id = o.id)
-         < json_array_length(json_extract(iif(o.body = '', o.message, o.body), '$.tickets'))`,
+         < json_array_length(json_extract(o.message, '$.tickets'))`,
     )
     .one().n;
   sql.exec(

@@ -547,23 +547,14 @@ export class Inventory extends DurableObject<Env> {
    */
   completeCheckout(holdId: string, message: OrderMessage, forPaymentKey?: string, handOff = false): Promise<Outcome<StoredOrder | null>> {
     void this.stallIfFaulted();
-    // The caller sends the message only (the order document is derived from it): half the payload.
-    const order: StoredOrder = {
-      id: message.orderId,
-      holdId,
-      userId: message.userId,
-      body: paidOrderOf(message),
-      message,
-      createdAt: Date.now(),
-    };
     // Group commit: the orders recorded in this macrotask share one storage commit.
-    return this.group.run(() => this.recordOrder(holdId, order, forPaymentKey, handOff));
+    return this.group.run(() => this.recordOrder(holdId, message, forPaymentKey, handOff));
   }
 
   /** {@link completeCheckout}'s decision and transaction. */
   private recordOrder(
     holdId: string,
-    order: StoredOrder,
+    message: OrderMessage,
     forPaymentKey: string | undefined,
     handOff: boolean,
   ): Outcome<StoredOrder | null> {
@@ -584,21 +575,25 @@ export class Inventory extends DurableObject<Env> {
     if (this.cancelled) return fail("event_cancelled", "This event was cancelled during checkout.");
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
-      this.sql.exec("UPDATE holds SET status = 'sold', order_id = ? WHERE id = ?", order.id, holdId);
+      this.sql.exec("UPDATE holds SET status = 'sold', order_id = ? WHERE id = ?", message.orderId, holdId);
       this.moveHoldSeats(row, "sold");
       this.sql.exec("UPDATE counters SET held = held - ?, sold = sold + ? WHERE id = 0", row.quantity, row.quantity);
       this.sql.exec(
         "INSERT INTO orders (id, hold_id, user_id, body, message, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        order.id,
+        message.orderId,
         holdId,
-        order.userId,
+        message.userId,
         // "": the document is the message's own (orderBodyOf), not stored twice.
         "",
-        JSON.stringify(order.message),
-        order.createdAt,
+        JSON.stringify(message),
+        now,
       );
       // Outbox: the order stays here until its shard confirms it (confirmStored).
-      this.sql.exec("INSERT OR IGNORE INTO order_outbox (order_id, due_at, attempts) VALUES (?, ?, 0)", order.id, now + OUTBOX_RESEND_MS);
+      this.sql.exec(
+        "INSERT OR IGNORE INTO order_outbox (order_id, due_at, attempts) VALUES (?, ?, 0)",
+        message.orderId,
+        now + OUTBOX_RESEND_MS,
+      );
       this.noteLedger(holdId);
     });
     this.counts.held -= row.quantity;
@@ -611,7 +606,7 @@ export class Inventory extends DurableObject<Env> {
     void this.settleLedgerSoon(holdId, row.expires_at, now);
     // The hand-off to the orders queue, after the answer and with the orders recorded alongside (the
     // output gate sends nothing before the commit); a failure leaves the order to the outbox.
-    if (handOff) void this.handingOff.add(order.message);
+    if (handOff) void this.handingOff.add(message);
     return ok(null);
   }
 
@@ -1375,16 +1370,9 @@ export class Inventory extends DurableObject<Env> {
         id,
       )
       .toArray()[0];
-    return r
-      ? {
-          id: r.id,
-          holdId: r.hold_id,
-          userId: r.user_id,
-          body: orderBodyOf(r),
-          message: JSON.parse(r.message) as OrderMessage,
-          createdAt: r.created_at,
-        }
-      : undefined;
+    if (!r) return undefined;
+    const message = JSON.parse(r.message) as OrderMessage;
+    return { id: r.id, holdId: r.hold_id, userId: r.user_id, body: orderBodyOf(r.body, message), message, createdAt: r.created_at };
   }
 
   private view(row: HoldRow): HoldView {

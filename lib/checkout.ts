@@ -233,9 +233,10 @@ async function recordPaidOrder(deps: CheckoutDeps, inv: InventoryStub, paid: Pai
   const message = parsed.success ? parsed.data : null;
 
   let completed: Outcome<StoredOrder | null> | undefined;
-  let stored: StoredOrder | undefined;
+  const stored: StoredOrder | undefined = message
+    ? { id: orderId, holdId, userId, body: paidOrderOf(message), message, createdAt: Date.now() }
+    : undefined;
   for (let attempt = 0; message && attempt < 3 && !completed; attempt++) {
-    stored = { id: orderId, holdId, userId, body: paidOrderOf(message), message, createdAt: Date.now() };
     try {
       // Write-behind: the DO hands the order to the orders queue itself, batched with the orders recorded
       // alongside (one sendBatch and one commit for them, no second call from here). It is sent the

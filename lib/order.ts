@@ -88,8 +88,8 @@ export type OrderMessage = z.output<typeof orderMessage>;
  * The order document an Inventory DO keeps in `orders.body`: "" when it is the message's own
  * ({@link paidOrderOf}; every order recorded since the body was derived), else the document as stored.
  */
-export const orderBodyOf = (row: { body: string; message: string }): Order =>
-  row.body ? (JSON.parse(row.body) as Order) : paidOrderOf(JSON.parse(row.message) as OrderMessage);
+export const orderBodyOf = (body: string, message: OrderMessage | string): Order =>
+  body ? (JSON.parse(body) as Order) : paidOrderOf(typeof message === "string" ? (JSON.parse(message) as OrderMessage) : message);
 
 /** The order document of a paid-order message, as its buyer is answered when it is recorded (every ticket valid). */
 export const paidOrderOf = (m: OrderMessage): Order => ({

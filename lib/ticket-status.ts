@@ -104,7 +104,7 @@ export function withTicketStatus(sql: SqlStorage, order: Order): Order {
 function findTicket(sql: SqlStorage, orderId: string, ticketId: string): { view: TicketView; userId: string; mark?: Mark } | undefined {
   const row = orderRow(sql, orderId);
   if (!row) return undefined;
-  const order = orderBodyOf(row);
+  const order = orderBodyOf(row.body, row.message);
   const ticket = order.tickets.find((t) => t.id === ticketId);
   if (!ticket) return undefined;
   const mark = markOf(sql, ticketId);
@@ -218,7 +218,7 @@ export function checkInList(sql: SqlStorage, afterOrderId: string, limit: number
   const rows: CheckInRow[] = [];
   for (const o of orders) {
     const marks = marksOf(sql, o.id);
-    for (const t of orderBodyOf(o).tickets) {
+    for (const t of orderBodyOf(o.body, o.message).tickets) {
       const mark = marks.get(t.id);
       rows.push({
         ticketId: t.id,

@@ -254,9 +254,9 @@ describe("order message", () => {
       createdAt: msg.paidAt,
     });
     expect(orderSchema.safeParse(doc).success).toBe(true);
-    expect(orderBodyOf({ body: "", message: JSON.stringify(msg) })).toEqual(doc);
+    expect(orderBodyOf("", JSON.stringify(msg))).toEqual(doc);
     const older = { ...doc, createdAt: "2026-12-01T10:00:00.000Z" };
-    expect(orderBodyOf({ body: JSON.stringify(older), message: JSON.stringify(msg) })).toEqual(older);
+    expect(orderBodyOf(JSON.stringify(older), JSON.stringify(msg))).toEqual(older);
   });
 });
 
