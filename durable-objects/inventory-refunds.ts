@@ -189,13 +189,14 @@ export function refundPart(sql: SqlStorage, key: string): { chargeKey: string; a
  * not confirmed by the orders consumer after 30 s, doubling per attempt up to 10 minutes (like the order
  * outbox: the consumer is idempotent, so a second copy changes nothing).
  */
-export function refundOutboxDue(sql: SqlStorage, now: number, limit = 100): string[] {
+export function refundOutboxDue(sql: SqlStorage, now: number, only: string | null = null, limit = 100): string[] {
   return sql
     .exec<{ refund_key: string }>(
       `SELECT p.refund_key FROM refund_parts p JOIN refunds r ON r.idempotency_key = p.refund_key
-       WHERE p.confirmed = 0 AND r.status <> 'pending'
-         AND (p.sent_at IS NULL OR p.sent_at + min(30000 * (1 << max(p.attempts - 1, 0)), 600000) <= ?)
-       ORDER BY p.created_at LIMIT ?`,
+       WHERE p.confirmed = 0 AND r.status <> 'pending' AND (?1 IS NULL OR p.refund_key = ?1)
+         AND (p.sent_at IS NULL OR p.sent_at + min(30000 * (1 << max(p.attempts - 1, 0)), 600000) <= ?2)
+       ORDER BY p.created_at LIMIT ?3`,
+      only,
       now,
       limit,
     )
@@ -237,9 +238,18 @@ export function refundedMessage(sql: SqlStorage, key: string, order: (id: string
   });
 }
 
-/** Notes `order.refunded` messages as handed to the queue. */
+/**
+ * Notes `order.refunded` messages as being handed to the queue. Called before the send, with no await
+ * between the due check and this, so a second sender (the alarm while a refund's own send is in flight)
+ * finds them not due and does not send them again.
+ */
 export function markRefundsSent(sql: SqlStorage, keys: string[], now: number): void {
   for (const k of keys) sql.exec("UPDATE refund_parts SET sent_at = ?, attempts = attempts + 1 WHERE refund_key = ?", now, k);
+}
+
+/** The send of these messages failed: they are due again at once (undoes {@link markRefundsSent}). */
+export function unmarkRefundsSent(sql: SqlStorage, keys: string[]): void {
+  for (const k of keys) sql.exec("UPDATE refund_parts SET sent_at = NULL, attempts = max(attempts - 1, 0) WHERE refund_key = ?", k);
 }
 
 /** The orders consumer stored these refunds in the shard: they leave the outbox. */

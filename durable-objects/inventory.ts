@@ -791,7 +791,8 @@ export class Inventory extends DurableObject<Env> {
   async settleRefund(key: string): Promise<boolean> {
     if (!this.config) return false;
     if (!(await this.tryRefund(key))) return false;
-    await this.sendRefunded([key]);
+    // Unless the alarm sent it meanwhile (it settles pending refunds too).
+    await this.sendRefunded(refunds.refundOutboxDue(this.sql, Date.now(), key));
     return true;
   }
 
@@ -1049,14 +1050,20 @@ export class Inventory extends DurableObject<Env> {
     this.rescheduleAlarm();
   }
 
-  /** Hands settled refunds' `order.refunded` messages to the orders queue (re-sent until the consumer confirms). */
+  /**
+   * Hands due `order.refunded` messages to the orders queue (re-sent until the consumer confirms). `keys`
+   * come from {@link refunds.refundOutboxDue} with no await since: they are marked sent before the send,
+   * so the refund's own send and the alarm's never both send one message.
+   */
   private async sendRefunded(keys: string[]): Promise<void> {
     const messages = keys.flatMap((k) => refunds.refundedMessage(this.sql, k, (id) => this.orderRow(id)) ?? []);
     if (!messages.length) return;
+    const sent = messages.map((m) => m.refundKey);
+    refunds.markRefundsSent(this.sql, sent, Date.now());
     try {
       await this.env.ORDERS_QUEUE.sendBatch(messages.map((body) => ({ body, contentType: "json" as const })));
-      refunds.markRefundsSent(this.sql, keys, Date.now());
     } catch (err) {
+      refunds.unmarkRefundsSent(this.sql, sent);
       log.error("refund messages not queued; the alarm retries", { count: messages.length, error: String(err) });
       this.scheduleAlarm(Date.now() + 5_000);
     }

@@ -63,4 +63,71 @@ describe("Inventory DO: the refund outbox", () => {
     }
     expect(rows).toBe(1);
   });
+
+  it("sends a refund's message once when two senders race, and keeps it due when the queue refuses it", async () => {
+    const organizer = await tokenFor("org-refund-race", "organizer");
+    const ev = await createEvent(organizer);
+    const buyer = await tokenFor("refund-race-buyer");
+    const h = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "a", seats: ["1-5"] } });
+    const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+    const paid = await call("/v1/orders", {
+      method: "POST",
+      token: buyer,
+      json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
+    });
+    const orderId = ((await paid.json()) as { order: { id: string } }).order.id;
+    const refunded = await call(`/v1/orders/${orderId}/refund`, {
+      method: "POST",
+      token: organizer,
+      json: {},
+      headers: { "Idempotency-Key": "race-1" },
+    });
+    expect(refunded.status).toBe(200);
+    const loc = parseLocatedId("ord", orderId);
+    if (!loc) throw new Error("order id not located");
+    const stub = inventoryStub(env.INVENTORY, loc);
+    const part = () =>
+      runInDurableObject(stub, (_i: Inventory, state) =>
+        state.storage.sql
+          .exec<PartRow & { refund_key: string }>(
+            "SELECT refund_key, sent_at, attempts, confirmed FROM refund_parts WHERE order_id = ?",
+            orderId,
+          )
+          .one(),
+      );
+    await eventually(async () => (await part()).confirmed === 1);
+    const key = (await part()).refund_key;
+    const unsent = () =>
+      runInDurableObject(stub, (_i: Inventory, state) => {
+        state.storage.sql.exec("UPDATE refund_parts SET confirmed = 0, sent_at = NULL, attempts = 0 WHERE order_id = ?", orderId);
+      });
+
+    // Two settlements of one refund at once (the route's and a retry's): the second finds it sent.
+    await unsent();
+    await runInDurableObject(stub, (inv: Inventory) => Promise.all([inv.settleRefund(key), inv.settleRefund(key)]));
+    expect((await part()).attempts).toBe(1);
+    await eventually(async () => (await part()).confirmed === 1);
+
+    // The queue refuses the send: the part stays unsent and due, so the next sender sends it.
+    await unsent();
+    const refusing = {
+      sendBatch: async () => {
+        throw new Error("queue unavailable");
+      },
+    } as unknown as Queue;
+    await runInDurableObject(stub, async (inv: Inventory) => {
+      const self = inv as unknown as { env: Env };
+      const real = self.env;
+      self.env = { ...real, ORDERS_QUEUE: refusing };
+      try {
+        expect(await inv.settleRefund(key)).toBe(true);
+      } finally {
+        self.env = real;
+      }
+    });
+    expect(await part()).toMatchObject({ sent_at: null, attempts: 0, confirmed: 0 });
+    expect(await runInDurableObject(stub, (inv: Inventory) => inv.settleRefund(key))).toBe(true);
+    expect((await part()).attempts).toBe(1);
+    await eventually(async () => (await part()).confirmed === 1);
+  });
 });
