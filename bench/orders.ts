@@ -2,7 +2,9 @@
  * bench/orders: orders accepted per second end to end (hold + pay + answer) with the write-behind design,
  * the queue's drain into 1, 2 and 4 order shards, the same checkout done synchronously (the order written
  * to its shard before answering), both again with a slow shard and through a shard outage, and a
- * PostgreSQL checkout baseline behind a minimal Node HTTP server, at the same concurrency.
+ * PostgreSQL checkout baseline behind a minimal Node HTTP server, at the same concurrency. Saturation: the
+ * healthy write-behind run (2 shards) and the baseline also run at each of SATURATION's concurrencies, and
+ * each one's saturation throughput is its highest orders/s whose p99 stays within 1 s.
  *
  * Path: HTTP over loopback → workerd via miniflare with unsafeDirectSockets (no dev proxy) → edge →
  * LimitLedger + Inventory DOs → sandbox payment (tok_ok) → orders queue → consumer → D1 shard(s).
@@ -22,7 +24,8 @@
  * reached the mail sink. p99 is each checkout's hold + order time. Mail goes over HTTP to a local stand-in
  * of the mail API (bench/lib/mail-sink.ts), as production sends it; `MAIL=mailbox` keeps the local KV mailbox.
  *
- * Env: ORDERS (1200), CONCURRENCY (32), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
+ * Env: ORDERS (1200), CONCURRENCY (32: the stated load of every run), SATURATION ("32,64,128,256": the steps of
+ * the saturation runs; "" for none), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
  * SCENARIOS ("healthy,slow,outage"), SLOW_MS (50), OUTAGE_SECONDS (30), SKIP ("pg" to skip the baseline),
  * MAIL (sink; the sink listens on PORT+4), GA_SHARDS (1: the section in one Inventory DO, as the baseline keeps it in one
  * table; a large sale spreads a GA section over several, each on its own machine in production, where locally
@@ -44,6 +47,11 @@ import { runInfo, writeResults } from "./lib/results.ts";
 const root = path.resolve(import.meta.dirname, "..");
 const N = envInt("ORDERS", 1_200, 1, 1_000_000);
 const C = envInt("CONCURRENCY", 32, 1, 1_024);
+/** The concurrencies of the saturation runs (the stated load C among them). */
+const STEPS = [...new Set([C, ...(process.env.SATURATION ?? "32,64,128,256").split(",").filter(Boolean).map(Number)])].sort((a, b) => a - b);
+if (STEPS.some((c) => !Number.isInteger(c) || c < 1 || c > 1_024)) throw new Error("SATURATION: concurrencies 1..1024, comma-separated");
+/** The p99 a saturation step may reach (the project's definition of saturation throughput). */
+const SATURATION_P99_MS = 1_000;
 const PORT = envInt("PORT", 8797, 1_024, 65_000);
 const SHARD_COUNTS = (process.env.SHARDS ?? "1,2,4").split(",").map(Number);
 const SCENARIOS = new Set((process.env.SCENARIOS ?? "healthy,slow,outage").split(",").filter(Boolean));
@@ -61,6 +69,8 @@ interface Run {
   mode: "write-behind" | "synchronous" | "postgres";
   fault: Fault;
   shards: number;
+  /** Concurrent buyers (closed loop). */
+  concurrency: number;
   orders: number;
   seconds: number;
   ordersPerSecond: number;
@@ -84,8 +94,9 @@ interface Run {
   unmailed?: number;
 }
 
-/** Runs checkouts with `C` concurrent buyers until `n` are done and at least `minSeconds` have passed. */
+/** Runs checkouts with `concurrency` buyers until `n` are done and at least `minSeconds` have passed. */
 async function closedLoop(
+  concurrency: number,
   n: number,
   minSeconds: number,
   checkoutOnce: (i: number) => Promise<boolean>,
@@ -96,7 +107,7 @@ async function closedLoop(
   const started = performance.now();
   const more = () => next < n || performance.now() - started < minSeconds * 1000;
   await Promise.all(
-    Array.from({ length: C }, async () => {
+    Array.from({ length: concurrency }, async () => {
       while (more()) {
         const i = next++;
         const t0 = performance.now();
@@ -109,10 +120,17 @@ async function closedLoop(
   return { latencies, errors, seconds: (performance.now() - started) / 1000 };
 }
 
-const summary = (mode: Run["mode"], fault: Fault, shards: number, r: { latencies: number[]; errors: number; seconds: number }): Run => ({
+const summary = (
+  mode: Run["mode"],
+  fault: Fault,
+  shards: number,
+  concurrency: number,
+  r: { latencies: number[]; errors: number; seconds: number },
+): Run => ({
   mode,
   fault,
   shards,
+  concurrency,
   orders: r.latencies.length,
   seconds: r.seconds,
   ordersPerSecond: r.latencies.length / r.seconds,
@@ -152,7 +170,7 @@ async function mailsIn(sink: MailSink, n: number): Promise<{ at: number; missing
   return { at: performance.now(), missing: Math.max(0, n - sink.received()) };
 }
 
-async function runBreakwater(mode: "write-behind" | "synchronous", shards: number, fault: Fault): Promise<Run> {
+async function runBreakwater(mode: "write-behind" | "synchronous", shards: number, fault: Fault, concurrency = C): Promise<Run> {
   mail?.reset();
   const bw = await startBreakwater(PORT, {
     ORDER_SHARDS: ALL_SHARDS.slice(0, shards).join(","),
@@ -165,7 +183,7 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     const admin = await bw.token("bench-admin", "admin");
     const minSeconds = fault === "outage" ? OUTAGE_SECONDS + 10 : 0;
     const most = Math.max(N, minSeconds * 400);
-    const buyerCount = Math.ceil(most / 40) + C;
+    const buyerCount = Math.ceil(most / 40) + concurrency;
     const buyers = await Promise.all(Array.from({ length: buyerCount }, (_, i) => bw.token(buyerId("bench-buyer", i), "buyer")));
     const now = Date.now();
     const created = await bw.request(
@@ -189,7 +207,7 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
     const pid = workerdOf("scripts/serve.ts", PORT);
     const cpu0 = pid === undefined ? undefined : cpuSeconds(pid);
     const started = performance.now();
-    const r = await closedLoop(N, minSeconds, async (i) => {
+    const r = await closedLoop(concurrency, N, minSeconds, async (i) => {
       const token = buyers[i % buyerCount] as string;
       const h = await bw.request("POST", `/v1/events/${eventId}/holds`, { sectionId: "ga", quantity: 1 }, token);
       if (h.status !== 201) {
@@ -204,7 +222,7 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
       }
       return true;
     });
-    const result = summary(mode, fault, shards, r);
+    const result = summary(mode, fault, shards, concurrency, r);
     const cpu1 = pid === undefined ? undefined : cpuSeconds(pid);
     if (cpu0 !== undefined && cpu1 !== undefined) result.cpuMsPerOrder = ((cpu1 - cpu0) * 1000) / result.orders;
     const drained = await drain(bw, admin, eventId);
@@ -224,8 +242,8 @@ async function runBreakwater(mode: "write-behind" | "synchronous", shards: numbe
   }
 }
 
-/** The PostgreSQL checkout baseline: POST /hold then POST /checkout over loopback HTTP, `C` buyers. */
-async function runPostgres(): Promise<Run> {
+/** The PostgreSQL checkout baseline: POST /hold then POST /checkout over loopback HTTP, `concurrency` buyers. */
+async function runPostgres(concurrency = C): Promise<Run> {
   await ensureBenchDatabase();
   const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: 1, onnotice: () => {} });
   try {
@@ -248,7 +266,7 @@ async function runPostgres(): Promise<Run> {
     child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     child.on("exit", (code) => reject(new Error(`baseline server exited ${code}`)));
   });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency * 2 });
   const post = (p: string, body: unknown) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
       const data = JSON.stringify(body);
@@ -267,7 +285,7 @@ async function runPostgres(): Promise<Run> {
       req.end(data);
     });
   try {
-    const r = await closedLoop(N, 0, async () => {
+    const r = await closedLoop(concurrency, N, 0, async () => {
       const h = await post("/hold", {});
       if (h.status !== 201) return false;
       const { holdId } = JSON.parse(h.body) as { holdId: string };
@@ -289,7 +307,7 @@ async function runPostgres(): Promise<Run> {
     } finally {
       await check.end();
     }
-    return summary("postgres", "none", 1, r);
+    return summary("postgres", "none", 1, concurrency, r);
   } finally {
     agent.destroy();
     child.kill("SIGTERM");
@@ -297,24 +315,25 @@ async function runPostgres(): Promise<Run> {
 }
 
 console.log(
-  `bench/orders: ${N} orders (hold + pay), ${C} concurrent buyers, GA section in ${GA_SHARDS} Inventory DO(s), ${os.cpus().length} cores`,
+  `bench/orders: ${N} orders (hold + pay), ${C} concurrent buyers (saturation steps ${STEPS.join(", ")}), GA section in ${GA_SHARDS} Inventory DO(s), ${os.cpus().length} cores`,
 );
 console.log("Path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → DOs → sandbox payment → queue → D1 shards\n");
 const runs: Run[] = [];
 const f = (n: number | undefined, d = 0) => (n === undefined ? "–" : n.toFixed(d));
 const show = (r: Run) =>
   console.log(
-    `  ${r.mode}${r.fault === "none" ? "" : ` (${r.fault} shard)`}, ${r.shards} shard(s): ${f(r.ordersPerSecond)} orders/s, p99 ${f(r.p99)} ms` +
+    `  ${r.mode}${r.fault === "none" ? "" : ` (${r.fault} shard)`}, ${r.shards} shard(s), ${r.concurrency} buyers: ${f(r.ordersPerSecond)} orders/s, p99 ${f(r.p99)} ms` +
       (r.cpuMsPerOrder === undefined ? "" : `, workerd CPU ${f(r.cpuMsPerOrder, 2)} ms/order`) +
       (r.drainPerSecond === undefined ? "" : `, in the shards after ${f(r.drainedAfterSeconds, 1)} s, lost ${r.lost}`) +
       (r.mailedAfterSeconds === undefined ? "" : `, mailed after ${f(r.mailedAfterSeconds, 1)} s, unmailed ${r.unmailed}`),
   );
 const syncShards = SHARD_COUNTS.includes(2) ? 2 : (SHARD_COUNTS[0] ?? 1);
 if (SCENARIOS.has("healthy")) {
-  for (const shards of SHARD_COUNTS) {
-    runs.push(await runBreakwater("write-behind", shards, "none"));
-    show(runs.at(-1) as Run);
-  }
+  for (const shards of SHARD_COUNTS)
+    for (const c of shards === syncShards ? STEPS : [C]) {
+      runs.push(await runBreakwater("write-behind", shards, "none", c));
+      show(runs.at(-1) as Run);
+    }
   runs.push(await runBreakwater("synchronous", syncShards, "none"));
   show(runs.at(-1) as Run);
 }
@@ -325,25 +344,50 @@ for (const fault of ["slow", "outage"] as const) {
     show(runs.at(-1) as Run);
   }
 }
-if (!SKIP.has("pg")) {
-  runs.push(await runPostgres());
-  show(runs.at(-1) as Run);
-}
+if (!SKIP.has("pg"))
+  for (const c of SCENARIOS.has("healthy") ? STEPS : [C]) {
+    runs.push(await runPostgres(c));
+    show(runs.at(-1) as Run);
+  }
 
 console.log(
-  "\n| mode | shard fault | shards | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | all in shards after (s) | drain/s per shard | lost | all mailed after (s) | unmailed |",
+  "\n| mode | shard fault | shards | buyers | orders | orders/s | p50 ms | p95 ms | p99 ms | errors | all in shards after (s) | drain/s per shard | lost | all mailed after (s) | unmailed |",
 );
-console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of runs)
   console.log(
-    `| ${r.mode} | ${r.fault} | ${r.shards} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerShardPerSecond)} | ${r.lost ?? "–"} | ${f(r.mailedAfterSeconds, 1)} | ${r.unmailed ?? "–"} |`,
+    `| ${r.mode} | ${r.fault} | ${r.shards} | ${r.concurrency} | ${r.orders} | ${f(r.ordersPerSecond)} | ${f(r.p50, 1)} | ${f(r.p95, 1)} | ${f(r.p99, 1)} | ${r.errors} | ${f(r.drainedAfterSeconds, 1)} | ${f(r.drainPerShardPerSecond)} | ${r.lost ?? "–"} | ${f(r.mailedAfterSeconds, 1)} | ${r.unmailed ?? "–"} |`,
   );
-const find = (mode: Run["mode"], fault: Fault) =>
-  runs.find((r) => r.mode === mode && r.fault === fault && (mode === "postgres" || r.shards === syncShards));
+const candidates = (mode: Run["mode"], fault: Fault) =>
+  runs.filter((r) => r.mode === mode && r.fault === fault && (mode === "postgres" || r.shards === syncShards));
+/** The run at the stated load C. */
+const find = (mode: Run["mode"], fault: Fault) => candidates(mode, fault).find((r) => r.concurrency === C);
+/** The saturation run: the highest rate over the steps whose p99 stays within 1 s. */
+const saturated = (mode: Run["mode"]) =>
+  candidates(mode, "none")
+    .filter((r) => r.p99 <= SATURATION_P99_MS && r.orders > 0)
+    .sort((a, b) => b.ordersPerSecond - a.ordersPerSecond)[0];
 const healthy = find("write-behind", "none");
 const pg = find("postgres", "none");
 if (healthy && pg)
-  console.log(`\nBreakwater write-behind / PostgreSQL checkouts: ${(healthy.ordersPerSecond / pg.ordersPerSecond).toFixed(2)}×`);
+  console.log(
+    `\nBreakwater write-behind / PostgreSQL checkouts at ${C} buyers: ${(healthy.ordersPerSecond / pg.ordersPerSecond).toFixed(2)}×`,
+  );
+const satWb = saturated("write-behind");
+const satPg = saturated("postgres");
+const saturation =
+  satWb && satPg
+    ? {
+        writeBehind: { concurrency: satWb.concurrency, ordersPerSecond: satWb.ordersPerSecond, p99: satWb.p99 },
+        postgres: { concurrency: satPg.concurrency, ordersPerSecond: satPg.ordersPerSecond, p99: satPg.p99 },
+        ratio: satWb.ordersPerSecond / satPg.ordersPerSecond,
+      }
+    : undefined;
+if (saturation)
+  console.log(
+    `At saturation (steps ${STEPS.join(", ")}, p99 <= ${SATURATION_P99_MS} ms): write-behind ${f(satWb?.ordersPerSecond)} orders/s (${satWb?.concurrency} buyers, p99 ${f(satWb?.p99)} ms), ` +
+      `PostgreSQL ${f(satPg?.ordersPerSecond)} (${satPg?.concurrency} buyers, p99 ${f(satPg?.p99)} ms): ${saturation.ratio.toFixed(2)}×`,
+  );
 for (const fault of ["slow", "outage"] as const) {
   const wb = find("write-behind", fault);
   const sync = find("synchronous", fault);
@@ -357,6 +401,8 @@ const file = writeResults("orders", {
   ...runInfo(),
   orders: N,
   concurrency: C,
+  saturationSteps: STEPS,
+  saturation,
   gaShards: GA_SHARDS,
   slowMs: SLOW_MS,
   outageSeconds: OUTAGE_SECONDS,
