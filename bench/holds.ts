@@ -9,10 +9,13 @@
  * Node HTTP server (bench/lib/baseline-server.ts) driven over the same loopback HTTP as Breakwater.
  *
  * Each run sells out the section: `C` concurrent buyers loop "hold 1 place" until sold out; holds/s =
- * places held / time. After each Breakwater run the answers must count exactly the capacity and the
- * published availability must show every place held (invariant 1).
+ * places held / time, p99 of the holds answered. After each Breakwater run the answers must count exactly
+ * the capacity and the published availability must show every place held (invariant 1). Saturation:
+ * Breakwater's sections (a fresh event per step) and the PostgreSQL baseline behind HTTP also run at each
+ * of SATURATION's concurrencies; each one's saturation throughput is its highest holds/s with p99 <= 1 s.
  *
- * Env: SEATS (2000), CONCURRENCY (64), PORT (8799), SHARDS ("1,2,4,8"), SKIP ("pg,redis" to skip).
+ * Env: SEATS (2000), CONCURRENCY (64), SATURATION ("64,128,256"; "" for none), PORT (8799), SHARDS
+ * ("1,2,4,8"), SKIP ("pg,redis" to skip).
  * Needs PostgreSQL at 127.0.0.1:5432 (creates the database breakwater_bench if missing) and Redis at 127.0.0.1:6379.
  */
 import { spawn } from "node:child_process";
@@ -22,7 +25,7 @@ import path from "node:path";
 import postgres from "postgres";
 import { createClient } from "redis";
 import { ensureBenchDatabase } from "./lib/bench-db.ts";
-import { startBreakwater } from "./lib/breakwater-process.ts";
+import { percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { envInt } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
@@ -32,26 +35,37 @@ const C = envInt("CONCURRENCY", 64, 1, 1_024);
 const PORT = envInt("PORT", 8799, 1_024, 65_535);
 const SHARDS = (process.env.SHARDS ?? "1,2,4,8").split(",").map(Number);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
-const BUYERS = Math.max(C * 4, Math.ceil(SEATS / 10) + C);
-/** Runs `C` workers that each call `attempt()` until it reports sold out. Returns holds/s and counts. */
+/** The concurrencies of the saturation runs (the stated load C among them). */
+const STEPS = [...new Set([C, ...(process.env.SATURATION ?? "64,128,256").split(",").filter(Boolean).map(Number)])].sort((a, b) => a - b);
+if (STEPS.some((c) => !Number.isInteger(c) || c < 1 || c > 1_024)) throw new Error("SATURATION: concurrencies 1..1024, comma-separated");
+/** The p99 a saturation step may reach (the project's definition of saturation throughput). */
+const SATURATION_P99_MS = 1_000;
+const BUYERS = Math.max(Math.max(...STEPS) * 4, Math.ceil(SEATS / 10) + Math.max(...STEPS));
+/** Runs `concurrency` workers that each call `attempt()` until it reports sold out. Returns holds/s, counts and the holds' p99. */
 async function race(
+  concurrency: number,
   attempt: (worker: number, n: number) => Promise<"held" | "retry" | "sold_out">,
-): Promise<{ held: number; seconds: number; perSecond: number; retries: number }> {
+): Promise<{ concurrency: number; held: number; seconds: number; perSecond: number; retries: number; p99: number }> {
   let held = 0;
   let retries = 0;
+  const latencies: number[] = [];
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: C }, async (_, w) => {
+    Array.from({ length: concurrency }, async (_, w) => {
       for (let n = 0; ; n++) {
+        const t0 = performance.now();
         const r = await attempt(w, n);
-        if (r === "held") held++;
-        else if (r === "retry") retries++;
+        if (r === "held") {
+          held++;
+          latencies.push(performance.now() - t0);
+        } else if (r === "retry") retries++;
         else return;
       }
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { held, seconds, perSecond: held / seconds, retries };
+  latencies.sort((a, b) => a - b);
+  return { concurrency, held, seconds, perSecond: held / seconds, retries, p99: percentile(latencies, 99) };
 }
 
 /** Sum and count of `breakwater_group_commit_size` per object, from /metrics. */
@@ -81,20 +95,34 @@ interface Row {
   /** Breakwater: mean requests per storage commit, per Durable Object class (lib/group-commit.ts). */
   requestsPerCommit?: Record<string, number>;
   scenario: string;
+  /** Concurrent buyers (closed loop). */
+  concurrency: number;
   held: number;
+  /** p99 of the holds answered, ms. */
+  p99: number;
   seconds: number;
   perSecond: number;
   retries: number;
 }
 
 async function benchBreakwater(rows: Row[]): Promise<void> {
-  const bw = await startBreakwater(PORT, {}, C * 2);
+  const bw = await startBreakwater(PORT, {}, Math.max(...STEPS) * 2);
   const request = bw.request;
+  let organizer = "";
+  let buyers: string[] = [];
+  let metrics = async (): Promise<string> => "";
   try {
-    const organizer = await bw.token("bench-organizer", "organizer");
+    organizer = await bw.token("bench-organizer", "organizer");
     const admin = await bw.token("bench-admin", "admin");
-    const metrics = async () => (await request("GET", "/metrics", undefined, admin)).body;
-    const buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
+    metrics = async () => (await request("GET", "/metrics", undefined, admin)).body;
+    buyers = await Promise.all(Array.from({ length: BUYERS }, (_, i) => bw.token(`bench-buyer-${i}`, "buyer")));
+    for (const c of STEPS) await sellOutEvent(c);
+  } finally {
+    await bw.stop();
+  }
+
+  /** One fresh event with every section, each sold out by `c` buyers. */
+  async function sellOutEvent(c: number): Promise<void> {
     const now = Date.now();
     const rowsOfSeats = Array.from({ length: Math.ceil(SEATS / 100) }, (_, i) => ({
       id: `r${i + 1}`,
@@ -126,7 +154,7 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
     for (const s of sections) {
       const metricsBefore = await metrics();
       let next = 1;
-      const r = await race(async () => {
+      const r = await race(c, async () => {
         const b = buyers[(next++ % (BUYERS - 1)) + 1] as string;
         const res = await request("POST", `/v1/events/${eventId}/holds`, { sectionId: s.id, quantity: 1 }, b);
         if (res.status === 201) return "held";
@@ -155,11 +183,9 @@ async function benchBreakwater(rows: Row[]): Promise<void> {
         requestsPerCommit,
       });
       console.log(
-        `  ${rows.at(-1)?.scenario}: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s; requests per commit ${JSON.stringify(requestsPerCommit)}`,
+        `  ${rows.at(-1)?.scenario}, ${c} buyers: ${r.held + 1} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s, p99 ${r.p99.toFixed(0)} ms; requests per commit ${JSON.stringify(requestsPerCommit)}`,
       );
     }
-  } finally {
-    await bw.stop();
   }
 }
 
@@ -173,7 +199,7 @@ async function benchPostgres(rows: Row[]): Promise<void> {
     await sql`INSERT INTO seats (id, section) SELECT 's' || g, 'hot' FROM generate_series(1, ${SEATS}) g`;
     await sql`ANALYZE seats`;
     let n = 0;
-    const r = await race(async () => {
+    const r = await race(C, async () => {
       const holdId = `h${n++}`;
       const taken = await sql.begin(
         (tx) => tx`
@@ -217,7 +243,7 @@ async function benchRedis(rows: Row[]): Promise<void> {
       );
     const sha = await first.scriptLoad(HOLD_LUA);
     let n = 0;
-    const r = await race(async (w) => {
+    const r = await race(C, async (w) => {
       const client = clients[w % clients.length] ?? first;
       const holdId = `h${n++}`;
       const seat = await client.evalSha(sha, {
@@ -236,7 +262,7 @@ async function benchRedis(rows: Row[]): Promise<void> {
 }
 
 /** The same baseline behind a Node HTTP server (bench/lib/baseline-server.ts), driven over loopback HTTP. */
-async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<void> {
+async function benchBehindHttp(rows: Row[], backend: "pg" | "redis", c = C): Promise<void> {
   if (backend === "pg") {
     const sql = postgres({ host: "127.0.0.1", port: 5432, user: "postgres", database: "breakwater_bench", max: 1, onnotice: () => {} });
     await sql`UPDATE seats SET status = 'available', hold_id = NULL, held_until = NULL`;
@@ -259,7 +285,7 @@ async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<vo
     child.stdout?.on("data", (d: Buffer) => d.toString().includes("ready") && resolve());
     child.on("exit", (code) => reject(new Error(`baseline server exited ${code}`)));
   });
-  const agent = new http.Agent({ keepAlive: true, maxSockets: C * 2 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: c * 2 });
   const post = () =>
     new Promise<number>((resolve, reject) => {
       const req = http.request(
@@ -274,14 +300,16 @@ async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<vo
       req.end("{}");
     });
   try {
-    const r = await race(async () => {
+    const r = await race(c, async () => {
       const status = await post();
       if (status === 201) return "held";
       if (status === 409) return "sold_out";
       throw new Error(`baseline answered ${status}`);
     });
     rows.push({ scenario: `${backend === "pg" ? "postgres" : "redis"} behind Node HTTP`, ...r });
-    console.log(`  ${backend} behind HTTP: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s`);
+    console.log(
+      `  ${backend} behind HTTP, ${c} buyers: ${r.held} held in ${r.seconds.toFixed(2)} s → ${r.perSecond.toFixed(0)} holds/s, p99 ${r.p99.toFixed(0)} ms`,
+    );
   } finally {
     agent.destroy();
     child.kill("SIGTERM");
@@ -289,24 +317,42 @@ async function benchBehindHttp(rows: Row[], backend: "pg" | "redis"): Promise<vo
 }
 
 const rows: Row[] = [];
-console.log(`bench/holds: ${SEATS} places per section, ${C} concurrent buyers, ${os.cpus().length} cores`);
+console.log(
+  `bench/holds: ${SEATS} places per section, ${C} concurrent buyers (saturation steps ${STEPS.join(", ")}), ${os.cpus().length} cores`,
+);
 console.log("Breakwater path: HTTP → workerd (miniflare, unsafeDirectSockets, no dev proxy) → edge → LimitLedger DO → Inventory DO");
 await benchBreakwater(rows);
 if (!SKIP.has("pg")) {
   await benchPostgres(rows);
-  await benchBehindHttp(rows, "pg");
+  for (const c of STEPS) await benchBehindHttp(rows, "pg", c);
 }
 if (!SKIP.has("redis")) {
   await benchRedis(rows);
   await benchBehindHttp(rows, "redis");
 }
 
-const seated = rows.find((r) => r.scenario.startsWith("breakwater seated"));
-console.log("\n| scenario | places held | seconds | holds/s | vs Breakwater seated |");
-console.log("|---|---:|---:|---:|---:|");
+const seated = rows.find((r) => r.scenario.startsWith("breakwater seated") && r.concurrency === C);
+console.log("\n| scenario | buyers | places held | seconds | holds/s | p99 ms | vs Breakwater seated |");
+console.log("|---|---:|---:|---:|---:|---:|---:|");
 for (const r of rows)
   console.log(
-    `| ${r.scenario} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`,
+    `| ${r.scenario} | ${r.concurrency} | ${r.held} | ${r.seconds.toFixed(2)} | ${r.perSecond.toFixed(0)} | ${r.p99.toFixed(0)} | ${seated ? (r.perSecond / seated.perSecond).toFixed(2) : "-"}× |`,
   );
-const file = writeResults("holds", { ...runInfo(), seats: SEATS, concurrency: C, rows });
+/** Each scenario's saturation run: its highest holds/s over the steps whose p99 stays within 1 s. */
+const saturation: Record<string, { concurrency: number; perSecond: number; p99: number }> = {};
+for (const r of rows)
+  if (r.p99 <= SATURATION_P99_MS && r.perSecond > (saturation[r.scenario]?.perSecond ?? 0))
+    saturation[r.scenario] = { concurrency: r.concurrency, perSecond: r.perSecond, p99: r.p99 };
+const pgHttp = saturation["postgres behind Node HTTP"];
+if (pgHttp) {
+  console.log(
+    `\nAt saturation (steps ${STEPS.join(", ")}, p99 <= ${SATURATION_P99_MS} ms), ÷ PostgreSQL behind HTTP (${pgHttp.perSecond.toFixed(0)} holds/s, ${pgHttp.concurrency} buyers):`,
+  );
+  for (const [scenario, s] of Object.entries(saturation))
+    if (scenario.startsWith("breakwater"))
+      console.log(
+        `  ${scenario}: ${s.perSecond.toFixed(0)} holds/s (${s.concurrency} buyers, p99 ${s.p99.toFixed(0)} ms): ${(s.perSecond / pgHttp.perSecond).toFixed(2)}×`,
+      );
+}
+const file = writeResults("holds", { ...runInfo(), seats: SEATS, concurrency: C, saturationSteps: STEPS, saturation, rows });
 console.log(`\nwrote ${file}`);
