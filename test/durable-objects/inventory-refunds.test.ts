@@ -7,36 +7,43 @@ import { inventoryStub } from "../../lib/holds";
 import { call, createEvent, tokenFor } from "../helpers";
 import { eventually } from "../queues/helpers";
 
-type PartRow = { sent_at: number | null; attempts: number; confirmed: number };
+type PartRow = { refund_key: string; sent_at: number | null; attempts: number; confirmed: number };
+
+/** A paid order of one seat, refunded whole by its organizer; its Inventory DO and its refund part. */
+async function refundedOrder(tag: string, seat: string) {
+  const organizer = await tokenFor(`org-refund-${tag}`, "organizer");
+  const ev = await createEvent(organizer);
+  const buyer = await tokenFor(`refund-${tag}-buyer`);
+  const h = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "a", seats: [seat] } });
+  const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
+  const paid = await call("/v1/orders", {
+    method: "POST",
+    token: buyer,
+    json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
+  });
+  const orderId = ((await paid.json()) as { order: { id: string } }).order.id;
+  const refunded = await call(`/v1/orders/${orderId}/refund`, {
+    method: "POST",
+    token: organizer,
+    json: {},
+    headers: { "Idempotency-Key": `${tag}-1` },
+  });
+  expect(refunded.status).toBe(200);
+  const loc = parseLocatedId("ord", orderId);
+  if (!loc) throw new Error("order id not located");
+  const stub = inventoryStub(env.INVENTORY, loc);
+  const part = () =>
+    runInDurableObject(stub, (_i: Inventory, state) =>
+      state.storage.sql
+        .exec<PartRow>("SELECT refund_key, sent_at, attempts, confirmed FROM refund_parts WHERE order_id = ?", orderId)
+        .one(),
+    );
+  return { orderId, stub, part };
+}
 
 describe("Inventory DO: the refund outbox", () => {
   it("sends order.refunded once the provider confirmed, re-sends an unconfirmed one from its alarm, and stops once the shard confirms", async () => {
-    const organizer = await tokenFor("org-refund-outbox", "organizer");
-    const ev = await createEvent(organizer);
-    const buyer = await tokenFor("refund-outbox-buyer");
-    const h = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "a", seats: ["2-5"] } });
-    const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
-    const paid = await call("/v1/orders", {
-      method: "POST",
-      token: buyer,
-      json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
-    });
-    const orderId = ((await paid.json()) as { order: { id: string } }).order.id;
-    const refunded = await call(`/v1/orders/${orderId}/refund`, {
-      method: "POST",
-      token: organizer,
-      json: {},
-      headers: { "Idempotency-Key": "outbox-1" },
-    });
-    expect(refunded.status).toBe(200);
-
-    const loc = parseLocatedId("ord", orderId);
-    if (!loc) throw new Error("order id not located");
-    const stub = inventoryStub(env.INVENTORY, loc);
-    const part = () =>
-      runInDurableObject(stub, (_i: Inventory, state) =>
-        state.storage.sql.exec<PartRow>("SELECT sent_at, attempts, confirmed FROM refund_parts WHERE order_id = ?", orderId).one(),
-      );
+    const { orderId, stub, part } = await refundedOrder("outbox", "2-5");
     // Sent by the refund itself and confirmed by the orders consumer once the shard has it.
     await eventually(async () => (await part()).confirmed === 1);
     expect((await part()).attempts).toBe(1);
@@ -65,36 +72,7 @@ describe("Inventory DO: the refund outbox", () => {
   });
 
   it("sends a refund's message once when two senders race, and keeps it due when the queue refuses it", async () => {
-    const organizer = await tokenFor("org-refund-race", "organizer");
-    const ev = await createEvent(organizer);
-    const buyer = await tokenFor("refund-race-buyer");
-    const h = await call(`/v1/events/${ev.id}/holds`, { method: "POST", token: buyer, json: { sectionId: "a", seats: ["1-5"] } });
-    const holdId = ((await h.json()) as { hold: { id: string } }).hold.id;
-    const paid = await call("/v1/orders", {
-      method: "POST",
-      token: buyer,
-      json: { holdId, payment: { method: "sandbox", token: "tok_ok" } },
-    });
-    const orderId = ((await paid.json()) as { order: { id: string } }).order.id;
-    const refunded = await call(`/v1/orders/${orderId}/refund`, {
-      method: "POST",
-      token: organizer,
-      json: {},
-      headers: { "Idempotency-Key": "race-1" },
-    });
-    expect(refunded.status).toBe(200);
-    const loc = parseLocatedId("ord", orderId);
-    if (!loc) throw new Error("order id not located");
-    const stub = inventoryStub(env.INVENTORY, loc);
-    const part = () =>
-      runInDurableObject(stub, (_i: Inventory, state) =>
-        state.storage.sql
-          .exec<PartRow & { refund_key: string }>(
-            "SELECT refund_key, sent_at, attempts, confirmed FROM refund_parts WHERE order_id = ?",
-            orderId,
-          )
-          .one(),
-      );
+    const { orderId, stub, part } = await refundedOrder("race", "1-5");
     await eventually(async () => (await part()).confirmed === 1);
     const key = (await part()).refund_key;
     const unsent = () =>
