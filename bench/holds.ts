@@ -26,7 +26,7 @@ import postgres from "postgres";
 import { createClient } from "redis";
 import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { percentile, startBreakwater } from "./lib/breakwater-process.ts";
-import { envInt } from "./lib/options.ts";
+import { envInt, SATURATION_P99_MS, saturationSteps } from "./lib/options.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -36,10 +36,7 @@ const PORT = envInt("PORT", 8799, 1_024, 65_535);
 const SHARDS = (process.env.SHARDS ?? "1,2,4,8").split(",").map(Number);
 const SKIP = new Set((process.env.SKIP ?? "").split(",").filter(Boolean));
 /** The concurrencies of the saturation runs (the stated load C among them). */
-const STEPS = [...new Set([C, ...(process.env.SATURATION ?? "64,128,256").split(",").filter(Boolean).map(Number)])].sort((a, b) => a - b);
-if (STEPS.some((c) => !Number.isInteger(c) || c < 1 || c > 1_024)) throw new Error("SATURATION: concurrencies 1..1024, comma-separated");
-/** The p99 a saturation step may reach (the project's definition of saturation throughput). */
-const SATURATION_P99_MS = 1_000;
+const STEPS = saturationSteps(C, "64,128,256");
 const BUYERS = Math.max(Math.max(...STEPS) * 4, Math.ceil(SEATS / 10) + Math.max(...STEPS));
 /** Runs `concurrency` workers that each call `attempt()` until it reports sold out. Returns holds/s, counts and the holds' p99. */
 async function race(

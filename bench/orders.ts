@@ -40,7 +40,7 @@ import postgres from "postgres";
 import { ensureBenchDatabase } from "./lib/bench-db.ts";
 import { type BreakwaterProcess, percentile, startBreakwater } from "./lib/breakwater-process.ts";
 import { benchMail, buyerId, type MailSink } from "./lib/mail-sink.ts";
-import { envInt } from "./lib/options.ts";
+import { envInt, SATURATION_P99_MS, saturationSteps } from "./lib/options.ts";
 import { cpuSeconds, workerdOf } from "./lib/proc-cpu.ts";
 import { runInfo, writeResults } from "./lib/results.ts";
 
@@ -48,10 +48,7 @@ const root = path.resolve(import.meta.dirname, "..");
 const N = envInt("ORDERS", 1_200, 1, 1_000_000);
 const C = envInt("CONCURRENCY", 32, 1, 1_024);
 /** The concurrencies of the saturation runs (the stated load C among them). */
-const STEPS = [...new Set([C, ...(process.env.SATURATION ?? "32,64,128,256").split(",").filter(Boolean).map(Number)])].sort((a, b) => a - b);
-if (STEPS.some((c) => !Number.isInteger(c) || c < 1 || c > 1_024)) throw new Error("SATURATION: concurrencies 1..1024, comma-separated");
-/** The p99 a saturation step may reach (the project's definition of saturation throughput). */
-const SATURATION_P99_MS = 1_000;
+const STEPS = saturationSteps(C, "32,64,128,256");
 const PORT = envInt("PORT", 8797, 1_024, 65_000);
 const SHARD_COUNTS = (process.env.SHARDS ?? "1,2,4").split(",").map(Number);
 const SCENARIOS = new Set((process.env.SCENARIOS ?? "healthy,slow,outage").split(",").filter(Boolean));
