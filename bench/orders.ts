@@ -27,6 +27,7 @@
  * Env: ORDERS (1200), CONCURRENCY (32: the stated load of every run), SATURATION ("32,64,128,256": the steps of
  * the saturation runs; "" for none), PORT (8797; the baseline PORT+3), SHARDS ("1,2,4"),
  * SCENARIOS ("healthy,slow,outage"), SLOW_MS (50), OUTAGE_SECONDS (30), SKIP ("pg" to skip the baseline),
+ * BASELINE_POOL (the baseline server's PostgreSQL connections, 32),
  * MAIL (sink; the sink listens on PORT+4), GA_SHARDS (1: the section in one Inventory DO, as the baseline keeps it in one
  * table; a large sale spreads a GA section over several, each on its own machine in production, where locally
  * they all share workerd's one thread), RESULTS_TAG. Needs PostgreSQL at 127.0.0.1:5432 for the baseline (database breakwater_bench, created

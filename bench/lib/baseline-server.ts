@@ -4,7 +4,7 @@
  * LOCKED`) or Redis (a Lua script), and, for PostgreSQL, `POST /checkout` `{"holdId"}`: one transaction
  * that marks the hold's seat sold and inserts the order row and its ticket row (tables `orders` and
  * `tickets`, created by bench/orders). `node bench/lib/baseline-server.ts <pg|redis> <port> <section>`;
- * prints "ready". No auth, no validation beyond JSON, no per-customer limit, no payment: it is the floor of
+ * prints "ready". Env BASELINE_POOL: PostgreSQL connections (or Redis clients), default 32. No auth, no validation beyond JSON, no per-customer limit, no payment: it is the floor of
  * such a service's cost.
  */
 import http from "node:http";
@@ -13,7 +13,7 @@ import { createClient } from "redis";
 
 const [backend, portArg, section = "hot"] = process.argv.slice(2);
 const port = Number(portArg);
-const POOL = 32;
+const POOL = Math.max(1, Math.min(256, Number(process.env.BASELINE_POOL ?? 32) || 32));
 
 type Hold = (holdId: string) => Promise<string | null>;
 let hold: Hold;
