@@ -20,7 +20,7 @@ import {
 } from "../lib/inventory-types";
 import { log } from "../lib/log";
 import { metric } from "../lib/metric-catalog";
-import { type OrderMessage, orderBodyOf, paidOrderOf, type RefundRecord, type StoredOrder, type TicketStatus } from "../lib/order";
+import { type OrderMessage, orderBodyOf, type RefundRecord, type StoredOrder, type TicketStatus } from "../lib/order";
 import { paymentProvider } from "../lib/payment-methods";
 import { fail, type Outcome, ok } from "../lib/problem";
 import {
@@ -540,8 +540,8 @@ export class Inventory extends DurableObject<Env> {
   }
 
   /**
-   * Marks a hold in checkout sold and records its order (the paid-order `message` and its document,
-   * {@link paidOrderOf}) durably, in one transaction. Answers null when it recorded the order now (the
+   * Marks a hold in checkout sold and records its order (the paid-order `message`; its document is derived,
+   * {@link orderBodyOf}) durably, in one transaction. Answers null when it recorded the order now (the
    * caller has it: it is not sent back). Idempotent: a second call for the same
    * hold answers the order already stored.
    */

@@ -25,35 +25,28 @@ const { orders: o, tickets: t, mailOutbox: m } = d1;
 /** The rows of `orderColumns`; answers the ids it inserted. */
 const INSERT_ORDERS = `${insertJsonRows(
   o,
-  {
-    id: o.id,
-    userId: o.userId,
-    eventId: o.eventId,
-    sectionId: o.sectionId,
-    holdId: o.holdId,
-    seats: o.seats,
-    quantity: o.quantity,
-    total: o.total,
-    currency: o.currency,
-    paidAt: o.paidAt,
-    paymentProvider: o.paymentProvider,
-    chargeId: o.chargeId,
-    traceId: o.traceId,
-    storedAt: o.storedAt,
-  },
+  [
+    "id",
+    "userId",
+    "eventId",
+    "sectionId",
+    "holdId",
+    "seats",
+    "quantity",
+    "total",
+    "currency",
+    "paidAt",
+    "paymentProvider",
+    "chargeId",
+    "traceId",
+    "storedAt",
+  ],
   new Set(["seats"]),
 )} RETURNING "${o.id.name}" AS id`;
 /** The rows of `ticketColumns`. */
-const INSERT_TICKETS = insertJsonRows(t, { id: t.id, orderId: t.orderId, seat: t.seat, code: t.code });
+const INSERT_TICKETS = insertJsonRows(t, ["id", "orderId", "seat", "code"]);
 /** Mail outbox rows; answers the order ids it inserted. */
-const INSERT_MAILS = `${insertJsonRows(m, {
-  orderId: m.orderId,
-  userId: m.userId,
-  subject: m.subject,
-  body: m.body,
-  createdAt: m.createdAt,
-  sentAt: m.sentAt,
-})} RETURNING "${m.orderId.name}" AS id`;
+const INSERT_MAILS = `${insertJsonRows(m, ["orderId", "userId", "subject", "body", "createdAt", "sentAt"])} RETURNING "${m.orderId.name}" AS id`;
 
 /** D1 shard: orders and their tickets written together, one `batch()` (a transaction) per {@link ORDERS_PER_D1_BATCH}. */
 export class D1OrderStore implements OrderStore {
@@ -153,14 +146,7 @@ export class D1OrderStore implements OrderStore {
   ): Promise<("sent" | "already_sent")[]> {
     if (!mails.length) return [];
     const now = new Date().toISOString();
-    const rows = mails.map((mail) => ({
-      orderId: mail.orderId,
-      userId: mail.userId,
-      subject: mail.subject,
-      body: mail.body,
-      createdAt: now,
-      sentAt: now,
-    }));
+    const rows = mails.map((mail) => ({ ...mail, createdAt: now, sentAt: now }));
     const { results } = await this.d1.prepare(INSERT_MAILS).bind(JSON.stringify(rows)).all<{ id: string }>();
     const inserted = new Set(results.map((r) => r.id));
     return mails.map((mail) => (inserted.has(mail.orderId) ? "sent" : "already_sent"));

@@ -5,15 +5,7 @@ import { analyticsEvents as a } from "../lib/db/catalog-schema";
 import { acknowledge, type DeadLetterSink, parseOrDeadLetter, retryLater } from "./consume";
 
 /** The batch's events in one statement (lib/d1-json-rows.ts). */
-const INSERT_EVENTS = insertJsonRows(a, {
-  id: a.id,
-  kind: a.kind,
-  eventId: a.eventId,
-  at: a.at,
-  userId: a.userId,
-  quantity: a.quantity,
-  amount: a.amount,
-});
+const INSERT_EVENTS = insertJsonRows(a, ["id", "kind", "eventId", "at", "userId", "quantity", "amount"]);
 
 /**
  * Appends a batch of raw events to the catalog D1 (`analytics_events`) in one statement; redeliveries and replays are ignored by primary key. Invalid messages become dead letters
